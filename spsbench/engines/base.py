@@ -1,0 +1,46 @@
+"""The engine interface: turn (prompt, n, seeds) requests into completions, streamed as they finish.
+
+Engines know nothing about tasks, grading or the store. The evaluator hands them only the samples
+still missing, each with its own seed (spsbench.config.sample_seed), so resume is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Protocol
+
+from spsbench.config import SamplingConfig
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    key: str                       # opaque to the engine (the evaluator uses the problem id)
+    prompt: str                    # user-message text; the engine applies the chat template per SamplingConfig
+    sample_indices: tuple[int, ...]  # which samples of this prompt to produce
+    seeds: tuple[int, ...]         # one seed per sample index
+
+
+@dataclass(frozen=True)
+class Completion:
+    key: str
+    sample_idx: int
+    seed: int
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str             # "stop" | "length" | engine-specific
+
+
+class Engine(Protocol):
+    name: str                      # "vllm" | "hf" | "openai"
+
+    def describe(self) -> dict:
+        """Provenance for the store: model path/id, weights hash if local, dtype, package versions."""
+        ...
+
+    def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
+        """Yield every requested sample exactly once, in any order, as soon as it is ready."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,29 @@
+"""User-facing errors. Anything raised as SpsbenchError is printed by the CLI as one line, exit code 2."""
+
+
+class SpsbenchError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+
+class TaskError(SpsbenchError):
+    """A task file or its data is malformed (message names the file and the field)."""
+
+
+class GradingError(SpsbenchError):
+    """A grader could not be set up (unknown grader, bad policy)."""
+
+
+class ConfigError(SpsbenchError):
+    """A config or recipe has an unknown key or an invalid value."""
+
+
+class EngineError(SpsbenchError):
+    """A generation engine could not load a model or reach a server."""
+
+
+class StoreError(SpsbenchError):
+    """The results store cannot be opened or is inconsistent."""
+
+
+class CheckpointError(SpsbenchError):
+    """A checkpoint folder is not a loadable model (partial save, missing or corrupt weights)."""
