@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): speed and memory figures measured side by side in one run."""
