@@ -1,21 +1,109 @@
 """Metrics: unbiased Pass@k (Chen et al. 2021), Avg@n, bootstrap CIs, chance floors. numpy only.
 
 CONTRACT (owned by the metrics work): pass_at_k, report_ks, summarize, chance_pass_at_k.
+
+pass@k per problem is 1 - C(n-c, k)/C(n, k) = 1 - prod_{i=n-c+1}^{n} (1 - k/i). The product is
+evaluated as a difference of cumulative sums of log1p(-k/i), one table per distinct k in extended
+precision, so 10^6 (n, c, k) triples cost a few vectorised passes instead of a Python loop.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+
+import numpy as np
+
+_BOOT_CHUNK_CELLS = 2_000_000     # bootstrap count-matrix cells held in memory at once
+
+
+def _as_int_array(name: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"pass@k: {name} must be integers, got {arr.dtype} values")
+    return arr.astype(np.int64)
+
+
+def _check(n: np.ndarray, c: np.ndarray, k: np.ndarray) -> None:
+    if np.any(n < 1):
+        raise ValueError(f"pass@k: n (samples per problem) must be >= 1, got {int(n.min())}")
+    if np.any((c < 0) | (c > n)):
+        bad = np.flatnonzero((c < 0) | (c > n))[0]
+        raise ValueError(f"pass@k: correct count c must be in [0, n], got c={int(c.flat[bad])}, n={int(n.flat[bad])}")
+    if np.any(k < 1):
+        raise ValueError(f"pass@k: k must be >= 1, got {int(k.min())}")
+    if np.any(k > n):
+        bad = np.flatnonzero(k > n)[0]
+        raise ValueError(f"pass@k: k={int(k.flat[bad])} is larger than n={int(n.flat[bad])} samples; "
+                         f"the unbiased estimator needs k <= n (draw more samples or lower k)")
 
 
 def pass_at_k(n, c, k):
-    """1 - C(n-c, k)/C(n, k), stable product form, vectorised. k > n raises ValueError."""
-    raise NotImplementedError
+    """1 - C(n-c, k)/C(n, k), stable product form, vectorised. k > n raises ValueError.
+
+    n, c, k broadcast against each other; all-scalar input returns a float, otherwise an array.
+    """
+    scalar = all(np.ndim(x) == 0 for x in (n, c, k))
+    n_a, c_a, k_a = (_as_int_array(name, v) for name, v in (("n", n), ("c", c), ("k", k)))
+    n_a, c_a, k_a = (a.ravel() for a in np.broadcast_arrays(n_a, c_a, k_a))
+    shape = np.broadcast_shapes(np.shape(n), np.shape(c), np.shape(k))
+    _check(n_a, c_a, k_a)
+    out = np.ones(n_a.shape, dtype=np.float64)           # n - c < k: every k-subset has a correct one
+    some_fail = np.flatnonzero(n_a - c_a >= k_a)
+    order = some_fail[np.argsort(k_a[some_fail], kind="stable")]
+    if order.size:
+        ks, starts = np.unique(k_a[order], return_index=True)
+        for kk, idx in zip(ks, np.split(order, starts[1:]), strict=True):
+            out[idx] = _pass_for_k(int(kk), n_a[idx], c_a[idx])
+    return float(out[0]) if scalar else out.reshape(shape)
+
+
+def _pass_for_k(k: int, n: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """pass@k for one k where n - c >= k: 1 - exp(S[n] - S[n-c]), S[m] = sum_{i=k+1}^{m} log1p(-k/i)."""
+    i = np.arange(k + 1, int(n.max()) + 1, dtype=np.longdouble)
+    table = np.zeros(int(n.max()) + 1, dtype=np.longdouble)
+    table[k + 1:] = np.cumsum(np.log1p(-k / i))
+    log_ratio = (table[n] - table[n - c]).astype(np.float64)
+    return 0.0 - np.expm1(log_ratio)           # 0.0 - x: c = 0 gives 0.0, not -0.0
 
 
 def report_ks(n: int, requested: Sequence[int] = ()) -> list[int]:
     """Every power of two <= n plus requested ks (each must be <= n), sorted, unique."""
-    raise NotImplementedError
+    if int(n) < 1:
+        raise ValueError(f"report_ks: n must be >= 1, got {n}")
+    for k in requested:
+        if int(k) < 1:
+            raise ValueError(f"report_ks: k must be >= 1, got {k}")
+        if int(k) > int(n):
+            raise ValueError(f"report_ks: pass@{k} needs at least {k} samples per problem but n={n}; "
+                             f"raise n or drop k={k}")
+    powers = [1 << e for e in range(int(n).bit_length()) if (1 << e) <= int(n)]
+    return sorted(set(powers) | {int(k) for k in requested})
+
+
+def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, columns) means of `values` (problems x columns) over problems resampled with replacement.
+
+    Resamples are turned into per-problem counts and multiplied in, in chunks, so memory stays
+    bounded for large tasks (MMLU has 14k problems).
+    """
+    rng = np.random.default_rng(seed)
+    problems = values.shape[0]
+    chunk = max(1, _BOOT_CHUNK_CELLS // problems)
+    out = []
+    for start in range(0, n_boot, chunk):
+        rows = min(chunk, n_boot - start)
+        idx = rng.integers(0, problems, size=(rows, problems))
+        flat = (idx + problems * np.arange(rows)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=rows * problems).reshape(rows, problems)
+        out.append(counts @ values / problems)
+    return np.concatenate(out, axis=0)
+
+
+def _interval(value: float, boots: np.ndarray) -> dict[str, float]:
+    low, high = np.percentile(boots, [2.5, 97.5]) if boots.size else (value, value)
+    return {"value": float(value), "ci_low": float(low), "ci_high": float(high)}
 
 
 def summarize(n: Sequence[int], c: Sequence[int], ks: Sequence[int], n_boot: int = 1000, seed: int = 0) -> dict:
@@ -23,10 +111,32 @@ def summarize(n: Sequence[int], c: Sequence[int], ks: Sequence[int], n_boot: int
 
     Returns {"avg@n": {"value", "ci_low", "ci_high"}, "pass@k": {k: {"value", "ci_low", "ci_high"}},
              "problems": int, "n": int (min n_i)}.
+    Avg@n is the mean over problems of c_i/n_i; CIs are percentile intervals over problems resampled
+    with replacement (seeded, so reruns agree). Every k must be <= min n_i.
     """
-    raise NotImplementedError
+    n_a = _as_int_array("n", list(n))
+    c_a = _as_int_array("c", list(c))
+    if n_a.ndim != 1 or n_a.shape != c_a.shape or n_a.size == 0:
+        raise ValueError(f"summarize: need one n and one c per problem, got {n_a.size} n and {c_a.size} c")
+    if n_boot < 0:
+        raise ValueError(f"summarize: n_boot must be >= 0, got {n_boot}")
+    ks = sorted({int(k) for k in ks})
+    columns = [c_a / n_a] + [pass_at_k(n_a, c_a, k) for k in ks]
+    values = np.stack(columns, axis=1).astype(np.float64)
+    means = values.mean(axis=0)
+    boots = _bootstrap_means(values, n_boot, seed) if n_boot else np.empty((0, len(columns)))
+    return {
+        "avg@n": _interval(means[0], boots[:, 0]),
+        "pass@k": {k: _interval(means[j + 1], boots[:, j + 1]) for j, k in enumerate(ks)},
+        "problems": int(n_a.size),
+        "n": int(n_a.min()),
+    }
 
 
 def chance_pass_at_k(num_choices: int, k: int) -> float:
     """Pass@k of a uniform random guesser over `num_choices` options: 1 - (1 - 1/m)^k."""
-    raise NotImplementedError
+    if int(num_choices) < 1:
+        raise ValueError(f"chance_pass_at_k: need at least one choice, got {num_choices}")
+    if int(k) < 1:
+        raise ValueError(f"chance_pass_at_k: k must be >= 1, got {k}")
+    return float(1.0 - (1.0 - 1.0 / int(num_choices)) ** int(k))

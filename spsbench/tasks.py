@@ -2,13 +2,35 @@
 
 CONTRACT (owned by the tasks work; other modules rely on these names and fields):
   Problem, TaskSpec, Task dataclasses below; list_specs(), load_spec(), load_task().
+Also: parse_data_args() for the CLI's repeated `--data NAME=PATH` flag.
+
+A task file is parsed with `yaml.safe_load` (no tags that build Python objects) and checked against
+TaskSpec's fields; every mistake is a one-line TaskError naming the file and the field. The prompt
+template is filled with `str.format_map` and only the placeholders {problem}, {choices}, {letters}:
+no attribute access, no Jinja, nothing executed. Rows come from a local file (`--data`), the built-in
+generator, or the Hugging Face hub (imported lazily; rows are cached as JSONL). See docs/tasks.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from spsbench import paths
+from spsbench.errors import TaskError
+
+GRADER_NAMES = ("math", "mc")            # mirrors spsbench.grading.GRADERS without importing the grader
+ANSWER_FORMATS = ("text", "index", "letter")
+COLUMN_FIELDS = ("id", "problem", "answer", "choices")
+TEMPLATE_KEYS = {"math": ("problem",), "mc": ("problem", "choices", "letters")}
+BUILTIN_COLUMNS = {"id": "id", "problem": "problem", "answer": "answer"}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -20,18 +42,66 @@ class Problem:
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+def _f(help_text: str, yaml_type: str, default: Any = dataclasses.MISSING, required: bool = False) -> Any:
+    """A TaskSpec field: help text and YAML type document the key (docs, `spsbench tasks --schema`)."""
+    meta = {"help": help_text, "yaml_type": yaml_type, "required": required}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples / None for defaults")
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    name: str
-    version: str
-    grader: str                          # "math" | "mc" (a name in spsbench.grading.GRADERS)
-    source: dict[str, Any]               # hub id/config/split/revision, or {"builtin": "arith", ...}
-    columns: dict[str, str]              # our field -> dataset column
-    prompt_template: str
-    n: int                               # default samples per problem
-    k: tuple[int, ...]                   # default k list
-    description: str = ""
-    path: Path | None = None             # the YAML it came from
+    """One benchmark as declared by a task YAML file (the keys below are the YAML keys)."""
+
+    name: str = _f("Task name; defaults to the file name (registry files must match it).", "str")
+    version: str = _f("Task version; bump it when prompt, data or answers change (results are keyed by it).",
+                      "str", required=True)
+    grader: str = _f("Grader name: 'math' (math-verify on boxed answers) or 'mc' (letter extraction).",
+                     "str", required=True)
+    source: dict[str, Any] = _f(
+        "Where rows come from: {hub, config, split, revision} | {builtin: arith, seed, count, difficulty}"
+        " | {file: path relative to the YAML}.", "mapping", required=True)
+    columns: dict[str, str] = _f(
+        "Our field -> dataset column: problem, answer (required), id, choices (mc list column).", "mapping")
+    prompt_template: str = _f(
+        "User message; placeholders {problem}, and for mc {choices} and {letters}. Literal braces: {{ }}.",
+        "str", required=True)
+    n: int = _f("Default samples per problem.", "int", required=True)
+    k: tuple[int, ...] = _f("Default k list for pass@k (each <= n).", "list[int]", required=True)
+    description: str = _f("One line shown by `spsbench tasks --show`.", "str", "")
+    path: Path | None = None             # the YAML it came from (not a YAML key)
+    answer_regex: str | None = _f(
+        "Regex with one capture group applied to the answer column (e.g. gsm8k: '####\\s*(.+)').", "str", None)
+    answer_remove: tuple[str, ...] = _f("Substrings deleted from the gold answer (e.g. [','] for 1,000).",
+                                        "list[str]", ())
+    answer_format: str = _f("mc: how the answer column names the right option: text | index | letter.",
+                            "str", "text")
+    shuffle_choices: bool = _f("mc: shuffle options per question (seed = sha256 of the question text).",
+                               "bool", False)
+    distractor_columns: tuple[str, ...] = _f(
+        "mc: columns holding the wrong options; the answer column holds the right one's text (GPQA).",
+        "list[str]", ())
+    meta_columns: tuple[str, ...] = _f("Columns copied into Problem.meta (e.g. [subject]).", "list[str]", ())
+
+    @property
+    def source_kind(self) -> str:
+        """'hub', 'builtin' or 'file'."""
+        return next(kind for kind in ("hub", "builtin", "file") if kind in self.source)
+
+    def source_label(self) -> str:
+        """Short human description of the source for tables."""
+        src = self.source
+        if self.source_kind == "builtin":
+            return f"builtin:{src['builtin']} ({src.get('difficulty', 'easy')}, seed {src.get('seed', 0)})"
+        if self.source_kind == "file":
+            return f"file:{src['file']}"
+        config = f"/{src['config']}" if src.get("config") not in (None, "default") else ""
+        return f"{src['hub']}{config}:{src['split']}"
+
+    def cache_path(self) -> Path:
+        """Where hub rows are cached as JSONL (`<cache>/tasks/NAME-VERSION.jsonl`)."""
+        return paths.cache_dir() / "tasks" / f"{self.name}-{self.version}.jsonl"
 
 
 @dataclass
@@ -40,16 +110,295 @@ class Task:
     problems: list[Problem]
 
 
+# ----------------------------------------------------------------------------------------------------
+# Registry
+
+
 def list_specs() -> list[TaskSpec]:
     """All registered task specs, sorted by name."""
-    raise NotImplementedError
+    folder = paths.tasks_dir()
+    if not folder.is_dir():
+        return []
+    specs = [_read_spec(path) for path in folder.glob("*.y*ml")]
+    return sorted(specs, key=lambda spec: spec.name)
 
 
 def load_spec(name_or_path: str | Path) -> TaskSpec:
     """A registered task by name, or a user's task YAML by path. Raises TaskError."""
-    raise NotImplementedError
+    return _read_spec(_resolve(name_or_path))
 
 
 def load_task(name_or_path: str | Path, data: str | Path | None = None, limit: int | None = None) -> Task:
     """Spec plus problems. `data` = local JSONL/Parquet with the hub's columns (offline use)."""
-    raise NotImplementedError
+    from spsbench import task_data  # keeps `import spsbench.tasks` minimal
+
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise TaskError(f"limit: must be a positive integer, got {limit!r}")
+    spec = load_spec(name_or_path)
+    rows, label = task_data.load_rows(spec, data)
+    problems = build_problems(spec, rows, label)
+    return Task(spec=spec, problems=problems[:limit] if limit else problems)
+
+
+def parse_data_args(items: list[str] | None) -> dict[str, str]:
+    """`["aime25=path.jsonl", ...]` (the CLI's repeated --data) -> {"aime25": "path.jsonl"}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise TaskError(f"--data: expected NAME=PATH (e.g. aime25=data/aime25.jsonl), got {item!r}")
+        if name in out:
+            raise TaskError(f"--data: task {name!r} given twice")
+        out[name] = path
+    return out
+
+
+def schema() -> list[tuple[str, str, bool, str]]:
+    """(key, yaml type, required, help) for every task-file key, in declaration order."""
+    return [(f.name, f.metadata["yaml_type"], f.metadata["required"], f.metadata["help"])
+            for f in dataclasses.fields(TaskSpec) if f.metadata]
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    looks_like_path = isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text
+    if looks_like_path:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise TaskError(f"task file not found: {path}")
+        return path
+    for suffix in (".yaml", ".yml"):
+        path = paths.tasks_dir() / f"{text}{suffix}"
+        if path.is_file():
+            return path
+    known = ", ".join(spec.name for spec in list_specs()) or "none"
+    raise TaskError(f"unknown task {text!r} (registered: {known}); or pass the path of a task YAML file")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parsing and validation of a task file
+
+
+def _read_spec(path: Path) -> TaskSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:  # includes !!python/object tags: safe_load refuses to build objects
+        first = str(exc).strip().splitlines()[0]
+        raise TaskError(f"{path}: not a valid task file (data-only YAML): {first}") from None
+    except OSError as exc:
+        raise TaskError(f"{path}: cannot read: {exc.strerror}") from None
+    if not isinstance(raw, dict):
+        raise TaskError(f"{path}: top level must be a mapping of keys (name, version, grader, ...)")
+    return _spec_from_mapping(raw, path)
+
+
+def _spec_from_mapping(raw: dict[str, Any], path: Path) -> TaskSpec:
+    def err(key: str, msg: str) -> TaskError:
+        return TaskError(f"{path}: {key}: {msg}")
+
+    fields = {f.name: f for f in dataclasses.fields(TaskSpec) if f.metadata}
+    for key in raw:
+        if key not in fields:
+            raise err(str(key), f"unknown key (valid keys: {', '.join(fields)})")
+    for name, f in fields.items():
+        if f.metadata["required"] and name not in raw:
+            raise err(name, "missing required field")
+    values = {key: _check_type(key, value, fields[key].metadata["yaml_type"], err) for key, value in raw.items()}
+    values["name"] = _check_name(values.get("name"), path, err)
+    values["source"] = _check_source(values["source"], err)
+    if "builtin" in values["source"]:
+        values.setdefault("columns", dict(BUILTIN_COLUMNS))
+    elif "columns" not in values:
+        raise err("columns", "missing required field")
+    _check_semantics(values, err)
+    return TaskSpec(path=path, **values)
+
+
+def _check_type(key: str, value: Any, yaml_type: str, err) -> Any:
+    """Type-check one top-level value; lists become tuples, version becomes a string."""
+    def bad() -> TaskError:
+        return err(key, f"expected {yaml_type}, got {type(value).__name__} {value!r:.60}")
+
+    if yaml_type == "str":
+        if key == "version" and isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if yaml_type == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if yaml_type == "bool":
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if yaml_type == "mapping":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad()
+        return dict(value)
+    item_type = int if yaml_type == "list[int]" else str
+    if not isinstance(value, list) or not all(
+            isinstance(v, item_type) and not isinstance(v, bool) for v in value):
+        raise bad()
+    return tuple(value)
+
+
+def _check_name(name: str | None, path: Path, err) -> str:
+    name = name if name is not None else path.stem
+    if not NAME_RE.match(name):
+        raise err("name", f"{name!r} must be letters, digits, '_', '-' or '.'")
+    in_registry = path.resolve().parent == paths.tasks_dir().resolve()
+    if in_registry and name != path.stem:
+        raise err("name", f"{name!r} must match the file name {path.stem!r} for registry tasks")
+    return name
+
+
+HUB_KEYS = {"hub": str, "config": str, "split": str, "revision": str}
+BUILTIN_KEYS = {"builtin": str, "seed": int, "count": int, "difficulty": str, "steps": list, "max_value": int}
+FILE_KEYS = {"file": str}
+
+
+def _check_source(source: dict[str, Any], err) -> dict[str, Any]:
+    kinds = [kind for kind in ("hub", "builtin", "file") if kind in source]
+    if len(kinds) != 1:
+        raise err("source", "needs exactly one of 'hub' (with split, revision), 'builtin' or 'file'")
+    allowed = {"hub": HUB_KEYS, "builtin": BUILTIN_KEYS, "file": FILE_KEYS}[kinds[0]]
+    for key, value in source.items():
+        if key not in allowed:
+            raise err(f"source.{key}", f"unknown key for a {kinds[0]} source (valid: {', '.join(allowed)})")
+        if key == "config" and value is None:
+            continue
+        if not isinstance(value, allowed[key]) or isinstance(value, bool):
+            raise err(f"source.{key}", f"expected {allowed[key].__name__}, got {type(value).__name__}")
+    if kinds[0] == "hub":
+        for key in ("split", "revision"):
+            if key not in source:
+                raise err(f"source.{key}", "missing required field for a hub source")
+    if kinds[0] == "builtin":
+        _check_builtin(source, err)
+    return source
+
+
+def _check_builtin(source: dict[str, Any], err) -> None:
+    from spsbench import arith
+
+    if source["builtin"] != "arith":
+        raise err("source.builtin", f"unknown built-in generator {source['builtin']!r} (available: arith)")
+    params = {k: v for k, v in source.items() if k != "builtin"}
+    if "steps" in params:
+        steps = params["steps"]
+        if len(steps) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+            raise err("source.steps", f"expected [min, max] integers, got {steps!r}")
+        params["steps"] = tuple(steps)
+    try:
+        arith.ArithConfig(**params)
+    except ValueError as exc:
+        raise err(f"source.{str(exc).split(':')[0]}", str(exc).split(": ", 1)[-1]) from None
+
+
+def _check_semantics(v: dict[str, Any], err) -> None:
+    """Cross-field rules: grader, columns, mc options, template placeholders, n and k."""
+    grader = v["grader"]
+    if grader not in GRADER_NAMES:
+        raise err("grader", f"unknown grader {grader!r} (valid: {', '.join(GRADER_NAMES)})")
+    _check_columns(v, err)
+    if v["n"] < 1:
+        raise err("n", f"must be >= 1, got {v['n']}")
+    if not v["k"] or any(k < 1 for k in v["k"]):
+        raise err("k", f"must be a non-empty list of positive integers, got {list(v['k'])}")
+    too_big = [k for k in v["k"] if k > v["n"]]
+    if too_big:
+        raise err("k", f"{too_big[0]} is larger than n={v['n']} (pass@k needs k <= n)")
+    v["k"] = tuple(sorted(set(v["k"])))
+    if v.get("answer_regex") is not None:
+        _check_regex(v["answer_regex"], err)
+    _check_template(v["prompt_template"], TEMPLATE_KEYS[grader], err)
+
+
+def _check_columns(v: dict[str, Any], err) -> None:
+    columns, mc = v["columns"], v["grader"] == "mc"
+    for key, column in columns.items():
+        if key not in COLUMN_FIELDS:
+            raise err(f"columns.{key}", f"unknown field (valid: {', '.join(COLUMN_FIELDS)})")
+        if not isinstance(column, str) or not column:
+            raise err(f"columns.{key}", f"expected a column name, got {column!r}")
+    for key in ("problem", "answer"):
+        if key not in columns:
+            raise err(f"columns.{key}", "missing required field")
+    has_list, has_distractors = "choices" in columns, bool(v.get("distractor_columns"))
+    fmt = v.get("answer_format", "text")
+    if fmt not in ANSWER_FORMATS:
+        raise err("answer_format", f"must be one of {', '.join(ANSWER_FORMATS)}, got {fmt!r}")
+    if not mc:
+        for key in ("distractor_columns", "shuffle_choices"):
+            if v.get(key):
+                raise err(key, "only valid with grader: mc")
+        if has_list or fmt != "text":
+            raise err("columns.choices" if has_list else "answer_format", "only valid with grader: mc")
+        return
+    if has_list == has_distractors:
+        raise err("columns.choices", "mc needs either columns.choices (a list column) or distractor_columns")
+    if has_distractors and fmt != "text":
+        raise err("answer_format", "with distractor_columns the answer column holds the option text: use text")
+
+
+def _check_regex(pattern: str, err) -> None:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise err("answer_regex", f"invalid regular expression: {exc}") from None
+    if compiled.groups != 1:
+        raise err("answer_regex", f"needs exactly one capture group, has {compiled.groups}")
+
+
+def _check_template(template: str, allowed: tuple[str, ...], err) -> None:
+    hint = "write literal braces as {{ and }} (e.g. \\boxed{{}})"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise err("prompt_template", f"{exc}; {hint}") from None
+    used = set()
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in allowed or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise err("prompt_template", f"placeholder {shown} not allowed (allowed: "
+                                         f"{', '.join('{' + a + '}' for a in allowed)}); {hint}")
+        used.add(name)
+    for needed in ("problem", "choices"):
+        if needed in allowed and needed not in used:
+            raise err("prompt_template", f"must contain {{{needed}}}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rows -> problems
+
+
+def build_problems(spec: TaskSpec, rows: list[dict[str, Any]], label: str) -> list[Problem]:
+    """Apply the column mapping, answer extraction, mc shuffle and template to raw rows."""
+    from spsbench import task_data
+
+    if not rows:
+        raise TaskError(f"{spec.path}: source: dataset is empty ({label})")
+    problems, seen = [], {}
+    for index, row in enumerate(rows):
+        problem = task_data.row_to_problem(spec, row, index, label)
+        if problem.id in seen:
+            raise TaskError(f"{spec.path}: columns.id: duplicate problem id {problem.id!r} "
+                            f"(rows {seen[problem.id]} and {index} of {label})")
+        seen[problem.id] = index
+        problems.append(problem)
+    return problems
+
+
+def render_prompt(spec: TaskSpec, problem: str, choices: tuple[str, ...] | None = None) -> str:
+    """The task's template filled in; choices are shown as 'A) ...' lines."""
+    values = {"problem": problem}
+    if choices is not None:
+        letters = string.ascii_uppercase[: len(choices)]
+        values["choices"] = "\n".join(f"{letter}) {text}" for letter, text in zip(letters, choices, strict=True))
+        values["letters"] = ", ".join(letters)
+    return spec.prompt_template.format_map(values)

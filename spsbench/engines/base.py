@@ -6,8 +6,9 @@ still missing, each with its own seed (spsbench.config.sample_seed), so resume i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 from spsbench.config import SamplingConfig
 

@@ -1,0 +1,151 @@
+"""`spsbench grade`: grade one completion (or a JSONL batch) and show the extracted answer and outcome.
+
+The tool for "why was this marked wrong?": it runs the exact grader and policy evaluation uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from spsbench.errors import SpsbenchError
+
+HELP = "Grade one completion (FILE or stdin) against --gold, or a JSONL batch with --jsonl."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", default="-", metavar="FILE",
+                        help="Text file holding one completion ('-' or nothing: stdin).")
+    parser.add_argument("--gold", help="Gold answer (LaTeX for math, a letter for mc).")
+    parser.add_argument("--kind", choices=("math", "mc"), default="math", help="Grader (default: math).")
+    parser.add_argument("--choices", metavar="N|JSON",
+                        help="mc: number of options (e.g. 4) or a JSON list of option texts.")
+    parser.add_argument("--jsonl", metavar="FILE",
+                        help="Batch mode: one JSON object per line with completion, gold, optional kind, choices.")
+    parser.add_argument("--out", metavar="FILE", help="Batch mode: write results here (default: stdout).")
+    parser.add_argument("--lenient", action="store_true",
+                        help="Fall back to math-verify's own extraction (may take the last number).")
+    parser.add_argument("--timeout", type=float, default=5, help="Per-sample limit in seconds (default: 5).")
+    parser.add_argument("--workers", type=int, default=2, help="Grader worker processes (default: 2).")
+    parser.add_argument("--json", action="store_true", help="Single mode: print the result as one JSON line.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spsbench.grading import GradingPolicy
+
+    policy = GradingPolicy(strict=not args.lenient, timeout_s=args.timeout)
+    if args.workers < 1:
+        raise SpsbenchError(f"--workers must be >= 1, got {args.workers}")
+    if args.jsonl:
+        return _run_batch(args, policy)
+    if args.gold is None:
+        raise SpsbenchError("--gold is required to grade one completion (or use --jsonl FILE)")
+    completion = _read_text(args.file)
+    choices = _parse_choices(args.choices, "--choices")
+    return _run_one(completion, args.gold, args.kind, choices, policy, args.json)
+
+
+def _read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpsbenchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _parse_choices(value: Any, where: str) -> tuple[str, ...] | None:
+    """`4` -> four placeholder options (only the count matters for letters); a JSON list -> its texts."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise SpsbenchError(f"{where}: expected a number or a JSON list, got {value!r}") from exc
+    if isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 26:
+        return tuple(f"option {i + 1}" for i in range(value))
+    if isinstance(value, list) and 2 <= len(value) <= 26:
+        return tuple(str(v) for v in value)
+    raise SpsbenchError(f"{where}: choices must be a count in 2..26 or a list of 2..26 options, got {value!r}")
+
+
+def _run_one(completion: str, gold: str, kind: str, choices, policy, as_json: bool) -> int:
+    from spsbench.grading import GradeRequest, GraderPool
+
+    with GraderPool(workers=1, policy=policy) as pool:    # a pool, so a pathological answer cannot hang
+        result = pool.grade(GradeRequest(completion, gold, kind, choices))
+    if as_json:
+        print(json.dumps({"outcome": result.outcome.value, "extracted": result.extracted,
+                          "detail": result.detail, "policy": policy.id()}))
+        return 0
+    print(f"outcome:   {result.outcome.value}")
+    print(f"extracted: {result.extracted if result.extracted is not None else '(none)'}")
+    print(f"gold:      {gold}")
+    print(f"detail:    {result.detail}")
+    print(f"policy:    {policy.id()}")
+    return 0
+
+
+def _load_jsonl(path: str) -> list[dict[str, Any]]:
+    """Parse and validate every line first, so a typo on line 900 fails before any grading."""
+    name = "<stdin>" if path == "-" else path
+    rows = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SpsbenchError(f"{name}:{number}: not valid JSON ({exc.msg})") from exc
+        rows.append(_check_row(row, f"{name}:{number}"))
+    if not rows:
+        raise SpsbenchError(f"{name}: no JSON lines to grade")
+    return rows
+
+
+def _check_row(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise SpsbenchError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for key in ("completion", "gold"):
+        if key not in row:
+            raise SpsbenchError(f"{where}: missing field {key!r}")
+    if not isinstance(row["completion"], str):
+        raise SpsbenchError(f"{where}: field 'completion' must be a string")
+    if not isinstance(row["gold"], (str, int, float)) or isinstance(row["gold"], bool):
+        raise SpsbenchError(f"{where}: field 'gold' must be a string or a number")
+    if row.get("kind", "math") not in ("math", "mc"):
+        raise SpsbenchError(f"{where}: field 'kind' must be 'math' or 'mc', got {row['kind']!r}")
+    row["_choices"] = _parse_choices(row.get("choices"), f"{where}: field 'choices'")
+    return row
+
+
+def _run_batch(args: argparse.Namespace, policy) -> int:
+    from spsbench.grading import GradeRequest, GraderPool
+
+    rows = _load_jsonl(args.jsonl)
+    requests = [GradeRequest(r["completion"], str(r["gold"]), r.get("kind", "math"), r["_choices"]) for r in rows]
+    with GraderPool(workers=args.workers, policy=policy) as pool:
+        grades = pool.grade_many(requests, progress=sys.stderr.isatty())
+        stats = dict(pool.stats)
+    try:
+        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise SpsbenchError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+    try:
+        for row, result in zip(rows, grades, strict=True):
+            record = {k: v for k, v in row.items() if k not in ("completion", "_choices")}
+            record.update(outcome=result.outcome.value, extracted=result.extracted, detail=result.detail)
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    counts = Counter(g.outcome.value for g in grades)
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    print(f"graded {len(grades)} ({summary}); cache hits {stats['cache_hits']}, "
+          f"timeouts {stats['timeouts']}, restarts {stats['restarts']}; policy {policy.id()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,84 @@
+"""The grading contract's value types: Outcome, Grade, GradeRequest, GradingPolicy (no heavy imports)."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+from importlib import metadata
+
+from spsbench.errors import GradingError
+
+GRADERS = ("math", "mc")
+# Bump when extraction or normalisation rules change: stored outcomes graded under another version differ.
+EXTRACTOR_VERSION = 1
+
+
+class Outcome(StrEnum):
+    """A sample's grade; a str, so it compares equal to and serialises as its value ("correct")."""
+
+    CORRECT = "correct"
+    INCORRECT = "incorrect"
+    NO_ANSWER = "no_answer"
+    GRADER_TIMEOUT = "grader_timeout"
+    GRADER_ERROR = "grader_error"
+
+
+@dataclass(frozen=True)
+class Grade:
+    outcome: Outcome
+    extracted: str | None      # the answer we pulled out (None when no_answer)
+    detail: str = ""           # why, for `spsbench grade` and debugging
+
+    @property
+    def correct(self) -> bool:
+        return self.outcome is Outcome.CORRECT
+
+
+@dataclass(frozen=True)
+class GradeRequest:
+    completion: str
+    gold: str
+    kind: str = "math"                         # "math" | "mc"
+    choices: tuple[str, ...] | None = None     # mc only: options, letter set = A.. by count
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.completion, str):
+            raise GradingError(f"completion must be a string, got {type(self.completion).__name__}")
+        if not isinstance(self.gold, str):
+            object.__setattr__(self, "gold", str(self.gold))       # datasets store AIME answers as ints
+        if self.kind not in GRADERS:
+            raise GradingError(f"unknown grader kind {self.kind!r} (known: {', '.join(GRADERS)})")
+        if self.choices is not None and not isinstance(self.choices, tuple):
+            object.__setattr__(self, "choices", tuple(self.choices))
+
+
+@dataclass(frozen=True)
+class GradingPolicy:
+    strict: bool = field(default=True, metadata={
+        "help": "Anchored answers only (last \\boxed{}, or 'answer is'/'Answer:'); never the last number."})
+    timeout_s: int = field(default=5, metadata={
+        "help": "Per-sample limit in seconds; a worker stuck past it is killed and the sample is grader_timeout."})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.strict, bool):
+            raise GradingError(f"grading policy: strict must be true or false, got {self.strict!r}")
+        ok = isinstance(self.timeout_s, numbers.Real) and not isinstance(self.timeout_s, bool)
+        if not ok or not 0 < self.timeout_s <= 3600:
+            raise GradingError(f"grading policy: timeout_s must be a number of seconds in (0, 3600], "
+                               f"got {self.timeout_s!r}")
+
+    def id(self) -> str:
+        """Recorded in the store with every evaluation, e.g. 'math-verify==0.9.0;strict;last-box;t=5;x=1'."""
+        mode = "strict" if self.strict else "lenient"
+        return f"math-verify=={math_verify_version()};{mode};last-box;t={self.timeout_s:g};x={EXTRACTOR_VERSION}"
+
+
+@lru_cache(maxsize=1)
+def math_verify_version() -> str:
+    """Installed math-verify version, read from package metadata (does not import math-verify)."""
+    try:
+        return metadata.version("math-verify")
+    except metadata.PackageNotFoundError:
+        return "missing"

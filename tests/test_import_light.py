@@ -1,0 +1,26 @@
+"""The light modules must not pull in torch / transformers / vLLM (nor math-verify, for grading)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "vllm", "trl")
+
+
+def imported_after(statement: str) -> set[str]:
+    code = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_light_modules_do_not_import_heavy_libraries():
+    modules = imported_after("import spsbench.metrics, spsbench.grading, spsbench.tasks")
+    assert "spsbench.grading" in modules and "spsbench.metrics" in modules and "spsbench.tasks" in modules
+    assert not [m for m in HEAVY if m in modules]
+
+
+def test_grading_imports_math_verify_lazily():
+    modules = imported_after("import spsbench.grading, spsbench.commands.grade")
+    assert "math_verify" not in modules and "sympy" not in modules
