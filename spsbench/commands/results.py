@@ -1,0 +1,114 @@
+"""`spsbench results`: export the store's samples or scores as JSONL or CSV (no SQL needed)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+HELP = "Export samples or scores from the results store as JSONL or CSV."
+
+EVAL_FIELDS = ("eval_id", "task", "task_version", "model", "weights_hash", "run_name", "step", "algo",
+               "base_model", "grader_policy", "engine", "status")
+SCORE_FIELDS = (*EVAL_FIELDS, "metric", "k", "value", "ci_low", "ci_high", "n", "temperature", "top_p",
+                "max_tokens", "seed")
+SAMPLE_FIELDS = ("eval_id", "task", "model", "run_name", "step", "problem_id", "sample_idx", "seed", "outcome",
+                 "extracted", "finish_reason", "prompt_tokens", "completion_tokens", "prompt", "completion",
+                 "created_at")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", metavar="PATH", help="Results store (default results/spsbench.db).")
+    parser.add_argument("--task", help="Only this task.")
+    parser.add_argument("--model", help="Only models whose path (or run name) contains this text.")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--scores", action="store_true", help="Export scores, one row per metric (default).")
+    what.add_argument("--samples", action="store_true", help="Export every sample with its grade.")
+    parser.add_argument("--all", action="store_true", help="Include unfinished (running/killed) evaluations.")
+    parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="Output format.")
+    parser.add_argument("--out", metavar="FILE", help="Write here instead of stdout.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spsbench import paths
+    from spsbench.errors import StoreError
+    from spsbench.store import Store
+
+    path = Path(args.store or paths.default_store_path())
+    if not path.is_file():
+        raise StoreError(f"results store {path} does not exist; run `spsbench eval` first")
+    with Store(path) as store:
+        evals = select(store, args.task, args.model, None if args.all else "done")
+        rows = sample_rows(store, evals) if args.samples else score_rows(store, evals)
+        fields = SAMPLE_FIELDS if args.samples else SCORE_FIELDS
+        try:
+            with _output(args.out) as fh:
+                count = write(rows, fields, args.format, fh)
+        except BrokenPipeError:          # `spsbench results | head`: the reader has all it wants
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+            return 0
+    if args.out:
+        print(f"wrote {count} {'samples' if args.samples else 'score rows'} to {args.out}", file=sys.stderr)
+    return 0
+
+
+def select(store: Any, task: str | None, model: str | None, status: str | None) -> list[Any]:
+    """Evaluations matching the filters (task exact; model a substring of path or run name)."""
+    evals = store.evaluations(status=status, task=task)
+    if model:
+        evals = [e for e in evals if model in e.model_path or model in (e.run_name or "")]
+    return evals
+
+
+def _eval_fields(ev: Any) -> dict[str, Any]:
+    return {"eval_id": ev.id, "task": ev.task, "task_version": ev.task_version, "model": ev.model_path,
+            "weights_hash": ev.weights_hash, "run_name": ev.run_name, "step": ev.step, "algo": ev.algo,
+            "base_model": ev.base_model, "grader_policy": ev.grader_policy, "engine": ev.engine,
+            "status": ev.status}
+
+
+def score_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
+    for ev in evals:
+        base = _eval_fields(ev) | {key: ev.sampling.get(key) for key in ("temperature", "top_p", "max_tokens",
+                                                                        "seed")}
+        for s in store.scores(ev.id):
+            yield base | {"metric": s.metric, "k": s.k, "value": s.value, "ci_low": s.ci_low,
+                          "ci_high": s.ci_high, "n": s.n}
+
+
+def sample_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
+    for ev in evals:
+        base = {"task": ev.task, "model": ev.model_path, "run_name": ev.run_name, "step": ev.step}
+        for s in store.samples(ev.id):
+            yield base | s
+
+
+def write(rows: Iterator[dict[str, Any]], fields: tuple[str, ...], fmt: str, fh: TextIO) -> int:
+    """Write rows (only `fields`, in that order); returns how many."""
+    count = 0
+    writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore") if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    for row in rows:
+        if writer is not None:
+            writer.writerow(row)
+        else:
+            fh.write(json.dumps({f: row.get(f) for f in fields}, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+@contextlib.contextmanager
+def _output(out: str | None) -> Iterator[TextIO]:
+    if not out:
+        yield sys.stdout
+        return
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8", newline="") as fh:
+        yield fh

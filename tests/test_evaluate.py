@@ -1,0 +1,191 @@
+"""The evaluation pipeline: store contents, resume/extend/subset semantics, bad input, and the real
+HF engine + grader on the tiny model; plus the `spsbench eval` / `spsbench results` commands."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from spsbench.cli import main
+from spsbench.config import SamplingConfig, sample_seed
+from spsbench.errors import ConfigError, EngineError, StoreError
+from spsbench.evaluate import ModelTags, evaluate
+from spsbench.store import Store
+
+LIMIT = 6
+DATA = Path(__file__).parent / "data" / "tasks"
+
+
+def run(model, store, factory, n=4, **kw):
+    kw.setdefault("limit", LIMIT)
+    [result] = evaluate(str(model), ["arith"], SamplingConfig(n=n, max_tokens=16), store=store,
+                        engine_factory=factory, progress=False, **kw)
+    return result
+
+
+def test_fake_engine_fills_store_and_scores(tiny_model_dir, store_path, fake_factory):
+    result = run(tiny_model_dir, store_path, fake_factory, ks=[3], tags=ModelTags(run_name="r", step=5))
+    assert result.generated == LIMIT * 4 and sorted(fake_factory.generated) == sorted(
+        (str(p), i) for p in range(LIMIT) for i in range(4))
+    with Store(store_path) as s:
+        [ev] = s.evaluations()
+        samples = list(s.samples(ev.id))
+        scores = {(r.metric, r.k): r for r in s.scores(ev.id)}
+    assert (ev.run_name, ev.step, ev.engine, ev.n) == ("r", 5, "fake", 4)
+    assert len(samples) == LIMIT * 4
+    assert all(x["seed"] == sample_seed(0, x["problem_id"], x["sample_idx"]) for x in samples)
+    correct = sum(x["outcome"] == "correct" for x in samples)
+    expected = sum(x["seed"] % 3 == 0 for x in samples)
+    assert correct == expected > 0                           # the real grader graded the fake's boxes
+    assert scores[("avg@n", 0)].value == pytest.approx(correct / len(samples))
+    assert {k for m, k in scores if m == "pass@k"} == {1, 2, 3, 4}
+    assert scores[("count:correct", 0)].value == correct
+    assert result.scores["avg@n"]["value"] == pytest.approx(correct / len(samples))
+
+
+def test_finished_evaluation_resumes_without_engine(tiny_model_dir, store_path, fake_factory):
+    first = run(tiny_model_dir, store_path, fake_factory)
+    again = run(tiny_model_dir, store_path, fake_factory)
+    assert len(fake_factory.engines) == 1                    # no engine loaded the second time
+    assert again.generated == 0 and again.eval_id == first.eval_id
+    assert again.scores["avg@n"] == first.scores["avg@n"]
+
+
+def test_raising_n_extends_and_lowering_n_reuses_a_subset(tiny_model_dir, store_path, fake_factory):
+    run(tiny_model_dir, store_path, fake_factory, n=2)
+    bigger = run(tiny_model_dir, store_path, fake_factory, n=4)
+    assert bigger.generated == LIMIT * 2                     # only sample indices 2 and 3
+    assert sorted({i for _, i in fake_factory.engines[1].generated}) == [2, 3]
+    smaller = run(tiny_model_dir, store_path, fake_factory, n=1)
+    assert smaller.generated == 0 and len(fake_factory.engines) == 2
+    with Store(store_path) as s:
+        [ev] = s.evaluations()
+        assert ev.n == 4 and s.count_samples(ev.id) == LIMIT * 4
+        assert {r.n for r in s.scores(ev.id)} == {1}         # scores of the latest request, from idx < 1
+        first = [c for _, c, _ in s.problem_counts(ev.id, n=1)]
+    assert first == [1] * LIMIT
+
+
+def test_more_problems_later_only_generates_new_ones(tiny_model_dir, store_path, fake_factory):
+    run(tiny_model_dir, store_path, fake_factory, limit=3)
+    more = run(tiny_model_dir, store_path, fake_factory, limit=5)
+    assert more.generated == 2 * 4 and more.scores["problems"] == 5
+
+
+def test_k_larger_than_n_refused_before_anything(tiny_model_dir, store_path, fake_factory):
+    with pytest.raises(ConfigError, match="pass@8 needs at least 8 samples.*n=4"):
+        run(tiny_model_dir, store_path, fake_factory, ks=[8])
+    assert fake_factory.engines == [] and not store_path.exists()
+
+
+def test_missing_model_folder_is_one_line(tmp_path, store_path, fake_factory):
+    with pytest.raises(EngineError, match="does not exist"):
+        run(tmp_path / "nope", store_path, fake_factory)
+
+
+def test_corrupt_store_is_one_line(tiny_model_dir, tmp_path, fake_factory):
+    bad = tmp_path / "bad.db"
+    bad.write_text("garbage " * 100)
+    with pytest.raises(StoreError, match="bad.db"):
+        run(tiny_model_dir, bad, fake_factory)
+
+
+def test_engine_failure_midway_keeps_committed_samples(tiny_model_dir, store_path, fake_factory):
+    class Dying:
+        def __init__(self, inner):
+            self.inner, self.name = inner, "fake"
+
+        def describe(self):
+            return {}
+
+        def generate(self, requests, sampling):
+            for i, c in enumerate(self.inner.generate(requests, sampling)):
+                if i == 10:
+                    raise RuntimeError("engine crashed")
+                yield c
+
+        def close(self):
+            pass
+
+    with pytest.raises(RuntimeError, match="engine crashed"):
+        run(tiny_model_dir, store_path, lambda e, m: Dying(fake_factory(e, m)))
+    with Store(store_path) as s:
+        [ev] = s.evaluations(status="running")
+        assert s.count_samples(ev.id) == 10                  # everything generated before the crash
+    assert run(tiny_model_dir, store_path, fake_factory).generated == LIMIT * 4 - 10
+
+
+def test_multiple_choice_task_records_chance_floor(tiny_model_dir, store_path, plain_fake_factory):
+    data = {"gpqa_diamond": str(DATA / "gpqa_sample.jsonl")}
+    [result] = evaluate(str(tiny_model_dir), ["gpqa_diamond"], SamplingConfig(n=4), store=store_path,
+                        data=data, engine_factory=plain_fake_factory, progress=False)
+    assert result.scores["chance_pass@k"][1] == pytest.approx(0.25)
+    assert result.scores["chance_pass@k"][4] == pytest.approx(1 - 0.75 ** 4)
+    with Store(store_path) as s:
+        rows = {(r.metric, r.k) for r in s.scores(result.eval_id)}
+        prov = json.loads(sqlite3.connect(store_path).execute(
+            "SELECT provenance_json FROM evaluations").fetchone()[0])
+    assert ("chance_pass@k", 4) in rows
+    assert prov["data"]["sha256"] and prov["data"]["path"].endswith("gpqa_sample.jsonl")
+    assert prov["packages"]["spsbench"] and prov["engine"]["engine"] == "fake"
+
+
+# ------------------------------------------------------------------ real HF engine + real grader
+
+
+def test_real_hf_engine_and_grader(tiny_model_dir, store_path):
+    [result] = evaluate(str(tiny_model_dir), ["arith"], SamplingConfig(n=3, max_tokens=12), engine="hf",
+                        store=store_path, limit=4, progress=False)
+    assert result.generated == 12
+    with Store(store_path) as s:
+        [ev] = s.evaluations()
+        samples = list(s.samples(ev.id))
+    assert ev.engine == "hf" and ev.weights_hash and len(samples) == 12
+    assert all(x["prompt_tokens"] > 0 and 0 < x["completion_tokens"] <= 12 for x in samples)
+    assert {x["outcome"] for x in samples} <= {"correct", "incorrect", "no_answer"}
+    assert sum(result.scores["counts"].values()) == 12
+
+
+def test_cli_eval_prints_table_and_results_exports(tiny_model_dir, store_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPSBENCH_LEADERBOARDS", str(tmp_path / "lb"))
+    code = main(["eval", str(tiny_model_dir), "--engine", "hf", "--n", "2", "--max-tokens", "8", "--limit",
+                 "3", "--store", str(store_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "Avg@n" in out and "pass@2" in out and str(store_path) in out
+    assert main(["results", "--store", str(store_path), "--samples", "--format", "csv",
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0].startswith("eval_id,task,model") and len([x for x in lines if x.startswith("1,arith")]) == 6
+    assert main(["results", "--store", str(store_path), "--scores", "--task", "arith"]) == 0
+    scores = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {s["metric"] for s in scores} >= {"avg@n", "pass@k"}
+
+
+def test_cli_k_above_n_is_exit_2_one_line(tiny_model_dir, store_path, capsys):
+    code = main(["eval", str(tiny_model_dir), "--engine", "hf", "--n", "4", "--k", "1,8", "--store",
+                 str(store_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "k=8" in err and not store_path.exists()
+
+
+def test_cli_missing_model_is_exit_2(tmp_path, store_path, capsys):
+    assert main(["eval", str(tmp_path / "missing"), "--engine", "hf", "--store", str(store_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_eval_against_openai_compatible_server(store_path, capsys):
+    from openai_stub_server import StubServer, StubState
+
+    with StubServer(StubState()) as server:
+        code = main(["eval", "stub-model", "--engine", "openai", "--base-url", server.url, "--n", "2",
+                     "--max-tokens", "16", "--limit", "3", "--store", str(store_path), "--quiet",
+                     "--no-leaderboard"])
+        requests = server.state.requests
+    assert code == 0 and "stub-model" in capsys.readouterr().out
+    with Store(store_path) as s:
+        [ev] = s.evaluations()
+        assert ev.model_path == f"{server.url}#stub-model" and ev.engine == "openai" and ev.weights_hash == ""
+        assert s.count_samples(ev.id) == 6 and requests >= 6

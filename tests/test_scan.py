@@ -1,0 +1,122 @@
+"""Run-folder scanning: Trainer-layout checkpoints in step order, broken ones reported and skipped,
+stored ones skipped, tags from spsbench_run.json, best checkpoint, and --watch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+from spsbench.cli import main
+from spsbench.config import SamplingConfig
+from spsbench.scan import checkpoints, is_run_folder, is_settled, run_tags, scan_run
+from spsbench.store import Store
+
+SAMPLING = SamplingConfig(n=2, max_tokens=8)
+
+
+def make_checkpoint(run, step, source, state=True, age=60.0):
+    folder = run / f"checkpoint-{step}"
+    shutil.copytree(source, folder)
+    if state:
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    old = time.time() - age
+    for p in folder.iterdir():
+        os.utime(p, (old, old))
+    return folder
+
+
+@pytest.fixture
+def run_folder(tmp_path, tiny_model_dir):
+    run = tmp_path / "my-run"
+    for step in (20, 10, 100):                                  # created out of order on purpose
+        make_checkpoint(run, step, tiny_model_dir)
+    truncated = make_checkpoint(run, 30, tiny_model_dir)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    no_weights = make_checkpoint(run, 40, tiny_model_dir)
+    (no_weights / "model.safetensors").unlink()
+    (run / "spsbench_run.json").write_text(json.dumps({"run_name": "sps-tiny", "algo": "sps",
+                                                       "base_model": "/models/base"}))
+    return run
+
+
+def test_discovery_in_step_order_and_tags(run_folder, tmp_path):
+    assert is_run_folder(run_folder) and not is_run_folder(tmp_path / "missing")
+    assert [s for s, _ in checkpoints(run_folder)] == [10, 20, 30, 40, 100]
+    tags = run_tags(run_folder, 20)
+    assert (tags.run_name, tags.step, tags.algo, tags.base_model) == ("sps-tiny", 20, "sps", "/models/base")
+    (run_folder / "spsbench_run.json").unlink()
+    assert run_tags(run_folder, 20).run_name == "my-run" and run_tags(run_folder, 20).algo is None
+
+
+def test_scan_evaluates_good_reports_broken_then_skips_stored(run_folder, store_path):
+    report = scan_run(run_folder, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False)
+    status = {c.step: c.status for c in report.checkpoints}
+    assert status == {10: "evaluated", 20: "evaluated", 30: "broken", 40: "broken", 100: "evaluated"}
+    reasons = {c.step: c.reason for c in report.checkpoints if c.status == "broken"}
+    assert "truncated safetensors" in reasons[30] and "no weight files" in reasons[40]
+    assert [c.step for c in report.checkpoints if c.status == "evaluated"] == [10, 20, 100]
+    with Store(store_path) as s:
+        evals = s.evaluations()
+    assert sorted((e.run_name, e.step, e.algo) for e in evals) == [
+        ("sps-tiny", 10, "sps"), ("sps-tiny", 20, "sps"), ("sps-tiny", 100, "sps")]
+    assert report.best("arith").step in (10, 20, 100)
+    again = scan_run(run_folder, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False)
+    assert {c.step: c.status for c in again.checkpoints if c.status != "broken"} == {
+        10: "stored", 20: "stored", 100: "stored"}
+    assert [r.scores["avg@n"] for c in again.checkpoints for r in c.results] == [
+        r.scores["avg@n"] for c in report.checkpoints for r in c.results]
+    bigger = scan_run(run_folder, ["arith"], SamplingConfig(n=3, max_tokens=8), store=store_path, engine="hf",
+                      limit=2, progress=False)
+    assert all(r.generated == 2 for c in bigger.checkpoints for r in c.results)   # one more per problem
+
+
+def test_best_is_highest_avg(run_folder, store_path, fake_factory):
+    report = scan_run(run_folder, ["arith"], SAMPLING, store=store_path, engine_factory=fake_factory, limit=3,
+                      progress=False)
+    best = report.best("arith")
+    top = max(r.scores["avg@n"]["value"] for c in report.checkpoints for r in c.results)
+    assert next(r for r in best.results).scores["avg@n"]["value"] == top
+
+
+def test_unsettled_checkpoint_waits_for_next_scan(tmp_path, tiny_model_dir):
+    fresh = make_checkpoint(tmp_path / "run", 5, tiny_model_dir, state=False)
+    assert not is_settled(fresh)
+    (fresh / "trainer_state.json").write_text("{}")
+    assert not is_settled(fresh)                                 # just written: may still be growing
+    assert is_settled(fresh, settle_s=0.0)
+
+
+def test_watch_picks_up_checkpoints_as_they_complete(tmp_path, tiny_model_dir, store_path, fake_factory):
+    run = tmp_path / "run"
+    make_checkpoint(run, 10, tiny_model_dir)
+    late = make_checkpoint(run, 20, tiny_model_dir, state=False)       # still being written
+
+    def finish_writing():
+        time.sleep(0.5)
+        (late / "trainer_state.json").write_text("{}")
+        old = time.time() - 60
+        for p in late.iterdir():
+            os.utime(p, (old, old))
+
+    writer = threading.Thread(target=finish_writing)
+    writer.start()
+    report = scan_run(run, ["arith"], SAMPLING, store=store_path, watch=True, interval=0.2, until_idle=1.0,
+                      engine_factory=fake_factory, limit=2, progress=False)
+    writer.join()
+    assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (20, "evaluated")]
+
+
+def test_cli_run_folder(run_folder, store_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPSBENCH_LEADERBOARDS", str(tmp_path / "lb"))
+    code = main(["eval", str(run_folder), "--engine", "hf", "--n", "2", "--max-tokens", "8", "--limit", "2",
+                 "--store", str(store_path), "--quiet", "--no-leaderboard"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "checkpoint-30" in out and "truncated safetensors" in out and "no weight files" in out
+    assert "best checkpoint on arith: checkpoint-" in out and "2 broken checkpoint(s) skipped" in out
