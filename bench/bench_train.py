@@ -1,0 +1,83 @@
+"""Trainer overhead, measured side by side in one run on the tiny model (CPU).
+
+* time per RL step of spsbench's GRPO trainer and of the SPS trainer's RL phase vs the same step of
+  plain TRL GRPOTrainer (target <= 1.05x): same model, data, sizes and seed; runs interleaved.
+* the IRL phase's share of an SPS iteration (paper Table 5: ~3% = 2.25 min of 70.35 min).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+STEPS = 6
+ROUNDS = 2
+SIZES = ["rl.num_generations=4", "rl.per_device_train_batch_size=8", "rl.gradient_accumulation_steps=1",
+         "rl.max_completion_length=32", f"rl.max_steps={STEPS}", "rl.save_steps=1000", "rl.logging_steps=1000",
+         "eval.enabled=false", "limit=32", f"sps.rl_steps_per_phase={STEPS}", "sps.irl_batch_size=512",
+         "sps.irl_micro_batch_size=8"]
+
+
+def _stand_in_reward(completions, golds, kind="math", choices=None):
+    return [float(len(text) % 2) for text in completions]
+
+
+def _run_one(kind: str, model_dir: str, out: Path) -> tuple[float, float]:
+    """(seconds per RL step, IRL seconds) for one training run of `kind`: trl | grpo | sps."""
+    from trl import GRPOTrainer
+
+    from spsbench.train.config import load_config
+    from spsbench.train.run import build_trainer
+
+    algo = "sps" if kind == "sps" else "grpo"
+    cfg = load_config(algo, overrides=[*SIZES, f"output_dir={out / kind}"], model=model_dir)
+    trainer, _ = build_trainer(cfg)
+    if kind == "trl":   # plain TRL: same pieces, TRL's own class
+        trainer = GRPOTrainer(model=trainer.model, reward_funcs=trainer.reward_funcs, args=trainer.args,
+                              train_dataset=trainer.train_dataset, processing_class=trainer.processing_class)
+    start = time.perf_counter()
+    trainer.train()
+    total = time.perf_counter() - start
+    irl = sum(p["irl_time_s"] for p in getattr(trainer, "sps_phase_log", []))
+    return (total - irl) / STEPS, irl
+
+
+def run(console) -> None:
+    import torch
+
+    import spsbench.grading as grading
+    from spsbench.testing import tiny_model
+    from spsbench.train.run import pick_cpu_threads
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    real_reward, real_threads = grading.reward, torch.get_num_threads()
+    grading.reward = _stand_in_reward        # measure the trainer, not the grader
+    pick_cpu_threads()                       # what `spsbench train` does (spin-waiting threads on a busy CPU)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = str(tiny_model(Path(tmp) / "model", hidden=64, layers=4))
+            times: dict[str, list[float]] = {"trl": [], "grpo": [], "sps": []}
+            irl: list[float] = []
+            for r in range(ROUNDS):                # interleaved so load changes hit every variant alike
+                for kind in times:
+                    step, irl_s = _run_one(kind, model_dir, Path(tmp) / f"r{r}")
+                    times[kind].append(step)
+                    if kind == "sps":
+                        irl.append(irl_s)
+    finally:
+        grading.reward = real_reward
+        torch.set_num_threads(real_threads)
+    base = statistics.median(times["trl"])
+    for kind, label in (("grpo", "spsbench GRPO"), ("sps", "SPS RL phase")):
+        ratio = statistics.median(times[kind]) / base
+        console.print(f"{label} step / plain TRL GRPOTrainer step: {ratio:.3f}x (target <= 1.05; "
+                      f"TRL {base:.2f} s/step, {STEPS} steps x {ROUNDS} rounds, tiny model)")
+    rl_time = statistics.median(times["sps"]) * STEPS
+    share = statistics.median(irl) / (rl_time + statistics.median(irl))
+    console.print(f"IRL phase share of an SPS iteration ({STEPS} RL steps + 4 IRL steps): {share:.1%} "
+                  f"(paper Table 5: ~3%)")
+    paper_phase = statistics.median(irl) / (statistics.median(irl) + 188 * statistics.median(times["sps"]))
+    console.print(f"... extrapolated to the recipe's phase length (188 RL steps, same IRL phase): {paper_phase:.1%}")

@@ -1,0 +1,79 @@
+"""`spsbench train`: GRPO, DAPO, GSPO or SPS (over any of them) on TRL, evaluating every checkpoint.
+
+With no arguments beyond `--algo` it trains the embedded SmolLM2-135M on the built-in `arith` task with
+the CPU demo sizes (recipes/cpu-demo.yaml). Heavy imports happen inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Train a policy with GRPO, DAPO, GSPO or SPS (recipes in recipes/*.yaml) and evaluate its checkpoints."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algo", choices=("grpo", "dapo", "gspo", "sps"), help="Algorithm (default: the "
+                        "recipe's `algo`, else grpo).")
+    parser.add_argument("--base", choices=("grpo", "dapo", "gspo"), help="With --algo sps: the RL algorithm "
+                        "SPS is layered on (default grpo).")
+    parser.add_argument("--config", metavar="RECIPE", help="Recipe YAML replacing recipes/<algo>.yaml.")
+    parser.add_argument("--model", help="HF model folder or hub id (default: the embedded SmolLM2-135M).")
+    parser.add_argument("--task", help="Training task (registry name or task YAML; default arith).")
+    parser.add_argument("--output-dir", help="Run folder (default runs/<run name>).")
+    parser.add_argument("--run-name", help="Run name used in the results store and leaderboards.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="Override any recipe key, e.g. --set rl.max_steps=20 --set sps.irl_steps=2 "
+                             "(repeatable; value parsed as YAML).")
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                        help="Resume from the last checkpoint in the run folder, or from CHECKPOINT.")
+    parser.add_argument("--no-eval", action="store_true", help="Do not evaluate checkpoints while training.")
+    parser.add_argument("--list-keys", action="store_true", help="Print every spsbench recipe key and exit.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from spsbench.train.config import describe_keys, load_config
+
+    console = Console()
+    if args.list_keys:
+        for key, default, help_text in describe_keys():
+            console.print(f"[bold]{key}[/] = {default}  {help_text}", highlight=False)
+        console.print("rl.*  any TRL GRPOConfig field (trl==1.16.0)")
+        return 0
+    overrides = list(args.overrides)
+    for flag, key in ((args.task, "task"), (args.output_dir, "output_dir"), (args.run_name, "run_name")):
+        if flag:
+            overrides.append(f"{key}={flag}")
+    if args.no_eval:
+        overrides.append("eval.enabled=false")
+    config = load_config(args.algo, args.base, args.config, overrides, model=args.model)
+    if config.model is None:
+        console.print("[dim]embedded default: SmolLM2-135M-Instruct on the built-in arith task, CPU demo sizes "
+                      "(recipes/cpu-demo.yaml)[/]")
+    from spsbench.train.run import pick_cpu_threads, train
+
+    threads = pick_cpu_threads()
+    console.print(f"training [bold]{config.label}[/] with recipe {config.recipe}"
+                  + (f" ({threads} CPU thread{'s' * (threads > 1)}; set OMP_NUM_THREADS to choose)" if threads else ""))
+    summary = train(config, resume=args.resume)
+    _print_summary(console, summary)
+    return 0
+
+
+def _print_summary(console, summary) -> None:
+    console.print(f"done: {summary.steps} steps, run folder {summary.output_dir}")
+    if summary.checkpoints:
+        console.print(f"checkpoints: {', '.join(summary.checkpoints)}")
+    for phase in summary.sps_phases:
+        console.print(f"SPS phase {phase['phase']} (step {phase['step']}): {phase['sequences']} sequences, "
+                      f"{phase['from_negatives_share']:.0%} negatives, IRL loss {phase['irl_loss_before']:.4f} -> "
+                      f"{phase['irl_loss_after']:.4f}, ||dθ||/||θ|| {phase['rel_weight_change']:.1e}, IRL "
+                      f"{phase['irl_time_share']:.1%} of the iteration", highlight=False)
+    if summary.evaluations:
+        console.print(f"evaluated {len(summary.evaluations)} checkpoint(s) into the results store")
+    else:
+        console.print(f"no checkpoint was evaluated during training; evaluate them with "
+                      f"`spsbench eval {summary.output_dir}`")
+    if summary.leaderboard:
+        console.print(f"leaderboard: {summary.leaderboard}/ (regenerate with `spsbench leaderboard`)")

@@ -1,0 +1,109 @@
+"""Evaluation during training: every saved checkpoint goes through `spsbench.evaluate.evaluate`.
+
+The callback runs on the main process after each save (`save_steps`; paper: 100). The evaluator loads
+the checkpoint folder into its own model (or engine), so the training weights are never touched; the
+torch / numpy / Python RNG states are saved and restored around it, so training draws exactly the
+random numbers it would have drawn without evaluation. Results go to the same store as
+`spsbench eval`, tagged with the run name, step and algorithm; then the leaderboard is refreshed.
+An evaluation failure is logged and training goes on (the checkpoint can be evaluated later with
+`spsbench eval RUN_DIR`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from spsbench import __version__
+from spsbench.train.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+RUN_INFO = "spsbench_run.json"
+
+
+def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str) -> Path:
+    """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints."""
+    path = Path(output_dir) / RUN_INFO
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"run_name": config.run_name, "algo": config.label, "base": config.base, "base_model": base_model,
+            "recipe": config.recipe, "task": config.task, "spsbench_version": __version__}
+    path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore the torch (CPU + CUDA), numpy and Python RNG states on exit."""
+    import numpy as np
+    import torch
+
+    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+class EvaluateCheckpointCallback(TrainerCallback):
+    """On each save: evaluate `checkpoint-<step>` into the results store, then refresh the leaderboard."""
+
+    def __init__(self, config: TrainConfig, base_model: str) -> None:
+        self.config = config
+        self.base_model = base_model
+        self.results: list[tuple[int, Any]] = []          # (step, evaluate() output) for the summary
+
+    def on_save(self, args, state, control, **kwargs):
+        if not self.config.eval.enabled or not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        with preserved_rng():
+            self.evaluate_checkpoint(folder, state.global_step)
+
+    def evaluate_checkpoint(self, folder: Path, step: int) -> Any:
+        import torch
+
+        from spsbench.config import SamplingConfig
+        from spsbench.evaluate import ModelTags, evaluate
+
+        ev = self.config.eval
+        sampling = SamplingConfig(n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens,
+                                  seed=ev.seed)
+        tags = ModelTags(run_name=self.config.run_name, step=step, algo=self.config.label,
+                         base_model=self.base_model)
+        try:
+            with torch.no_grad():
+                result = evaluate(str(folder), ev.tasks, sampling, engine=ev.engine, store=ev.store,
+                                  data=ev.data or None, ks=ev.k, tags=tags, limit=ev.limit, progress=False)
+        except Exception as exc:  # noqa: BLE001 - evaluation must never kill a training run
+            logger.warning("evaluation of %s failed (%s: %s); training continues, evaluate it later with "
+                           "`spsbench eval %s`", folder, type(exc).__name__, exc, folder.parent)
+            return None
+        self.results.append((step, result))
+        refresh_leaderboard(ev.store)
+        return result
+
+
+def refresh_leaderboard(store: str | None) -> Path | None:
+    """Regenerate leaderboards if the leaderboard module is available; returns its folder."""
+    try:
+        from spsbench import leaderboard, paths
+    except ImportError:
+        return None
+    try:
+        leaderboard.refresh(store or paths.default_store_path())
+    except Exception as exc:  # noqa: BLE001 - a leaderboard problem must not stop training
+        logger.warning("leaderboard refresh failed: %s: %s", type(exc).__name__, exc)
+        return None
+    return paths.default_leaderboard_dir()

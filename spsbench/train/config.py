@@ -1,0 +1,302 @@
+"""Training configuration: the dataclasses a recipe YAML is parsed into, and recipe loading/merging.
+
+A recipe has top-level run keys (algo, model, task, ...), an `rl` mapping passed verbatim to TRL's
+`GRPOConfig` (so every GRPOConfig field is a valid key and nothing else is), and the sections
+`dynamic_sampling`, `sps` and `eval` below. Layering, later wins:
+
+  recipes/<base>.yaml (sps only) -> recipes/<algo>.yaml or --config FILE -> recipes/cpu-demo.yaml
+  (embedded default model only) -> --set key=value flags.
+
+Every mistake is one ConfigError line naming the file (or flag) and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spsbench import paths
+from spsbench.errors import ConfigError
+
+ALGOS = ("grpo", "dapo", "gspo", "sps")
+BASES = ("grpo", "dapo", "gspo")
+DEMO_RECIPE = "cpu-demo.yaml"
+# YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
+FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DynamicSamplingConfig:
+    """DAPO dynamic sampling: drop prompt groups whose rewards are all equal and refill from new prompts."""
+
+    enabled: bool = _f(False, "Drop zero-variance groups and refill the generation batch with new prompts.")
+    max_resample_times: int = _f(3, "Extra generation rounds per batch before giving up and keeping "
+                                    "degenerate groups (paper: 3).")
+    soft_overlong_cache: int | None = _f(None, "DAPO soft overlong punishment: length penalty ramps over the "
+                                               "last N tokens of max_completion_length (paper: 2048); only with enabled: true. null = off.")
+
+    def __post_init__(self) -> None:
+        if self.max_resample_times < 0:
+            raise ConfigError(f"dynamic_sampling.max_resample_times: must be >= 0, got {self.max_resample_times}")
+        if self.soft_overlong_cache is not None and self.soft_overlong_cache < 1:
+            raise ConfigError(f"dynamic_sampling.soft_overlong_cache: must be >= 1, got {self.soft_overlong_cache}")
+
+
+@dataclass
+class SPSConfig:
+    """The SPS layer: RL phase of `rl_steps_per_phase` optimizer steps, then an IRL phase (paper Alg. 1)."""
+
+    rl_steps_per_phase: int = _f(8, "RL optimizer steps between two IRL phases.")
+    sampling_size: int = _f(3, "Completions kept per prompt group by L2TE (paper: 3 of 8).")
+    quantile: float = _f(0.5, "L2TE: incorrect rollouts whose sequence log-prob is in this lower quantile of "
+                              "their group come first.")
+    irl_steps: int = _f(4, "IRL optimizer steps per phase (paper: 4).")
+    irl_batch_size: int = _f(512, "Sequences per IRL optimizer step, over all ranks (paper: 512).")
+    irl_micro_batch_size: int = _f(8, "Sequences per forward/backward on one rank (gradient accumulation).")
+    irl_learning_rate: float = _f(5e-10, "IRL AdamW learning rate (paper: 5e-10).")
+    irl_weight_decay: float = _f(0.0, "IRL AdamW weight decay.")
+    seed: int = _f(0, "Seed of the IRL batch order.")
+
+    def __post_init__(self) -> None:
+        for name in ("rl_steps_per_phase", "sampling_size", "irl_steps", "irl_batch_size", "irl_micro_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"sps.{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.quantile <= 1:
+            raise ConfigError(f"sps.quantile: must be in (0, 1], got {self.quantile}")
+        if self.irl_learning_rate < 0:
+            raise ConfigError(f"sps.irl_learning_rate: must be >= 0, got {self.irl_learning_rate}")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation of every saved checkpoint by the spsbench evaluator (same store as `spsbench eval`)."""
+
+    enabled: bool = _f(True, "Evaluate each checkpoint when it is saved.")
+    tasks: list[str] = _f(["arith"], "Tasks to evaluate on (registry names or task YAML paths).")
+    n: int = _f(8, "Samples per problem (paper: 128).")
+    k: list[int] = _f([], "Extra k values for pass@k (powers of two up to n are always reported).")
+    temperature: float = _f(0.7, "Sampling temperature (paper eval: 0.7).")
+    top_p: float = _f(1.0, "Nucleus sampling mass.")
+    max_tokens: int = _f(256, "Max new tokens per evaluation sample.")
+    seed: int = _f(0, "Base sampling seed.")
+    engine: str = _f("hf", "Generation engine for evaluation: hf | vllm | openai.")
+    store: str | None = _f(None, "Results store path (default: the `spsbench eval` default store).")
+    limit: int | None = _f(None, "Evaluate only the first N problems of each task.")
+    data: dict[str, str] = _f({}, "Local data files per task name (offline use), like `spsbench eval --data`.")
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ConfigError(f"eval.n: must be >= 1, got {self.n}")
+        if any(k > self.n for k in self.k):
+            raise ConfigError(f"eval.k: {max(self.k)} is larger than eval.n={self.n}")
+        if isinstance(self.tasks, str):
+            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+
+
+@dataclass
+class TrainConfig:
+    """One training run. `rl` holds TRL GRPOConfig keyword arguments (see `spsbench train --list-keys`)."""
+
+    algo: str = _f("grpo", "Algorithm: grpo | dapo | gspo | sps.")
+    base: str | None = _f(None, "sps only: the RL algorithm SPS is layered on (grpo | dapo | gspo).")
+    model: str | None = _f(None, "Policy: HF model folder or hub id. null = the embedded SmolLM2-135M.")
+    task: str = _f("arith", "Training prompts: task registry name or task YAML path.")
+    data: str | None = _f(None, "Local JSONL/Parquet with the task's rows (offline use).")
+    limit: int | None = _f(None, "Use only the first N problems of the task.")
+    run_name: str | None = _f(None, "Run name (default: <algo>[-<base>]-<model name>).")
+    output_dir: str | None = _f(None, "Run folder (default: runs/<run_name>); checkpoints go in it.")
+    rl: dict[str, Any] = _f({}, "TRL GRPOConfig keyword arguments (loss_type, beta, epsilon, ...).")
+    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig,
+                                                    metadata={"help": "DAPO dynamic sampling."})
+    sps: SPSConfig = field(default_factory=SPSConfig, metadata={"help": "SPS layer (algo: sps)."})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Checkpoint evaluation."})
+    recipe: str | None = None        # the recipe file(s) it came from (provenance, not a YAML key)
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ConfigError(f"algo: must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if self.algo == "sps":
+            self.base = self.base or "grpo"
+            if self.base not in BASES:
+                raise ConfigError(f"base: must be one of {', '.join(BASES)}, got {self.base!r}")
+        elif self.base is not None:
+            raise ConfigError(f"base: only valid with algo: sps (algo is {self.algo!r})")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit: must be >= 1, got {self.limit}")
+
+    @property
+    def label(self) -> str:
+        """'sps+dapo', 'grpo', ... as shown in the store and leaderboards."""
+        return f"sps+{self.base}" if self.algo == "sps" and self.base != "grpo" else self.algo
+
+
+SECTIONS = {"dynamic_sampling": DynamicSamplingConfig, "sps": SPSConfig, "eval": EvalConfig}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading and merging
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A recipe file as a mapping; one-line ConfigError on anything else."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"recipe not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys (algo, rl, sps, ...)")
+    _check_keys(raw, str(path))
+    return _numbers(raw)
+
+
+def _numbers(value: Any) -> Any:
+    """Exponent-only floats (`1e-3`) that YAML 1.1 leaves as strings become floats."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, str) and FLOAT_RE.match(value):
+        return float(value)
+    return value
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """`sps.irl_steps=2` -> {"sps": {"irl_steps": 2}}; the value is parsed as YAML (numbers, lists, null)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set: expected KEY=VALUE (e.g. sps.irl_steps=2), got {item!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    _check_keys(out, f"--set {item}")
+    return _numbers(out)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of two recipe mappings (sections merge key by key)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(algo: str | None = None, base: str | None = None, config: str | Path | None = None,
+                overrides: list[str] | tuple[str, ...] = (), model: str | None = None) -> TrainConfig:
+    """Build a TrainConfig from the built-in recipes, a user recipe file and --set overrides."""
+    user = read_yaml(Path(config)) if config else {}
+    algo = algo or user.get("algo") or "grpo"
+    if algo not in ALGOS:
+        raise ConfigError(f"--algo: must be one of {', '.join(ALGOS)}, got {algo!r}")
+    layers: list[tuple[str, dict[str, Any]]] = []
+    own = (str(config), user) if config else _builtin(algo)
+    if algo == "sps":
+        base = base or own[1].get("base") or "grpo"
+        if base not in BASES:
+            raise ConfigError(f"--base: must be one of {', '.join(BASES)}, got {base!r}")
+        layers.append(_builtin(base))
+    layers.append(own)
+    extra = [parse_override(item) for item in overrides]
+    wanted_model = model or next((o["model"] for o in reversed(extra) if "model" in o), None) or own[1].get("model")
+    if wanted_model is None and not config:
+        layers.append(_builtin_file(DEMO_RECIPE))     # the embedded default must finish in minutes on CPU
+    raw: dict[str, Any] = {}
+    for _, layer in layers:
+        raw = merge(raw, layer)
+    for item in extra:
+        raw = merge(raw, item)
+    raw.update(algo=algo, base=base if algo == "sps" else None)
+    if model:
+        raw["model"] = model
+    return from_mapping(raw, recipe=", ".join(name for name, _ in layers))
+
+
+def from_mapping(raw: dict[str, Any], recipe: str | None = None) -> TrainConfig:
+    """TrainConfig from an already merged mapping."""
+    _check_keys(raw, recipe or "config")
+    values = dict(raw)
+    try:
+        for name, cls in SECTIONS.items():
+            values[name] = cls(**(values.get(name) or {}))
+        return TrainConfig(recipe=recipe, **values)
+    except TypeError as exc:  # wrong type reaching a comparison in __post_init__
+        raise ConfigError(f"{recipe}: {exc}") from None
+
+
+def _builtin(name: str) -> tuple[str, dict[str, Any]]:
+    return _builtin_file(f"{name}.yaml")
+
+
+def _builtin_file(filename: str) -> tuple[str, dict[str, Any]]:
+    path = paths.recipes_dir() / filename
+    return str(path), read_yaml(path)
+
+
+@functools.cache
+def grpo_config_fields() -> dict[str, dataclasses.Field]:
+    """Fields of TRL's GRPOConfig (valid keys of the `rl` section)."""
+    from trl import GRPOConfig
+
+    return {f.name: f for f in dataclasses.fields(GRPOConfig) if f.init}
+
+
+def _check_keys(raw: dict[str, Any], where: str) -> None:
+    """Unknown keys anywhere in a recipe mapping -> one ConfigError naming `where` and the key."""
+    top = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe"}
+    for key, value in raw.items():
+        if key not in top:
+            raise ConfigError(f"{where}: unknown key {key!r} (valid: {', '.join(sorted(top))})")
+        if key in SECTIONS or key == "rl":
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+            valid = grpo_config_fields() if key == "rl" else {f.name for f in dataclasses.fields(SECTIONS[key])}
+            for sub in value:
+                if sub not in valid:
+                    hint = "a TRL GRPOConfig field" if key == "rl" else ", ".join(sorted(valid))
+                    raise ConfigError(f"{where}: unknown key {key}.{sub} (valid: {hint})")
+
+
+def describe_keys() -> list[tuple[str, str, str]]:
+    """(key, default, help) for every spsbench-owned recipe key, for docs and `--list-keys`."""
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "recipe":
+            continue
+        if f.name in SECTIONS:
+            for sub in dataclasses.fields(SECTIONS[f.name]):
+                rows.append((f"{f.name}.{sub.name}", repr(_default(sub)), sub.metadata["help"]))
+        else:
+            rows.append((f.name, repr(_default(f)), f.metadata["help"]))
+    return rows
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    value = f.default_factory()  # type: ignore[misc]
+    return "{...}" if dataclasses.is_dataclass(value) else value

@@ -1,0 +1,159 @@
+"""Assemble and run a training run from a TrainConfig: model, prompts, reward, TRL config, trainer class.
+
+Trainer class by algorithm: grpo / gspo -> SpsbenchGRPOTrainer (a recipe of TRL settings), dapo ->
+DynamicSamplingTrainer (`dynamic_sampling.enabled`), sps -> the SPS layer over the base's class.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spsbench.errors import ConfigError
+from spsbench.train.config import TrainConfig
+from spsbench.train.reward import TrainingError, make_reward_fn
+
+CPU_DEFAULTS = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "disable_tqdm": True}
+
+
+@dataclass
+class RunSummary:
+    output_dir: Path
+    run_name: str
+    steps: int
+    checkpoints: list[str] = field(default_factory=list)
+    sps_phases: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[tuple[int, Any]] = field(default_factory=list)
+    leaderboard: Path | None = None
+
+
+def pick_cpu_threads() -> int | None:
+    """Torch CPU threads for a shared machine: fewer than the cores when other processes keep them busy.
+
+    Measured on 2 shared cores under load ~4: a SmolLM2 forward+backward took 52 s with 2 threads and 6 s
+    with 1 (OpenMP threads spin-waiting for a core another process holds). OMP_NUM_THREADS wins if set.
+    """
+    import torch
+
+    if torch.cuda.is_available() or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = max(0.0, os.getloadavg()[0] - 1.0)      # load that is not ours
+    threads = max(1, min(cores, int(cores - busy + 0.5)))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def trainer_class(config: TrainConfig) -> type:
+    """The trainer class a config runs with (SPS composes over the base algorithm's class)."""
+    from spsbench.train.sps import with_sps
+    from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer
+
+    cls = DynamicSamplingTrainer if config.dynamic_sampling.enabled else SpsbenchGRPOTrainer
+    return with_sps(cls) if config.algo == "sps" else cls
+
+
+def grpo_args(config: TrainConfig, output_dir: Path):
+    """TRL GRPOConfig from the recipe's `rl` section (spsbench defaults first, recipe wins)."""
+    import torch
+    from trl import GRPOConfig
+
+    # TRL 1.16 defaults to bf16=True, which TrainingArguments refuses without a GPU.
+    gpu = torch.cuda.is_available()
+    defaults = CPU_DEFAULTS | {"bf16": gpu}
+    if not gpu:  # without use_cpu + gloo, a torchrun launch on CPU trains every rank alone (no DDP)
+        defaults["use_cpu"] = True
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            defaults["ddp_backend"] = "gloo"
+    kwargs = defaults | dict(config.rl) | {"output_dir": str(output_dir), "run_name": config.run_name}
+    try:
+        args = GRPOConfig(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{config.recipe}: rl: {str(exc).splitlines()[0]}") from None
+    per_rank = args.per_device_train_batch_size * args.steps_per_generation
+    if (config.algo == "sps" or config.dynamic_sampling.enabled) and per_rank % args.num_generations:
+        raise ConfigError(f"{config.recipe}: rl: per_device_train_batch_size x steps_per_generation ({per_rank}) "
+                          f"must be a multiple of num_generations ({args.num_generations}) for SPS and dynamic "
+                          "sampling (each rank must hold whole prompt groups)")
+    return args
+
+
+def load_policy(name: str | None, dtype: str = "float32"):
+    """(model, tokenizer, resolved path). fp32 by default: bf16 weights round away small updates."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from spsbench.models import resolve_model
+
+    path = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, path
+
+
+def reward_funcs(config: TrainConfig, kind: str, max_completion_length: int) -> list[Any]:
+    funcs = [make_reward_fn(kind, Path(config.task).stem)]
+    cache = config.dynamic_sampling.soft_overlong_cache
+    if cache is not None and config.dynamic_sampling.enabled:   # a DAPO component, like dynamic sampling
+        from trl.rewards import get_soft_overlong_punishment
+
+        if cache >= max_completion_length:
+            raise ConfigError(f"{config.recipe}: dynamic_sampling.soft_overlong_cache ({cache}) must be smaller "
+                              f"than rl.max_completion_length ({max_completion_length})")
+        funcs.append(get_soft_overlong_punishment(max_completion_length, cache))
+    return funcs
+
+
+def fill_names(config: TrainConfig, model_path: str) -> Path:
+    """Default run name and run folder."""
+    if config.run_name is None:
+        config.run_name = f"{config.label}-{Path(str(model_path).rstrip('/')).name}"
+    return Path(config.output_dir or Path("runs") / config.run_name)
+
+
+def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype: str = "float32"):
+    """(trainer, eval callback) ready to `.train()`; every user error is raised before loading weights."""
+    from spsbench.models import resolve_model
+    from spsbench.train.callbacks import EvaluateCheckpointCallback, write_run_info
+    from spsbench.train.data import build_dataset
+
+    output_dir = fill_names(config, resolve_model(config.model))
+    args = grpo_args(config, output_dir)
+    cls = trainer_class(config)
+    model, tokenizer, model_path = load_policy(config.model, dtype)
+    dataset, kind = build_dataset(config.task, tokenizer, data=config.data, limit=config.limit)
+    extra: dict[str, Any] = {}
+    if config.dynamic_sampling.enabled:
+        extra["max_resample_times"] = config.dynamic_sampling.max_resample_times
+    if config.algo == "sps":
+        extra["sps"] = config.sps
+    evaluator = EvaluateCheckpointCallback(config, base_model=str(model_path))
+    trainer = cls(model=model, reward_funcs=reward_funcs(config, kind, args.max_completion_length), args=args,
+                  train_dataset=dataset, processing_class=tokenizer, callbacks=[evaluator, *(callbacks or [])],
+                  **extra)
+    if trainer.args.should_save:
+        write_run_info(output_dir, config, str(model_path))
+    return trainer, evaluator
+
+
+def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list[Any] | None = None) -> RunSummary:
+    """Run training to the end; returns what the CLI prints."""
+    from spsbench.train.callbacks import refresh_leaderboard
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    trainer, evaluator = build_trainer(config, callbacks)
+    trainer.train(resume_from_checkpoint=resume or None)
+    output_dir = Path(trainer.args.output_dir)
+    summary = RunSummary(output_dir=output_dir, run_name=config.run_name or "", steps=trainer.state.global_step,
+                         checkpoints=sorted(p.name for p in output_dir.glob("checkpoint-*")),
+                         sps_phases=list(getattr(trainer, "sps_phase_log", [])), evaluations=evaluator.results)
+    if evaluator.results:
+        summary.leaderboard = refresh_leaderboard(config.eval.store)
+    return summary

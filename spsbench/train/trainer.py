@@ -1,0 +1,148 @@
+"""GRPO, DAPO and GSPO as TRL GRPOTrainer configurations, plus DAPO dynamic sampling.
+
+`SpsbenchGRPOTrainer` adds three small things to TRL's trainer: the per-rollout reward (and grader
+verdict) travel with each generated batch (SPS and dynamic sampling read them), a non-finite loss
+stops the run with one line, and the reward stays the evaluation grader. `DynamicSamplingTrainer`
+implements DAPO's dynamic sampling, which TRL 1.16 does not have: after a generation batch is scored,
+prompt groups whose rewards are all equal (zero advantage, no signal) are dropped and the batch is
+refilled with groups generated from fresh prompts, up to `max_resample_times` extra rounds.
+
+Private TRL seams used (pinned by tests/test_train_seams.py): `_generate_and_score_completions`
+(returns the batch dict incl. `advantages`, `completion_mask`, `num_items_in_batch`) and
+`_calculate_rewards` (returns rewards gathered over all processes).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from spsbench.train.reward import TrainingError
+
+LEFT_PADDED = {"prompt_ids": "pad", "prompt_mask": 0}
+RIGHT_PADDED = {"completion_ids": "pad", "completion_mask": 0, "old_per_token_logps": 0.0,
+                "sampling_per_token_logps": 0.0, "ref_per_token_logps": 0.0, "tool_mask": 1,
+                "importance_sampling_ratio": 1.0}
+ROW_KEYS = {"advantages", "rewards", "task_rewards", "correct"}
+
+
+class SpsbenchGRPOTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer + per-rollout rewards in the batch + a loud stop on non-finite loss."""
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards_per_func       # all processes' rows, in process order
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        per_func = self._last_rewards_per_func
+        rows = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
+        weights = self.reward_weights.to(per_func.device).unsqueeze(0)
+        output["rewards"] = (per_func * weights).nansum(dim=1)[rows].to(output["advantages"].device)
+        # The grader is reward function 0; shaping terms (overlong penalty) never make a rollout correct.
+        output["task_rewards"] = per_func[:, 0][rows].to(output["advantages"].device)
+        output["correct"] = output["task_rewards"] >= 1.0
+        return output
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        try:
+            loss = super().training_step(model, inputs, num_items_in_batch)
+        except RuntimeError as exc:
+            if "`inf`, `nan`" not in str(exc):
+                raise
+            raise TrainingError(f"the policy's weights are not finite at step {self.state.global_step + 1} "
+                                "(sampling failed); stopping, last good checkpoint kept in "
+                                f"{self.args.output_dir}") from None
+        if not torch.isfinite(loss).all():
+            raise TrainingError(f"loss is {loss.item()} at step {self.state.global_step + 1}; stopping "
+                                f"(last good checkpoint kept in {self.args.output_dir})")
+        return loss
+
+
+class DynamicSamplingTrainer(SpsbenchGRPOTrainer):
+    """DAPO dynamic sampling: keep only informative prompt groups, refilling from fresh prompts."""
+
+    def __init__(self, *args: Any, max_resample_times: int = 3, **kwargs: Any) -> None:
+        self.max_resample_times = max_resample_times
+        self.dynamic_sampling_log: list[dict[str, int]] = []    # one entry per generation batch (tests, bench)
+        super().__init__(*args, **kwargs)
+        self._refill_rng = random.Random(self.args.seed * 7919 + self.accelerator.process_index)
+
+    def _generate_and_score_completions(self, inputs):
+        if not self.model.training:
+            return super()._generate_and_score_completions(inputs)
+        group = self.num_generations
+        wanted = len(inputs) // group
+        pool = [super()._generate_and_score_completions(inputs)]
+        kept, degenerate = self._split_groups(pool[0], 0)
+        rounds = 0
+        # Every rank joins every round (generation and scoring use collectives), while any rank is short.
+        while rounds < self.max_resample_times and self._any_rank_short(len(kept) < wanted):
+            rounds += 1
+            pool.append(super()._generate_and_score_completions(self._fresh_inputs(wanted)))
+            more_kept, more_degenerate = self._split_groups(pool[-1], len(pool) - 1)
+            kept += more_kept
+            degenerate += more_degenerate
+        short = max(0, wanted - len(kept))
+        chosen = kept[:wanted] + degenerate[:short]         # out of rounds: degenerate groups fill (zero advantage)
+        self._log_resampling(wanted, rounds, len(pool) * wanted - len(kept), short)
+        return self._assemble(pool, chosen, group)
+
+    def _split_groups(self, output: dict[str, Any], batch: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        # DAPO filters on accuracy (all solved / none solved), not on shaping terms such as length penalties.
+        rewards = output["task_rewards"].nan_to_num(0.0).view(-1, self.num_generations)
+        spread = rewards.max(dim=1).values - rewards.min(dim=1).values
+        kept = [(batch, g) for g in range(rewards.size(0)) if spread[g] > 0]
+        degenerate = [(batch, g) for g in range(rewards.size(0)) if not spread[g] > 0]
+        return kept, degenerate
+
+    def _any_rank_short(self, short: bool) -> bool:
+        flag = torch.tensor([1.0 if short else 0.0], device=self.accelerator.device)
+        return bool(self.accelerator.gather(flag).max().item() > 0)
+
+    def _fresh_inputs(self, groups: int) -> list[dict[str, Any]]:
+        """`groups` random training prompts, each repeated num_generations times (like TRL's sampler)."""
+        size = len(self.train_dataset)
+        picks = [self._refill_rng.randrange(size) for _ in range(groups)]
+        return [dict(self.train_dataset[i]) for i in picks for _ in range(self.num_generations)]
+
+    def _log_resampling(self, wanted: int, rounds: int, dropped: int, short: int) -> None:
+        entry = {"groups": wanted, "rounds": rounds, "dropped_groups": dropped, "short_groups": short}
+        self.dynamic_sampling_log.append(entry)
+        for key in ("rounds", "dropped_groups", "short_groups"):
+            self._metrics["train"][f"dynamic_sampling/{key}"].append(float(entry[key]))
+
+    def _assemble(self, pool: list[dict[str, Any]], chosen: list[tuple[int, int]], group: int) -> dict[str, Any]:
+        """One batch dict from the chosen (batch, group) pairs, re-padding sequences to a common length."""
+        if len(pool) == 1 and chosen == [(0, g) for g in range(len(chosen))]:
+            return pool[0]
+        out: dict[str, Any] = {}
+        for key, value in pool[0].items():
+            if key == "num_items_in_batch":
+                continue
+            if not isinstance(value, torch.Tensor) or (key not in ROW_KEYS and key not in LEFT_PADDED
+                                                       and key not in RIGHT_PADDED):
+                raise TrainingError(f"dynamic sampling does not support batch field {key!r} "
+                                    "(multimodal or tool batches); set dynamic_sampling.enabled: false")
+            parts = [pool[b][key].view(-1, group, *pool[b][key].shape[1:])[g] for b, g in chosen]
+            out[key] = self._cat(key, parts)
+        loss_mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
+        out["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        return out
+
+    def _cat(self, key: str, parts: list[torch.Tensor]) -> torch.Tensor:
+        if parts[0].dim() == 1 or key in ROW_KEYS:
+            return torch.cat(parts)
+        width = max(p.size(1) for p in parts)
+        spec = LEFT_PADDED.get(key, RIGHT_PADDED.get(key))
+        tokenizer = getattr(self, "_tokenizer", None) or self.processing_class   # a processor's tokenizer (VLMs)
+        fill = tokenizer.pad_token_id if spec == "pad" else spec
+        if key in LEFT_PADDED:
+            parts = [torch.nn.functional.pad(p, (width - p.size(1), 0), value=fill) for p in parts]
+        else:
+            parts = [torch.nn.functional.pad(p, (0, width - p.size(1)), value=fill) for p in parts]
+        return torch.cat(parts)

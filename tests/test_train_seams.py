@@ -1,0 +1,44 @@
+"""Pins the private TRL 1.16 seams spsbench.train relies on, so a TRL upgrade fails here, loudly."""
+
+import inspect
+
+import trl
+from trl import GRPOConfig, GRPOTrainer
+
+
+def params(fn):
+    return list(inspect.signature(fn).parameters)
+
+
+def test_trl_version_is_pinned():
+    assert trl.__version__ == "1.16.0"
+
+
+def test_generate_and_score_completions_seam():
+    assert params(GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    for key in ('"prompt_ids"', '"prompt_mask"', '"completion_ids"', '"completion_mask"', '"advantages"',
+                '"num_items_in_batch"', '"old_per_token_logps"'):
+        assert key in source, key
+    assert "self._calculate_rewards(" in source
+
+
+def test_calculate_rewards_returns_gathered_rewards():
+    assert params(GRPOTrainer._calculate_rewards) == ["self", "inputs", "prompts", "completions",
+                                                      "completion_ids_list"]
+    assert "rewards_per_func = gather(rewards_per_func)" in inspect.getsource(GRPOTrainer._calculate_rewards)
+
+
+def test_logps_training_step_and_checkpoint_seams():
+    assert params(GRPOTrainer._get_per_token_logps_and_entropies)[:6] == [
+        "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size"]
+    assert params(GRPOTrainer.training_step) == ["self", "model", "inputs", "num_items_in_batch"]
+    assert params(GRPOTrainer._save_checkpoint) == ["self", "model", "trial"]
+    assert params(GRPOTrainer._load_optimizer_and_scheduler) == ["self", "checkpoint"]
+    assert "_last_loaded_step" in inspect.getsource(GRPOTrainer._generate)   # vLLM weight-sync tag we reset
+
+
+def test_measured_trl_defaults():
+    fields = {f.name: f.default for f in GRPOConfig.__dataclass_fields__.values()}
+    assert fields["loss_type"] == "dapo" and fields["beta"] == 0.0
+    assert fields["importance_sampling_level"] == "token"
