@@ -1,0 +1,91 @@
+"""`spsbench diagnose`: squeezing (greedy log-prob), token entropy and diversity diagnostics -> store."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = (
+    "Squeezing and diversity diagnostics (paper Tables 4 and 6) for a model, a run folder or a run name "
+    "in the store; results go into the store and onto the run's leaderboard page."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        metavar="MODEL_OR_RUN",
+        help="Model folder or hub id, a run folder with checkpoint-*/ subfolders, or a run name "
+        "already in the store.",
+    )
+    parser.add_argument("--tasks", default="arith", help="Comma-separated task names (default arith).")
+    parser.add_argument("--n", type=int, default=4, help="Sampled completions per prompt for token entropy.")
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="Local JSONL/Parquet copy of a task's data (repeatable).",
+    )
+    parser.add_argument("--limit", type=int, help="Use only the first L problems of each task.")
+    parser.add_argument(
+        "--base",
+        metavar="BASE_MODEL",
+        help="Base model to diagnose alongside (default: the run's recorded base model if local).",
+    )
+    parser.add_argument("--max-tokens", type=int, default=256, help="Max new tokens per completion.")
+    parser.add_argument("--seed", type=int, default=0, help="Sampling seed for the entropy completions.")
+    parser.add_argument("--store", metavar="PATH", help="Results store (default results/spsbench.db).")
+    parser.add_argument("--out", metavar="DIR", help="Leaderboard folder to refresh afterwards.")
+    parser.add_argument("--no-leaderboard", action="store_true", help="Do not refresh the leaderboards.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from spsbench import paths
+    from spsbench.diagnose import run_diagnostics
+    from spsbench.errors import ConfigError
+    from spsbench.leaderboard import refresh
+    from spsbench.leaderboard_data import models_table
+    from spsbench.store import Store
+    from spsbench.tasks import parse_data_args
+
+    for name in ("n", "limit", "max_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise ConfigError("--tasks: give at least one task name")
+    store_path = Path(args.store or paths.default_store_path())
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(store_path)
+    try:
+        results = run_diagnostics(
+            args.target,
+            tasks,
+            store,
+            models_table(store_path),
+            n=args.n,
+            data=parse_data_args(args.data),
+            limit=args.limit,
+            base=args.base,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+        )
+    finally:
+        store.close()
+    table = Table(title="spsbench diagnostics", title_justify="left")
+    for column in ("model", "task", "metric", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for r in results:
+        table.add_row(r.path, r.task, r.metric, f"{r.value:.4f}")
+    console = Console()
+    console.print(table)
+    if not args.no_leaderboard:
+        refresh(store_path, args.out)
+        console.print(f"leaderboards refreshed in {args.out or paths.default_leaderboard_dir()}/")
+    return 0

@@ -1,0 +1,45 @@
+"""`spsbench leaderboard`: regenerate the Markdown leaderboards and plots from the results store."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Regenerate leaderboards/*.md and plots from the results store (deterministic; never runs a model)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", metavar="PATH", help="Results store (default results/spsbench.db or $SPSBENCH_STORE)."
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="Output folder (default leaderboards/ or $SPSBENCH_LEADERBOARDS)."
+    )
+    parser.add_argument(
+        "--metric",
+        default="avg@n",
+        metavar="avg@n|pass@K",
+        help="Ranking metric of the per-task pages (default avg@n).",
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        metavar="STEPS",
+        help="Comparison table: only checkpoints with step <= STEPS (paper: best within a budget).",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="Write the Markdown only (no matplotlib).")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from spsbench import paths
+    from spsbench.errors import ConfigError
+    from spsbench.leaderboard import refresh
+
+    if args.budget is not None and args.budget < 0:
+        raise ConfigError(f"--budget: must be >= 0, got {args.budget}")
+    out = args.out or paths.default_leaderboard_dir()
+    files = refresh(args.store, out, metric=args.metric, budget=args.budget, plots=not args.no_plots)
+    pages = sum(1 for f in files if f.suffix == ".md")
+    Console().print(f"wrote {pages} pages and {len(files) - pages} plots to {out}/ (index: {out}/README.md)")
+    return 0

@@ -1,0 +1,386 @@
+"""Leaderboards: Markdown pages and PNG plots generated from the results store, deterministically.
+
+Owned by the leaderboard work. `refresh(store_path, out_dir)` writes
+  README.md            index of every page
+  comparison.md        method × benchmark (paper Table 1): best checkpoint per run within a step budget
+  runs/<run>.md        checkpoint × task scores, best checkpoint, diagnostics, plots
+  tasks/<task>.md      every model ranked by a chosen metric
+  models.md            every model in the store (plain `spsbench eval MODEL` ones too) and diagnostics
+  plots/*.png          Pass@k vs k, Pass@K / Avg@n vs step, accuracy-bucket histograms
+Same store -> byte-identical files: everything is sorted, floats have fixed formats, and no clock is read.
+Files we generated earlier that are no longer produced are removed; other files are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from spsbench import paths
+from spsbench.errors import ConfigError, StoreError
+from spsbench.leaderboard_compare import comparison_page
+from spsbench.leaderboard_data import Entry, Snapshot, load_snapshot, reference_setting
+from spsbench.leaderboard_md import (
+    BEST,
+    DIAG_METRICS,
+    NOT_COMPARABLE,
+    Site,
+    best_entry,
+    common_k,
+    pct,
+    score_block,
+    slug,
+    table,
+)
+
+PLOT_INDEX = "plots/.inputs.json"  # PNG -> hash of its inputs; unchanged inputs are not redrawn
+
+
+def parse_metric(text: str) -> tuple[str, int | None]:
+    """'avg@n' -> ('avg', None); 'pass@32' -> ('pass', 32)."""
+    t = text.strip().lower()
+    if t in ("avg@n", "avg"):
+        return ("avg", None)
+    if t.startswith("pass@") and t[5:].isdigit() and int(t[5:]) >= 1:
+        return ("pass", int(t[5:]))
+    raise ConfigError(f"--metric: expected avg@n or pass@K (e.g. pass@32), got {text!r}")
+
+
+def refresh(
+    store_path: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    metric: str = "avg@n",
+    budget: int | None = None,
+    plots: bool = True,
+    store_label: str | None = None,
+) -> list[Path]:
+    """Regenerate every leaderboard file from the store; returns every generated file (sorted)."""
+    store_path = Path(store_path or paths.default_store_path())
+    if not store_path.is_file():
+        raise StoreError(f"results store {store_path} does not exist; run `spsbench eval` first")
+    out = Path(out_dir or paths.default_leaderboard_dir())
+    store = _open_store(store_path)
+    try:
+        snap = load_snapshot(store, store_label or str(store_path), store_path)
+    finally:
+        store.close()
+    site = build_site(snap, metric=parse_metric(metric), budget=budget)
+    return _write(site, out, plots)
+
+
+def _open_store(path: Path):
+    from spsbench.store import Store
+
+    try:
+        return Store(path)
+    except NotImplementedError:  # the Store is being built in parallel; read the documented schema meanwhile
+        from spsbench.leaderboard_demo import SchemaReader
+
+        return SchemaReader(path)
+
+
+def build_site(
+    snap: Snapshot, metric: tuple[str, int | None] = ("avg", None), budget: int | None = None
+) -> Site:
+    site = Site(snap, metric, budget)
+    for run in snap.runs():
+        _run_page(site, run)
+    for task in snap.tasks():
+        _task_page(site, task)
+    comparison_page(site)
+    _models_page(site)
+    _index_page(site)
+    return site
+
+
+def _write(site: Site, out: Path, plots: bool) -> list[Path]:
+    written = []
+    for rel, text in sorted(site.pages.items()):
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_text() != text:  # unchanged files keep their mtime
+            _atomic_write(path, text)
+        written.append(path)
+    if plots:
+        written += _draw_plots(site, out)
+    # With plots=False the PNGs are not redrawn, but the pages still link them: keep them.
+    _remove_stale(out, set(written) | {out / rel for rel in site.plots})
+    return sorted(written)
+
+
+def _draw_plots(site: Site, out: Path) -> list[Path]:
+    """Draw each plot unless its inputs are unchanged since the last refresh (the trainer refreshes often).
+
+    `plots/.inputs.json` maps each PNG to a hash of (function, arguments, matplotlib version); drawing
+    is deterministic, so an unchanged hash means the file on disk already has the right bytes.
+    """
+    import json
+
+    import matplotlib
+
+    from spsbench import plots
+
+    index_path = out / PLOT_INDEX
+    try:
+        old = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        old = {}
+    new, written = {}, []
+    for rel, (kind, args) in sorted(site.plots.items()):
+        key = hashlib.sha256(repr((kind, args, matplotlib.__version__)).encode()).hexdigest()[:16]
+        path = out / rel
+        if old.get(rel) != key or not path.is_file():
+            getattr(plots, kind)(path, *args)
+        new[rel], written = key, written + [path]
+    if new or index_path.exists():
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(index_path, json.dumps(new, indent=1, sort_keys=True) + "\n")
+    return written
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    # The trainer's callback and a user's `spsbench leaderboard` may refresh at the same time:
+    # readers must see a whole old file or a whole new one.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _remove_stale(out: Path, keep: set[Path]) -> None:
+    """Delete pages/plots we generated before that this store no longer produces (e.g. a renamed run)."""
+    for path in sorted(out.rglob("*.md")):
+        if path not in keep and path.read_text().startswith("<!-- generated by `spsbench leaderboard`"):
+            path.unlink()
+    for path in sorted((out / "plots").glob("*.png")) if (out / "plots").is_dir() else []:
+        if path not in keep:
+            path.unlink()
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def _base_entries(snap: Snapshot, base_model: str | None, task: str) -> list[Entry]:
+    """Evaluations of the run's base model (a plain model whose path equals the run's base_model)."""
+    return [
+        e
+        for e in snap.entries
+        if base_model and e.task == task and e.model.run_name is None and e.model.path == base_model
+    ]
+
+
+def _run_page(site: Site, run: str) -> None:
+    snap = site.snap
+    models = [m for m in snap.models.values() if m.run_name == run]
+    algo = ", ".join(sorted({m.algo or "?" for m in models}))
+    bases = sorted({m.base_model for m in models if m.base_model})
+    steps = sorted({m.step for m in models if m.step is not None})
+    base_text = f"`{', '.join(bases)}`" if bases else "not recorded"
+    body = [
+        f"Algorithm **{algo}**, base model {base_text}, {_plural(len(models), 'checkpoint')} "
+        f"(steps {', '.join(map(str, steps))}).",
+        "",
+        f"{BEST} = best checkpoint per task: highest Avg@n among comparable rows (the paper's rule). "
+        f"Scores in %, [95% bootstrap CI over problems]. {NOT_COMPARABLE} = different setting, see footnote.",
+        "",
+    ]
+    for task in snap.tasks():
+        entries = [e for e in snap.entries if e.task == task and e.model.run_name == run]
+        if entries:
+            body += _run_task_section(site, run, task, entries, bases[0] if bases else None)
+    body += _run_diagnostics(snap, models, bases[0] if bases else None)
+    site.page(f"runs/{slug(run)}.md", f"Run `{run}`", body)
+
+
+def _run_task_section(site: Site, run: str, task: str, entries: list[Entry], base: str | None) -> list[str]:
+    base_rows = _base_entries(site.snap, base, task)
+    rows = base_rows + sorted(entries, key=lambda e: (e.model.step or 0, e.eval_id))
+    ref = reference_setting([e.setting for e in rows])
+    best = best_entry(entries, ref)
+    lines = [f"## {task}", ""]
+    lines += score_block(
+        rows, ["step", "checkpoint"], lambda e: _step_cells(e), best.eval_id if best else None
+    )
+    lines += [""] + _run_plots(site, run, task, [e for e in rows if e.setting == ref], best)
+    return lines + [""]
+
+
+def _step_cells(e: Entry) -> list[str]:
+    if e.model.run_name is None:
+        return ["base", f"`{e.model.short_name}`"]
+    return [str(e.model.step), f"`{e.model.short_name}`"]
+
+
+def _run_plots(site: Site, run: str, task: str, rows: list[Entry], best: Entry | None) -> list[str]:
+    if not rows:
+        return []
+    stem = f"plots/run-{slug(run)}-{slug(task)}"
+    labels = {e.eval_id: ("base" if e.model.run_name is None else f"step {e.model.step}") for e in rows}
+    curves = {labels[e.eval_id]: {k: s.value for k, s in e.passk.items()} for e in rows}
+    p1 = site.plot(f"{stem}-passk.png", "passk_curves", f"{run} · {task}: Pass@k vs k", curves)
+    out = [f"![Pass@k vs k, {run} on {task}](../{p1})"]
+    ckpts = [e for e in rows if e.model.run_name is not None]
+    k = common_k(ckpts)
+    if k is not None and ckpts:
+        steps = [e.model.step or 0 for e in ckpts]
+        series = {
+            f"Pass@{k}": [e.passk[k].value for e in ckpts],
+            f"Avg@{rows[0].setting.n}": [e.avg.value if e.avg else None for e in ckpts],
+        }
+        p2 = site.plot(f"{stem}-steps.png", "step_curves", f"{run} · {task}: vs step", steps, series)
+        out.append(f"![Pass@{k} and Avg@n vs training step, {run} on {task}](../{p2})")
+    first = rows[0]
+    if best is not None and first.problems and best.problems:
+        groups = {
+            f"{labels[first.eval_id]} (first)": _rates(first),
+            f"{labels[best.eval_id]} (best)": _rates(best),
+        }
+        p3 = site.plot(
+            f"{stem}-buckets.png", "bucket_histogram", f"{run} · {task}: per-problem accuracy", groups
+        )
+        out.append(f"![Per-problem accuracy buckets, first vs best, {run} on {task}](../{p3})")
+    return out
+
+
+def _rates(e: Entry) -> list[float]:
+    return [c / n for _, n, c in e.problems if n]
+
+
+def _run_diagnostics(snap: Snapshot, models, base: str | None) -> list[str]:
+    base_models = [m for m in snap.models.values() if base and m.run_name is None and m.path == base]
+    ordered = base_models + sorted(models, key=lambda m: (m.step or 0, m.id))
+    rows = _diag_rows(snap, ordered, lambda m: "base" if m.run_name is None else str(m.step))
+    if not rows:
+        return []
+    return (
+        ["## Diagnostics", "", *_diag_legend(), ""]
+        + table(["step", "task"] + [h for _, h, _ in DIAG_METRICS], rows, right_from=2)
+        + [""]
+    )
+
+
+def _diag_legend() -> list[str]:
+    return [
+        "Greedy log-prob: mean over problems of the per-token mean log-probability of the model's own greedy "
+        "completion (paper Table 6; higher = more squeezed). Token entropy: mean entropy (nats) of the "
+        "next-token distribution over sampled completions. Pairwise similarity: mean word-3-gram Jaccard "
+        "similarity between the n completions of a problem (paper Table 4; lower = more diverse). "
+        "Written by `spsbench diagnose`."
+    ]
+
+
+def _diag_rows(snap: Snapshot, models, label: Callable) -> list[list[str]]:
+    rows = []
+    for m in models:
+        for task in sorted({d["task"] for d in snap.diagnostics if d["model_id"] == m.id}):
+            cells = []
+            for metric, _, fmt in DIAG_METRICS:
+                d = snap.diag(m.id, task, metric)
+                cells.append("—" if d is None else (fmt.format(d["value"]) if fmt else pct(d["value"], 2)))
+            rows.append([label(m), task] + cells)
+    return rows
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+def _task_page(site: Site, task: str) -> None:
+    snap, (kind, k) = site.snap, site.metric
+    labels = snap.labels()
+    entries = [e for e in snap.entries if e.task == task]
+    ref = reference_setting([e.setting for e in entries])
+    name = "Avg@n" if kind == "avg" else f"Pass@{k}"
+
+    def key(e: Entry) -> tuple:
+        score = e.avg if kind == "avg" else e.passk.get(k)
+        return (
+            e.setting != ref,
+            score is None,
+            -(score.value if score else 0),
+            labels[e.model.id],
+            e.eval_id,
+        )
+
+    ranked = sorted(entries, key=key)
+    rank = {e.eval_id: i for i, e in enumerate((r for r in ranked if r.setting == ref), 1)}
+    body = [
+        f"Every finished evaluation of `{task}` (checkpoints and plain models), ranked by **{name}** "
+        f"(`spsbench leaderboard --metric`). Rows with another setting are listed last, unranked "
+        f"({NOT_COMPARABLE}).",
+        "",
+    ]
+    body += score_block(
+        ranked,
+        ["rank", "model", "run", "step", "algo"],
+        lambda e: [
+            str(rank.get(e.eval_id, "—")),
+            labels[e.model.id],
+            e.model.run_name or "—",
+            "—" if e.model.step is None else str(e.model.step),
+            e.model.algo or "—",
+        ],
+    )
+    site.page(f"tasks/{slug(task)}.md", f"Task `{task}`", body)
+
+
+# ---------------------------------------------------------------------------- models/index
+
+
+def _models_page(site: Site) -> None:
+    snap = site.snap
+    labels = snap.labels()
+    rows = []
+    for m in snap.models.values():
+        tasks = sorted({e.task for e in snap.entries if e.model.id == m.id})
+        rows.append(
+            [
+                labels[m.id],
+                f"`{m.path}`",
+                m.weights_hash[:12] or "—",
+                m.run_name or "—",
+                "—" if m.step is None else str(m.step),
+                m.algo or "—",
+                m.base_model or "—",
+                ", ".join(tasks) or "—",
+            ]
+        )
+    rows.sort(key=lambda r: (r[3] != "—", r[0]))
+    body = ["Every model in the store: plain models (`spsbench eval MODEL`) first, then run checkpoints.", ""]
+    body += table(
+        ["model", "path", "weights", "run", "step", "algo", "base model", "tasks"], rows, right_from=99
+    )
+    diag = _diag_rows(snap, sorted(snap.models.values(), key=lambda m: labels[m.id]), lambda m: labels[m.id])
+    if diag:
+        body += ["", "## Diagnostics", "", *_diag_legend(), ""]
+        body += table(["model", "task"] + [h for _, h, _ in DIAG_METRICS], diag, right_from=2)
+    site.page("models.md", "Models", body)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _index_page(site: Site) -> None:
+    snap = site.snap
+    body = [
+        f"Generated from the results store `{snap.store_label}`: {len(snap.models)} models, "
+        f"{len(snap.entries)} finished evaluations, {len(snap.tasks())} tasks. See docs/leaderboards.md "
+        "for what each table shows and when two scores are comparable.",
+        "",
+        "- [Method comparison (paper Table 1)](comparison.md)",
+        "- [All models and diagnostics](models.md)",
+        "",
+        "## Runs",
+        "",
+    ]
+    for run in snap.runs():
+        ms = [m for m in snap.models.values() if m.run_name == run]
+        algo = ", ".join(sorted({m.algo or "?" for m in ms}))
+        body.append(f"- [{run}](runs/{slug(run)}.md): {algo}, {_plural(len(ms), 'checkpoint')}")
+    body += ["", "## Tasks", ""]
+    for task in snap.tasks():
+        count = len({e.model.id for e in snap.entries if e.task == task})
+        body.append(f"- [{task}](tasks/{slug(task)}.md): {_plural(count, 'model')}")
+    site.page("README.md", "spsbench leaderboards", body)

@@ -1,0 +1,243 @@
+"""Diagnostics: the similarity measure by hand, and the model-based squeezing/entropy diagnostics on tiny
+models, including a real property check (a sharpened copy is more squeezed and has lower entropy)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from spsbench import diagnose
+from spsbench.diagnose import group_samples, jaccard, pairwise_similarity, shingles, similarity_by_problem
+
+PROMPTS = ["What is 2 + 3?", "Add 4 and 5.", "7 minus 2 is?"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_shingles_are_word_trigrams_with_punctuation():
+    assert shingles("a b c d") == {("a", "b", "c"), ("b", "c", "d")}
+    assert shingles("x = 4.") == {("x", "=", "4"), ("=", "4", ".")}
+    assert shingles("hi") == {("hi",)}  # shorter than 3 tokens: one shingle of what there is
+
+
+def test_pairwise_similarity_by_hand():
+    assert pairwise_similarity(["a b c d", "a b c d"]) == 1.0
+    assert pairwise_similarity(["a b c", "d e f"]) == 0.0
+    # {abc, bcd} vs {abc, bce}: 1 shared of 3 -> 1/3; the third text shares nothing with either.
+    assert pairwise_similarity(["a b c d", "a b c e", "x y z"]) == pytest.approx((1 / 3 + 0 + 0) / 3)
+    assert pairwise_similarity(["only one"]) is None
+    assert jaccard(frozenset(), frozenset()) == 1.0
+
+
+def test_similarity_by_problem_averages_problems_and_skips_singletons():
+    value, details = similarity_by_problem({"p1": ["a b c", "a b c"], "p2": ["a b c", "d e f"], "p3": ["x"]})
+    assert value == pytest.approx(0.5)
+    assert details["problems"] == 2 and details["measure"] == "jaccard_word3gram"
+
+
+def test_group_samples_orders_by_problem_and_index_and_limits():
+    rows = [
+        {"problem_id": "b", "sample_idx": 1, "completion": "b1"},
+        {"problem_id": "b", "sample_idx": 0, "completion": "b0"},
+        {"problem_id": "a", "sample_idx": 0, "completion": "a0"},
+    ]
+    assert group_samples(rows) == {"a": ["a0"], "b": ["b0", "b1"]}
+    assert group_samples(rows, limit=1) == {"a": ["a0"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    """A base tiny model, another seed ('checkpoint'), and a sharpened copy of the base (logits x10)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from spsbench.testing import tiny_model
+
+    root = tmp_path_factory.mktemp("diag")
+    base = tiny_model(root / "base", seed=0)
+    other = tiny_model(root / "ckpt", seed=1)
+    sharp = tiny_model(root / "sharp", seed=0)
+    model = AutoModelForCausalLM.from_pretrained(sharp)
+    with torch.no_grad():  # the final RMSNorm feeds the (tied) lm_head linearly: x10 here = logits x10
+        model.model.norm.weight.mul_(10.0)
+    model.save_pretrained(sharp)
+    return base, other, sharp
+
+
+def test_greedy_logprob_and_entropy_are_valid(tiny_pair):
+    for path in tiny_pair[:2]:
+        lm = diagnose.load_model(str(path))
+        value, details = diagnose.greedy_logprob(lm, PROMPTS, max_tokens=12)
+        assert math.isfinite(value) and value <= 0
+        assert details["prompts"] == 3 and details["per_sequence_mean"] <= value
+        entropy, e_details, texts = diagnose.token_entropy(lm, PROMPTS[:2], n=3, max_tokens=12)
+        vocab = lm.model.config.vocab_size
+        assert 0 <= entropy <= math.log(vocab) + 1e-6
+        assert e_details["tokens"] > 0 and [len(t) for t in texts] == [3, 3]
+
+
+def test_sharpened_model_is_more_squeezed_and_lower_entropy(tiny_pair):
+    base, _, sharp = tiny_pair
+    lm_base, lm_sharp = diagnose.load_model(str(base)), diagnose.load_model(str(sharp))
+    g_base, _ = diagnose.greedy_logprob(lm_base, PROMPTS, max_tokens=12)
+    g_sharp, _ = diagnose.greedy_logprob(lm_sharp, PROMPTS, max_tokens=12)
+    e_base, _, _ = diagnose.token_entropy(lm_base, PROMPTS, n=2, max_tokens=12)
+    e_sharp, _, _ = diagnose.token_entropy(lm_sharp, PROMPTS, n=2, max_tokens=12)
+    assert g_sharp > g_base  # Table 6: higher (less negative) greedy log-prob = more squeezed
+    assert e_sharp < e_base
+
+
+def test_token_stats_match_a_manual_log_softmax(tiny_pair):
+    import torch
+
+    lm = diagnose.load_model(str(tiny_pair[0]))
+    p_ids, c_ids = lm.encode("1+1"), [20, 21, 22]
+    logps, ents = diagnose.token_stats(lm, p_ids, c_ids)
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([p_ids + c_ids])).logits[0]
+    expected = torch.log_softmax(logits[len(p_ids) - 1 + 1], -1)[c_ids[1]].item()
+    assert logps[1] == pytest.approx(expected, abs=1e-5)
+    assert len(ents) == 3 and all(e >= 0 for e in ents)
+
+
+class FakeStore:
+    """Duck-typed store: records diagnostics; one model already has an evaluation with samples."""
+
+    def __init__(self, evals=(), samples=None):
+        self.ids, self.added, self._evals, self._samples = {}, [], list(evals), samples or {}
+
+    def upsert_model(self, path, weights_hash, **tags):
+        return self.ids.setdefault(path, 100 + len(self.ids))
+
+    def evaluations(self, status="done"):
+        return self._evals
+
+    def samples(self, eval_id):
+        return iter(self._samples[eval_id])
+
+    def add_diagnostic(self, model_id, task, metric, value, details):
+        self.added.append((model_id, task, metric, value, details))
+
+
+def test_run_folder_with_base_writes_three_metrics_per_model(tiny_pair, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    base, other, _ = tiny_pair
+    for step, src in ((10, base), (20, other)):
+        shutil.copytree(src, tmp_path / "run" / f"checkpoint-{step}")
+    known = [
+        SimpleNamespace(
+            id=7,
+            path=str((tmp_path / "run" / "checkpoint-20").resolve()),
+            run_name="run",
+            step=20,
+            algo="sps",
+            base_model=None,
+        )
+    ]
+    ev = SimpleNamespace(id=1, model_id=7, task="arith", n=3)
+    texts = [
+        {"problem_id": "0", "sample_idx": i, "completion": t}
+        for i, t in enumerate(["a b c", "a b c", "x y z"])
+    ]
+    store = FakeStore([ev], {1: texts})
+    results = diagnose.run_diagnostics(
+        str(tmp_path / "run"),
+        ["arith"],
+        store,
+        known,
+        n=2,
+        limit=2,
+        base=str(base),
+        max_tokens=8,
+        progress=False,
+    )
+    assert [(r.model_id, r.metric) for r in results] == [
+        (m, metric)
+        for m in (100, 101, 7)
+        for metric in ("greedy_logprob", "token_entropy", "pairwise_similarity")
+    ]
+    assert len(store.added) == 9
+    stored_sim = next(r for r in results if r.model_id == 7 and r.metric == "pairwise_similarity")
+    assert stored_sim.value == pytest.approx(1 / 3) and stored_sim.details["source"] == "store"
+    fresh_sim = next(r for r in results if r.model_id == 100 and r.metric == "pairwise_similarity")
+    assert fresh_sim.details["source"] == "sampled for token_entropy" and 0 <= fresh_sim.value <= 1
+
+
+def _store_ready(path) -> bool:
+    from spsbench.store import Store
+
+    try:
+        Store(path).close()
+    except NotImplementedError:
+        return False
+    return True
+
+
+def test_cli_diagnose_writes_store_and_run_page(tiny_pair, tmp_path, capsys):
+    import shutil
+
+    from spsbench.cli import main
+
+    if not _store_ready(tmp_path / "probe.db"):
+        pytest.skip("spsbench.store.Store is not implemented yet")
+    base, other, _ = tiny_pair
+    shutil.copytree(other, tmp_path / "myrun" / "checkpoint-5")
+    store, out = tmp_path / "s.db", tmp_path / "lb"
+    code = main(
+        [
+            "diagnose",
+            str(tmp_path / "myrun"),
+            "--tasks",
+            "arith",
+            "--limit",
+            "2",
+            "--n",
+            "2",
+            "--max-tokens",
+            "8",
+            "--base",
+            str(base),
+            "--store",
+            str(store),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    from spsbench.store import Store
+
+    s = Store(store)
+    rows = s.diagnostics()
+    s.close()
+    assert sorted(r["metric"] for r in rows) == sorted(
+        ["greedy_logprob", "token_entropy", "pairwise_similarity"] * 2
+    )
+    page = (out / "models.md").read_text()
+    assert "## Diagnostics" in page and "myrun@5" in page
+
+
+def test_partial_checkpoint_is_one_clear_error(tiny_pair, tmp_path):
+    import shutil
+
+    from spsbench.errors import CheckpointError
+
+    shutil.copytree(tiny_pair[0], tmp_path / "run" / "checkpoint-3")
+    for weights in (tmp_path / "run" / "checkpoint-3").glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(CheckpointError, match="no weight files"):
+        diagnose.run_diagnostics(str(tmp_path / "run"), ["arith"], FakeStore(), [], limit=1, progress=False)
+
+
+def test_batched_token_stats_equal_one_at_a_time(tiny_pair):
+    lm = diagnose.load_model(str(tiny_pair[1]))
+    p_ids, completions = lm.encode("3*3"), [[20, 21, 22, 23], [30], [40, 41]]
+    batched = diagnose.batch_token_stats(lm, p_ids, completions)
+    for c, (logps, ents) in zip(completions, batched, strict=True):
+        one_logps, one_ents = diagnose.token_stats(lm, p_ids, c)
+        assert logps == pytest.approx(one_logps, abs=1e-5) and ents == pytest.approx(one_ents, abs=1e-5)
