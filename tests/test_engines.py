@@ -308,6 +308,7 @@ def test_vllm_cpu_defaults_and_chunked_streaming(fake_vllm, tiny):
     kwargs = engine.llm.kwargs
     assert kwargs["dtype"] == "bfloat16" and kwargs["enforce_eager"] is True
     assert kwargs["max_num_batched_tokens"] == 8192 and "gpu_memory_utilization" not in kwargs
+    assert kwargs["enable_chunked_prefill"] is False          # the per-request-seed crash on CPU
     assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "2" and os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"        # cpu_threads=1 by default
@@ -350,3 +351,34 @@ def test_vllm_cpu_threads_unbinds_and_restores(fake_vllm, tiny, monkeypatch):
     engine.close()
     assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and os.environ["OMP_NUM_THREADS"] == "2"
     assert torch.get_num_threads() == before
+
+
+# ------------------------------------------------------------------------------------------ auto
+
+
+def test_auto_prefers_vllm_and_splits_options_by_engine(fake_vllm, tiny):
+    engine = load_engine("auto", str(tiny), chunk_size=3, batch_size=2)      # batch_size is hf's
+    assert engine.name == "vllm" and engine.chunk_size == 3
+    engine.close()
+
+
+def test_auto_falls_back_to_hf_when_vllm_cannot_start(fake_vllm, tiny, monkeypatch, capsys):
+    def broken(model, **kwargs):
+        raise RuntimeError("no memory for the KV cache")
+
+    monkeypatch.setattr(fake_vllm, "LLM", broken)
+    engine = load_engine("auto", str(tiny), chunk_size=3, batch_size=2)
+    assert engine.name == "hf" and engine.batch_size == 2
+    assert "vLLM could not start" in capsys.readouterr().err
+    engine.close()
+
+
+def test_auto_without_vllm_is_hf_and_unknown_options_are_refused(tiny, monkeypatch):
+    import spsbench.engines as engines
+
+    monkeypatch.setattr(engines, "vllm_installed", lambda: False)
+    engine = load_engine("auto", str(tiny))
+    assert engine.name == "hf"
+    engine.close()
+    with pytest.raises(EngineError, match="engine auto: unknown option"):
+        load_engine("auto", str(tiny), batchsize=2)

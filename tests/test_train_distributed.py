@@ -13,7 +13,7 @@ import json, sys, torch
 import spsbench.grading as grading
 grading.reward = lambda completions, golds, kind="math", choices=None: [float(len(t) % 2) for t in completions]
 from spsbench.train.config import load_config
-from spsbench.train.run import build_trainer
+from spsbench.train.run import build_trainer, shutdown_distributed
 model_dir, out = sys.argv[1], sys.argv[2]
 cfg = load_config("sps", overrides=["rl.num_generations=4", "rl.per_device_train_batch_size=4",
     "rl.gradient_accumulation_steps=1", "rl.max_completion_length=8", "rl.max_steps=2", "rl.save_steps=100",
@@ -27,6 +27,7 @@ phase = trainer.sps_phase_log[0]
 json.dump({"world": trainer.accelerator.num_processes, "sum": flat.double().sum().item(),
            "first": flat[:50].tolist(), "groups": phase["groups"], "sequences": phase["sequences"],
            "rel": phase["rel_weight_change"]}, open(f"{out}/rank{rank}.json", "w"))
+shutdown_distributed()
 '''
 
 

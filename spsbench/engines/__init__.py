@@ -1,8 +1,14 @@
-"""Generation engines behind one small interface; heavy backends are lazy "module:object" strings."""
+"""Generation engines behind one small interface; heavy backends are lazy "module:object" strings.
+
+`auto` is not an engine of its own: it picks vLLM when the package is importable (the main engine) and
+falls back to hf, with one warning line, when vLLM is missing or cannot start on the model.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from typing import Any
 
 from spsbench.engines.base import Completion, Engine, GenRequest
@@ -14,18 +20,48 @@ ENGINES: dict[str, str] = {
     "hf": "spsbench.engines.hf:HFEngine",
     "openai": "spsbench.engines.openai_engine:OpenAIEngine",
 }
+CHOICES = ("auto", *ENGINES)
 
 
 def engine_class(name: str) -> type:
     if name not in ENGINES:
-        raise EngineError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+        raise EngineError(f"unknown engine {name!r}; choose one of {', '.join(CHOICES)}")
     module_name, _, attr = ENGINES[name].partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
 
+def vllm_installed() -> bool:
+    """Whether `import vllm` can work, without importing it (the import alone costs seconds)."""
+    if "vllm" in sys.modules:
+        return True
+    return importlib.util.find_spec("vllm") is not None
+
+
 def load_engine(name: str, model: str, **options: Any) -> Engine:
-    """Instantiate engine `name` for `model` (a folder, hub id, or served model name)."""
-    return engine_class(name)(model, **options)
+    """Instantiate engine `name` (or `auto`) for `model` (a folder, hub id, or served model name)."""
+    if name != "auto":
+        return engine_class(name)(model, **options)
+    unknown = sorted(set(options) - set(_allowed("vllm")) - set(_allowed("hf")))
+    if unknown:
+        raise EngineError(f"engine auto: unknown option(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(sorted(set(_allowed('vllm')) | set(_allowed('hf'))))}")
+    if not vllm_installed():
+        return engine_class("hf")(model, **_options_for("hf", options))
+    try:
+        return engine_class("vllm")(model, **_options_for("vllm", options))
+    except EngineError as exc:
+        print(f"spsbench: vLLM could not start ({exc}); using the hf engine", file=sys.stderr)
+        return engine_class("hf")(model, **_options_for("hf", options))
 
 
-__all__ = ["ENGINES", "Completion", "Engine", "GenRequest", "engine_class", "load_engine"]
+def _allowed(name: str) -> dict[str, Any]:
+    return importlib.import_module(ENGINES[name].partition(":")[0]).OPTIONS
+
+
+def _options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of `options` engine `name` understands (auto passes one option set to either engine)."""
+    return {k: v for k, v in options.items() if k in _allowed(name)}
+
+
+__all__ = ["CHOICES", "ENGINES", "Completion", "Engine", "GenRequest", "engine_class", "load_engine",
+           "vllm_installed"]

