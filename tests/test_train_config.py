@@ -38,7 +38,7 @@ def test_sps_composes_over_any_base():
 
 def test_embedded_default_uses_cpu_demo_sizes():
     cfg = load_config("sps")
-    assert cfg.model is None and cfg.rl["max_steps"] <= 10 and cfg.rl["max_completion_length"] <= 64
+    assert cfg.model is None and cfg.rl["max_steps"] <= 10 and cfg.rl["max_completion_length"] <= 96
     assert "cpu-demo.yaml" in cfg.recipe
 
 

@@ -42,3 +42,19 @@ def test_measured_trl_defaults():
     fields = {f.name: f.default for f in GRPOConfig.__dataclass_fields__.values()}
     assert fields["loss_type"] == "dapo" and fields["beta"] == 0.0
     assert fields["importance_sampling_level"] == "token"
+
+
+def test_vllm_colocate_weight_sync_seams():
+    """spsbench replaces VLLMGeneration.sync_weights on CPU with vLLM's reload_weights (trainer.py)."""
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    assert params(VLLMGeneration.sync_weights) == ["self"]
+    assert params(VLLMGeneration._iter_named_params)[0] == "self"
+    assert "model_runner.model.load_weights" in inspect.getsource(VLLMGeneration.sync_weights)
+    assert "self.vllm_generation.sync_weights()" in inspect.getsource(GRPOTrainer._generate_single_turn)
+    try:
+        from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+    except ImportError:  # vLLM not installed: the seam is unused
+        return
+    assert params(GPUModelRunner.reload_weights)[:4] == ["self", "weights_iterator", "weights_path",
+                                                         "is_checkpoint_format"]

@@ -17,10 +17,8 @@ HELP = "Evaluate a model, a run folder of checkpoints, or a served model (Pass@k
 # of hf on the embedded default here), falling back to hf if vLLM is missing or cannot start
 # (spsbench.engines.load_engine).
 DEFAULT_ENGINE = "auto"
-# The embedded default (`spsbench eval` with no MODEL): task, samples, k list and length budget.
+# The embedded default (`spsbench eval` with no MODEL): task and length budget; n and k are the task's.
 DEFAULT_TASKS = ("arith",)
-DEFAULT_N = 4
-DEFAULT_K = (1, 2, 4)
 DEFAULT_MAX_TOKENS = 96
 MAX_TOKENS = 4096             # with a MODEL: long enough for reasoning models' answers
 
@@ -145,7 +143,7 @@ def _sampling_groups(args: argparse.Namespace, plan: dict[str, Any]) -> list[tup
     max_tokens = args.max_tokens or (DEFAULT_MAX_TOKENS if plan["default"] else MAX_TOKENS)
     by_n: dict[int, list[str]] = {}
     for task in plan["tasks"]:
-        n = args.n or (DEFAULT_N if plan["default"] else load_spec(task).n)
+        n = args.n or load_spec(task).n
         by_n.setdefault(n, []).append(task)
     return [(SamplingConfig(n=n, temperature=args.temperature, top_p=args.top_p, max_tokens=max_tokens,
                             seed=args.seed, stop=tuple(args.stop), chat_template=args.chat_template), tasks)
@@ -153,7 +151,7 @@ def _sampling_groups(args: argparse.Namespace, plan: dict[str, Any]) -> list[tup
 
 
 def _ks(plan: dict[str, Any]) -> list[int]:
-    return plan["ks"] or (list(DEFAULT_K) if plan["default"] else [])
+    return plan["ks"]
 
 
 # --------------------------------------------------------------------------- running

@@ -184,14 +184,22 @@ def _configure_env(on_cpu: bool, kv_space: Any, cpu_threads: int) -> dict[str, s
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     if not on_cpu:
         return {}
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_space))
-    # Measured: reserving a core for the scheduler cost ~40% of throughput on 2 cores.
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    # One process: faster start, no __main__ guard needed in callers. GPUs keep the default (overlap).
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    cpu_env_defaults(kv_space)
     if not cpu_threads or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
         return {}
     return _unbind_threads(int(cpu_threads))
+
+
+def cpu_env_defaults(kv_space_gib: Any = 2) -> None:
+    """What vllm-cpu needs in the environment before `LLM(...)` (also used by TRL's colocate engine)."""
+    paths.configure_backend_caches()
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_space_gib))
+    # Measured: reserving a core for the scheduler cost ~40% of throughput on 2 cores.
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    # One process: faster start, no __main__ guard needed in callers; TRL's colocate mode needs it (it
+    # reaches the model through the in-process driver worker). GPUs keep the default (overlap).
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
 def _unbind_threads(n: int) -> dict[str, str | None]:

