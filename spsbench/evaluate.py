@@ -359,7 +359,7 @@ def _score(db: Any, eval_id: int, task: Any, n: int, ks: list[int]) -> dict[str,
     summary["counts"] = db.outcome_counts(eval_id, n=n, problems=wanted)
     if task.spec.grader == "mc":
         summary["chance_pass@k"] = _chance(task, report)
-    db.finish_evaluation(eval_id, _score_rows(summary, n))
+    db.finish_evaluation(eval_id, _score_rows(summary, n), problems=wanted)
     return summary
 
 

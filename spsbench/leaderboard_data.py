@@ -30,17 +30,19 @@ class Setting:
     temperature: float
     top_p: float
     max_tokens: int
+    problems: int = 0          # how many problems the scores cover (a --limit run covers fewer)
 
     def describe(self) -> str:
         return (
             f"n={self.n}, temperature={self.temperature:g}, top_p={self.top_p:g}, "
-            f"max_tokens={self.max_tokens}, task version {self.task_version}, grader {self.grader_policy}"
+            f"max_tokens={self.max_tokens}, {self.problems} problems, task version {self.task_version}, "
+            f"grader {self.grader_policy}"
         )
 
     def diff(self, ref: Setting) -> str:
         """'n=64 (table: 128); temperature=1 (table: 0.7)' for every field that differs from `ref`."""
         parts = []
-        for name in ("n", "temperature", "top_p", "max_tokens", "task_version", "grader_policy"):
+        for name in ("n", "temperature", "top_p", "max_tokens", "problems", "task_version", "grader_policy"):
             mine, theirs = getattr(self, name), getattr(ref, name)
             if mine != theirs:
                 parts.append(f"{name}={_fmt_value(mine)} (table: {_fmt_value(theirs)})")
@@ -164,6 +166,9 @@ def _entry(store: Any, ev: Any, model: Model) -> Entry:
         elif (k := _pass_k(row.metric, row.k)) is not None:
             passk[k] = score
     sampling = ev.sampling or {}
+    scored = store.scored_problems(ev.id)
+    problems = sorted((str(p), int(n), int(c)) for p, n, c in store.problem_counts(ev.id, n=avg_n)
+                      if scored is None or str(p) in scored)
     setting = Setting(
         str(ev.task_version),
         str(ev.grader_policy),
@@ -171,9 +176,9 @@ def _entry(store: Any, ev: Any, model: Model) -> Entry:
         float(sampling.get("temperature", float("nan"))),
         float(sampling.get("top_p", 1.0)),
         int(sampling.get("max_tokens", 0)),
+        len(problems),
     )
-    counts = {str(k): int(v) for k, v in store.outcome_counts(ev.id).items()}
-    problems = sorted((str(p), int(n), int(c)) for p, n, c in store.problem_counts(ev.id))
+    counts = {str(k): int(v) for k, v in store.outcome_counts(ev.id, n=avg_n, problems=scored).items()}
     return Entry(ev.id, model, ev.task, setting, avg, dict(sorted(passk.items())), counts, problems)
 
 

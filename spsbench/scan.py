@@ -104,6 +104,8 @@ def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: Sampling
         done = store.done_samples(ev.id)
         if any((p.id, i) not in done for p in task.problems for i in range(sampling.n)):
             return False
+        if store.scored_problems(ev.id) not in (None, {p.id for p in task.problems}):
+            return False                     # scored over another problem subset (--limit): rescore
         if not any(s.metric == "avg@n" and s.n == sampling.n for s in store.scores(ev.id)):
             return False
     return True

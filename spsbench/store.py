@@ -26,7 +26,9 @@ from typing import Any
 
 from spsbench.errors import StoreError
 
-SCHEMA_VERSION = 1               # PRAGMA user_version; bump with a migration when SCHEMA changes
+# PRAGMA user_version; bump with a migration when SCHEMA changes. 2 added `scored_problems` (a v1 store
+# is upgraded in place on open: the new table is created, old evaluations read as "all stored problems").
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000         # how long a writer waits for another process's transaction
 
 SCHEMA = """
@@ -81,6 +83,11 @@ CREATE TABLE IF NOT EXISTS scores(
   ci_high REAL,
   n INTEGER NOT NULL,              -- samples per problem the score was computed from
   PRIMARY KEY(eval_id, metric, k)
+);
+CREATE TABLE IF NOT EXISTS scored_problems(   -- the problems the evaluation's current scores cover
+  eval_id INTEGER NOT NULL REFERENCES evaluations(id),
+  problem_id TEXT NOT NULL,
+  PRIMARY KEY(eval_id, problem_id)
 );
 CREATE TABLE IF NOT EXISTS diagnostics(
   model_id INTEGER NOT NULL REFERENCES models(id),
@@ -278,13 +285,16 @@ class Store:
                             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             return con.total_changes - before
 
-    def finish_evaluation(self, eval_id: int, scores: list[ScoreRow]) -> None:
-        """Replace the evaluation's scores and mark it done, atomically."""
+    def finish_evaluation(self, eval_id: int, scores: list[ScoreRow], problems: Iterable[str] = ()) -> None:
+        """Replace the evaluation's scores (and the problems they cover) and mark it done, atomically."""
         with self._tx() as con:
             con.execute("DELETE FROM scores WHERE eval_id = ?", (eval_id,))
             con.executemany("INSERT INTO scores(eval_id, metric, k, value, ci_low, ci_high, n) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
                             [(eval_id, s.metric, s.k, s.value, s.ci_low, s.ci_high, s.n) for s in scores])
+            con.execute("DELETE FROM scored_problems WHERE eval_id = ?", (eval_id,))
+            con.executemany("INSERT INTO scored_problems(eval_id, problem_id) VALUES (?, ?)",
+                            [(eval_id, str(p)) for p in sorted(set(problems))])
             con.execute("UPDATE evaluations SET status = 'done', finished_at = ? WHERE id = ?", (now(), eval_id))
 
     def add_diagnostic(self, model_id: int, task: str, metric: str, value: float, details: dict) -> None:
@@ -333,6 +343,11 @@ class Store:
         rows = self._read("SELECT metric, k, value, ci_low, ci_high, n FROM scores WHERE eval_id = ? "
                           "ORDER BY metric, k", (eval_id,))
         return [ScoreRow(*r) for r in rows]
+
+    def scored_problems(self, eval_id: int) -> set[str] | None:
+        """Problems the current scores cover (a `--limit` run scores a subset); None = not recorded (v1)."""
+        rows = self._read("SELECT problem_id FROM scored_problems WHERE eval_id = ?", (eval_id,))
+        return {str(r[0]) for r in rows} or None
 
     def problem_counts(self, eval_id: int, n: int | None = None) -> list[tuple[str, int, int]]:
         """(problem_id, samples, correct) per problem, over samples with index < n (default: all)."""

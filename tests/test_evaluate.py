@@ -189,3 +189,32 @@ def test_cli_eval_against_openai_compatible_server(store_path, capsys):
         [ev] = s.evaluations()
         assert ev.model_path == f"{server.url}#stub-model" and ev.engine == "openai" and ev.weights_hash == ""
         assert s.count_samples(ev.id) == 6 and requests >= 6
+
+
+def test_a_limit_run_records_its_problem_subset_for_the_leaderboard(tiny_model_dir, store_path, fake_factory):
+    from spsbench.leaderboard_data import load_snapshot
+
+    run(tiny_model_dir, store_path, fake_factory, limit=6)
+    subset = run(tiny_model_dir, store_path, fake_factory, limit=2)          # rescored, nothing generated
+    assert subset.generated == 0
+    with Store(store_path) as s:
+        assert s.scored_problems(subset.eval_id) == {"0", "1"}
+        [entry] = load_snapshot(s, "x.db").entries
+    assert entry.setting.problems == 2 and [p for p, _, _ in entry.problems] == ["0", "1"]
+    assert sum(entry.counts.values()) == 2 * 4                # outcome counts cover the scored problems only
+    assert "2 problems" in entry.setting.describe()
+
+
+def test_a_version_1_store_is_upgraded_in_place(tiny_model_dir, store_path, fake_factory):
+    first = run(tiny_model_dir, store_path, fake_factory)
+    con = sqlite3.connect(store_path)
+    con.execute("DROP TABLE scored_problems")
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    with Store(store_path) as s:                               # reopened: table back, old rows read as "all"
+        assert s.scored_problems(first.eval_id) is None
+        assert len(list(s.samples(first.eval_id))) == LIMIT * 4
+    again = run(tiny_model_dir, store_path, fake_factory)
+    with Store(store_path) as s:
+        assert s.scored_problems(again.eval_id) == {str(p) for p in range(LIMIT)}

@@ -79,7 +79,7 @@ def test_every_table_states_its_setting_and_outcome_counts(site):
     for page in PAGES[1:]:
         text = (site / page).read_text()
         if "| --" in text and page != "models.md":
-            assert "Setting: n=32, temperature=0.7, top_p=1, max_tokens=512, task version 1, grader" in text
+            assert "Setting: n=32, temperature=0.7, top_p=1, max_tokens=512, 12 problems, task version 1, grader" in text
     run = (site / "runs/grpo-qwen.md").read_text()
     assert "no_answer / timeout / error" in run
     assert "| base | `Qwen/Qwen2.5-Math-1.5B` |" in run and "| 2 / 1 / 0 |" in run

@@ -94,7 +94,7 @@ def test_newer_schema_version_is_refused(store_path):
     con = sqlite3.connect(store_path)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     con.close()
-    with pytest.raises(StoreError, match=r"schema version 2, newer"):
+    with pytest.raises(StoreError, match=rf"schema version {SCHEMA_VERSION + 1}, newer"):
         Store(store_path)
 
 

@@ -7,6 +7,7 @@ real wiring to `spsbench.grading.reward`.
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,6 +221,29 @@ def test_rng_streams_survive_the_eval_callback(model_dir, tmp_path, monkeypatch)
     assert (tags.run_name, tags.step, tags.algo) == ("r1", 7, "sps")
 
 
+def test_base_model_is_evaluated_untagged_before_training_but_not_on_resume(model_dir, tmp_path, monkeypatch):
+    from spsbench.train.callbacks import EvaluateCheckpointCallback
+
+    calls = []
+    monkeypatch.setattr("spsbench.evaluate.evaluate",
+                        lambda model, tasks, sampling, **kw: calls.append((model, kw["tags"])) or ["scores"])
+    cfg = load_config("sps", overrides=[*SMALL, "eval.enabled=true"], model=model_dir)
+    callback = EvaluateCheckpointCallback(cfg, base_model=model_dir)
+
+    class State:
+        global_step, is_world_process_zero = 0, True
+
+    callback.on_train_begin(None, State(), None)
+    assert calls == [(model_dir, None)] and callback.base_results == ["scores"] and callback.results == []
+    State.global_step = 4                                   # resumed from checkpoint-4: the base is done
+    callback.on_train_begin(None, State(), None)
+    off = EvaluateCheckpointCallback(load_config("sps", overrides=[*SMALL, "eval.enabled=true", "eval.base=false"],
+                                                 model=model_dir), base_model=model_dir)
+    State.global_step = 0
+    off.on_train_begin(None, State(), None)
+    assert len(calls) == 1
+
+
 def test_resume_restores_sps_phase_and_irl_optimizer(model_dir, tmp_path):
     extra = ["rl.max_steps=4", "rl.save_steps=2", "sps.rl_steps_per_phase=2"]
     first = make(model_dir, tmp_path, "sps", extra=extra)
@@ -254,5 +278,6 @@ def test_evaluating_checkpoints_changes_neither_weights_nor_rng_stream(model_dir
                                                                  f"eval.enabled={flag}"])
         trainer.train()
         runs.append(snapshot(trainer.model))
-    assert len(calls) == 2 and calls[-1].endswith("checkpoint-2")
+    assert len(calls) == 3 and calls[-1].endswith("checkpoint-2")
+    assert Path(calls[0]).resolve() == Path(model_dir).resolve()     # eval.base: the base model first
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])

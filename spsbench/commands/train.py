@@ -71,6 +71,11 @@ def _print_summary(console, summary) -> None:
                       f"{phase['irl_loss_after']:.4f}, ||dθ||/||θ|| {phase['rel_weight_change']:.1e}, IRL "
                       f"{phase['irl_time_share']:.1%} of the iteration", highlight=False)
     if summary.evaluations:
+        from spsbench.evaluate import score_table
+
+        rows = [("base (step 0)", r) for r in summary.base_evaluations]
+        rows += [(f"checkpoint-{step}", r) for step, results in summary.evaluations for r in results]
+        console.print(score_table(rows))
         console.print(f"evaluated {len(summary.evaluations)} checkpoint(s) into the results store")
     else:
         console.print(f"no checkpoint was evaluated during training; evaluate them with "

@@ -63,6 +63,14 @@ class EvaluateCheckpointCallback(TrainerCallback):
         self.config = config
         self.base_model = base_model
         self.results: list[tuple[int, Any]] = []          # (step, evaluate() output) for the summary
+        self.base_results: Any = None                      # the base model's, when eval.base
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        ev = self.config.eval
+        if not (ev.enabled and ev.base and state.is_world_process_zero) or state.global_step > 0:
+            return
+        with preserved_rng():
+            self.evaluate_model(self.base_model, step=0, tags=None)
 
     def on_save(self, args, state, control, **kwargs):
         if not self.config.eval.enabled or not state.is_world_process_zero:
@@ -72,25 +80,35 @@ class EvaluateCheckpointCallback(TrainerCallback):
             self.evaluate_checkpoint(folder, state.global_step)
 
     def evaluate_checkpoint(self, folder: Path, step: int) -> Any:
+        from spsbench.evaluate import ModelTags
+
+        tags = ModelTags(run_name=self.config.run_name, step=step, algo=self.config.label,
+                         base_model=self.base_model)
+        return self.evaluate_model(str(folder), step, tags)
+
+    def evaluate_model(self, model: str, step: int, tags: Any) -> Any:
+        """One evaluation into the store (tags None: the base model, stored as a plain model)."""
         import torch
 
         from spsbench.config import SamplingConfig
-        from spsbench.evaluate import ModelTags, evaluate
+        from spsbench.evaluate import evaluate
 
         ev = self.config.eval
         sampling = SamplingConfig(n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens,
                                   seed=ev.seed)
-        tags = ModelTags(run_name=self.config.run_name, step=step, algo=self.config.label,
-                         base_model=self.base_model)
         try:
             with torch.no_grad():
-                result = evaluate(str(folder), ev.tasks, sampling, engine=ev.engine, store=ev.store,
+                result = evaluate(model, ev.tasks, sampling, engine=ev.engine, store=ev.store,
                                   data=ev.data or None, ks=ev.k, tags=tags, limit=ev.limit, progress=False)
         except Exception as exc:  # noqa: BLE001 - evaluation must never kill a training run
+            later = Path(model).parent if tags is not None else model
             logger.warning("evaluation of %s failed (%s: %s); training continues, evaluate it later with "
-                           "`spsbench eval %s`", folder, type(exc).__name__, exc, folder.parent)
+                           "`spsbench eval %s`", model, type(exc).__name__, exc, later)
             return None
-        self.results.append((step, result))
+        if tags is None:
+            self.base_results = result
+        else:
+            self.results.append((step, result))
         refresh_leaderboard(ev.store)
         return result
 

@@ -84,6 +84,8 @@ class EvalConfig:
     """Evaluation of every saved checkpoint by the spsbench evaluator (same store as `spsbench eval`)."""
 
     enabled: bool = _f(True, "Evaluate each checkpoint when it is saved.")
+    base: bool = _f(True, "Also evaluate the base model before the first step, with the same settings (the "
+                          "step-0 point and the comparison table's base row; reused from the store when there).")
     tasks: list[str] = _f(["arith"], "Tasks to evaluate on (registry names or task YAML paths).")
     n: int = _f(8, "Samples per problem (paper: 128).")
     k: list[int] = _f([], "Extra k values for pass@k (powers of two up to n are always reported).")
@@ -91,7 +93,7 @@ class EvalConfig:
     top_p: float = _f(1.0, "Nucleus sampling mass.")
     max_tokens: int = _f(256, "Max new tokens per evaluation sample.")
     seed: int = _f(0, "Base sampling seed.")
-    engine: str = _f("hf", "Generation engine for evaluation: hf | vllm | openai.")
+    engine: str = _f("hf", "Generation engine for evaluation: hf | vllm | auto | openai.")
     store: str | None = _f(None, "Results store path (default: the `spsbench eval` default store).")
     limit: int | None = _f(None, "Evaluate only the first N problems of each task.")
     data: dict[str, str] = _f({}, "Local data files per task name (offline use), like `spsbench eval --data`.")

@@ -26,6 +26,7 @@ class RunSummary:
     checkpoints: list[str] = field(default_factory=list)
     sps_phases: list[dict[str, Any]] = field(default_factory=list)
     evaluations: list[tuple[int, Any]] = field(default_factory=list)
+    base_evaluations: list[Any] = field(default_factory=list)
     leaderboard: Path | None = None
 
 
@@ -188,7 +189,8 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
     output_dir = Path(trainer.args.output_dir)
     summary = RunSummary(output_dir=output_dir, run_name=config.run_name or "", steps=trainer.state.global_step,
                          checkpoints=sorted(p.name for p in output_dir.glob("checkpoint-*")),
-                         sps_phases=list(getattr(trainer, "sps_phase_log", [])), evaluations=evaluator.results)
+                         sps_phases=list(getattr(trainer, "sps_phase_log", [])), evaluations=evaluator.results,
+                         base_evaluations=list(evaluator.base_results or []))
     if evaluator.results:
         summary.leaderboard = refresh_leaderboard(config.eval.store)
     return summary
