@@ -31,7 +31,6 @@ from spsbench.errors import EngineError, SpsbenchError
 
 WORD_RE = re.compile(r"\w+|[^\w\s]")
 SHINGLE = 3
-CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 # ---------------------------------------------------------------------------- diversity
@@ -273,12 +272,11 @@ def resolve_targets(target: str, known: Sequence[Any], base: str | None) -> list
     ]
     folder = Path(target)
     if not found and folder.is_dir():
-        found = [
-            Target(str(p.resolve()), folder.resolve().name, int(CKPT_RE.match(p.name).group(1)))
-            for p in folder.iterdir()
-            if p.is_dir() and CKPT_RE.match(p.name)
-        ]
-        found.sort(key=lambda t: t.step)
+        from spsbench.scan import checkpoints, run_tags
+
+        # The trainer's run info names the run, its algorithm and its base model (diagnosed alongside).
+        tags = [(p, run_tags(folder, step)) for step, p in checkpoints(folder)]
+        found = [Target(str(p.resolve()), t.run_name, t.step, t.algo, t.base_model) for p, t in tags]
     if not found:
         from spsbench.models import resolve_model
 

@@ -4,6 +4,7 @@ models, including a real property check (a sharpened copy is more squeezed and h
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -241,3 +242,17 @@ def test_batched_token_stats_equal_one_at_a_time(tiny_pair):
     for c, (logps, ents) in zip(completions, batched, strict=True):
         one_logps, one_ents = diagnose.token_stats(lm, p_ids, c)
         assert logps == pytest.approx(one_logps, abs=1e-5) and ents == pytest.approx(one_ents, abs=1e-5)
+
+
+def test_a_run_folder_brings_its_recorded_base_model(tiny_pair, tmp_path):
+    import json
+    import shutil
+
+    base, other, _ = tiny_pair
+    run = tmp_path / "run"
+    shutil.copytree(other, run / "checkpoint-5")
+    (run / "spsbench_run.json").write_text(json.dumps({"run_name": "r", "algo": "sps", "base_model": str(base)}))
+    targets = diagnose.resolve_targets(str(run), [], None)
+    assert [t.is_base for t in targets] == [True, False]
+    assert targets[0].path == str(base) or Path(targets[0].path).resolve() == Path(base).resolve()
+    assert (targets[1].run_name, targets[1].step, targets[1].algo) == ("r", 5, "sps")

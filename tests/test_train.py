@@ -199,7 +199,7 @@ def test_rng_streams_survive_the_eval_callback(model_dir, tmp_path, monkeypatch)
         return []
 
     monkeypatch.setattr("spsbench.evaluate.evaluate", fake_evaluate)
-    cfg = load_config("sps", overrides=[*SMALL, "eval.enabled=true"], model=model_dir)
+    cfg = load_config("sps", overrides=[*SMALL, "eval.enabled=true", "eval.isolate=false"], model=model_dir)
     cfg.run_name = "r1"
     callback = EvaluateCheckpointCallback(cfg, base_model=model_dir)
 
@@ -227,7 +227,7 @@ def test_base_model_is_evaluated_untagged_before_training_but_not_on_resume(mode
     calls = []
     monkeypatch.setattr("spsbench.evaluate.evaluate",
                         lambda model, tasks, sampling, **kw: calls.append((model, kw["tags"])) or ["scores"])
-    cfg = load_config("sps", overrides=[*SMALL, "eval.enabled=true"], model=model_dir)
+    cfg = load_config("sps", overrides=[*SMALL, "eval.enabled=true", "eval.isolate=false"], model=model_dir)
     callback = EvaluateCheckpointCallback(cfg, base_model=model_dir)
 
     class State:
@@ -237,11 +237,29 @@ def test_base_model_is_evaluated_untagged_before_training_but_not_on_resume(mode
     assert calls == [(model_dir, None)] and callback.base_results == ["scores"] and callback.results == []
     State.global_step = 4                                   # resumed from checkpoint-4: the base is done
     callback.on_train_begin(None, State(), None)
-    off = EvaluateCheckpointCallback(load_config("sps", overrides=[*SMALL, "eval.enabled=true", "eval.base=false"],
-                                                 model=model_dir), base_model=model_dir)
+    overrides = [*SMALL, "eval.enabled=true", "eval.isolate=false", "eval.base=false"]
+    off = EvaluateCheckpointCallback(load_config("sps", overrides=overrides, model=model_dir), base_model=model_dir)
     State.global_step = 0
     off.on_train_begin(None, State(), None)
     assert len(calls) == 1
+
+
+def test_isolated_evaluation_stores_base_and_checkpoints_with_tags(model_dir, tmp_path):
+    """The default: each evaluation runs in a child process (real evaluator, hf engine, real store)."""
+    from spsbench.store import Store
+
+    store = tmp_path / "results.db"
+    trainer = make(model_dir, tmp_path, "grpo", extra=[
+        "rl.max_steps=2", "rl.save_steps=2", "eval.enabled=true", "eval.limit=2", "eval.n=2",
+        "eval.max_tokens=4", "eval.engine=hf", f"eval.store={store}", "run_name=iso"])
+    [callback] = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "EvaluateCheckpointCallback"]
+    trainer.train()
+    assert [step for step, _ in callback.results] == [2] and callback.base_results[0].task == "arith"
+    assert callback.results[0][1][0].scores["avg@n"]["value"] >= 0.0
+    with Store(store) as s:
+        evals = s.evaluations()
+    tagged = {(e.run_name, e.step, e.algo) for e in evals}
+    assert tagged == {(None, None, None), ("iso", 2, "grpo")} and all(e.n == 2 for e in evals)
 
 
 def test_resume_restores_sps_phase_and_irl_optimizer(model_dir, tmp_path):
@@ -275,7 +293,7 @@ def test_evaluating_checkpoints_changes_neither_weights_nor_rng_stream(model_dir
     runs = []
     for name, flag in (("with", "true"), ("without", "false")):
         trainer = make(model_dir, tmp_path / name, "sps", extra=["rl.max_steps=2", "rl.save_steps=1",
-                                                                 f"eval.enabled={flag}"])
+                                                                 f"eval.enabled={flag}", "eval.isolate=false"])
         trainer.train()
         runs.append(snapshot(trainer.model))
     assert len(calls) == 3 and calls[-1].endswith("checkpoint-2")

@@ -42,10 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rich.console import Console
     from rich.table import Table
 
     from spsbench import paths
+    from spsbench.commands import output_console
     from spsbench.diagnose import run_diagnostics
     from spsbench.errors import ConfigError
     from spsbench.leaderboard import refresh
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column, justify="right" if column == "value" else "left")
     for r in results:
         table.add_row(r.path, r.task, r.metric, f"{r.value:.4f}")
-    console = Console()
+    console = output_console()
     console.print(table)
     if not args.no_leaderboard:
         refresh(store_path, args.out)

@@ -62,12 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from spsbench import paths
+    from spsbench.commands import output_console
     from spsbench.tasks import parse_data_args
 
-    console = Console() if Console().is_terminal else Console(width=200)   # logs: don't wrap the table
+    console = output_console()
     plan = _plan(args, parse_data_args(args.data))
     store = Path(args.store or paths.default_store_path())
     if plan["run_folder"]:

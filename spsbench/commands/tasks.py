@@ -16,11 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from spsbench import tasks
+    from spsbench.commands import output_console
 
-    console = Console()
+    console = output_console()
     data = tasks.parse_data_args(args.data)
     if args.schema:
         console.print(_schema_table())

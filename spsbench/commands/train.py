@@ -31,11 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from spsbench.commands import output_console
     from spsbench.train.config import describe_keys, load_config
 
-    console = Console()
+    console = output_console()
     if args.list_keys:
         for key, default, help_text in describe_keys():
             console.print(f"[bold]{key}[/] = {default}  {help_text}", highlight=False)

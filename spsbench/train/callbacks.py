@@ -12,6 +12,7 @@ An evaluation failure is logged and training goes on (the checkpoint can be eval
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -88,18 +89,9 @@ class EvaluateCheckpointCallback(TrainerCallback):
 
     def evaluate_model(self, model: str, step: int, tags: Any) -> Any:
         """One evaluation into the store (tags None: the base model, stored as a plain model)."""
-        import torch
-
-        from spsbench.config import SamplingConfig
-        from spsbench.evaluate import evaluate
-
-        ev = self.config.eval
-        sampling = SamplingConfig(n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=ev.max_tokens,
-                                  seed=ev.seed)
         try:
-            with torch.no_grad():
-                result = evaluate(model, ev.tasks, sampling, engine=ev.engine, store=ev.store,
-                                  data=ev.data or None, ks=ev.k, tags=tags, limit=ev.limit, progress=False)
+            result = self._evaluate_isolated(model, tags) if self.config.eval.isolate else \
+                self._evaluate_here(model, tags)
         except Exception as exc:  # noqa: BLE001 - evaluation must never kill a training run
             later = Path(model).parent if tags is not None else model
             logger.warning("evaluation of %s failed (%s: %s); training continues, evaluate it later with "
@@ -109,8 +101,54 @@ class EvaluateCheckpointCallback(TrainerCallback):
             self.base_results = result
         else:
             self.results.append((step, result))
-        refresh_leaderboard(ev.store)
+        refresh_leaderboard(self.config.eval.store)
         return result
+
+    def _spec(self, model: str, tags: Any) -> dict[str, Any]:
+        ev = self.config.eval
+        sampling = {"n": ev.n, "temperature": ev.temperature, "top_p": ev.top_p, "max_tokens": ev.max_tokens,
+                    "seed": ev.seed}
+        return {"model": model, "tasks": list(ev.tasks), "sampling": sampling, "engine": ev.engine,
+                "store": ev.store, "data": dict(ev.data), "ks": list(ev.k), "limit": ev.limit,
+                "engine_options": dict(ev.engine_options), "tags": dataclasses.asdict(tags) if tags else None}
+
+    def _evaluate_here(self, model: str, tags: Any) -> Any:
+        import torch
+
+        from spsbench.train.eval_worker import run
+
+        with torch.no_grad():
+            return run(self._spec(model, tags))
+
+    def _evaluate_isolated(self, model: str, tags: Any) -> Any:
+        import subprocess
+        import sys
+
+        from spsbench.train.eval_worker import RESULT
+
+        spec = json.dumps(self._spec(model, tags))
+        proc = subprocess.run([sys.executable, "-m", "spsbench.train.eval_worker", spec], capture_output=True,
+                              text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise RuntimeError(f"evaluation process failed: {tail}")
+        return self._results(model, json.loads(lines[-1][len(RESULT):]))
+
+    def _results(self, model: str, eval_ids: list[int]) -> list[Any]:
+        """EvalResults rebuilt from the store (the same shape `evaluate` returns)."""
+        from spsbench import paths
+        from spsbench.evaluate import EvalResult
+        from spsbench.scan import scores_from_rows
+        from spsbench.store import Store
+
+        with Store(self.config.eval.store or paths.default_store_path()) as store:
+            out = []
+            for eval_id in eval_ids:
+                ev = store.evaluation(eval_id)
+                scores = scores_from_rows(store.scores(eval_id))
+                out.append(EvalResult(ev.task, eval_id, model, int(scores.get("n", ev.n)), scores))
+            return out
 
 
 def refresh_leaderboard(store: str | None) -> Path | None:

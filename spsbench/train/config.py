@@ -94,6 +94,10 @@ class EvalConfig:
     max_tokens: int = _f(256, "Max new tokens per evaluation sample.")
     seed: int = _f(0, "Base sampling seed.")
     engine: str = _f("hf", "Generation engine for evaluation: hf | vllm | auto | openai.")
+    engine_options: dict[str, Any] = _f({}, "Engine options, like `spsbench eval --engine-opt` (e.g. "
+                                            "gpu_memory_utilization: 0.3 next to a training job).")
+    isolate: bool = _f(True, "Evaluate in a child process (own memory, threads and engine; the training "
+                             "process is untouched). false: in the training process.")
     store: str | None = _f(None, "Results store path (default: the `spsbench eval` default store).")
     limit: int | None = _f(None, "Evaluate only the first N problems of each task.")
     data: dict[str, str] = _f({}, "Local data files per task name (offline use), like `spsbench eval --data`.")
