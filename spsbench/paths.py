@@ -34,8 +34,19 @@ def default_store_path() -> Path:
     return Path(os.environ.get("SPSBENCH_STORE", "results/spsbench.db"))
 
 
-def default_leaderboard_dir() -> Path:
-    return Path(os.environ.get("SPSBENCH_LEADERBOARDS", "leaderboards"))
+def default_leaderboard_dir(store: str | Path | None = None) -> Path:
+    """Where `store`'s leaderboards go: $SPSBENCH_LEADERBOARDS, else `leaderboards/` for the default store,
+    else a `leaderboards/` folder beside the store file.
+
+    Tied to the store so that an evaluation into a scratch store (`--store /tmp/x.db`, a test) never
+    overwrites the project's leaderboards with pages built from other data.
+    """
+    env = os.environ.get("SPSBENCH_LEADERBOARDS")
+    if env:
+        return Path(env)
+    if store is None or Path(store).resolve() == default_store_path().resolve():
+        return Path("leaderboards")
+    return Path(store).parent / "leaderboards"
 
 
 def configure_backend_caches() -> None:

@@ -16,6 +16,15 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # no test may reach a hub
 
 
+@pytest.fixture(autouse=True)
+def _no_writes_into_the_repo(tmp_path_factory, monkeypatch):
+    """Default store and leaderboards go to a scratch folder: a test that relies on a default must never
+    overwrite the project's `results/` or `leaderboards/` (a test run once replaced the committed boards)."""
+    scratch = tmp_path_factory.mktemp("defaults")
+    monkeypatch.setenv("SPSBENCH_STORE", str(scratch / "results" / "spsbench.db"))
+    monkeypatch.setenv("SPSBENCH_LEADERBOARDS", str(scratch / "leaderboards"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random-weight Llama + char tokenizer saved as a real HF folder (shared, do not modify)."""

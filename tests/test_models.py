@@ -49,7 +49,19 @@ def test_check_loadable_missing_config(tiny):
 
 def test_check_loadable_missing_weights(tiny):
     (tiny / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="no weight files"):
+    with pytest.raises(CheckpointError, match="no model weight files"):
+        models.check_loadable(tiny)
+
+
+def test_trainer_state_files_are_not_weights(tiny):
+    """A Trainer checkpoint whose weights are missing still holds training_args.bin, optimizer.pt, ...:
+    none of them may pass for model weights, nor enter the weights hash."""
+    before = models.weights_hash(tiny)
+    for name in ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (tiny / name).write_bytes(b"trainer state")
+    assert models.weights_hash(tiny) == before
+    (tiny / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no model weight files"):
         models.check_loadable(tiny)
 
 

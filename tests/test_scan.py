@@ -22,8 +22,10 @@ SAMPLING = SamplingConfig(n=2, max_tokens=8)
 def make_checkpoint(run, step, source, state=True, age=60.0):
     folder = run / f"checkpoint-{step}"
     shutil.copytree(source, folder)
-    if state:
+    if state:   # what HF Trainer writes beside the model files
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        for name in ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+            (folder / name).write_bytes(b"trainer state")
     old = time.time() - age
     for p in folder.iterdir():
         os.utime(p, (old, old))
@@ -59,7 +61,7 @@ def test_scan_evaluates_good_reports_broken_then_skips_stored(run_folder, store_
     status = {c.step: c.status for c in report.checkpoints}
     assert status == {10: "evaluated", 20: "evaluated", 30: "broken", 40: "broken", 100: "evaluated"}
     reasons = {c.step: c.reason for c in report.checkpoints if c.status == "broken"}
-    assert "truncated safetensors" in reasons[30] and "no weight files" in reasons[40]
+    assert "truncated safetensors" in reasons[30] and "no model weight files" in reasons[40]
     assert [c.step for c in report.checkpoints if c.status == "evaluated"] == [10, 20, 100]
     with Store(store_path) as s:
         evals = s.evaluations()
@@ -118,5 +120,5 @@ def test_cli_run_folder(run_folder, store_path, tmp_path, capsys, monkeypatch):
                  "--store", str(store_path), "--quiet", "--no-leaderboard"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "checkpoint-30" in out and "truncated safetensors" in out and "no weight files" in out
+    assert "checkpoint-30" in out and "truncated safetensors" in out and "no model weight files" in out
     assert "best checkpoint on arith: checkpoint-" in out and "2 broken checkpoint(s) skipped" in out

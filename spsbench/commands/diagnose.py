@@ -87,5 +87,5 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     if not args.no_leaderboard:
         refresh(store_path, args.out)
-        console.print(f"leaderboards refreshed in {args.out or paths.default_leaderboard_dir()}/")
+        console.print(f"leaderboards refreshed in {args.out or paths.default_leaderboard_dir(store_path)}/")
     return 0

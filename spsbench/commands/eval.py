@@ -271,4 +271,4 @@ def _print_destinations(console: Any, store: Path, skip_leaderboard: bool) -> No
         return
     from spsbench import paths
 
-    console.print(f"leaderboards: {paths.default_leaderboard_dir()}/ ({len(files)} files)", highlight=False)
+    console.print(f"leaderboards: {paths.default_leaderboard_dir(store)}/ ({len(files)} files)", highlight=False)

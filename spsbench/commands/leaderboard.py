@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store", metavar="PATH", help="Results store (default results/spsbench.db or $SPSBENCH_STORE)."
     )
     parser.add_argument(
-        "--out", metavar="DIR", help="Output folder (default leaderboards/ or $SPSBENCH_LEADERBOARDS)."
+        "--out", metavar="DIR", help="Output folder (default: $SPSBENCH_LEADERBOARDS, else leaderboards/ for the default store, "
+        "else leaderboards/ beside the store file)."
     )
     parser.add_argument(
         "--metric",
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.budget < 0:
         raise ConfigError(f"--budget: must be >= 0, got {args.budget}")
-    out = args.out or paths.default_leaderboard_dir()
+    out = args.out or paths.default_leaderboard_dir(args.store)
     files = refresh(args.store, out, metric=args.metric, budget=args.budget, plots=not args.no_plots)
     pages = sum(1 for f in files if f.suffix == ".md")
     Console().print(f"wrote {pages} pages and {len(files) - pages} plots to {out}/ (index: {out}/README.md)")

@@ -158,8 +158,9 @@ def refresh_leaderboard(store: str | None) -> Path | None:
     except ImportError:
         return None
     try:
-        leaderboard.refresh(store or paths.default_store_path())
+        store = store or paths.default_store_path()
+        leaderboard.refresh(store)
     except Exception as exc:  # noqa: BLE001 - a leaderboard problem must not stop training
         logger.warning("leaderboard refresh failed: %s: %s", type(exc).__name__, exc)
         return None
-    return paths.default_leaderboard_dir()
+    return paths.default_leaderboard_dir(store)
