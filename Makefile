@@ -33,8 +33,9 @@ test-slow:
 test-all:
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# `make bench` runs every bench/bench_*.py; `make bench BENCH="core eval"` runs only those.
 bench:
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 lint:
 	$(BIN)/ruff check spsbench tests bench

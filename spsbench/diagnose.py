@@ -12,7 +12,13 @@ Owned by the leaderboard work. Three metrics per (model, task), stored with `Sto
 * `pairwise_similarity` (paper Table 4): for each problem, the mean Jaccard similarity of the word
   3-gram sets of every pair of its completions, averaged over problems; in [0, 1], lower = more
   diverse. Computed from the completions already in the store when the model was evaluated on the task
-  (no model needed), otherwise from the completions sampled for `token_entropy`.
+  (same task version, same problems; no model needed), otherwise from the completions sampled for
+  `token_entropy` (`--similarity-from` forces one source).
+
+Every diagnostic's details JSON carries a `setting` (source, n, temperature, max_tokens, problems, limit,
+task version, seed, evaluation id): the store keeps one value per (model, task, metric), so a later run
+with another setting replaces an earlier one, and the leaderboards need the setting to flag values that
+are not comparable.
 
 torch / transformers are imported lazily, inside the functions that run a model.
 """
@@ -23,7 +29,7 @@ import itertools
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +287,12 @@ def resolve_targets(target: str, known: Sequence[Any], base: str | None) -> list
         from spsbench.models import resolve_model
 
         found = [Target(resolve_model(target))]
-    return _base_targets(base, found) + found
+    bases = _base_targets(base, found)
+    if base and bases:
+        # --base names the base of checkpoints that carry no base_model tag (a run folder without the
+        # trainer's spsbench_run.json): tag them, so the run page shows the base row beside them.
+        found = [replace(t, base_model=bases[0].path) if t.run_name and not t.base_model else t for t in found]
+    return bases + found
 
 
 def _base_targets(explicit: str | None, found: list[Target]) -> list[Target]:
@@ -315,17 +326,68 @@ def _model_id(store: Any, known: Sequence[Any], t: Target) -> int:
 
 
 def _stored_completions(
-    store: Any, model_id: int, task: str, limit: int | None
-) -> dict[str, list[str]] | None:
-    """Completions of this model's largest finished evaluation of `task`, grouped by problem."""
-    evals = [e for e in store.evaluations(status="done") if e.model_id == model_id and e.task == task]
+    store: Any, model_id: int, task: str, version: str, problem_ids: Sequence[str]
+) -> tuple[dict[str, list[str]], Any] | None:
+    """Completions of this model's largest finished evaluation of `task` (same task version), grouped
+    by problem and restricted to the problems the other diagnostics use (`--limit`)."""
+    evals = [
+        e
+        for e in store.evaluations(status="done")
+        if e.model_id == model_id and e.task == task and str(getattr(e, "task_version", version)) == version
+    ]
     if not evals:
         return None
     ev = max(evals, key=lambda e: (e.n, -e.id))
-    return group_samples(store.samples(ev.id), limit)
+    wanted = set(problem_ids)
+    groups = {pid: texts for pid, texts in group_samples(store.samples(ev.id)).items() if pid in wanted}
+    return groups, ev
 
 
 # ---------------------------------------------------------------------------- orchestration
+
+SIMILARITY_FROM = ("auto", "eval", "sampled")
+
+
+@dataclass(frozen=True)
+class DiagConfig:
+    """One `spsbench diagnose` invocation's setting (recorded with every diagnostic it writes)."""
+
+    n: int = 4
+    max_tokens: int = 256
+    seed: int = 0
+    limit: int | None = None
+    similarity_from: str = "auto"     # auto: the stored evaluation's completions when there are any
+
+
+def setting_details(
+    source: str,
+    *,
+    problems: int,
+    max_tokens: int | None,
+    task_version: str,
+    limit: int | None,
+    n: int | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
+    eval_id: int | None = None,
+) -> dict[str, Any]:
+    """The `setting` entry of a diagnostic's details JSON, read back by the leaderboards.
+
+    The store keeps one row per (model, task, metric), so a later `spsbench diagnose` with another
+    --limit or --n replaces the earlier value: this record is what tells the pages which setting a
+    value has, so that values with different settings are flagged instead of compared.
+    """
+    return {
+        "source": source,  # greedy decoding | eval samples | fresh samples
+        "n": n,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "problems": problems,
+        "limit": limit,
+        "task_version": task_version,
+        "seed": seed,
+        "eval_id": eval_id,
+    }
 
 
 @dataclass(frozen=True)
@@ -350,12 +412,16 @@ def run_diagnostics(
     base: str | None = None,
     max_tokens: int = 256,
     seed: int = 0,
+    similarity_from: str = "auto",
     progress: bool = True,
 ) -> list[DiagResult]:
     """Compute the three diagnostics for every target model × task and add them to the store."""
     from spsbench.models import check_loadable
     from spsbench.tasks import load_task
 
+    if similarity_from not in SIMILARITY_FROM:
+        raise SpsbenchError(f"similarity source must be one of {', '.join(SIMILARITY_FROM)}, got {similarity_from!r}")
+    cfg = DiagConfig(n, max_tokens, seed, limit, similarity_from)
     loaded = {t: load_task(t, data=(data or {}).get(t), limit=limit) for t in tasks}
     targets = resolve_targets(target, known, base)
     results: list[DiagResult] = []
@@ -366,41 +432,63 @@ def run_diagnostics(
                 check_loadable(t.path)
             lm = load_model(t.path)
             for task, spec in loaded.items():
-                prompts = [p.prompt for p in spec.problems]
-                results += _diagnose_one(store, lm, model_id, task, prompts, n, max_tokens, seed, limit)
+                results += _diagnose_one(store, lm, model_id, task, spec, cfg)
                 advance(f"{Path(t.path).name} · {task}")
     return results
 
 
 def _diagnose_one(
-    store: Any,
-    lm: LoadedModel,
-    model_id: int,
-    task: str,
-    prompts: list[str],
-    n: int,
-    max_tokens: int,
-    seed: int,
-    limit: int | None,
+    store: Any, lm: LoadedModel, model_id: int, task: str, spec: Any, cfg: DiagConfig
 ) -> list[DiagResult]:
-    greedy, g_details = greedy_logprob(lm, prompts, max_tokens)
-    entropy, e_details, sampled = token_entropy(lm, prompts, n, max_tokens, seed)
-    groups = _stored_completions(store, model_id, task, limit)
-    source = "store"
-    if not groups or all(len(v) < 2 for v in groups.values()):
-        groups, source = {str(i): texts for i, texts in enumerate(sampled)}, "sampled for token_entropy"
-    sim, s_details = similarity_by_problem(groups) if any(len(v) > 1 for v in groups.values()) else (None, {})
+    prompts = [p.prompt for p in spec.problems]
+    version = str(spec.spec.version)
+    common = {"problems": len(prompts), "max_tokens": cfg.max_tokens, "task_version": version, "limit": cfg.limit}
+    greedy, g_details = greedy_logprob(lm, prompts, cfg.max_tokens)
+    g_details["setting"] = setting_details("greedy decoding", **common)
+    entropy, e_details, sampled = token_entropy(lm, prompts, cfg.n, cfg.max_tokens, cfg.seed)
+    fresh = setting_details("fresh samples", **common, n=cfg.n, temperature=e_details["sampling_temperature"],
+                            seed=cfg.seed)
+    e_details["setting"] = fresh
     out = [
         DiagResult(lm.path, model_id, task, "greedy_logprob", greedy, g_details),
         DiagResult(lm.path, model_id, task, "token_entropy", entropy, e_details),
     ]
+    sim = _similarity(store, model_id, task, spec, sampled, cfg, fresh)
     if sim is not None:
-        out.append(
-            DiagResult(lm.path, model_id, task, "pairwise_similarity", sim, s_details | {"source": source})
-        )
+        out.append(DiagResult(lm.path, model_id, task, "pairwise_similarity", *sim))
     for r in out:
         store.add_diagnostic(r.model_id, r.task, r.metric, r.value, r.details)
     return out
+
+
+def _similarity(
+    store: Any, model_id: int, task: str, spec: Any, sampled: list[list[str]], cfg: DiagConfig, fresh: dict
+) -> tuple[float, dict[str, Any]] | None:
+    """Pairwise similarity from the stored evaluation's completions (auto/eval) or the fresh samples.
+
+    Which one is used is recorded in details (`source`, `setting`): the two differ in n and temperature,
+    so the leaderboards flag a value whose source differs from the rest of its column."""
+    ids = [str(p.id) for p in spec.problems]
+    found = None if cfg.similarity_from == "sampled" else _stored_completions(
+        store, model_id, task, str(spec.spec.version), ids
+    )
+    if found and any(len(v) > 1 for v in found[0].values()):
+        groups, ev = found
+        sampling = getattr(ev, "sampling", None) or {}
+        value, details = similarity_by_problem(groups)
+        setting = setting_details(
+            "eval samples", problems=details["problems"], max_tokens=sampling.get("max_tokens"),
+            task_version=str(spec.spec.version), limit=cfg.limit, n=details["completions_per_problem"],
+            temperature=sampling.get("temperature"), eval_id=int(ev.id),
+        )
+        return value, details | {"source": "store", "setting": setting}
+    if cfg.similarity_from == "eval":
+        return None  # asked for the evaluation's completions and there are none: leave the metric out
+    groups = {pid: texts for pid, texts in zip(ids, sampled, strict=True)}
+    if not any(len(v) > 1 for v in groups.values()):
+        return None
+    value, details = similarity_by_problem(groups)
+    return value, details | {"source": "sampled for token_entropy", "setting": fresh}
 
 
 class _progress:

@@ -7,7 +7,9 @@ Owned by the leaderboard work. `refresh(store_path, out_dir)` writes
   tasks/<task>.md      every model ranked by a chosen metric
   models.md            every model in the store (plain `spsbench eval MODEL` ones too) and diagnostics
   plots/*.png          Pass@k vs k, Pass@K / Avg@n vs step, accuracy-bucket histograms
-Same store -> byte-identical files: everything is sorted, floats have fixed formats, and no clock is read.
+Same store (and same working directory) -> byte-identical files: everything is sorted, floats have fixed
+formats, no clock is read, and stored paths are shown relative to the working directory (or as `~/...`)
+so that no machine-specific absolute path ends up in a committed page or plot file name.
 Files we generated earlier that are no longer produced are removed; other files are never touched.
 """
 
@@ -21,7 +23,15 @@ from pathlib import Path
 from spsbench import paths
 from spsbench.errors import ConfigError, StoreError
 from spsbench.leaderboard_compare import comparison_page
-from spsbench.leaderboard_data import Entry, Snapshot, load_snapshot, reference_setting
+from spsbench.leaderboard_data import (
+    Entry,
+    Snapshot,
+    diag_setting,
+    load_snapshot,
+    majority,
+    plural,
+    reference_setting,
+)
 from spsbench.leaderboard_md import (
     BEST,
     DIAG_METRICS,
@@ -57,14 +67,17 @@ def refresh(
     plots: bool = True,
     store_label: str | None = None,
 ) -> list[Path]:
-    """Regenerate every leaderboard file from the store; returns every generated file (sorted)."""
+    """Regenerate every leaderboard file from the store; returns every generated file (sorted).
+
+    Paths on the pages (the store label too, unless `store_label` is given) are shown relative to the
+    current working directory when they are inside it."""
     store_path = Path(store_path or paths.default_store_path())
     if not store_path.is_file():
         raise StoreError(f"results store {store_path} does not exist; run `spsbench eval` first")
     out = Path(out_dir or paths.default_leaderboard_dir(store_path))
     store = _open_store(store_path)
     try:
-        snap = load_snapshot(store, store_label or str(store_path), store_path)
+        snap = load_snapshot(store, store_label or paths.display_path(store_path), store_path)
     finally:
         store.close()
     site = build_site(snap, metric=parse_metric(metric), budget=budget)
@@ -114,8 +127,9 @@ def _write(site: Site, out: Path, plots: bool) -> list[Path]:
 def _draw_plots(site: Site, out: Path) -> list[Path]:
     """Draw each plot unless its inputs are unchanged since the last refresh (the trainer refreshes often).
 
-    `plots/.inputs.json` maps each PNG to a hash of (function, arguments, matplotlib version); drawing
-    is deterministic, so an unchanged hash means the file on disk already has the right bytes.
+    `plots/.inputs.json` maps each PNG to a hash of (function, arguments, matplotlib version, source of
+    plots.py); drawing is deterministic, so an unchanged hash means the file on disk already has the
+    right bytes. The plots.py source is in the hash so a change of style redraws every plot.
     """
     import json
 
@@ -128,9 +142,10 @@ def _draw_plots(site: Site, out: Path) -> list[Path]:
         old = json.loads(index_path.read_text())
     except (OSError, ValueError):
         old = {}
+    code = hashlib.sha256(Path(plots.__file__).read_bytes()).hexdigest()
     new, written = {}, []
     for rel, (kind, args) in sorted(site.plots.items()):
-        key = hashlib.sha256(repr((kind, args, matplotlib.__version__)).encode()).hexdigest()[:16]
+        key = hashlib.sha256(repr((kind, args, matplotlib.__version__, code)).encode()).hexdigest()[:16]
         path = out / rel
         if old.get(rel) != key or not path.is_file():
             getattr(plots, kind)(path, *args)
@@ -177,10 +192,12 @@ def _run_page(site: Site, run: str) -> None:
     algo = ", ".join(sorted({m.algo or "?" for m in models}))
     bases = sorted({m.base_model for m in models if m.base_model})
     steps = sorted({m.step for m in models if m.step is not None})
-    base_text = f"`{', '.join(bases)}`" if bases else "not recorded"
+    base_text = f"`{', '.join(snap.show(b) for b in bases)}`" if bases else "not recorded"
+    trained = snap.train_task(run)
     body = [
-        f"Algorithm **{algo}**, base model {base_text}, {_plural(len(models), 'checkpoint')} "
-        f"(steps {', '.join(map(str, steps))}).",
+        f"Algorithm **{algo}**, base model {base_text}, "
+        f"{f'trained on `{trained}`' if trained else 'training task not recorded'}, "
+        f"{plural(len(models), 'checkpoint')} (steps {', '.join(map(str, steps))}).",
         "",
         f"{BEST} = best checkpoint per task: highest Avg@n among comparable rows (the paper's rule). "
         f"Scores in %, [95% bootstrap CI over problems]. {NOT_COMPARABLE} = different setting, see footnote.",
@@ -214,6 +231,8 @@ def _step_cells(e: Entry) -> list[str]:
 
 
 def _run_plots(site: Site, run: str, task: str, rows: list[Entry], best: Entry | None) -> list[str]:
+    """Pass@k vs k, scores vs step (the base model as step 0) and accuracy buckets, for the rows with
+    the table's setting (`rows`: base model rows first, then checkpoints by step)."""
     if not rows:
         return []
     stem = f"plots/run-{slug(run)}-{slug(task)}"
@@ -221,27 +240,43 @@ def _run_plots(site: Site, run: str, task: str, rows: list[Entry], best: Entry |
     curves = {labels[e.eval_id]: {k: s.value for k, s in e.passk.items()} for e in rows}
     p1 = site.plot(f"{stem}-passk.png", "passk_curves", f"{run} · {task}: Pass@k vs k", curves)
     out = [f"![Pass@k vs k, {run} on {task}](../{p1})"]
-    ckpts = [e for e in rows if e.model.run_name is not None]
-    k = common_k(ckpts)
-    if k is not None and ckpts:
-        steps = [e.model.step or 0 for e in ckpts]
-        series = {
-            f"Pass@{k}": [e.passk[k].value for e in ckpts],
-            f"Avg@{rows[0].setting.n}": [e.avg.value if e.avg else None for e in ckpts],
-        }
-        p2 = site.plot(f"{stem}-steps.png", "step_curves", f"{run} · {task}: vs step", steps, series)
-        out.append(f"![Pass@{k} and Avg@n vs training step, {run} on {task}](../{p2})")
+    out += _steps_plot(site, run, task, rows, stem)
     first = rows[0]
     if best is not None and first.problems and best.problems:
-        groups = {
-            f"{labels[first.eval_id]} (first)": _rates(first),
-            f"{labels[best.eval_id]} (best)": _rates(best),
-        }
+        if first.eval_id == best.eval_id:  # one row only: one bar group, not the same one twice
+            groups = {f"{labels[first.eval_id]} (first = best)": _rates(first)}
+        else:
+            groups = {
+                f"{labels[first.eval_id]} (first)": _rates(first),
+                f"{labels[best.eval_id]} (best)": _rates(best),
+            }
         p3 = site.plot(
             f"{stem}-buckets.png", "bucket_histogram", f"{run} · {task}: per-problem accuracy", groups
         )
         out.append(f"![Per-problem accuracy buckets, first vs best, {run} on {task}](../{p3})")
     return out
+
+
+def _steps_plot(site: Site, run: str, task: str, rows: list[Entry], stem: str) -> list[str]:
+    """Pass@K and Avg@n against training step. The trainer evaluates the base model before training,
+    so the base model (the run's base_model tag) is step 0; fewer than two points make no plot."""
+    base = [e for e in rows if e.model.run_name is None][:1]  # one base point even if stored twice
+    points = base + [e for e in rows if e.model.run_name is not None]
+    k = common_k(points)
+    if k is None or len(points) < 2:
+        return []
+    steps = [0 if e.model.run_name is None else (e.model.step or 0) for e in points]
+    ticks = ["base" if e.model.run_name is None else str(e.model.step) for e in points]
+    n = rows[0].setting.n
+    series = {
+        f"Pass@{k}": [e.passk[k].value for e in points],
+        f"Avg@{n}": [e.avg.value if e.avg else None for e in points],
+    }
+    rel = site.plot(
+        f"{stem}-steps.png", "step_curves", f"{run} · {task}: Pass@{k} and Avg@{n} vs step", steps, series, ticks
+    )
+    what = ", base model as step 0" if base else ""
+    return [f"![Pass@{k} and Avg@{n} vs training step{what}, {run} on {task}](../{rel})"]
 
 
 def _rates(e: Entry) -> list[float]:
@@ -251,14 +286,7 @@ def _rates(e: Entry) -> list[float]:
 def _run_diagnostics(snap: Snapshot, models, base: str | None) -> list[str]:
     base_models = [m for m in snap.models.values() if base and m.run_name is None and m.path == base]
     ordered = base_models + sorted(models, key=lambda m: (m.step or 0, m.id))
-    rows = _diag_rows(snap, ordered, lambda m: "base" if m.run_name is None else str(m.step))
-    if not rows:
-        return []
-    return (
-        ["## Diagnostics", "", *_diag_legend(), ""]
-        + table(["step", "task"] + [h for _, h, _ in DIAG_METRICS], rows, right_from=2)
-        + [""]
-    )
+    return _diag_section(snap, ordered, "step", lambda m: "base" if m.run_name is None else str(m.step))
 
 
 def _diag_legend() -> list[str]:
@@ -267,20 +295,53 @@ def _diag_legend() -> list[str]:
         "completion (paper Table 6; higher = more squeezed). Token entropy: mean entropy (nats) of the "
         "next-token distribution over sampled completions. Pairwise similarity: mean word-3-gram Jaccard "
         "similarity between the n completions of a problem (paper Table 4; lower = more diverse). "
-        "Written by `spsbench diagnose`."
+        "Written by `spsbench diagnose`. Under each table: the setting of each column (the most common "
+        f"one); a value with another setting is marked {NOT_COMPARABLE} and its setting is in the footnote. "
+        "The store keeps one value per model, task and metric: the latest `spsbench diagnose` wins."
     ]
 
 
-def _diag_rows(snap: Snapshot, models, label: Callable) -> list[list[str]]:
-    rows = []
+def _diag_section(snap: Snapshot, models, head: str, label: Callable) -> list[str]:
+    """'## Diagnostics' with one table per task: a row per model, a column per metric."""
+    ids = {m.id for m in models}
+    tasks = sorted({d["task"] for d in snap.diagnostics if d["model_id"] in ids})
+    if not tasks:
+        return []
+    lines = ["## Diagnostics", "", *_diag_legend(), ""]
+    for task in tasks:
+        shown = [m for m in models if any(snap.diag(m.id, task, metric) for metric, _, _ in DIAG_METRICS)]
+        lines += _diag_table(snap, shown, task, head, label)
+    return lines
+
+
+def _diag_table(snap: Snapshot, models, task: str, head: str, label: Callable) -> list[str]:
+    """Per column, the most common setting is the reference; other settings get †k and a footnote,
+    so that e.g. a similarity from fresh samples is never read against ones from eval samples."""
+    found = {(m.id, metric): snap.diag(m.id, task, metric) for m in models for metric, _, _ in DIAG_METRICS}
+    settings = {key: diag_setting(key[1], d["details"]) for key, d in found.items() if d}
+    refs = {metric: majority([st for (_, mt), st in settings.items() if mt == metric]) for metric, _, _ in DIAG_METRICS}
+    notes, rows = [], []
     for m in models:
-        for task in sorted({d["task"] for d in snap.diagnostics if d["model_id"] == m.id}):
-            cells = []
-            for metric, _, fmt in DIAG_METRICS:
-                d = snap.diag(m.id, task, metric)
-                cells.append("—" if d is None else (fmt.format(d["value"]) if fmt else pct(d["value"], 2)))
-            rows.append([label(m), task] + cells)
-    return rows
+        row = [label(m)]
+        for metric, title, fmt in DIAG_METRICS:
+            d = found[m.id, metric]
+            if d is None:
+                row.append("—")
+                continue
+            text = fmt.format(d["value"]) if fmt else pct(d["value"], 2)
+            if settings[m.id, metric] != refs[metric]:
+                notes.append(f"{title}: {settings[m.id, metric].diff(refs[metric])}")  # only what differs
+                text += f" {NOT_COMPARABLE}{len(notes)}"
+            row.append(text)
+        rows.append(row)
+    lines = [f"### {task}", ""] + table([head] + [h for _, h, _ in DIAG_METRICS], rows, right_from=1) + [""]
+    lines += [f"- {title}: {refs[metric].describe()}." for metric, title, _ in DIAG_METRICS if refs[metric]]
+    if notes:
+        lines += [""] + [
+            f"{NOT_COMPARABLE}{i}: not comparable with its column's setting: {note}.  "
+            for i, note in enumerate(notes, 1)
+        ]
+    return lines + [""]
 
 
 # ---------------------------------------------------------------------------- tasks
@@ -337,12 +398,12 @@ def _models_page(site: Site) -> None:
         rows.append(
             [
                 labels[m.id],
-                f"`{m.path}`",
+                f"`{snap.show(m.path)}`",
                 m.weights_hash[:12] or "—",
                 m.run_name or "—",
                 "—" if m.step is None else str(m.step),
                 m.algo or "—",
-                m.base_model or "—",
+                f"`{snap.show(m.base_model)}`" if m.base_model else "—",
                 ", ".join(tasks) or "—",
             ]
         )
@@ -351,23 +412,19 @@ def _models_page(site: Site) -> None:
     body += table(
         ["model", "path", "weights", "run", "step", "algo", "base model", "tasks"], rows, right_from=99
     )
-    diag = _diag_rows(snap, sorted(snap.models.values(), key=lambda m: labels[m.id]), lambda m: labels[m.id])
+    ordered = sorted(snap.models.values(), key=lambda m: labels[m.id])
+    diag = _diag_section(snap, ordered, "model", lambda m: labels[m.id])
     if diag:
-        body += ["", "## Diagnostics", "", *_diag_legend(), ""]
-        body += table(["model", "task"] + [h for _, h, _ in DIAG_METRICS], diag, right_from=2)
+        body += [""] + diag
     site.page("models.md", "Models", body)
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _index_page(site: Site) -> None:
     snap = site.snap
     body = [
-        f"Generated from the results store `{snap.store_label}`: {len(snap.models)} models, "
-        f"{len(snap.entries)} finished evaluations, {len(snap.tasks())} tasks. See docs/leaderboards.md "
-        "for what each table shows and when two scores are comparable.",
+        f"Generated from the results store `{snap.store_label}`: {plural(len(snap.models), 'model')}, "
+        f"{plural(len(snap.entries), 'finished evaluation')}, {plural(len(snap.tasks()), 'task')}. "
+        "See docs/leaderboards.md for what each table shows and when two scores are comparable.",
         "",
         "- [Method comparison (paper Table 1)](comparison.md)",
         "- [All models and diagnostics](models.md)",
@@ -378,9 +435,9 @@ def _index_page(site: Site) -> None:
     for run in snap.runs():
         ms = [m for m in snap.models.values() if m.run_name == run]
         algo = ", ".join(sorted({m.algo or "?" for m in ms}))
-        body.append(f"- [{run}](runs/{slug(run)}.md): {algo}, {_plural(len(ms), 'checkpoint')}")
+        body.append(f"- [{run}](runs/{slug(run)}.md): {algo}, {plural(len(ms), 'checkpoint')}")
     body += ["", "## Tasks", ""]
     for task in snap.tasks():
         count = len({e.model.id for e in snap.entries if e.task == task})
-        body.append(f"- [{task}](tasks/{slug(task)}.md): {_plural(count, 'model')}")
+        body.append(f"- [{task}](tasks/{slug(task)}.md): {plural(count, 'model')}")
     site.page("README.md", "spsbench leaderboards", body)

@@ -4,12 +4,18 @@ Owned by the leaderboard work. Rows are the base model itself (a plain model who
 `base_model`) and every run started from it; per task, each row shows the checkpoint with the highest
 Avg@n among evaluations with the column's reference setting, its Pass@K at the largest k all rows share,
 its Avg@n and its outcome counts. An SPS cell (algo `sps*`) is bold when it beats every GRPO run from the
-same base model on that task and metric.
+same base model on that task and metric, and from the same training task where both runs' are known.
+
+The store records a run's base model but not its training data; the training task comes from the
+trainer's `spsbench_run.json` beside the checkpoints when it is readable (`Snapshot.run_info`), and the
+page says which runs were matched on what.
 """
 
 from __future__ import annotations
 
-from spsbench.leaderboard_data import Entry, Snapshot, reference_setting
+from dataclasses import dataclass
+
+from spsbench.leaderboard_data import Entry, Snapshot, reference_setting, unique_short_names
 from spsbench.leaderboard_md import (
     Footnotes,
     Site,
@@ -23,12 +29,24 @@ from spsbench.leaderboard_md import (
 )
 
 
-def _comparison_rows(snap: Snapshot, base: str, budget: int | None) -> list[tuple[str, str, list[Entry]]]:
-    """(method, run or model label, entries) for the base model itself and every run started from it."""
+@dataclass(frozen=True)
+class Row:
+    method: str                 # "base" or the run's algo
+    run: str                    # run name, "—" for the base model
+    trained: str | None         # training task when known (never for the base model)
+    entries: list[Entry]
+
+    def same_data(self, other: Row) -> bool:
+        """Same training task, or unknown for one of the two (then only the base model is matched)."""
+        return self.trained is None or other.trained is None or self.trained == other.trained
+
+
+def _comparison_rows(snap: Snapshot, base: str, budget: int | None) -> list[Row]:
+    """The base model itself and every run started from it."""
     rows = []
     plain = [e for e in snap.entries if e.model.run_name is None and e.model.path == base]
     if plain:
-        rows.append(("base", "—", plain))
+        rows.append(Row("base", "—", None, plain))
     for run in snap.runs():
         entries = [
             e
@@ -38,56 +56,77 @@ def _comparison_rows(snap: Snapshot, base: str, budget: int | None) -> list[tupl
             and (budget is None or (e.model.step or 0) <= budget)
         ]
         if entries:
-            rows.append((entries[0].model.algo or "?", run, entries))
-    return sorted(rows, key=lambda r: (r[0] != "base", r[0], r[1]))
+            rows.append(Row(entries[0].model.algo or "?", run, snap.train_task(run), entries))
+    return sorted(rows, key=lambda r: (r.method != "base", r.method, r.run))
 
 
 def comparison_page(site: Site) -> None:
     snap = site.snap
     bases = sorted({m.base_model or "?" for m in snap.models.values() if m.run_name})
+    names = unique_short_names([b for b in bases if b != "?"])
     budget = "no step budget" if site.budget is None else f"step budget ≤ {site.budget}"
     body = [
         f"Like the paper's Table 1: for each run, the best checkpoint per task ({budget}; best = highest "
         "Avg@n among comparable evaluations), its Pass@K at the largest k all rows share (Pass@128 when "
         "n ≥ 128) and its Avg@n. **Bold** = an SPS run (algo `sps*`) beats every GRPO run from the same "
-        "base model on that task. Scores in %; outcome counts are no_answer / timeout / error.",
+        "base model and training task on that task. Scores in %; outcome counts are no_answer / timeout / "
+        "error.",
+        "",
+        _matching_note(snap),
         "",
     ]
     if not bases:
         body.append("(no training runs in the store)")
     for base in bases:
-        body += _comparison_group(site, base)
+        body += _comparison_group(site, base, names.get(base, "unrecorded-base"))
     site.page("comparison.md", "Method comparison", body)
 
 
-def _comparison_group(site: Site, base: str) -> list[str]:
-    rows = _comparison_rows(site.snap, base, site.budget)
-    tasks = sorted({e.task for _, _, es in rows for e in es})
-    title = f"## Base model `{base}`" if base != "?" else "## Base model not recorded"
+def _matching_note(snap: Snapshot) -> str:
+    """What runs are matched on: the store has no training-data field, so say what is known."""
+    runs = snap.runs()
+    known = {run: snap.train_task(run) for run in runs if snap.train_task(run)}
+    if runs and len(known) == len(runs):
+        return (
+            "Runs are matched on base model and training task. The training task (`trained on`) is not in "
+            "the results store: it is read from each run folder's `spsbench_run.json`."
+        )
+    return (
+        "Runs are matched on **base model only**: the results store does not record what a run was "
+        "trained on. `trained on` shows the training task where the run folder's `spsbench_run.json` "
+        "was readable (\"?\" otherwise); runs with two different known tasks are never compared."
+    )
+
+
+def _comparison_group(site: Site, base: str, name: str) -> list[str]:
+    snap = site.snap
+    rows = _comparison_rows(snap, base, site.budget)
+    tasks = sorted({e.task for r in rows for e in r.entries})
+    title = f"## Base model `{snap.show(base)}`" if base != "?" else "## Base model not recorded"
     if not tasks:
         return [title, "", "(no finished evaluations of these runs within the budget)", ""]
     picks: dict[tuple[int, str], Entry] = {}
-    headers, settings, notes_out = ["method", "run"], [], []
+    headers, settings, notes_out = ["method", "run", "trained on"], [], []
     for task in tasks:
-        ref = reference_setting([e.setting for _, _, es in rows for e in es if e.task == task])
-        for i, (_, _, es) in enumerate(rows):
-            best = best_entry([e for e in es if e.task == task], ref) or _fallback(es, task)
+        ref = reference_setting([e.setting for r in rows for e in r.entries if e.task == task])
+        for i, r in enumerate(rows):
+            best = best_entry([e for e in r.entries if e.task == task], ref) or _fallback(r.entries, task)
             if best is not None:
                 picks[i, task] = best
         k = common_k([p for (i, t), p in picks.items() if t == task and p.setting == ref])
         settings.append((task, ref, k))
         headers += [f"{task} Pass@{k or 'k'}", f"{task} Avg@{ref.n}", f"{task} flags"]
-    cells = [[m, r] for m, r, _ in rows]
+    cells = [[r.method, r.run, "—" if r.method == "base" else (r.trained or "?")] for r in rows]
     for task, ref, k in settings:
         notes = Footnotes(ref)
         _fill_task_columns(rows, picks, task, k, notes, cells)
         notes_out += [f"{task}: {line.strip()}" for line in notes.lines() if line]
-    lines = [title, ""] + table(headers, cells, right_from=2) + [""]
+    lines = [title, ""] + table(headers, cells, right_from=3) + [""]
     lines += [f"- `{task}`: {setting_line(ref)}" for task, ref, _ in settings]
     lines += [f"- {note}" for note in notes_out]
-    chosen = [f"{rows[i][1]} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
+    chosen = [f"{rows[i].run} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
-    return lines + [""] + _comparison_plots(site, base, rows, picks, settings)
+    return lines + [""] + _comparison_plots(site, base, name, rows, picks, settings)
 
 
 def _fallback(entries: list[Entry], task: str) -> Entry | None:
@@ -97,20 +136,23 @@ def _fallback(entries: list[Entry], task: str) -> Entry | None:
 
 
 def _fill_task_columns(
-    rows, picks, task: str, k: int | None, notes: Footnotes, cells: list[list[str]]
+    rows: list[Row], picks, task: str, k: int | None, notes: Footnotes, cells: list[list[str]]
 ) -> None:
-    grpo = [
-        picks[i, task]
-        for i, (m, _, _) in enumerate(rows)
-        if m == "grpo" and (i, task) in picks and picks[i, task].setting == notes.ref
-    ]
-    for i, (method, _, _) in enumerate(rows):
+    for i, row in enumerate(rows):
         e = picks.get((i, task))
         if e is None:
             cells[i] += ["—", "—", "—"]
             continue
+        # The GRPO runs this row is compared with: same base model (the group), same training task
+        # where both are known, and the table's setting.
+        grpo = [
+            picks[j, task]
+            for j, other in enumerate(rows)
+            if other.method == "grpo" and (j, task) in picks and picks[j, task].setting == notes.ref
+            and row.same_data(other)
+        ]
         pk, avg = e.passk.get(k) if k else None, e.avg
-        bold = method.startswith("sps") and grpo and e.setting == notes.ref
+        bold = row.method.startswith("sps") and grpo and e.setting == notes.ref
         pk_txt = _bold(
             pct(pk.value) if pk else "—",
             bold and pk and all(g.passk.get(k) and pk.value > g.passk[k].value for g in grpo),
@@ -126,16 +168,21 @@ def _bold(text: str, on) -> str:
     return f"**{text}**" if on else text
 
 
-def _comparison_plots(site: Site, base: str, rows, picks, settings) -> list[str]:
-    """Pass@k vs k per method and task; rows with another setting († in the table) are left out."""
+def _comparison_plots(site: Site, base: str, name: str, rows: list[Row], picks, settings) -> list[str]:
+    """Pass@k vs k per method and task; rows with another setting († in the table) are left out.
+
+    File names and titles use the base model's short name (`name`), not its stored path, which may be
+    an absolute path on the machine that trained it."""
     out = []
     for task, ref, _ in settings:
         curves = {
-            f"{m} ({r})" if r != "—" else "base": {k: s.value for k, s in picks[i, task].passk.items()}
-            for i, (m, r, _) in enumerate(rows)
+            f"{r.method} ({r.run})" if r.run != "—" else "base": {k: s.value for k, s in picks[i, task].passk.items()}
+            for i, r in enumerate(rows)
             if (i, task) in picks and picks[i, task].setting == ref
         }
-        rel = f"plots/compare-{slug(base)}-{slug(task)}-passk.png"
-        site.plot(rel, "passk_curves", f"{base} · {task}: Pass@k vs k", curves)
+        if not curves:
+            continue
+        rel = f"plots/compare-{slug(name)}-{slug(task)}-passk.png"
+        site.plot(rel, "passk_curves", f"{name} · {task}: Pass@k vs k by method", curves)
         out.append(f"![Pass@k vs k by method, {task}]({rel})")
     return out + [""]

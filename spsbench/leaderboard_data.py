@@ -2,20 +2,27 @@
 
 Owned by the leaderboard work. Everything is read through `spsbench.store.Store` methods, except the
 list of models (no Store method returns models that only have diagnostics), which is one read-only
-query against the documented schema (`models()` below). The snapshot also decides comparability:
-two scores are comparable only when n, temperature, top_p, max tokens, task version and grader
-policy all match (`Setting`).
+query against the documented schema (`models_table()` below). The snapshot also decides comparability:
+two scores are comparable only when n, temperature, top_p, max tokens, problems, task version and
+grader policy all match (`Setting`); two diagnostics only when their `DiagSetting`s match.
+
+One input is not in the store: the trainer's `spsbench_run.json` beside a run's checkpoints, read for
+the run's training task (`read_run_info`), because the store has no column for it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from spsbench.paths import display_path
 
 OUTCOME_FLAGS = ("no_answer", "grader_timeout", "grader_error")
 
@@ -35,7 +42,7 @@ class Setting:
     def describe(self) -> str:
         return (
             f"n={self.n}, temperature={self.temperature:g}, top_p={self.top_p:g}, "
-            f"max_tokens={self.max_tokens}, {self.problems} problems, task version {self.task_version}, "
+            f"max_tokens={self.max_tokens}, {plural(self.problems, 'problem')}, task version {self.task_version}, "
             f"grader {self.grader_policy}"
         )
 
@@ -47,6 +54,11 @@ class Setting:
             if mine != theirs:
                 parts.append(f"{name}={_fmt_value(mine)} (table: {_fmt_value(theirs)})")
         return "; ".join(parts)
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 task', '2 tasks'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _fmt_value(value: Any) -> str:
@@ -73,9 +85,25 @@ class Model:
     @property
     def short_name(self) -> str:
         """Last path component for folders, the hub id / served name otherwise."""
-        if self.path.startswith("/") or self.path.startswith("."):
-            return Path(self.path).name or self.path
-        return self.path
+        return short_path_name(self.path)
+
+
+def short_path_name(path: str) -> str:
+    """`/abs/models/smollm2` -> `smollm2`; relative paths and hub ids (`Qwen/Qwen2.5-Math-1.5B`) unchanged."""
+    if path.startswith(("/", ".", "~")):
+        return Path(path).name or path
+    return path
+
+
+def unique_short_names(paths: list[str]) -> dict[str, str]:
+    """A short, file-name-friendly display name per path; a 6-hex hash of the full path is appended only
+    when two different paths would otherwise get the same name (so plots of two bases never collide)."""
+    short = {p: Path(short_path_name(p)).name or p for p in sorted(set(paths))}
+    seen = Counter(short.values())
+    return {
+        p: (f"{name}-{hashlib.sha256(p.encode()).hexdigest()[:6]}" if seen[name] > 1 else name)
+        for p, name in short.items()
+    }
 
 
 @dataclass
@@ -102,6 +130,12 @@ class Snapshot:
     models: dict[int, Model]
     entries: list[Entry]
     diagnostics: list[dict[str, Any]]
+    root: str = "."                                              # paths inside it are shown relative
+    run_info: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> {"task", "source"}
+
+    def show(self, path: str) -> str:
+        """A stored path as pages display it (relative to `root`, `~/...`, or a hub id as is)."""
+        return display_path(path, self.root)
 
     def labels(self) -> dict[int, str]:
         """A short, unique, deterministic display label per model id."""
@@ -119,12 +153,101 @@ class Snapshot:
                 return row
         return None
 
+    def train_task(self, run: str) -> str | None:
+        """The run's training task when its run folder's spsbench_run.json was readable, else None."""
+        return self.run_info.get(run, {}).get("task")
+
 
 def model_labels(models) -> dict[int, str]:
     """`run@step` for checkpoints; the short name for plain models, with `#id` only on a collision."""
     base = {m.id: (f"{m.run_name}@{m.step}" if m.run_name else m.short_name) for m in models}
     seen = Counter(base.values())
     return {mid: (f"{label} #{mid}" if seen[label] > 1 else label) for mid, label in base.items()}
+
+
+@dataclass(frozen=True, order=True)
+class DiagSetting:
+    """What must match for two diagnostics of one task to be compared (read from the details JSON).
+
+    Unknown fields hold neutral values (0, -1.0, "") so settings stay sortable; they are not shown.
+    The sampling seed and the evaluation id are recorded but do not make diagnostics incomparable.
+    """
+
+    source: str                 # greedy decoding | eval samples | fresh samples | not recorded
+    n: int = 0                  # completions per problem (sampled metrics)
+    temperature: float = -1.0
+    max_tokens: int = 0
+    problems: int = 0           # how many problems it covers (`--limit`)
+    task_version: str = ""
+
+    def _parts(self) -> dict[str, str]:
+        parts = {}
+        if self.n:
+            parts["n"] = f"n={self.n}"
+        if self.temperature >= 0:
+            parts["temperature"] = f"temperature={self.temperature:g}"
+        if self.max_tokens:
+            parts["max_tokens"] = f"max_tokens={self.max_tokens}"
+        if self.problems:
+            parts["problems"] = plural(self.problems, "problem")
+        if self.task_version:
+            parts["task_version"] = f"task version {self.task_version}"
+        return parts
+
+    def describe(self) -> str:
+        parts = self._parts()
+        return self.source + (": " + ", ".join(parts.values()) if parts else "")
+
+    def diff(self, ref: DiagSetting) -> str:
+        """'fresh samples (column: eval samples); n=4 (column: 128)' for every field that differs."""
+        if self.source == NOT_RECORDED:
+            return f"{NOT_RECORDED} (written by an older `spsbench diagnose`)"
+        mine, theirs = self._parts(), ref._parts()
+        parts = [f"{self.source} (column: {ref.source})"] if self.source != ref.source else []
+        for name in ("n", "temperature", "max_tokens", "problems", "task_version"):
+            if mine.get(name) != theirs.get(name):
+                parts.append(f"{mine.get(name, f'{name} ?')} (column: {theirs.get(name, '?')})")
+        return "; ".join(parts)
+
+
+NOT_RECORDED = "setting not recorded"
+
+
+DIAG_SOURCES = {"store": "eval samples", "sampled for token_entropy": "fresh samples"}
+
+
+def diag_setting(metric: str, details: dict[str, Any]) -> DiagSetting:
+    """The setting `spsbench diagnose` recorded in details["setting"]; older rows are read from the
+    keys they have (prompts, max_tokens, samples_per_prompt, ...), unknown ones left out."""
+    st = details.get("setting")
+    if isinstance(st, dict) and st.get("source"):
+        return DiagSetting(
+            str(st["source"]),
+            int(st.get("n") or 0),
+            float(st["temperature"]) if st.get("temperature") is not None else -1.0,
+            int(st.get("max_tokens") or 0),
+            int(st.get("problems") or 0),
+            str(st.get("task_version") or ""),
+        )
+    if metric == "greedy_logprob" and "max_tokens" in details:
+        return DiagSetting("greedy decoding", max_tokens=int(details["max_tokens"]),
+                           problems=int(details.get("prompts") or 0))
+    if metric == "token_entropy" and "samples_per_prompt" in details:
+        return DiagSetting("fresh samples", int(details["samples_per_prompt"]),
+                           float(details.get("sampling_temperature", -1.0)),
+                           problems=int(details.get("prompts") or 0))
+    if metric == "pairwise_similarity" and details.get("source") in DIAG_SOURCES:
+        return DiagSetting(DIAG_SOURCES[details["source"]], int(details.get("completions_per_problem") or 0),
+                           problems=int(details.get("problems") or 0))
+    return DiagSetting(NOT_RECORDED)
+
+
+def majority(settings: list) -> Any:
+    """The most common setting; ties go to the sort order (deterministic). None for no settings."""
+    if not settings:
+        return None
+    counts = Counter(settings)
+    return max(counts, key=lambda s: (counts[s], s))
 
 
 def reference_setting(settings: list[Setting]) -> Setting | None:
@@ -139,8 +262,14 @@ def reference_setting(settings: list[Setting]) -> Setting | None:
 # Loading
 
 
-def load_snapshot(store: Any, store_label: str, store_path: str | Path | None = None) -> Snapshot:
-    """Read every finished evaluation, its scores, outcome counts, per-problem counts and diagnostics."""
+def load_snapshot(
+    store: Any, store_label: str, store_path: str | Path | None = None, root: str | Path | None = None
+) -> Snapshot:
+    """Read every finished evaluation, its scores, outcome counts, per-problem counts and diagnostics.
+
+    `root` (default: the current directory) is what displayed paths are made relative to, and what a
+    relative checkpoint path in the store is relative to when looking for its run folder."""
+    root = str(root if root is not None else os.getcwd())
     models: dict[int, Model] = {m.id: m for m in (models_table(store_path) if store_path else [])}
     entries = []
     for ev in store.evaluations(status="done"):
@@ -153,7 +282,29 @@ def load_snapshot(store: Any, store_label: str, store_path: str | Path | None = 
     diagnostics = sorted(
         (_diag_row(d) for d in store.diagnostics()), key=lambda d: (d["model_id"], d["task"], d["metric"])
     )
-    return Snapshot(store_label, dict(sorted(models.items())), entries, diagnostics)
+    models = dict(sorted(models.items()))
+    return Snapshot(store_label, models, entries, diagnostics, root, read_run_info(models.values(), root))
+
+
+def read_run_info(models, root: str | Path) -> dict[str, dict[str, str]]:
+    """Per run: the training task from the trainer's spsbench_run.json beside its checkpoints, if readable.
+
+    The store records a run's base model but not its training data, so this is the only place the
+    task is known. A file whose `run_name` names another run is ignored (a reused folder).
+    """
+    info: dict[str, dict[str, str]] = {}
+    for m in sorted(models, key=lambda m: (m.run_name or "", m.step or 0, m.id)):
+        if not m.run_name or m.run_name in info:
+            continue
+        folder = Path(m.path) if os.path.isabs(m.path) else Path(root) / m.path
+        run_file = folder.parent / "spsbench_run.json"
+        try:
+            data = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("task") and data.get("run_name") in (None, m.run_name):
+            info[m.run_name] = {"task": str(data["task"]), "source": display_path(run_file, root)}
+    return info
 
 
 def _entry(store: Any, ev: Any, model: Model) -> Entry:

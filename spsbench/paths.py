@@ -49,6 +49,30 @@ def default_leaderboard_dir(store: str | Path | None = None) -> Path:
     return Path(store).parent / "leaderboards"
 
 
+def display_path(path: str | Path, root: str | Path | None = None) -> str:
+    """How a stored path is shown on generated pages: relative to `root` (default: the current working
+    directory) when inside it, else `~/...` when inside the home folder, else unchanged.
+
+    Generated Markdown is committed and read on other machines, so it must not carry this machine's
+    absolute paths. Relative paths, hub ids (`Qwen/Qwen2.5-Math-1.5B`) and server names are returned
+    as they are. Pure string work on normalised paths (no symlink resolution), so the output depends
+    only on the stored text, `root` and the home folder.
+    """
+    text = str(path)
+    if not os.path.isabs(text):
+        return text
+    norm = Path(os.path.normpath(text))
+    base = Path(os.path.normpath(os.path.abspath(root if root is not None else os.getcwd())))
+    if norm == base:
+        return "."
+    if norm.is_relative_to(base):
+        return norm.relative_to(base).as_posix()
+    home = Path(os.path.expanduser("~"))
+    if home != Path("/") and norm.is_relative_to(home):
+        return "~/" + norm.relative_to(home).as_posix()
+    return norm.as_posix()
+
+
 def configure_backend_caches() -> None:
     """Point vLLM / inductor / HF caches into our cache unless the user set them."""
     root = cache_dir()

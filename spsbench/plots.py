@@ -1,14 +1,20 @@
 """Leaderboard plots (PNG): Pass@k vs k, Pass@K / Avg@n vs training step, per-problem accuracy buckets.
 
 Owned by the leaderboard work. matplotlib is imported lazily with the Agg backend (no display). PNGs
-are saved without the "Software" metadata chunk and at a fixed dpi, so the same data yields the same
-bytes. Every function returns a `PlotSummary` counted from the drawn axes (lines or bar groups), which
-is what the tests check.
+are saved without the "Software" metadata chunk and at a fixed dpi (Agg writes no timestamp), so the
+same data yields the same bytes, in any process. Every function returns a `PlotSummary` counted from
+the drawn axes (lines or bar groups, their styles, x values and y range), which is what the tests check.
+
+Readability choices: scores use a fixed 0–100 % y axis (plots of different runs compare at a glance);
+each line series has its own colour, marker and line style, and earlier series are drawn wider and with
+bigger markers underneath later ones, so series that coincide (e.g. two checkpoints both at Pass@32 =
+100 %) stay visible as a ring around a dot; legends sit outside the axes so they never hide data.
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +22,11 @@ from pathlib import Path
 DPI = 100
 # Per-problem pass rate c/n -> bucket, as in the paper's Fig. 2a/b and 5 ("accuracy interval").
 BUCKET_LABELS = ("0", "(0, .25]", "(.25, .5]", "(.5, .75]", "(.75, 1)", "1")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+SCORE_YLIM = (-3.0, 103.0)  # 0–100 % with room for markers at 0 and 100
+MAX_STEP_TICKS = 12         # more evaluated steps than this: matplotlib picks the ticks
+TITLE_WIDTH = 60            # characters per title line (long run names wrap instead of overflowing)
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,9 @@ class PlotSummary:
     path: Path
     series: int  # lines (curves) or bar groups actually drawn
     labels: tuple[str, ...]
+    styles: tuple[tuple[str, str], ...] = ()  # (marker, line style) per line series
+    xs: tuple[float, ...] = ()                 # every x value drawn (sorted, unique)
+    ylim: tuple[float, float] = (0.0, 0.0)
 
 
 def _pyplot():
@@ -34,55 +48,102 @@ def _pyplot():
     return plt
 
 
+def _figure(title: str):
+    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=11)
+    return fig, ax
+
+
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     # Temp file + rename: a concurrent refresh or a reader never sees a half-written PNG.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None})
+    # bbox_inches="tight" keeps the outside legend in the image (tight_layout ignores it).
+    fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
     _pyplot().close(fig)
     os.replace(tmp, path)
 
 
-def _summary(path: Path, artists: Sequence, labels: Sequence[str]) -> PlotSummary:
-    return PlotSummary(path, len(artists), tuple(labels))
+def _line_style(i: int, count: int) -> dict:
+    """Series i of count: its own colour/marker/dash; earlier = wider and bigger, drawn underneath."""
+    shrink = i / max(1, count - 1)
+    return {
+        "color": f"C{i % 10}",
+        "marker": MARKERS[i % len(MARKERS)],
+        "linestyle": LINESTYLES[i % len(LINESTYLES)],
+        "markersize": 8.0 - 4.0 * shrink,
+        "linewidth": 2.6 - 1.3 * shrink,
+        "zorder": 2 + i,
+    }
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False, borderaxespad=0)
+
+
+def _score_axis(ax, ylabel: str) -> None:
+    ax.set_ylim(*SCORE_YLIM)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def _line_summary(path: Path, ax, labels: Sequence[str]) -> PlotSummary:
+    lines = ax.get_lines()
+    xs = sorted({float(x) for line in lines for x in line.get_xdata()})
+    styles = tuple((str(line.get_marker()), str(line.get_linestyle())) for line in lines)
+    return PlotSummary(path, len(lines), tuple(labels), styles, tuple(xs), tuple(ax.get_ylim()))
 
 
 def passk_curves(path: str | Path, title: str, series: Mapping[str, Mapping[int, float]]) -> PlotSummary:
-    """One line per label: Pass@k (%) against k on a log2 axis."""
-    plt, path = _pyplot(), Path(path)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, points in series.items():
+    """One line per label: Pass@k (%) against k on a log2 axis, y fixed to 0–100 %."""
+    path = Path(path)
+    fig, ax = _figure(title)
+    for i, (label, points) in enumerate(series.items()):
         ks = sorted(points)
-        ax.plot(ks, [100 * points[k] for k in ks], marker="o", markersize=3, label=label)
-    ax.set_xscale("log", base=2)
+        ax.plot(ks, [100 * points[k] for k in ks], label=label, **_line_style(i, len(series)))
     ks_all = sorted({k for points in series.values() for k in points})
-    ax.set_xticks(ks_all, [str(k) for k in ks_all])  # 1, 2, 4 ... reads better than 2^0, 2^1
-    ax.set_xlabel("k")
-    ax.set_ylabel("Pass@k (%)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    summary = _summary(path, ax.get_lines(), list(series))
+    if ks_all:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks_all, [str(k) for k in ks_all])  # 1, 2, 4 ... reads better than 2^0, 2^1
+        ax.minorticks_off()
+    else:
+        _empty(ax, "no scores with the table's setting")
+    ax.set_xlabel("k (samples per problem)")
+    _score_axis(ax, "Pass@k (%)")
+    _legend(ax)
+    summary = _line_summary(path, ax, list(series))
     _save(fig, path)
     return summary
 
 
 def step_curves(
-    path: str | Path, title: str, steps: Sequence[int], curves: Mapping[str, Sequence[float | None]]
+    path: str | Path,
+    title: str,
+    steps: Sequence[int],
+    curves: Mapping[str, Sequence[float | None]],
+    tick_labels: Sequence[str] | None = None,
 ) -> PlotSummary:
-    """Metrics (%) against training step (paper Fig. 2c); None values are gaps (not evaluated)."""
-    plt, path = _pyplot(), Path(path)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, values in curves.items():
+    """Metrics (%) against training step (paper Fig. 2c); None values are gaps (not evaluated).
+
+    `tick_labels` names the evaluated steps on the x axis (e.g. "base" for step 0) when there are at
+    most MAX_STEP_TICKS of them."""
+    path = Path(path)
+    fig, ax = _figure(title)
+    for i, (label, values) in enumerate(curves.items()):
         pts = [(s, 100 * v) for s, v in zip(steps, values, strict=True) if v is not None]
-        ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", markersize=3, label=label)
+        ax.plot([s for s, _ in pts], [v for _, v in pts], label=label, **_line_style(i, len(curves)))
+    if 0 < len(steps) <= MAX_STEP_TICKS:
+        ax.set_xticks(list(steps), list(tick_labels) if tick_labels else [str(s) for s in steps])
     ax.set_xlabel("training step")
-    ax.set_ylabel("score (%)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    summary = _summary(path, ax.get_lines(), list(curves))
+    _score_axis(ax, "score (%)")
+    _legend(ax)
+    summary = _line_summary(path, ax, list(curves))
     _save(fig, path)
     return summary
 
@@ -102,20 +163,27 @@ def bucket_counts(rates: Sequence[float]) -> list[int]:
 
 
 def bucket_histogram(path: str | Path, title: str, groups: Mapping[str, Sequence[float]]) -> PlotSummary:
-    """Grouped bars: number of problems per accuracy bucket, one bar group per label (e.g. first vs best)."""
-    plt, path = _pyplot(), Path(path)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Grouped bars: number of problems per accuracy bucket, one bar group per label (e.g. first vs best).
+
+    Every bar is labelled with its count, so an empty bucket reads as "0" rather than as a missing bar."""
+    path = Path(path)
+    fig, ax = _figure(title)
     width = 0.8 / max(1, len(groups))
-    containers = []
+    containers, top = [], 0
     for i, (label, rates) in enumerate(groups.items()):
         xs = [b + (i - (len(groups) - 1) / 2) * width for b in range(len(BUCKET_LABELS))]
-        containers.append(ax.bar(xs, bucket_counts(rates), width=width, label=label))
+        counts = bucket_counts(rates)
+        top = max(top, *counts)
+        bars = ax.bar(xs, counts, width=width, label=label, color=f"C{i % 10}", hatch=("", "//", "..")[i % 3],
+                      edgecolor="white")
+        ax.bar_label(bars, fontsize=8, padding=1)
+        containers.append(bars)
     ax.set_xticks(range(len(BUCKET_LABELS)), BUCKET_LABELS)
+    ax.set_ylim(0, max(1, top) * 1.15)  # headroom for the count labels
     ax.yaxis.get_major_locator().set_params(integer=True)  # problem counts are whole numbers
     ax.set_xlabel("per-problem pass rate (c/n)")
     ax.set_ylabel("problems")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    summary = _summary(path, containers, list(groups))
+    _legend(ax)
+    summary = PlotSummary(path, len(containers), tuple(groups), ylim=tuple(ax.get_ylim()))
     _save(fig, path)
     return summary

@@ -1,5 +1,7 @@
 """Diagnostics: the similarity measure by hand, and the model-based squeezing/entropy diagnostics on tiny
-models, including a real property check (a sharpened copy is more squeezed and has lower entropy)."""
+models, including a real property check (a sharpened copy is more squeezed and has lower entropy); the
+setting recorded with every diagnostic, the choice of completions for similarity, and the CLI's store,
+run page and models page."""
 
 from __future__ import annotations
 
@@ -141,10 +143,13 @@ def test_run_folder_with_base_writes_three_metrics_per_model(tiny_pair, tmp_path
             base_model=None,
         )
     ]
-    ev = SimpleNamespace(id=1, model_id=7, task="arith", n=3)
+    ev = SimpleNamespace(id=1, model_id=7, task="arith", task_version="1", n=3,
+                         sampling={"temperature": 0.7, "max_tokens": 64})
     texts = [
         {"problem_id": "0", "sample_idx": i, "completion": t}
         for i, t in enumerate(["a b c", "a b c", "x y z"])
+    ] + [  # a problem outside --limit 2: must not enter the similarity
+        {"problem_id": "9", "sample_idx": i, "completion": "same text here"} for i in range(3)
     ]
     store = FakeStore([ev], {1: texts})
     results = diagnose.run_diagnostics(
@@ -166,8 +171,62 @@ def test_run_folder_with_base_writes_three_metrics_per_model(tiny_pair, tmp_path
     assert len(store.added) == 9
     stored_sim = next(r for r in results if r.model_id == 7 and r.metric == "pairwise_similarity")
     assert stored_sim.value == pytest.approx(1 / 3) and stored_sim.details["source"] == "store"
+    assert stored_sim.details["setting"] | {"seed": 0} == {
+        "source": "eval samples", "n": 3, "temperature": 0.7, "max_tokens": 64, "problems": 1, "limit": 2,
+        "task_version": "1", "seed": 0, "eval_id": 1,
+    }
     fresh_sim = next(r for r in results if r.model_id == 100 and r.metric == "pairwise_similarity")
     assert fresh_sim.details["source"] == "sampled for token_entropy" and 0 <= fresh_sim.value <= 1
+    entropy = next(r for r in results if r.model_id == 100 and r.metric == "token_entropy")
+    assert fresh_sim.details["setting"] == entropy.details["setting"]
+    assert entropy.details["setting"]["source"] == "fresh samples" and entropy.details["setting"]["n"] == 2
+    greedy = next(r for r in results if r.model_id == 101 and r.metric == "greedy_logprob")
+    assert greedy.details["setting"]["problems"] == 2 and greedy.details["setting"]["max_tokens"] == 8
+
+
+def _spec(ids: list[str], version: str = "1"):
+    from types import SimpleNamespace
+
+    problems = [SimpleNamespace(id=i, prompt=f"q{i}") for i in ids]
+    return SimpleNamespace(problems=problems, spec=SimpleNamespace(version=version))
+
+
+def _similarity_inputs(version: str = "1"):
+    from types import SimpleNamespace
+
+    ev = SimpleNamespace(id=4, model_id=1, task="t", task_version=version, n=2, sampling={"temperature": 0.6})
+    rows = [{"problem_id": p, "sample_idx": i, "completion": "a b c"} for p in ("0", "1") for i in range(2)]
+    fresh = diagnose.setting_details("fresh samples", problems=2, max_tokens=8, task_version="1", limit=None, n=2)
+    sampled = [["a b c", "d e f"], ["a b c", "d e f"]]  # similarity 0 per problem; the stored ones are 1
+    return FakeStore([ev], {4: rows}, ), sampled, fresh
+
+
+@pytest.mark.parametrize(
+    ("source", "version", "expected"),
+    [
+        ("auto", "1", (1.0, "eval samples")),
+        ("sampled", "1", (0.0, "fresh samples")),
+        ("eval", "1", (1.0, "eval samples")),
+        ("auto", "2", (0.0, "fresh samples")),  # the stored evaluation is of another task version
+        ("eval", "2", None),  # asked for stored completions, there are none: no value rather than a mix
+    ],
+)
+def test_similarity_source_is_chosen_and_recorded(source, version, expected):
+    store, sampled, fresh = _similarity_inputs()
+    cfg = diagnose.DiagConfig(n=2, max_tokens=8, similarity_from=source)
+    got = diagnose._similarity(store, 1, "t", _spec(["0", "1"], version), sampled, cfg, fresh)
+    if expected is None:
+        assert got is None
+        return
+    value, details = got
+    assert (value, details["setting"]["source"]) == expected
+    if expected[1] == "eval samples":
+        assert details["setting"]["temperature"] == 0.6 and details["setting"]["eval_id"] == 4
+
+
+def test_unknown_similarity_source_is_refused():
+    with pytest.raises(diagnose.SpsbenchError, match="similarity source"):
+        diagnose.run_diagnostics("x", [], FakeStore(), [], similarity_from="both", progress=False)
 
 
 def _store_ready(path) -> bool:
@@ -220,7 +279,22 @@ def test_cli_diagnose_writes_store_and_run_page(tiny_pair, tmp_path, capsys):
         ["greedy_logprob", "token_entropy", "pairwise_similarity"] * 2
     )
     page = (out / "models.md").read_text()
-    assert "## Diagnostics" in page and "myrun@5" in page
+    assert "## Diagnostics" in page and "### arith" in page and "| myrun@5 |" in page
+    run = (out / "runs" / "myrun.md").read_text()
+    section = run.split("## Diagnostics", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "--:" not in line][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| base", "| 5"]  # --base is the run's base: row first
+    assert all("—" not in r and "†" not in r for r in rows)  # three values each, one setting per column
+    assert "- greedy log-prob / token: greedy decoding: max_tokens=8, 2 problems, task version 1." in section
+    assert "- token entropy (nats): fresh samples: n=2, temperature=1, max_tokens=8, 2 problems" in section
+    # Once more with --limit 1: the store keeps one value per (model, task, metric), so it is replaced;
+    # the command says so and the pages show the new setting.
+    args = ["diagnose", str(tmp_path / "myrun"), "--tasks", "arith", "--limit", "1", "--n", "2", "--max-tokens",
+            "8", "--base", str(base), "--store", str(store), "--out", str(out), "--similarity-from", "sampled"]
+    assert main(args) == 0
+    said = capsys.readouterr().out.replace("\n", " ")
+    assert "replaced a value with another setting (was: greedy decoding: max_tokens=8, 2 problems" in said
+    assert "greedy decoding: max_tokens=8, 1 problem, task version 1." in (out / "runs" / "myrun.md").read_text()
 
 
 def test_partial_checkpoint_is_one_clear_error(tiny_pair, tmp_path):

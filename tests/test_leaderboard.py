@@ -1,5 +1,10 @@
-"""Leaderboards from a synthetic store: golden Markdown, comparability flags, SPS-vs-GRPO bolding, ranking,
-budget, stale-file cleanup and the CLI. Regenerate the golden files with SPSBENCH_UPDATE_GOLDEN=1."""
+"""Leaderboards from a synthetic store: golden Markdown, comparability flags (scores and diagnostics),
+SPS-vs-GRPO bolding and run matching, ranking, budget, stale-file cleanup, portable paths, where the
+leaderboards go, and the CLI. Regenerate the golden files with SPSBENCH_UPDATE_GOLDEN=1 and review the diff.
+
+The synthetic store is built the way a real one is: absolute checkpoint paths under a scratch folder, the
+trainer's spsbench_run.json in each run folder, and pages generated with that folder as working directory,
+so the goldens are also what a user sees (relative paths, relative store label)."""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from spsbench import paths
 from spsbench.cli import main
 from spsbench.errors import ConfigError
 from spsbench.leaderboard import build_site, parse_metric, refresh
-from spsbench.leaderboard_data import Entry, Model, Score, Setting, Snapshot
+from spsbench.leaderboard_data import Entry, Model, Score, Setting, Snapshot, unique_short_names
 from spsbench.leaderboard_demo import synthetic_store
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -28,15 +34,21 @@ PAGES = [
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return synthetic_store(tmp_path_factory.mktemp("store") / "spsbench.db")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("project")
 
 
 @pytest.fixture(scope="module")
-def site(store, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("lb")
-    refresh(store, out, plots=False, store_label=LABEL)
-    return out
+def store(root) -> Path:
+    return synthetic_store(root / LABEL, model_root=root)
+
+
+@pytest.fixture(scope="module")
+def site(store, root) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # as a user in the project folder: default label, relative paths
+        refresh(store, root / "lb", plots=False)
+    return root / "lb"
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -69,20 +81,62 @@ def test_non_comparable_row_is_flagged_not_mixed(site):
     flagged = [line for line in task.splitlines() if "†1" in line and line.startswith("|")]
     assert len(flagged) == 1 and flagged[0].startswith("| — †1 | grpo-qwen@300")  # unranked, listed last
     assert (
-        "†1: not comparable with this table's setting: n=16 (table: 32); temperature=1 (table: 0.7)." in task
+        "†1: not comparable with this table's setting: n=64 (table: 128); temperature=1 (table: 0.7)." in task
     )
     run = (site / "runs/grpo-qwen.md").read_text()
     assert "| 300 †1 |" in run and "300 ★ †1" not in run
 
 
 def test_every_table_states_its_setting_and_outcome_counts(site):
-    for page in PAGES[1:]:
+    common = "temperature=0.7, top_p=1, max_tokens=512, 12 problems, task version 1, grader strict-boxed-last."
+    for page in ("comparison.md", "runs/grpo-qwen.md", "runs/sps-qwen.md"):
         text = (site / page).read_text()
-        if "| --" in text and page != "models.md":
-            assert "Setting: n=32, temperature=0.7, top_p=1, max_tokens=512, 12 problems, task version 1, grader" in text
+        assert f"Setting: n=128, {common}" in text and f"Setting: n=32, {common}" in text, page
+    assert f"Setting: n=128, {common}" in (site / "tasks/aime25.md").read_text()
+    assert f"Setting: n=32, {common}" in (site / "tasks/arith.md").read_text()
     run = (site / "runs/grpo-qwen.md").read_text()
     assert "no_answer / timeout / error" in run
     assert "| base | `Qwen/Qwen2.5-Math-1.5B` |" in run and "| 2 / 1 / 0 |" in run
+
+
+def test_paper_table_columns_pass_and_avg_at_128(site):
+    text = (site / "comparison.md").read_text()
+    assert "| aime25 Pass@128 | aime25 Avg@128 | aime25 flags | arith Pass@32 | arith Avg@32 |" in text
+    run = (site / "runs/sps-qwen.md").read_text()
+    assert "| Avg@128 | Pass@1 | Pass@8 | Pass@32 | Pass@128 |" in run
+
+
+def _diag_table(text: str, task: str) -> dict[str, list[str]]:
+    """Rows of the diagnostics table of `task` on a page: first cell -> the other cells."""
+    section = text.split("## Diagnostics", 1)[1].split(f"### {task}\n", 1)[1].split("\n### ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and "--:" not in line]
+    return {r[0].strip("| "): [c.strip("| ") for c in r[1:]] for r in rows[1:]}
+
+
+def test_diagnostics_state_their_setting_and_flag_other_settings(site):
+    models = (site / "models.md").read_text()
+    arith = _diag_table(models, "arith")
+    assert arith["sps-qwen@300"][2] == "41.00 †1"  # similarity of fresh samples among eval-sample ones
+    assert arith["sps-qwen@200"][2] == "86.04" and arith["grpo-qwen@300"][1] == "0.2760"
+    assert (
+        "†1: not comparable with its column's setting: pairwise similarity (%): fresh samples (column: eval "
+        "samples); n=4 (column: n=32); temperature=1 (column: temperature=0.7)." in models
+    )
+    assert "- pairwise similarity (%): eval samples: n=32, temperature=0.7, max_tokens=512, 12 problems" in models
+    assert "- token entropy (nats): fresh samples: n=4, temperature=1, max_tokens=512, 12 problems" in models
+    aime = _diag_table(models, "aime25")
+    assert aime["grpo-qwen@100"][0] == "-0.1200 †1" and aime["other-7b"][0] == "-0.2800 †2"
+    assert "greedy log-prob / token: 6 problems (column: 12 problems)." in models
+    run = (site / "runs/sps-qwen.md").read_text()
+    assert list(_diag_table(run, "aime25")) == ["base", "100", "200", "300"]  # base model first
+    assert _diag_table(run, "arith")["300"][2] == "41.00 †1"
+
+
+def test_runs_list_their_training_task_and_are_matched_on_it(site):
+    text = (site / "comparison.md").read_text()
+    assert "Runs are matched on base model and training task." in text
+    assert "| grpo | grpo-qwen | arith |" in text and "| sps | sps-qwen | arith |" in text
+    assert "trained on `arith`" in (site / "runs/sps-qwen.md").read_text()
 
 
 def test_sps_bold_where_it_beats_grpo(site):
@@ -91,7 +145,7 @@ def test_sps_bold_where_it_beats_grpo(site):
         for line in (site / "comparison.md").read_text().splitlines()
         if line.startswith("| ")
     }
-    assert rows["sps"].count("**") == 8  # Pass@32 and Avg@32 on both tasks
+    assert rows["sps"].count("**") == 8  # Pass@128/Avg@128 on aime25, Pass@32/Avg@32 on arith
     assert "**" not in rows["grpo"] and "**" not in rows["base"]
 
 
@@ -117,6 +171,33 @@ def test_no_bold_when_grpo_wins_and_only_the_metric_sps_wins_is_bold():
     text = build_site(snap).pages["comparison.md"]
     sps_row = next(line for line in text.splitlines() if line.startswith("| sps+dapo"))
     assert "**70.0**" in sps_row and "**40.0**" not in sps_row and "40.0" in sps_row
+
+
+def _two_run_snapshot(grpo_task: str | None, sps_task: str | None) -> Snapshot:
+    setting = Setting("1", "strict", 2, 0.7, 1.0, 64)
+    grpo = Model(1, "g", "", "g-run", 10, "grpo", "B")
+    sps = Model(2, "s", "", "s-run", 10, "sps", "B")
+    info = {run: {"task": t, "source": "x"} for run, t in (("g-run", grpo_task), ("s-run", sps_task)) if t}
+    entries = [_entry(1, grpo, 0.5, 0.6, setting), _entry(2, sps, 0.6, 0.7, setting)]
+    return Snapshot("x.db", {1: grpo, 2: sps}, entries, [], run_info=info)
+
+
+def test_no_bold_against_a_grpo_run_trained_on_other_data():
+    same = build_site(_two_run_snapshot("arith", "arith")).pages["comparison.md"]
+    assert "**70.0**" in same and "matched on base model and training task" in same
+    other = build_site(_two_run_snapshot("arith", "gsm8k")).pages["comparison.md"]
+    assert "**" not in other.split("## Base model", 1)[1]
+    assert "| sps | s-run | gsm8k |" in other
+    unknown = build_site(_two_run_snapshot(None, "arith")).pages["comparison.md"]
+    assert "**70.0**" in unknown and "matched on **base model only**" in unknown
+    assert "| grpo | g-run | ? |" in unknown
+
+
+def test_index_pluralises_counts():
+    setting = Setting("1", "strict", 2, 0.7, 1.0, 64)
+    model = Model(1, "m", "")
+    index = build_site(Snapshot("x.db", {1: model}, [_entry(1, model, 0.5, 0.6, setting)], [])).pages["README.md"]
+    assert "1 model, 1 finished evaluation, 1 task." in index and "- [t](tasks/t.md): 1 model" in index
 
 
 def test_budget_limits_the_checkpoints(store, tmp_path):
@@ -160,10 +241,11 @@ def test_stale_generated_pages_are_removed_but_user_files_kept(store, tmp_path):
 def test_cli_leaderboard(store, tmp_path, capsys):
     assert main(["leaderboard", "--store", str(store), "--out", str(tmp_path), "--no-plots"]) == 0
     assert "wrote 7 pages" in capsys.readouterr().out
+    # The store is outside the working directory (and the home folder): its label stays absolute.
     assert (
         (tmp_path / "README.md")
         .read_text()
-        .startswith(f"<!-- generated by `spsbench leaderboard` from {store}")
+        .startswith(f"<!-- generated by `spsbench leaderboard` from {paths.display_path(store)};")
     )
     assert main(["leaderboard", "--store", str(tmp_path / "none.db"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -210,3 +292,84 @@ def test_store_written_through_the_store_api(tmp_path):
     run = (tmp_path / "lb/runs/r.md").read_text()
     assert "| base | `base` | 50.0 [50.0, 50.0] |" in run and "| 1 / 0 / 0 |" in run
     assert "| 10 ★ | `checkpoint-10` | 100.0 [100.0, 100.0] |" in run
+
+
+# ---------------------------------------------------------------------------- where leaderboards go
+
+
+def test_default_leaderboard_dir_env_wins(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPSBENCH_LEADERBOARDS", str(tmp_path / "elsewhere"))
+    assert paths.default_leaderboard_dir(tmp_path / "other.db") == tmp_path / "elsewhere"
+    assert paths.default_leaderboard_dir() == tmp_path / "elsewhere"
+
+
+def test_default_store_gets_the_project_leaderboards(monkeypatch, tmp_path):
+    monkeypatch.delenv("SPSBENCH_LEADERBOARDS")
+    monkeypatch.delenv("SPSBENCH_STORE")
+    monkeypatch.chdir(tmp_path)
+    assert paths.default_store_path() == Path("results/spsbench.db")
+    assert paths.default_leaderboard_dir() == Path("leaderboards")
+    # The default store spelled another way (absolute) is still the default store.
+    assert paths.default_leaderboard_dir(tmp_path / "results" / "spsbench.db") == Path("leaderboards")
+
+
+def test_other_store_gets_leaderboards_beside_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("SPSBENCH_LEADERBOARDS")
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "scratch" / "other.db"
+    assert paths.default_leaderboard_dir(other) == tmp_path / "scratch" / "leaderboards"
+    assert paths.default_leaderboard_dir("x/y.db") == Path("x/leaderboards")
+
+
+def test_cli_leaderboard_writes_beside_a_non_default_store(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("SPSBENCH_LEADERBOARDS")
+    monkeypatch.chdir(tmp_path)  # were the output misplaced, it would land here, not in the repo
+    store = synthetic_store(tmp_path / "scratch" / "other.db")
+    assert main(["leaderboard", "--store", str(store), "--no-plots"]) == 0
+    assert (tmp_path / "scratch" / "leaderboards" / "README.md").is_file()
+    assert not (tmp_path / "leaderboards").exists()
+    assert "scratch/leaderboards" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- portable paths
+
+
+def test_display_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert paths.display_path(tmp_path / "a" / "b.db", tmp_path) == "a/b.db"
+    assert paths.display_path(tmp_path, tmp_path) == "."
+    assert paths.display_path(tmp_path / "home" / "m" / "x", tmp_path / "a") == "~/m/x"
+    assert paths.display_path("/opt/models/x", tmp_path) == "/opt/models/x"
+    assert paths.display_path("Qwen/Qwen2.5-Math-1.5B", tmp_path) == "Qwen/Qwen2.5-Math-1.5B"
+    assert paths.display_path("runs/r/checkpoint-5", tmp_path) == "runs/r/checkpoint-5"
+
+
+def test_short_names_are_disambiguated_only_on_a_collision():
+    names = unique_short_names(["/a/models/m", "/b/models/m", "/c/other", "Qwen/Qwen2.5-Math-1.5B"])
+    assert names["/c/other"] == "other" and names["Qwen/Qwen2.5-Math-1.5B"] == "Qwen2.5-Math-1.5B"
+    assert names["/a/models/m"].startswith("m-") and names["/b/models/m"].startswith("m-")
+    assert names["/a/models/m"] != names["/b/models/m"]
+
+
+def test_no_machine_path_in_any_generated_file(tmp_path, monkeypatch):
+    """Absolute model, checkpoint and store paths under tmp_path, cwd tmp_path: no file name and no byte
+    of any page, plot or index may contain tmp_path; the same call again gives the same bytes."""
+    monkeypatch.chdir(tmp_path)
+    base = str(tmp_path / ".cache" / "models" / "smollm2-135m-instruct")
+    store = synthetic_store(tmp_path / "results" / "spsbench.db", model_root=tmp_path, base_model=base)
+    files = refresh(store, tmp_path / "lb")
+    generated = sorted(p for p in (tmp_path / "lb").rglob("*") if p.is_file())
+    assert set(files) <= set(generated) and len(generated) == len(files) + 1  # + plots/.inputs.json
+    needle = str(tmp_path).encode()
+    for path in generated:
+        assert str(tmp_path) not in path.relative_to(tmp_path / "lb").as_posix()
+        assert needle not in path.read_bytes(), path
+    assert (tmp_path / "lb/plots/compare-smollm2-135m-instruct-aime25-passk.png").is_file()
+    comparison = (tmp_path / "lb/comparison.md").read_text()
+    assert "## Base model `.cache/models/smollm2-135m-instruct`" in comparison
+    models = (tmp_path / "lb/models.md").read_text()
+    assert "| `runs/sps-qwen/checkpoint-300` |" in models and "| `.cache/models/smollm2-135m-instruct` |" in models
+    assert models.startswith("<!-- generated by `spsbench leaderboard` from results/spsbench.db; do not edit")
+    before = {p: p.read_bytes() for p in generated}
+    refresh(store, tmp_path / "lb2")
+    assert {p: (tmp_path / "lb2" / p.relative_to(tmp_path / "lb")).read_bytes() for p in generated} == before

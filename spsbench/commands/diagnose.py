@@ -34,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-tokens", type=int, default=256, help="Max new tokens per completion.")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed for the entropy completions.")
+    parser.add_argument(
+        "--similarity-from",
+        choices=("auto", "eval", "sampled"),
+        default="auto",
+        help="Completions for pairwise similarity: the model's stored evaluation (eval), the fresh samples "
+        "drawn for token entropy (sampled), or the evaluation when there is one (auto, default). Pick one "
+        "source for every model to get one comparable column.",
+    )
     parser.add_argument("--store", metavar="PATH", help="Results store (default results/spsbench.db).")
     parser.add_argument("--out", metavar="DIR", help="Leaderboard folder to refresh afterwards.")
     parser.add_argument("--no-leaderboard", action="store_true", help="Do not refresh the leaderboards.")
@@ -64,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     store_path.parent.mkdir(parents=True, exist_ok=True)
     store = Store(store_path)
     try:
+        before = _settings(store.diagnostics())
         results = run_diagnostics(
             args.target,
             tasks,
@@ -75,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             base=args.base,
             max_tokens=args.max_tokens,
             seed=args.seed,
+            similarity_from=args.similarity_from,
         )
     finally:
         store.close()
@@ -85,7 +95,33 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(r.path, r.task, r.metric, f"{r.value:.4f}")
     console = output_console()
     console.print(table)
+    for note in _replaced(before, results):
+        console.print(note)
     if not args.no_leaderboard:
         refresh(store_path, args.out)
         console.print(f"leaderboards refreshed in {args.out or paths.default_leaderboard_dir(store_path)}/")
     return 0
+
+
+def _settings(rows: list[dict]) -> dict[tuple[int, str, str], object]:
+    """(model id, task, metric) -> the setting recorded with the stored diagnostic."""
+    from spsbench.leaderboard_data import diag_setting
+
+    return {(int(r["model_id"]), r["task"], r["metric"]): diag_setting(r["metric"], r["details"]) for r in rows}
+
+
+def _replaced(before: dict, results: list) -> list[str]:
+    """Notes for diagnostics that replaced a stored value with another setting: the store keeps one value
+    per (model, task, metric), so the earlier one is gone."""
+    from spsbench.leaderboard_data import diag_setting
+
+    notes = []
+    for r in results:
+        old = before.get((r.model_id, r.task, r.metric))
+        new = diag_setting(r.metric, r.details)
+        if old is not None and old != new:
+            notes.append(
+                f"note: {r.metric} of {r.path} on {r.task} replaced a value with another setting "
+                f"(was: {old.describe()}; now: {new.describe()})"
+            )
+    return notes

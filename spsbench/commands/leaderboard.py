@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "Regenerate leaderboards/*.md and plots from the results store (deterministic; never runs a model)."
 
@@ -31,9 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from spsbench import paths
+    from spsbench.commands import output_console
     from spsbench.errors import ConfigError
     from spsbench.leaderboard import refresh
 
@@ -42,5 +42,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or paths.default_leaderboard_dir(args.store)
     files = refresh(args.store, out, metric=args.metric, budget=args.budget, plots=not args.no_plots)
     pages = sum(1 for f in files if f.suffix == ".md")
-    Console().print(f"wrote {pages} pages and {len(files) - pages} plots to {out}/ (index: {out}/README.md)")
+    where = paths.display_path(Path(out).absolute())
+    # soft_wrap: a long path must stay one copy-pasteable line; markup off: paths may contain [ ].
+    output_console().print(
+        f"wrote {pages} pages and {len(files) - pages} plots to {where}/ (index: {where}/README.md)",
+        soft_wrap=True, markup=False, highlight=False,
+    )
     return 0
