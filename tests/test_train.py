@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from spsbench.testing import tiny_model
+from spsbench.train import sps as sps_module
 from spsbench.train.config import load_config
 from spsbench.train.l2te import Scored, select_l2te
 from spsbench.train.reward import TrainingError
@@ -56,21 +57,28 @@ def snapshot(model):
 
 
 @pytest.mark.parametrize("algo, base", [("grpo", None), ("dapo", None), ("gspo", None), ("sps", None),
-                                        ("sps", "dapo")])
+                                        ("sps", "dapo"), ("sps", "gspo")])
 def test_every_algorithm_trains_and_changes_parameters(model_dir, tmp_path, algo, base):
-    extra = ["rl.steps_per_generation=2"] if algo == "gspo" else []
+    gspo = "gspo" in (algo, base)
+    extra = ["optimizer_steps_per_generation=2"] if gspo else []     # both steps from one generation batch
     trainer = make(model_dir, tmp_path, algo, base, extra)
+    generations = []
+    real = trainer._generate_and_score_completions
+    trainer._generate_and_score_completions = lambda inputs: generations.append(len(inputs)) or real(inputs)
     before = snapshot(trainer.model)
     trainer.train()
     after = snapshot(trainer.model)
     assert trainer.state.global_step == 2
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert len(generations) == (1 if gspo else 2)
     if algo == "sps":
-        assert len(trainer.sps_phase_log) == 1 and trainer.sps_phase_log[0]["step"] == 2
+        [phase] = trainer.sps_phase_log
+        assert phase["step"] == 2 and phase["groups"] == 4 and phase["sequences"] == 12
+        assert phase["rel_weight_change"] > 0 and phase["irl_loss_after"] < phase["irl_loss_before"]
     if "dapo" in (algo, base):
         assert trainer.dynamic_sampling_log, "dynamic sampling never ran"
     info = json.loads((tmp_path / "run" / "spsbench_run.json").read_text())
-    assert info["algo"] == {"sps": "sps+dapo" if base == "dapo" else "sps"}.get(algo, algo)
+    assert info["algo"] == (f"sps+{base}" if base else algo)
     assert info["base"] == (base or "grpo" if algo == "sps" else None) and info["base_model"] == model_dir
 
 
@@ -85,7 +93,8 @@ def test_irl_phase_runs_on_l2te_selection_and_leaves_rl_optimizer_alone(model_di
     rl_sched = trainer.lr_scheduler.state_dict()
     before = snapshot(trainer.model)
     record = trainer.run_irl_phase()
-    expected = select_l2te([[Scored(r["logp"], r["correct"]) for r in g] for g in groups], 3, 0.5)
+    expected = select_l2te([[Scored(r["logp"], r["correct"]) for r in g] for g in groups], 3, 0.5, seed=0,
+                           phase=1)
     chosen = [groups[g][i]["completion_ids"] for g, idx in enumerate(expected) for i in idx]
     assert [r["completion_ids"] for r in trainer.sps_last_selection] == chosen
     assert record["sequences"] == 6 == len(chosen)
@@ -98,18 +107,50 @@ def test_irl_phase_runs_on_l2te_selection_and_leaves_rl_optimizer_alone(model_di
     assert trainer.irl_optimizer.state_dict()["state"][0]["step"] == 8   # 2 phases x 4 irl_steps
 
 
+def batch_logps(model, rows, temperature):
+    """Summed completion log-probs of `rows` laid out as TRL's batch (left-padded prompts), at `temperature`."""
+    width = max(len(r["prompt_ids"]) for r in rows)
+    out = []
+    for row in rows:
+        pad = width - len(row["prompt_ids"])
+        assert row["prompt_pad"] == pad                       # recorded padding == the batch's
+        ids = torch.tensor([[0] * pad + row["prompt_ids"] + row["completion_ids"]])
+        mask = torch.tensor([[0] * pad + [1] * (ids.size(1) - pad)])
+        with torch.no_grad():
+            logps = (model(input_ids=ids, attention_mask=mask).logits[0, :-1] / temperature).log_softmax(-1)
+        token = logps.gather(1, ids[0, 1:, None])[width - 1:, 0]
+        out.append(token.sum().item())
+    return out
+
+
 def test_recorded_logps_match_the_policy(model_dir, tmp_path):
-    trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=1", "sps.rl_steps_per_phase=5"])
+    """Captured from the loss's forward = log-probs under the generating policy at the rollout temperature."""
+    from transformers import AutoModelForCausalLM
+
+    trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=1", "sps.rl_steps_per_phase=5",
+                                                      "rl.temperature=0.7"])
     trainer.train()
-    row = trainer.sps_groups[0][0]
-    ids = torch.tensor([row["prompt_ids"] + row["completion_ids"]])
-    with torch.no_grad():
-        logits = trainer.model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
-    targets = ids[0, 1:]
-    token_logps = logits.gather(1, targets[:, None])[len(row["prompt_ids"]) - 1:, 0]
-    # one optimizer step happened after generation; at lr 1e-3 the value moves a little, not a lot
-    assert abs(token_logps.sum().item() - row["logp"]) < 0.5 * abs(row["logp"]) + 1.0
-    assert isinstance(row["correct"], bool) and row["reward"] in (0.0, 1.0)
+    rows = [r for g in trainer.sps_groups for r in g]        # one generation batch: 8 rows, 2 prompts
+    generating = AutoModelForCausalLM.from_pretrained(model_dir)   # the weights before the optimizer step
+    expected = batch_logps(generating, rows, 0.7)
+    recorded = [r["logp"] for r in rows]
+    assert recorded == pytest.approx(expected, rel=1e-5, abs=1e-4)
+    assert max(abs(a - b) for a, b in zip(batch_logps(generating, rows, 1.0), recorded, strict=True)) > 1e-2
+    assert all(isinstance(r["correct"], bool) and r["reward"] in (0.0, 1.0) for r in rows)
+
+
+def test_filled_logps_equal_trl_captured_ones(model_dir, tmp_path):
+    """Rows not trained on before a phase closes get the same value TRL's forward gave the others."""
+    trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=1", "sps.rl_steps_per_phase=5",
+                                                      "rl.temperature=0.7", "rl.learning_rate=0"])
+    trainer.train()
+    groups = trainer.sps_groups
+    captured = [[r["logp"] for r in g] for g in groups]
+    for g in groups:                                          # a whole group and part of one
+        for r in g[: len(g) if g is groups[0] else 2]:
+            r["logp"] = None
+    trainer._fill_missing_logps(groups)
+    assert [[r["logp"] for r in g] for g in groups] == [pytest.approx(c, rel=1e-5, abs=1e-4) for c in captured]
 
 
 def degenerate_reward(completions, golds, kind="math", choices=None):
@@ -299,3 +340,219 @@ def test_evaluating_checkpoints_changes_neither_weights_nor_rng_stream(model_dir
     assert len(calls) == 3 and calls[-1].endswith("checkpoint-2")
     assert Path(calls[0]).resolve() == Path(model_dir).resolve()     # eval.base: the base model first
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def completion_nll_sum(model, row):
+    ids = torch.tensor([row["prompt_ids"] + row["completion_ids"]])
+    logps = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+    return -logps.gather(1, ids[0, 1:, None])[len(row["prompt_ids"]) - 1:, 0].sum()
+
+
+def test_irl_gradient_comes_only_from_the_selected_rows(model_dir, tmp_path):
+    """The IRL step's gradient = the token-mean cross-entropy gradient of exactly the L2TE selection."""
+    from transformers import AutoModelForCausalLM
+
+    trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=1", "sps.rl_steps_per_phase=5",
+                                                      "sps.irl_steps=1", "sps.irl_batch_size=64"])
+    trainer.train()
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    grads = {}
+    make_optimizer = trainer._irl_optimizer
+
+    def recording(params):
+        optimizer = make_optimizer(params)
+        step = optimizer.step
+        optimizer.step = lambda *a, **k: grads.update(
+            {n: p.grad.clone() for n, p in trainer.model.named_parameters()}) or step(*a, **k)
+        return optimizer
+
+    trainer._irl_optimizer = recording
+    trainer.run_irl_phase()
+    rows = [r for g in trainer.sps_last_groups for r in g]
+    selected = trainer.sps_last_selection
+    assert len(selected) == 6 < len(rows)                    # 2 micro-batches of 4: accumulation exercised
+    reference = AutoModelForCausalLM.from_pretrained(model_dir)
+    reference.load_state_dict(start)
+    tokens = sum(len(r["completion_ids"]) for r in selected)
+    (sum(completion_nll_sum(reference, r) for r in selected) / tokens).backward()
+    for name, p in reference.named_parameters():
+        assert torch.allclose(grads[name], p.grad, rtol=1e-4, atol=1e-7), name
+    reference.zero_grad()
+    everything = sum(len(r["completion_ids"]) for r in rows)
+    (sum(completion_nll_sum(reference, r) for r in rows) / everything).backward()
+    assert not all(torch.allclose(grads[n], p.grad, rtol=1e-4, atol=1e-7) for n, p in reference.named_parameters())
+
+
+def nan_gradient_hook(trainer):
+    p = next(trainer.model.parameters())
+    return p.register_hook(lambda g: torch.full_like(g, float("nan")))
+
+
+def poison_irl(trainer, monkeypatch, kind):
+    """Make the IRL phase produce a NaN loss, finite loss with NaN gradients, or NaN weights."""
+    if kind == "loss":
+        real_nll = sps_module._completion_nll
+        monkeypatch.setattr(sps_module, "_completion_nll", lambda *a: real_nll(*a) * float("nan"))
+    elif kind == "gradients":
+        real_phase = trainer.run_irl_phase
+
+        def phase():
+            handle = nan_gradient_hook(trainer)
+            try:
+                return real_phase()
+            finally:
+                handle.remove()
+
+        trainer.run_irl_phase = phase
+    else:
+        make_optimizer = trainer._irl_optimizer
+
+        def breaking(params):
+            optimizer = make_optimizer(params)
+            step = optimizer.step
+            optimizer.step = lambda *a, **k: (step(*a, **k), params[0].data.fill_(float("inf")))[0]
+            return optimizer
+
+        trainer._irl_optimizer = breaking
+
+
+@pytest.mark.parametrize("kind, message", [("loss", "the IRL loss is nan"),
+                                           ("gradients", "the IRL gradients are not finite"),
+                                           ("weights", "the IRL weights are not finite")])
+def test_non_finite_irl_phase_stops_before_its_checkpoint(model_dir, tmp_path, monkeypatch, kind, message):
+    trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=3", "rl.save_steps=1"])   # IRL at step 2
+    poison_irl(trainer, monkeypatch, kind)
+    with pytest.raises(TrainingError, match=message) as err:
+        trainer.train()
+    assert "\n" not in str(err.value) and "before checkpoint-2 is saved" in str(err.value)
+    assert (tmp_path / "run" / "checkpoint-1" / "model.safetensors").is_file()
+    assert not (tmp_path / "run" / "checkpoint-2").exists()
+
+
+@pytest.mark.parametrize("kind", ["gradients", "weights"])
+def test_rl_step_with_finite_loss_but_non_finite_state_is_not_saved(model_dir, tmp_path, kind):
+    from transformers import TrainerCallback
+
+    class Poison(TrainerCallback):
+        handle = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if kind == "gradients" and state.global_step == 1:
+                self.handle = nan_gradient_hook(trainer)
+
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            if kind == "weights" and state.global_step == 1:
+                next(trainer.model.parameters()).data[0, 0] = float("nan")
+
+    losses = []
+    trainer = make(model_dir, tmp_path, "grpo", extra=["rl.max_steps=3", "rl.save_steps=1"], callbacks=[Poison()])
+    real_step = trainer.training_step
+    trainer.training_step = lambda *a: losses.append(real_step(*a)) or losses[-1]
+    with pytest.raises(TrainingError, match=f"policy's {kind} are not finite at step 2") as err:
+        trainer.train()
+    assert torch.isfinite(torch.stack(losses)).all()          # the loss never gave it away
+    assert "\n" not in str(err.value)
+    assert (tmp_path / "run" / "checkpoint-1" / "model.safetensors").is_file()
+    assert not (tmp_path / "run" / "checkpoint-2").exists()
+
+
+def test_phase_log_file_records_each_phase(model_dir, tmp_path, caplog):
+    trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=4", "sps.rl_steps_per_phase=2"])
+    changes = []
+    real_phase = trainer.run_irl_phase
+
+    def measured():
+        before = snapshot(trainer.model)
+        record = real_phase()
+        delta = sum(((p - before[k]).double() ** 2).sum() for k, p in trainer.model.named_parameters())
+        norm = sum((b.double() ** 2).sum() for b in before.values())
+        changes.append(float((delta / norm).sqrt()))
+        return record
+
+    trainer.run_irl_phase = measured
+    with caplog.at_level("WARNING", logger="spsbench.train.sps"):
+        trainer.train()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "sps_phases.jsonl").read_text().splitlines()]
+    assert lines == json.loads(json.dumps(trainer.sps_phase_log))
+    assert [(r["phase"], r["step"], r["groups"], r["sequences"]) for r in lines] == [(0, 2, 4, 12), (1, 4, 4, 12)]
+    last = trainer.sps_last_selection
+    assert lines[-1]["from_negatives_share"] == sum(not r["correct"] for r in last) / len(last)
+    for record, measured_change in zip(lines, changes, strict=True):
+        assert 0 < record["irl_loss_after"] < record["irl_loss_before"]    # lr 1e-3: the IRL loss drops
+        assert record["rl_time_s"] > 0 and record["irl_time_s"] > 0 and 0 < record["irl_time_share"] < 1
+        assert record["rel_weight_change"] == pytest.approx(measured_change, rel=1e-4)
+        assert record["max_abs_change"] > 0 and record["dtype"] == "float32" and not record["below_resolution"]
+    assert "below the resolution" not in caplog.text
+
+
+def test_update_below_dtype_resolution_is_warned(model_dir, tmp_path, caplog):
+    trainer = make(model_dir, tmp_path, "sps", extra=["sps.irl_learning_rate=1e-12"])
+    with caplog.at_level("WARNING", logger="spsbench.train.sps"):
+        trainer.train()
+    [record] = trainer.sps_phase_log
+    assert record["below_resolution"] and record["rel_weight_change"] < record["dtype_resolution"] == 2 ** -23
+    assert "SPS phase 0: IRL changed the weights" in caplog.text and "below the resolution of float32" in caplog.text
+
+
+def test_resume_mid_phase_keeps_phase_position_and_drops_the_buffer(model_dir, tmp_path):
+    extra = ["rl.max_steps=4", "rl.save_steps=1", "sps.rl_steps_per_phase=3"]
+    first = make(model_dir, tmp_path, "sps", extra=extra)
+    first.train()
+    state = torch.load(tmp_path / "run" / "checkpoint-2" / "sps_state.pt", weights_only=True)
+    assert (state["phase_index"], state["last_irl_step"], state["buffer"]) == (0, 0, "dropped")
+    resumed = make(model_dir, tmp_path, "sps", extra=extra)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    [whole], [after_resume] = first.sps_phase_log, resumed.sps_phase_log
+    assert (whole["phase"], whole["step"], whole["groups"]) == (0, 3, 6)            # steps 1-3
+    assert (after_resume["phase"], after_resume["step"], after_resume["groups"]) == (0, 3, 2)   # step 3 only
+    assert resumed.sps_phase_index == 1 and resumed.sps_last_irl_step == 3
+    assert len(resumed.sps_groups) == 2                                             # step 4: the next phase's
+
+
+def constant_reward(completions, golds, kind="math", choices=None):
+    return [1.0] * len(completions)                           # every group degenerate: refills every step
+
+
+def test_dynamic_sampling_refill_draws_survive_a_resume(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("spsbench.grading.reward", constant_reward)
+    extra = ["rl.max_steps=2", "rl.save_steps=1", "dynamic_sampling.max_resample_times=1"]
+    runs = []
+    for resume in (None, str(tmp_path / "run" / "checkpoint-1")):
+        trainer = make(model_dir, tmp_path, "dapo", extra=extra)
+        draws = {}
+        real = trainer._fresh_inputs
+
+        def recording(groups, trainer=trainer, real=real, draws=draws):
+            rows = real(groups)
+            draws.setdefault(trainer.state.global_step + 1, []).extend(r["problem_id"] for r in rows[::4])
+            return rows
+
+        trainer._fresh_inputs = recording
+        trainer.train(resume_from_checkpoint=resume)
+        runs.append(draws)
+    assert (tmp_path / "run" / "checkpoint-1" / "dynamic_sampling_rng.json").is_file()
+    assert runs[0][1] != runs[0][2]                      # a fresh RNG would repeat step 1's draws
+    assert runs[1] == {2: runs[0][2]}
+
+
+def test_sps_trainer_refuses_a_deepspeed_or_fsdp_accelerator(model_dir, tmp_path):
+    trainer = make(model_dir, tmp_path, "sps")
+    for flag, name in (("is_deepspeed_enabled", "DeepSpeed"), ("is_fsdp_enabled", "FSDP")):
+        setattr(trainer, flag, True)
+        with pytest.raises(TrainingError, match=f"SPS runs under DDP only, not {name}"):
+            trainer._refuse_sharded_training()
+        setattr(trainer, flag, False)
+
+
+def test_l2te_logprob_mean_ranks_by_per_token_log_prob():
+    from types import SimpleNamespace
+
+    from spsbench.train.config import SPSConfig
+    from spsbench.train.sps import SPSTrainer
+
+    rows = [{"logp": -10.0, "completion_ids": [5] * 10, "correct": False},     # mean -1: long, likely per token
+            {"logp": -6.0, "completion_ids": [5] * 2, "correct": False},       # mean -3
+            {"logp": -20.0, "completion_ids": [5] * 2, "correct": True}]       # correct: never picked here
+    for how, expected in (("sum", -10.0), ("mean", -6.0)):
+        fake = SimpleNamespace(sps=SPSConfig(sampling_size=1, quantile=0.0, l2te_logprob=how), sps_phase_index=0)
+        assert [r["logp"] for r in SPSTrainer._select(fake, [rows], first_group=0)] == [expected]

@@ -23,7 +23,67 @@ def test_dapo_and_gspo_recipes():
     assert dapo.dynamic_sampling.max_resample_times == 3 and dapo.dynamic_sampling.soft_overlong_cache == 2048
     gspo = load_config("gspo", model=MODEL)
     assert gspo.rl["importance_sampling_level"] == "sequence"
-    assert (gspo.rl["epsilon"], gspo.rl["epsilon_high"], gspo.rl["steps_per_generation"]) == (3e-4, 4e-4, 4)
+    assert (gspo.rl["epsilon"], gspo.rl["epsilon_high"], gspo.optimizer_steps_per_generation) == (3e-4, 4e-4, 4)
+    assert "steps_per_generation" not in gspo.rl      # derived from the accumulation (test below)
+
+
+def optimizer_steps_per_generation(args):
+    # TRL 1.16 generates when its micro-step counter hits a multiple of steps_per_generation (pinned in
+    # test_train_seams.py), and the optimizer steps every gradient_accumulation_steps micro-steps
+    assert args.steps_per_generation % args.gradient_accumulation_steps == 0
+    return args.steps_per_generation // args.gradient_accumulation_steps
+
+
+@pytest.mark.parametrize("algo, base", [("gspo", None), ("sps", "gspo")])
+@pytest.mark.parametrize("model", [MODEL, None])          # paper sizes (accumulation 8) and the CPU demo (1)
+def test_gspo_feeds_four_optimizer_steps_per_generation(tmp_path, algo, base, model):
+    from spsbench.train.run import grpo_args
+
+    cfg = load_config(algo, base, model=model)
+    args = grpo_args(cfg, tmp_path)
+    assert optimizer_steps_per_generation(args) == 4
+    assert args.gradient_accumulation_steps == (8 if model else 1)
+    assert args.generation_batch_size == 4 * args.per_device_train_batch_size * args.gradient_accumulation_steps
+    grpo = grpo_args(load_config("grpo", model=model), tmp_path)
+    assert optimizer_steps_per_generation(grpo) == 1                      # GRPO/DAPO stay on-policy
+
+
+def test_optimizer_steps_per_generation_override_and_conflicts(tmp_path):
+    from spsbench.train.run import grpo_args
+
+    cfg = load_config("gspo", overrides=["optimizer_steps_per_generation=2"], model=MODEL)
+    assert optimizer_steps_per_generation(grpo_args(cfg, tmp_path)) == 2
+    raw = load_config("gspo", overrides=["optimizer_steps_per_generation=null", "rl.steps_per_generation=8"],
+                      model=MODEL)
+    assert grpo_args(raw, tmp_path).steps_per_generation == 8                # TRL's own key, in micro-steps
+    with pytest.raises(ConfigError, match="optimizer_steps_per_generation and rl.steps_per_generation"):
+        load_config("gspo", overrides=["rl.steps_per_generation=8"], model=MODEL)
+    with pytest.raises(ConfigError, match="optimizer_steps_per_generation: must be an integer >= 1"):
+        load_config("grpo", overrides=["optimizer_steps_per_generation=0"], model=MODEL)
+
+
+@pytest.mark.parametrize("override, env, name", [
+    ("rl.deepspeed=recipes/gpu/ds_zero1.json", None, "DeepSpeed"),
+    ("rl.fsdp=full_shard", None, "FSDP"),
+    (None, "ACCELERATE_USE_DEEPSPEED", "DeepSpeed"),     # what `accelerate launch --use_deepspeed` sets
+    (None, "ACCELERATE_USE_FSDP", "FSDP"),
+])
+def test_sps_refuses_deepspeed_and_fsdp_before_loading_anything(tmp_path, monkeypatch, override, env, name):
+    from spsbench.train.run import build_trainer
+
+    if env:
+        monkeypatch.setenv(env, "true")
+    cfg = load_config("sps", overrides=[override] if override else [], model=str(tmp_path / "never-loaded"))
+    with pytest.raises(ConfigError, match=f"SPS runs under DDP only, not {name}") as err:
+        build_trainer(cfg)                               # the model folder does not exist: refused first
+    assert "\n" not in str(err.value)
+
+
+def test_cli_sps_with_zero1_exits_2_with_one_line(capsys):
+    assert main(["train", "--algo", "sps", "--model", MODEL, "--no-eval",
+                 "--set", "rl.deepspeed=recipes/gpu/ds_zero1.json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "DDP only, not DeepSpeed" in err and len(err.splitlines()) == 1
 
 
 def test_sps_composes_over_any_base():
@@ -63,6 +123,11 @@ def test_unknown_key_is_one_line_error_naming_file_and_key(tmp_path, text, key):
 def test_bad_values_are_config_errors():
     with pytest.raises(ConfigError, match="sps.quantile"):
         load_config("sps", overrides=["sps.quantile=1.5"], model=MODEL)
+    assert load_config("sps", overrides=["sps.quantile=0"], model=MODEL).sps.quantile == 0.0   # least likely
+    with pytest.raises(ConfigError, match="sps.l2te_logprob"):
+        load_config("sps", overrides=["sps.l2te_logprob=median"], model=MODEL)
+    with pytest.raises(ConfigError, match="sps.irl_learning_rate"):
+        load_config("sps", overrides=["sps.irl_learning_rate=.inf"], model=MODEL)
     with pytest.raises(ConfigError, match="--set"):
         parse_override("sps.irl_steps")
     with pytest.raises(ConfigError, match="base"):

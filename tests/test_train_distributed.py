@@ -1,4 +1,5 @@
-"""SPS under `torchrun --nproc_per_node 2` on CPU (gloo): parameters stay identical across ranks."""
+"""SPS under `torchrun --nproc_per_node 2` on CPU (gloo): each rank selects and trains on its own rollouts,
+and parameters stay identical across ranks."""
 
 import json
 import os
@@ -24,9 +25,17 @@ trainer.train()
 rank = trainer.accelerator.process_index
 flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
 phase = trainer.sps_phase_log[0]
+# each rank selected from its own groups only, drawing as a single process would for those group indices
+from spsbench.train.l2te import Scored, select_l2te
+groups = trainer.sps_last_groups
+picks = select_l2te([[Scored(r["logp"], r["correct"]) for r in g] for g in groups], 3, 0.5, seed=0, phase=0,
+                    first_group=rank * len(groups))
+expected = [groups[g][i]["completion_ids"] for g, idx in enumerate(picks) for i in idx]
 json.dump({"world": trainer.accelerator.num_processes, "sum": flat.double().sum().item(),
            "first": flat[:50].tolist(), "groups": phase["groups"], "sequences": phase["sequences"],
-           "rel": phase["rel_weight_change"]}, open(f"{out}/rank{rank}.json", "w"))
+           "rel": phase["rel_weight_change"], "local_groups": len(groups),
+           "local_selection_ok": [r["completion_ids"] for r in trainer.sps_last_selection] == expected},
+          open(f"{out}/rank{rank}.json", "w"))
 shutdown_distributed()
 '''
 
@@ -46,5 +55,6 @@ def test_torchrun_two_cpu_ranks_keep_identical_parameters_after_irl(tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == 2
     assert ranks[0]["first"] == ranks[1]["first"] and ranks[0]["sum"] == ranks[1]["sum"]
-    assert ranks[0]["groups"] == 4 == ranks[1]["groups"]       # 2 steps x 1 group per rank, gathered on both
+    assert ranks[0]["groups"] == 4 == ranks[1]["groups"]       # 2 steps x 1 group per rank, counted on both
     assert ranks[0]["sequences"] == 12 and ranks[0]["rel"] > 0
+    assert all(r["local_groups"] == 2 and r["local_selection_ok"] for r in ranks)   # no rollout crossed ranks

@@ -38,6 +38,47 @@ def test_logps_training_step_and_checkpoint_seams():
     assert "_last_loaded_step" in inspect.getsource(GRPOTrainer._generate)   # vLLM weight-sync tag we reset
 
 
+def test_overridden_loss_and_rng_seams():
+    """SPSTrainer.compute_loss captures the loss's log-probs; DynamicSamplingTrainer restores its refill RNG."""
+    from transformers import Trainer
+    from trl.models.utils import disable_gradient_checkpointing  # used by SPS's log-prob fill
+
+    assert params(GRPOTrainer.compute_loss) == ["self", "model", "inputs", "return_outputs", "num_items_in_batch"]
+    assert "self._get_per_token_logps_and_entropies(" in inspect.getsource(GRPOTrainer._compute_loss)
+    assert params(Trainer._load_rng_state) == ["self", "checkpoint"]
+    assert params(Trainer._get_output_dir) == ["self", "trial"]
+    assert params(disable_gradient_checkpointing) == ["model", "gradient_checkpointing_kwargs"]
+
+
+def test_steps_per_generation_counts_micro_steps():
+    """Why recipes set optimizer_steps_per_generation: TRL generates every steps_per_generation *micro*-steps."""
+    step_source = inspect.getsource(GRPOTrainer.training_step)
+    assert "self._step += 1" in step_source          # once per training_step call = per micro-batch
+    prepare = inspect.getsource(GRPOTrainer._prepare_inputs)
+    assert "generate_every = self.args.steps_per_generation * self.num_iterations" in prepare
+    assert "if self._step % generate_every == 0" in prepare
+
+
+def test_old_per_token_logps_condition():
+    """docs/training.md: TRL computes old_per_token_logps only when generation and optimizer steps are
+    misaligned, or with vLLM importance-sampling correction; otherwise SPS captures them from the loss."""
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "if self.args.gradient_accumulation_steps % generate_every != 0 or (" in source
+    assert "self.use_vllm and self.vllm_importance_sampling_correction" in source
+
+
+def test_finite_guard_callback_order():
+    """The RL finite-guard checks gradients in on_pre_optimizer_step and weights in on_step_end, and SPS's
+    IRL phase runs in on_step_end: all before the step's checkpoint is saved."""
+    from transformers import Trainer, TrainerCallback
+
+    assert hasattr(TrainerCallback, "on_pre_optimizer_step")
+    loop = inspect.getsource(Trainer._run_epoch)
+    order = [loop.index(s) for s in ("callback_handler.on_pre_optimizer_step", "self.optimizer.step()",
+                                     "callback_handler.on_step_end", "self._maybe_log_save_evaluate(")]
+    assert order == sorted(order)
+
+
 def test_measured_trl_defaults():
     fields = {f.name: f.default for f in GRPOConfig.__dataclass_fields__.values()}
     assert fields["loss_type"] == "dapo" and fields["beta"] == 0.0

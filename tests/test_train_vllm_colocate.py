@@ -33,16 +33,19 @@ trainer, _ = build_trainer(cfg)
 gen = trainer.vllm_generation
 def greedy():
     outs = gen.llm.generate(["What is 2 plus 3?"], SamplingParams(temperature=0, max_tokens=12), use_tqdm=False)
-    return outs[0].outputs[0].text
+    return list(outs[0].outputs[0].token_ids)
 before = greedy()
-embed = trainer.model.get_input_embeddings().weight
-saved = embed.detach().clone()
+# Negating the final RMSNorm weight negates every logit exactly, so the first greedy token becomes the
+# least likely one: provably different. (Scaling or permuting the tied embedding was not: this random
+# model copies its last input token, '?', and both keep that argmax.)
+norm = trainer.model.model.norm.weight
+saved = norm.detach().clone()
 with torch.no_grad():
-    embed.mul_(-3.0)
+    norm.neg_()
 gen.sync_weights()
 perturbed = greedy()
 with torch.no_grad():
-    embed.copy_(saved)
+    norm.copy_(saved)
 gen.sync_weights()
 restored = greedy()
 trainer.train()
@@ -58,6 +61,7 @@ def test_colocate_weight_sync_reaches_vllm_and_training_runs(tmp_path):
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     result = json.loads(lines[-1][len("RESULT "):])
-    assert result["perturbed"] != result["before"]          # the engine generates from the synced weights
+    assert len(result["before"]) == 12                       # token ids, not text that may decode alike
+    assert result["perturbed"][0] != result["before"][0]    # the engine generates from the synced weights
     assert result["restored"] == result["before"]           # ... and from exactly those weights
     assert result["steps"] == 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from spsbench import paths
 from spsbench.errors import ConfigError
 
 ALGOS = ("grpo", "dapo", "gspo", "sps")
+L2TE_LOGPROBS = ("sum", "mean")
 BASES = ("grpo", "dapo", "gspo")
 DEMO_RECIPE = "cpu-demo.yaml"
 # YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
@@ -60,23 +62,28 @@ class SPSConfig:
 
     rl_steps_per_phase: int = _f(8, "RL optimizer steps between two IRL phases.")
     sampling_size: int = _f(3, "Completions kept per prompt group by L2TE (paper: 3 of 8).")
-    quantile: float = _f(0.5, "L2TE: incorrect rollouts whose sequence log-prob is in this lower quantile of "
-                              "their group come first.")
+    quantile: float = _f(0.5, "L2TE: per group, sampling_size incorrect rollouts are drawn from the lowest "
+                              "max(sampling_size, ceil(quantile x #incorrect)) by sequence log-prob (0 = the "
+                              "least likely ones); correct rollouts only top up groups with too few negatives.")
+    l2te_logprob: str = _f("sum", "L2TE's sequence log-prob: sum over completion tokens (favours long "
+                                  "completions; the paper does not say) or mean (per token).")
     irl_steps: int = _f(4, "IRL optimizer steps per phase (paper: 4).")
     irl_batch_size: int = _f(512, "Sequences per IRL optimizer step, over all ranks (paper: 512).")
     irl_micro_batch_size: int = _f(8, "Sequences per forward/backward on one rank (gradient accumulation).")
     irl_learning_rate: float = _f(5e-10, "IRL AdamW learning rate (paper: 5e-10).")
     irl_weight_decay: float = _f(0.0, "IRL AdamW weight decay.")
-    seed: int = _f(0, "Seed of the IRL batch order.")
+    seed: int = _f(0, "Seed of the L2TE draws and the IRL batch order.")
 
     def __post_init__(self) -> None:
         for name in ("rl_steps_per_phase", "sampling_size", "irl_steps", "irl_batch_size", "irl_micro_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sps.{name}: must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.quantile <= 1:
-            raise ConfigError(f"sps.quantile: must be in (0, 1], got {self.quantile}")
-        if self.irl_learning_rate < 0:
-            raise ConfigError(f"sps.irl_learning_rate: must be >= 0, got {self.irl_learning_rate}")
+        if not 0 <= self.quantile <= 1:
+            raise ConfigError(f"sps.quantile: must be in [0, 1], got {self.quantile}")
+        if self.l2te_logprob not in L2TE_LOGPROBS:
+            raise ConfigError(f"sps.l2te_logprob: must be one of {', '.join(L2TE_LOGPROBS)}, got {self.l2te_logprob!r}")
+        if not 0 <= self.irl_learning_rate < math.inf:
+            raise ConfigError(f"sps.irl_learning_rate: must be a finite number >= 0, got {self.irl_learning_rate}")
 
 
 @dataclass
@@ -124,6 +131,10 @@ class TrainConfig:
     run_name: str | None = _f(None, "Run name (default: <algo>[-<base>]-<model name>).")
     output_dir: str | None = _f(None, "Run folder (default: runs/<run_name>); checkpoints go in it.")
     rl: dict[str, Any] = _f({}, "TRL GRPOConfig keyword arguments (loss_type, beta, epsilon, ...).")
+    optimizer_steps_per_generation: int | None = _f(
+        None, "Optimizer steps one generation batch feeds (ms-swift's steps_per_generation; GSPO paper: 4). "
+              "Sets TRL's rl.steps_per_generation, which counts micro-steps, to this x "
+              "rl.gradient_accumulation_steps. null = TRL's rule (one generation per optimizer step).")
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig,
                                                     metadata={"help": "DAPO dynamic sampling."})
     sps: SPSConfig = field(default_factory=SPSConfig, metadata={"help": "SPS layer (algo: sps)."})
@@ -141,6 +152,19 @@ class TrainConfig:
             raise ConfigError(f"base: only valid with algo: sps (algo is {self.algo!r})")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit: must be >= 1, got {self.limit}")
+        self._check_generation_keys()
+
+    def _check_generation_keys(self) -> None:
+        steps = self.optimizer_steps_per_generation
+        if steps is None:
+            return
+        if not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"optimizer_steps_per_generation: must be an integer >= 1, got {steps!r}")
+        clash = [k for k in ("steps_per_generation", "generation_batch_size") if (self.rl or {}).get(k) is not None]
+        if clash:
+            raise ConfigError(f"optimizer_steps_per_generation and rl.{clash[0]} both set: keep one (the recipe "
+                              f"sets optimizer_steps_per_generation; --set optimizer_steps_per_generation=N "
+                              "changes it, --set optimizer_steps_per_generation=null drops it)")
 
     @property
     def label(self) -> str:

@@ -69,6 +69,10 @@ def grpo_args(config: TrainConfig, output_dir: Path):
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             defaults["ddp_backend"] = "gloo"
     kwargs = defaults | dict(config.rl) | {"output_dir": str(output_dir), "run_name": config.run_name}
+    if config.optimizer_steps_per_generation is not None:
+        # TRL counts steps_per_generation in micro-steps (its `_step` advances once per training_step call)
+        kwargs["steps_per_generation"] = config.optimizer_steps_per_generation * kwargs.get(
+            "gradient_accumulation_steps", 1)
     try:
         args = GRPOConfig(**kwargs)
     except (ValueError, TypeError) as exc:
@@ -79,6 +83,26 @@ def grpo_args(config: TrainConfig, output_dir: Path):
                           f"must be a multiple of num_generations ({args.num_generations}) for SPS and dynamic "
                           "sampling (each rank must hold whole prompt groups)")
     return args
+
+
+def refuse_sharding_for_sps(config: TrainConfig) -> None:
+    """SPS runs under DDP only: refuse DeepSpeed and FSDP from the recipe or an `accelerate launch` config.
+
+    The IRL phase calls .backward() and its own AdamW on the module's parameters. Under DeepSpeed that
+    bypasses the engine: gradients are not reduced across ranks and, from ZeRO-1 on, the engine's fp32
+    master partitions overwrite the IRL update at the next RL step. Under FSDP the parameters are shards.
+    """
+    rl = config.rl
+    env = {k: os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")}
+    if rl.get("deepspeed") or env["ACCELERATE_USE_DEEPSPEED"]:
+        used = "DeepSpeed"
+    elif rl.get("fsdp") or rl.get("fsdp_config") or env["ACCELERATE_USE_FSDP"]:
+        used = "FSDP"
+    else:
+        return
+    raise ConfigError(f"{config.recipe}: SPS runs under DDP only, not {used} (its IRL phase updates the "
+                      "parameters outside the DeepSpeed/FSDP engine); remove rl.deepspeed / rl.fsdp or the "
+                      "accelerate config, or train grpo/dapo/gspo")
 
 
 def load_policy(name: str | None, dtype: str = "float32"):
@@ -138,6 +162,8 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     from spsbench.train.callbacks import EvaluateCheckpointCallback, write_run_info
     from spsbench.train.data import build_dataset
 
+    if config.algo == "sps":
+        refuse_sharding_for_sps(config)
     output_dir = fill_names(config, resolve_model(config.model))
     args = grpo_args(config, output_dir)
     if args.use_vllm and args.vllm_mode == "colocate":

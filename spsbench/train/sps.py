@@ -3,9 +3,14 @@
 The RL phase is the base trainer, unchanged. While it runs, `SPSTrainer` records every rollout of the
 batches it trains on (prompt and completion token ids, reward, grader verdict, sequence log-prob
 under the policy that generated it), grouped by prompt. Every `rl_steps_per_phase` optimizer steps
-the IRL phase runs: all ranks gather the groups (rank order, groups kept whole), select rollouts with
-L2TE, and take `irl_steps` AdamW steps of token-level cross-entropy on the selected completions
-(prompt tokens masked) with their own optimizer, so the RL optimizer and LR schedule never see it.
+the IRL phase runs: each rank selects from its own groups with L2TE (groups are whole on a rank; only
+three counts per rank cross the network), and takes `irl_steps` AdamW steps of token-level
+cross-entropy on the selected completions (prompt tokens masked) with its own optimizer, so the RL
+optimizer and LR schedule never see it. Under DDP every rank trains on its own selection with the same
+number of micro-batches, and DDP's gradient all-reduce keeps the parameters identical.
+
+Non-finite IRL loss, gradients or weights stop the run with one line; the IRL phase runs in
+`on_step_end`, before the step's checkpoint is saved, so the last saved checkpoint stays good.
 
 The buffer is not checkpointed: after a resume the phase restarts collecting (documented). The
 phase position and the IRL optimizer state are saved as `sps_state.pt` in each checkpoint folder.
@@ -13,6 +18,7 @@ phase position and the IRL optimizer state are saved as `sps_state.pt` in each c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -28,7 +34,7 @@ from transformers import TrainerCallback
 from spsbench.train.config import SPSConfig
 from spsbench.train.l2te import Scored, select_l2te
 from spsbench.train.reward import TrainingError
-from spsbench.train.trainer import SpsbenchGRPOTrainer
+from spsbench.train.trainer import SpsbenchGRPOTrainer, all_finite
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sps_state.pt"
@@ -53,7 +59,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         self.sps = sps or SPSConfig()
         self.sps_groups: list[list[dict[str, Any]]] = []      # this rank's rollouts, one list per prompt
         self.sps_phase_log: list[dict[str, Any]] = []
-        self.sps_last_selection: list[dict[str, Any]] = []      # last phase's inputs, kept for inspection
+        self.sps_last_selection: list[dict[str, Any]] = []      # last phase's inputs on this rank (inspection)
         self.sps_last_groups: list[list[dict[str, Any]]] = []
         self.sps_phase_index = 0
         self.sps_last_irl_step = 0
@@ -68,12 +74,11 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         self.add_callback(_PhaseClock(self))
 
     def _refuse_sharded_training(self) -> None:
-        """The IRL optimizer needs whole parameters and their .grad: DDP or ZeRO-0/1, not ZeRO-2/3 or FSDP."""
-        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
-        stage = plugin.zero_stage if plugin is not None and getattr(self, "is_deepspeed_enabled", False) else 0
-        if stage >= 2 or getattr(self, "is_fsdp_enabled", False):
-            raise TrainingError("SPS's IRL phase needs unsharded parameters and gradients: use DDP or DeepSpeed "
-                                "ZeRO stage 0/1 (ZeRO-2/3 and FSDP are supported for grpo/dapo/gspo only)")
+        """DDP only (run.refuse_sharding_for_sps explains why); this catches an `accelerate launch` config."""
+        for flag, name in (("is_deepspeed_enabled", "DeepSpeed"), ("is_fsdp_enabled", "FSDP")):
+            if getattr(self, flag, False):
+                raise TrainingError(f"SPS runs under DDP only, not {name} (its IRL phase updates the parameters "
+                                    "outside the DeepSpeed/FSDP engine); train grpo/dapo/gspo under it instead")
 
     # ------------------------------------------------------------------ RL phase: record rollouts
 
@@ -99,6 +104,8 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         for i in range(output["prompt_ids"].size(0)):
             row = {"prompt_ids": output["prompt_ids"][i][prompt_mask[i]].tolist(),
                    "completion_ids": output["completion_ids"][i][completion_mask[i]].tolist(),
+                   # left padding of the prompt in its batch: TRL's positions count it, so the fill uses it too
+                   "prompt_pad": int((~prompt_mask[i]).sum()),
                    "logp": logps[i] if logps is not None else None, "reward": float(output["rewards"][i]),
                    "correct": bool(output["correct"][i])}
             rows.append(row)
@@ -133,53 +140,82 @@ class SPSTrainer(SpsbenchGRPOTrainer):
 
     @torch.no_grad()
     def _fill_missing_logps(self, groups: list[list[dict[str, Any]]]) -> None:
-        """Rollouts not trained on yet (a generation batch split by the phase boundary): one forward each."""
-        for row in (r for g in groups for r in g if r["logp"] is None):
-            row["logp"] = -float(_completion_nll(self.model, [row], self._pad_id()))
+        """Rollouts not trained on yet (a generation batch split by the phase boundary): TRL's own log-prob
+        forward (same temperature, same left padding as in their batch), one per group."""
+        from trl.models.utils import disable_gradient_checkpointing
+
+        with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            for group in groups:
+                rows = [r for r in group if r["logp"] is None]
+                if rows:
+                    for row, value in zip(rows, self._sequence_logps(rows), strict=True):
+                        row["logp"] = value
         self._sps_pending.clear()
+
+    def _sequence_logps(self, rows: list[dict[str, Any]]) -> list[float]:
+        """Summed completion log-probs of `rows` at the rollout temperature, by TRL's fused LM head."""
+        ids, attention, keep, completion = _trl_layout(rows, self._pad_id(), self.accelerator.device)
+        logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attention, keep,
+                                                                batch_size=self.sps.irl_micro_batch_size)
+        return (logps * completion).sum(dim=1).tolist()
 
     # ------------------------------------------------------------------ IRL phase
 
     def run_irl_phase(self) -> dict[str, Any] | None:
-        """L2TE selection over all ranks' groups, then `irl_steps` cross-entropy steps. Returns metrics."""
-        from accelerate.utils import gather_object
-
+        """L2TE selection on this rank's groups, then `irl_steps` cross-entropy steps. Returns metrics."""
         start = time.perf_counter()
-        groups = gather_object(self.sps_groups) if self.accelerator.num_processes > 1 else list(self.sps_groups)
-        self.sps_groups, self.sps_last_groups = [], groups
+        groups, self.sps_groups = self.sps_groups, []
+        self.sps_last_groups = groups
         self._fill_missing_logps(groups)
-        picks = select_l2te([[Scored(r["logp"], r["correct"]) for r in g] for g in groups],
-                            self.sps.sampling_size, self.sps.quantile)
-        selected = [groups[g][i] for g, idx in enumerate(picks) for i in idx]
+        counts = self._rank_counts(len(groups), 0, 0)
+        selected = self._select(groups, first_group=int(counts[: self.accelerator.process_index, 0].sum()))
         self.sps_last_selection = selected
-        if not selected:
+        counts = self._rank_counts(len(groups), len(selected), sum(not r["correct"] for r in selected))
+        if counts[:, 1].sum() == 0:           # the same on every rank: all skip together
             logger.warning("SPS: IRL phase at step %d skipped: no rollouts recorded since the last phase "
                            "(e.g. right after a resume)", self.state.global_step)
             return None
-        record = self._irl_update(selected)
-        record.update(phase=self.sps_phase_index, step=self.state.global_step, groups=len(groups),
-                      sequences=len(selected), rl_time_s=self._rl_seconds,
-                      from_negatives_share=sum(not r["correct"] for r in selected) / len(selected),
+        record = self._irl_update(selected, [int(n) for n in counts[:, 1]])
+        total = int(counts[:, 1].sum())
+        record.update(phase=self.sps_phase_index, step=self.state.global_step, groups=int(counts[:, 0].sum()),
+                      sequences=total, rl_time_s=self._rl_seconds, from_negatives_share=int(counts[:, 2].sum()) / total,
                       irl_time_s=time.perf_counter() - start)
         record["irl_time_share"] = record["irl_time_s"] / max(record["irl_time_s"] + record["rl_time_s"], 1e-9)
         self._finish_phase(record)
         return record
 
-    def _irl_update(self, selected: list[dict[str, Any]]) -> dict[str, Any]:
-        model = self.model_wrapped
+    def _select(self, groups: list[list[dict[str, Any]]], first_group: int) -> list[dict[str, Any]]:
+        """L2TE on this rank's groups; `first_group` (this rank's global offset) seeds each group's draw."""
+        mean = self.sps.l2te_logprob == "mean"
+        scored = [[Scored(r["logp"] / max(1, len(r["completion_ids"])) if mean else r["logp"], r["correct"])
+                   for r in g] for g in groups]
+        picks = select_l2te(scored, self.sps.sampling_size, self.sps.quantile, seed=self.sps.seed,
+                            phase=self.sps_phase_index, first_group=first_group)
+        return [groups[g][i] for g, idx in enumerate(picks) for i in idx]
+
+    def _rank_counts(self, *values: int) -> torch.Tensor:
+        """(world, len(values)) int64 tensor of every rank's `values`, in rank order (one small all-gather)."""
+        local = torch.tensor([values], dtype=torch.int64, device=self.accelerator.device)
+        if self.accelerator.num_processes == 1:
+            return local.cpu()
+        return self.accelerator.gather(local).cpu()
+
+    def _irl_update(self, selected: list[dict[str, Any]], per_rank: list[int]) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self._irl_optimizer(params)
-        before = [p.detach().clone() for p in params]
+        before = [p.detach().to("cpu", copy=True) for p in params]   # host RAM, not accelerator memory
+        rank = self.accelerator.process_index
         order = list(range(len(selected)))
-        random.Random(self.sps.seed + self.sps_phase_index).shuffle(order)   # same order on every rank
-        losses = []
-        for step in range(self.sps.irl_steps):
-            batch = [selected[order[(step * self.sps.irl_batch_size + j) % len(order)]]
-                     for j in range(min(self.sps.irl_batch_size, len(order)))]
-            if step == 0:
-                first_batch = batch
-            losses.append(self._irl_step(model, optimizer, batch))
-        loss_after = self._irl_loss(first_batch)
+        random.Random(f"irl:{self.sps.seed}:{self.sps_phase_index}:{rank}").shuffle(order)
+        sizes = _local_batch_sizes(self.sps.irl_batch_size, per_rank)
+        batches = [[selected[order[(step * sizes[rank] + j) % len(order)]] for j in range(sizes[rank])]
+                   for step in range(self.sps.irl_steps)]
+        micro = self.sps.irl_micro_batch_size
+        n_micro = max(1, max(math.ceil(n / micro) for n in sizes))     # equal on all ranks (DDP all-reduce)
+        tokens = self._global_sums([sum(len(r["completion_ids"]) for r in b) for b in batches])
+        losses = [self._irl_step(optimizer, b, max(1.0, t), n_micro, s)
+                  for s, (b, t) in enumerate(zip(batches, tokens, strict=True))]
+        loss_after = self._irl_loss(batches[0], max(1.0, tokens[0]))
         return {"irl_loss_before": losses[0], "irl_loss_after": loss_after, **_weight_change(before, params)}
 
     def _irl_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -191,38 +227,50 @@ class SPSTrainer(SpsbenchGRPOTrainer):
                 self._pending_irl_state = None
         return self.irl_optimizer
 
-    def _irl_step(self, model, optimizer: torch.optim.Optimizer, batch: list[dict[str, Any]]) -> float:
-        """One optimizer step of token-mean cross-entropy over `batch` (all ranks), by micro-batches."""
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        total_tokens = max(1, sum(len(r["completion_ids"]) for r in batch))
-        shard = batch[rank::world]
-        micro = self.sps.irl_micro_batch_size
-        n_micro = math.ceil(math.ceil(len(batch) / world) / micro)   # equal count on all ranks (DDP sync)
+    def _irl_step(self, optimizer: torch.optim.Optimizer, batch: list[dict[str, Any]], total_tokens: float,
+                  n_micro: int, step: int) -> float:
+        """One optimizer step of token-mean cross-entropy over all ranks' `batch`es, by micro-batches."""
+        model, world, micro = self.model_wrapped, self.accelerator.num_processes, self.sps.irl_micro_batch_size
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for m in range(n_micro):
-            chunk = shard[m * micro:(m + 1) * micro]
-            weight = world / total_tokens if chunk else 0.0   # DDP averages gradients over ranks
-            nll = _completion_nll(model, chunk or batch[:1], self._pad_id())
-            (nll * weight).backward()
+            chunk = batch[m * micro:(m + 1) * micro]
+            # DDP all-reduces on the last backward only; a rank out of rows runs a zero-weight dummy so
+            # every rank takes part in every collective
+            sync = contextlib.nullcontext() if m == n_micro - 1 else self.accelerator.no_sync(model)
+            with sync:
+                nll = _completion_nll(model, chunk or [_dummy_row(self._pad_id())], self._pad_id())
+                (nll * (world / total_tokens if chunk else 0.0)).backward()
             loss_sum += float(nll.detach()) if chunk else 0.0
+        loss = self._global_sums([loss_sum])[0] / total_tokens
+        if not math.isfinite(loss):
+            self._stop(f"the IRL loss is {loss}", step)
+        params = optimizer_params(optimizer)
+        if not all_finite([p.grad for p in params], self.accelerator):    # checked before they reach the weights
+            self._stop(f"the IRL gradients are not finite (IRL loss {loss:.4g})", step)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return self._global_sum(loss_sum) / total_tokens
+        if not all_finite(params, self.accelerator):
+            self._stop("the IRL weights are not finite after the update", step)
+        return loss
+
+    def _stop(self, what: str, step: int) -> None:
+        raise TrainingError(f"{what} in IRL step {step + 1} of SPS phase {self.sps_phase_index} at step "
+                            f"{self.state.global_step}; stopping before checkpoint-{self.state.global_step} is saved "
+                            f"(last good checkpoint kept in {self.args.output_dir})")
 
     @torch.no_grad()
-    def _irl_loss(self, batch: list[dict[str, Any]]) -> float:
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        shard, micro = batch[rank::world], self.sps.irl_micro_batch_size
-        local = sum(float(_completion_nll(self.model, shard[i:i + micro], self._pad_id()))
-                    for i in range(0, len(shard), micro))
-        return self._global_sum(local) / max(1, sum(len(r["completion_ids"]) for r in batch))
+    def _irl_loss(self, batch: list[dict[str, Any]], total_tokens: float) -> float:
+        micro = self.sps.irl_micro_batch_size
+        local = sum(float(_completion_nll(self.model, batch[i:i + micro], self._pad_id()))
+                    for i in range(0, len(batch), micro))
+        return self._global_sums([local])[0] / total_tokens
 
-    def _global_sum(self, value: float) -> float:
+    def _global_sums(self, values: list[float]) -> list[float]:
         if self.accelerator.num_processes == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.accelerator.device)
-        return float(self.accelerator.reduce(tensor, reduction="sum").item())
+            return [float(v) for v in values]
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return self.accelerator.reduce(tensor, reduction="sum").tolist()
 
     def _pad_id(self) -> int:
         tokenizer = getattr(self, "_tokenizer", None) or self.processing_class
@@ -275,6 +323,40 @@ class SPSTrainer(SpsbenchGRPOTrainer):
             self.sps_groups = []
 
 
+def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def _local_batch_sizes(batch_size: int, per_rank: list[int]) -> list[int]:
+    """Rows per IRL step on each rank: `batch_size` split evenly over ranks, capped by each rank's selection
+    (a selection smaller than its share is used whole every step)."""
+    world = len(per_rank)
+    return [min(batch_size // world + (r < batch_size % world), n) for r, n in enumerate(per_rank)]
+
+
+def _dummy_row(pad_id: int) -> dict[str, Any]:
+    return {"prompt_ids": [pad_id], "completion_ids": []}
+
+
+def _trl_layout(rows: list[dict[str, Any]], pad_id: int, device: torch.device):
+    """Rows laid out as in TRL's batch: left-padded prompt (its recorded padding), completion, right padding.
+
+    Returns (input_ids, attention_mask, logits_to_keep, completion mask over the kept columns).
+    """
+    starts = [r.get("prompt_pad", 0) + len(r["prompt_ids"]) for r in rows]
+    width = max(s + len(r["completion_ids"]) for s, r in zip(starts, rows, strict=True))
+    keep = width - min(starts)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    completion = torch.zeros((len(rows), keep))
+    for i, (r, s) in enumerate(zip(rows, starts, strict=True)):
+        pad, end = r.get("prompt_pad", 0), s + len(r["completion_ids"])
+        ids[i, pad:end] = torch.tensor(r["prompt_ids"] + r["completion_ids"])
+        attention[i, pad:end] = 1
+        completion[i, s - (width - keep):end - (width - keep)] = 1
+    return ids.to(device), attention.to(device), keep, completion.to(device)
+
+
 def _completion_nll(model, rows: list[dict[str, Any]], pad_id: int) -> torch.Tensor:
     """Summed negative log-likelihood of the completion tokens of `rows` (prompt tokens masked)."""
     seqs = [r["prompt_ids"] + r["completion_ids"] for r in rows]
@@ -294,12 +376,14 @@ def _completion_nll(model, rows: list[dict[str, Any]], pad_id: int) -> torch.Ten
 
 @torch.no_grad()
 def _weight_change(before: list[torch.Tensor], params: list[torch.nn.Parameter]) -> dict[str, Any]:
-    """||Δθ||/||θ|| and max |Δθ|. The difference of two nearby floats is exact, so no float64 copies."""
+    """||Δθ||/||θ|| and max |Δθ| against a host-RAM snapshot, one parameter on the device at a time.
+    The difference of two nearby floats is exact, so no float64 copies."""
     delta_sq = norm_sq = max_abs = 0.0
     for b, p in zip(before, params, strict=True):
-        delta = p.detach() - b
+        old = b.to(p.device, non_blocking=True)
+        delta = p.detach() - old
         delta_sq += float(delta.float().norm()) ** 2
-        norm_sq += float(b.float().norm()) ** 2
+        norm_sq += float(old.float().norm()) ** 2
         max_abs = max(max_abs, float(delta.abs().max()))
     return {"rel_weight_change": math.sqrt(delta_sq) / max(math.sqrt(norm_sq), 1e-30), "max_abs_change": max_abs,
             "dtype": str(params[0].dtype).replace("torch.", ""), "_dtype": params[0].dtype}

