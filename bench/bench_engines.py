@@ -3,7 +3,8 @@
 Same prompts, same SamplingConfig, same per-sample seeds for: hf bf16, hf fp32, vllm (eager, bf16) and,
 when SPSBENCH_BENCH_OPENAI_URL (+ SPSBENCH_BENCH_OPENAI_MODEL) names a server, the openai engine.
 Figures: generated tokens/s (real completion-token counts), start-up time, and ratios to hf bf16.
-SPSBENCH_BENCH_SCALE (default 1) multiplies the number of prompts for longer, steadier runs.
+An engine that fails (cannot start, crashes mid-run) is a row with its one-line error; the others still
+run and the table is always printed. SPSBENCH_BENCH_SCALE (default 1) multiplies the number of prompts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from spsbench.engines import load_engine
 from spsbench.engines.base import GenRequest
 
 N_PROMPTS, N_SAMPLES, MAX_TOKENS = 4, 8, 64
+BASE = "hf bf16"             # the row the other rows' speeds are compared to
 QUESTIONS = ["What is {a} + {b}? Answer with a number.", "Compute {a} * {b}.",
              "If I have {a} apples and eat {b}, how many are left?",
              "Is {a} larger than {b}? Explain briefly."]
@@ -64,7 +66,8 @@ def measure_in_subprocess(name: str, model: str, options: dict[str, Any], scale:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if proc.returncode != 0:
-        raise RuntimeError(f"{name} subprocess failed: {proc.stderr.strip().splitlines()[-1:]}")
+        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise RuntimeError(f"{name} subprocess failed: {tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -95,19 +98,29 @@ def run(console: Console) -> None:
     reqs = requests(scale)
     sampling = sampling_config()
     table = Table(title=f"{len(reqs)} prompts x {N_SAMPLES} samples x <= {MAX_TOKENS} tokens, SmolLM2-135M")
-    for col in ("engine", "start-up s", "gen wall s", "tokens", "tok/s", "vs hf bf16"):
+    for col in ("engine", "start-up s", "gen wall s", "tokens", "tok/s", f"vs {BASE}"):
         table.add_column(col, justify="left" if col == "engine" else "right")
     base = None
     for label, name, options in configs():
         served = os.environ.get("SPSBENCH_BENCH_OPENAI_MODEL", model) if name == "openai" else model
         console.print(f"running {label} ...")
-        # vLLM runs in a fresh process per row: it caches its env settings and pins threads process-wide.
-        r = measure_in_subprocess(name, served, options, scale) if name == "vllm" else \
-            measure(name, served, options, reqs, sampling)
-        base = base or r["tok_s"]
+        try:
+            # vLLM runs in a fresh process per row: it caches its env settings and pins threads process-wide.
+            r = measure_in_subprocess(name, served, options, scale) if name == "vllm" else \
+                measure(name, served, options, reqs, sampling)
+        except Exception as exc:  # noqa: BLE001 - one engine failing must not lose the other rows
+            table.add_row(label, *["—"] * 4, f"[red]failed: {_one_line(exc)}[/]")
+            continue
+        if label == BASE:
+            base = r["tok_s"]
         table.add_row(label, f"{r['startup']:.1f}", f"{r['wall']:.1f}", str(r["tokens"]), f"{r['tok_s']:.0f}",
-                      f"{r['tok_s'] / base:.2f}x")
+                      f"{r['tok_s'] / base:.2f}x" if base else "—")      # no ratio if the base row failed
     console.print(table)
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:160]
 
 
 if __name__ == "__main__":

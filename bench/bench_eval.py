@@ -24,6 +24,8 @@ from spsbench.config import SamplingConfig
 from spsbench.evaluate import evaluate, load_eval_task
 
 PROBLEMS, N, MAX_TOKENS = 12, 4, 48
+OVERHEAD_TARGET = 1.05       # evaluate() wall time / the engine generating the same samples directly
+RESUME_TARGET_PCT = 2.0      # rescoring a finished evaluation, % of the original evaluate() wall time
 
 
 class _Warm:
@@ -104,6 +106,14 @@ def run(console: Any) -> None:
     console.print(f"engine direct: {before:.2f} s / {after:.2f} s (mean {direct:.2f} s, "
                   f"{tokens / direct:.0f} tok/s)")
     console.print(f"evaluate():    {took:.2f} s  ({result.generated} samples generated, graded, stored)")
-    console.print(f"[bold]harness overhead: {took / direct:.3f}x[/] (target <= 1.05x)")
-    console.print(f"[bold]resume of the finished evaluation: {resume:.3f} s = {100 * resume / took:.2f}% "
-                  f"of the original[/] (target <= 2%; generated {again.generated}, engine loads {warm.loads - loads})")
+    overhead, resume_pct = took / direct, 100 * resume / took
+    console.print(f"[bold]harness overhead: {overhead:.3f}x[/] (target <= {OVERHEAD_TARGET}x) "
+                  f"{verdict(overhead <= OVERHEAD_TARGET)}")
+    console.print(f"[bold]resume of the finished evaluation: {resume:.3f} s = {resume_pct:.2f}% "
+                  f"of the original[/] (target <= {RESUME_TARGET_PCT:g}%; generated {again.generated}, engine "
+                  f"loads {warm.loads - loads}) {verdict(resume_pct <= RESUME_TARGET_PCT and again.generated == 0)}")
+
+
+def verdict(ok: bool) -> str:
+    """Reported, not asserted: timings on shared cores vary, and the other benchmarks must still run."""
+    return "[green]PASS[/]" if ok else "[red]FAIL[/]"

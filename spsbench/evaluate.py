@@ -61,28 +61,40 @@ def evaluate(model: str | None, tasks: Sequence[str], sampling: SamplingConfig, 
              store: str | Path | None = None, data: dict[str, str] | None = None, ks: Sequence[int] = (),
              tags: ModelTags | None = None, engine_options: dict[str, Any] | None = None,
              limit: int | None = None, progress: bool = True, grader_workers: int | None = None,
-             engine_factory: Callable[[str, str], Any] | None = None) -> list[EvalResult]:
+             engine_factory: Callable[[str, str], Any] | None = None,
+             grading: Any = None) -> list[EvalResult]:
     """Evaluate one model on tasks; resumes whatever the store already holds for the same identity.
 
     `model` None or "default" = the embedded default model. `engine_factory(engine, model)` replaces
-    `spsbench.engines.load_engine` (tests, or callers holding a warm engine).
+    `spsbench.engines.load_engine` (tests, or callers holding a warm engine). `grading` is a
+    spsbench.grading.GradingPolicy (default: strict); its id is part of the evaluation's identity, so
+    strict and lenient results are stored as separate evaluations and never mix.
     """
     from spsbench import paths
+    from spsbench.grading import GradingPolicy
     from spsbench.store import Store
 
     ks = check_ks(sampling.n, ks)
+    if engine_factory is None:
+        _check_engine_options(engine, engine_options or {})
     loaded = [load_eval_task(name, data, limit) for name in tasks]
     model_path, digest = _identify(model, engine, engine_options or {})
     factory = engine_factory or _default_factory(engine_options or {})
     holder = _EngineHolder(lambda: factory(engine, model_path))
+    ctx = _Context(data, limit, tags, progress, grader_workers, grading or GradingPolicy())
     db = Store(store or paths.default_store_path())
     try:
         model_id = db.upsert_model(model_path, digest, **_tag_fields(tags))
-        return [_evaluate_task(db, holder, model_id, model_path, task, sampling, ks,
-                               _Context(data, limit, tags, progress, grader_workers)) for task in loaded]
+        return [_evaluate_task(db, holder, model_id, model_path, task, sampling, ks, ctx) for task in loaded]
     finally:
         holder.close()
         db.close()
+
+
+def _check_engine_options(engine: str, options: dict[str, Any]) -> None:
+    from spsbench.engines import check_engine_options
+
+    check_engine_options(engine, options)
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,42 @@ class _Context:
     tags: ModelTags | None
     progress: bool
     grader_workers: int | None
+    grading: Any                      # spsbench.grading.GradingPolicy
+
+
+class SharedEngine:
+    """An `engine_factory` that loads one engine on first use and lends it to several `evaluate` calls
+    (sampling groups of one model, or of one checkpoint); `close()` unloads it."""
+
+    def __init__(self, options: dict[str, Any], factory: Callable[[str, str], Any] | None = None) -> None:
+        self.options, self.factory, self.engine = options, factory, None
+
+    def get(self, name: str, model_path: str) -> Any:
+        if self.engine is None:
+            self.engine = (self.factory or _default_factory(self.options))(name, model_path)
+        return _KeepOpen(self.engine)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+class _KeepOpen:
+    """The shared engine as `evaluate` sees it: its close() is left to SharedEngine."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.name = engine.name
+
+    def describe(self) -> dict:
+        return self._engine.describe()
+
+    def generate(self, requests: Any, sampling: Any) -> Any:
+        return self._engine.generate(requests, sampling)
+
+    def close(self) -> None:
+        pass
 
 
 class _EngineHolder:
@@ -166,17 +214,15 @@ def _tag_fields(tags: ModelTags | None) -> dict[str, Any]:
 
 def _evaluate_task(db: Any, holder: _EngineHolder, model_id: int, model_path: str, task: Any,
                    sampling: SamplingConfig, ks: list[int], ctx: _Context) -> EvalResult:
-    from spsbench.grading import policy_id
-
     start = time.perf_counter()
     spec, n = task.spec, sampling.n
-    ident = (model_id, spec.name, spec.version, policy_id(), sampling.key())
+    ident = (model_id, spec.name, spec.version, ctx.grading.id(), sampling.key())
     existing = db.find_evaluation(*ident)
     done = db.done_samples(existing.id) if existing else set()
     missing = [(p, i) for p in task.problems for i in range(n) if (p.id, i) not in done]
     if missing or existing is None:
         if missing:
-            _warm_grader(ctx.grader_workers or 1)     # starts while the engine loads
+            _warm_grader(ctx.grader_workers or 1, ctx.grading)     # starts while the engine loads
         eng = holder.get() if missing else None
         provenance = _provenance(eng, task, ctx, model_path)
         eval_id = db.begin_evaluation(*ident[:4], sampling, getattr(eng, "name", "none"), provenance)
@@ -203,7 +249,7 @@ def _generate_and_store(db: Any, eng: Any, eval_id: int, task: Any, missing: lis
     """Stream the engine's completions to the grader/writer thread; return how many were stored."""
     problems = {p.id: p for p, _ in missing}
     with _Bars(ctx.progress, task.spec.name, len(missing)) as bars:
-        writer = _Writer(db, eval_id, problems, task.spec.grader, ctx.grader_workers or 1, bars)
+        writer = _Writer(db, eval_id, problems, task.spec.grader, (ctx.grader_workers or 1, ctx.grading), bars)
         writer.start()
         try:
             for completion in eng.generate(build_requests(missing, sampling.seed), sampling):
@@ -217,11 +263,11 @@ def _generate_and_store(db: Any, eng: Any, eval_id: int, task: Any, missing: lis
 class _Writer(threading.Thread):
     """Grades completions in batches and commits them; the only user of its GraderPool and Store calls."""
 
-    def __init__(self, db: Any, eval_id: int, problems: dict[str, Any], kind: str, workers: int,
+    def __init__(self, db: Any, eval_id: int, problems: dict[str, Any], kind: str, pool: tuple[int, Any],
                  bars: _Bars) -> None:
         super().__init__(name="spsbench-grader", daemon=True)
         self.db, self.eval_id, self.problems, self.kind, self.bars = db, eval_id, problems, kind, bars
-        self.workers = workers
+        self.workers, self.policy = pool
         self.queue: queue.Queue = queue.Queue()
         self.stored = 0
         self.error: BaseException | None = None
@@ -239,7 +285,7 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         try:
-            with _shared_pool(self.workers) as pool:
+            with _shared_pool(self.workers, self.policy) as pool:
                 while (batch := self._next_batch()) is not None:
                     self._store(pool, batch)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the generating thread by put()/finish()
@@ -276,35 +322,37 @@ class _Writer(threading.Thread):
         self.bars.graded(len(rows))
 
 
-_pools: dict[tuple[int, int], Any] = {}
+_pools: dict[tuple[int, int, str], Any] = {}
 _pools_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _shared_pool(workers: int) -> Iterator[Any]:
+def _shared_pool(workers: int, policy: Any = None) -> Iterator[Any]:
     """A grader pool kept for the life of the process and lent to one writer at a time.
 
     Starting workers costs ~0.3 s of CPU (python + math-verify import) and the answer cache is worth
     keeping, so scanning many checkpoints or evaluating from a training loop reuses one warm pool.
     """
-    from spsbench.grading import GraderPool
+    from spsbench.grading import GraderPool, GradingPolicy
 
-    key = (os.getpid(), workers)          # a forked child must start its own workers
+    policy = policy or GradingPolicy()
+    # A forked child must start its own workers; each policy has its own pool (and answer cache).
+    key = (os.getpid(), workers, policy.id())
     with _pools_lock:
         if key not in _pools:
-            _pools[key] = (GraderPool(workers=workers), threading.Lock())
+            _pools[key] = (GraderPool(workers=workers, policy=policy), threading.Lock())
             atexit.register(_pools[key][0].close)
         pool, lock = _pools[key]
     with lock:                       # GraderPool is not thread-safe
         yield pool
 
 
-def _warm_grader(workers: int) -> None:
+def _warm_grader(workers: int, policy: Any = None) -> None:
     """Start the grader workers now (in the background), so the first batch does not wait for them."""
     from spsbench.grading import GradeRequest
 
     def warm() -> None:
-        with contextlib.suppress(Exception), _shared_pool(workers) as pool:
+        with contextlib.suppress(Exception), _shared_pool(workers, policy) as pool:
             pool.grade_many([GradeRequest("\\boxed{1}", "1")])
     threading.Thread(target=warm, name="spsbench-grader-warmup", daemon=True).start()
 
@@ -461,4 +509,4 @@ def _table_row(label: str, r: EvalResult, ks: list[int]) -> list[str]:
             str(counts.get("grader_timeout", 0)), str(counts.get("grader_error", 0))]
 
 
-__all__ = ["EvalResult", "ModelTags", "SpsbenchError", "check_ks", "evaluate", "score_table"]
+__all__ = ["EvalResult", "ModelTags", "SharedEngine", "SpsbenchError", "check_ks", "evaluate", "score_table"]

@@ -22,6 +22,7 @@ import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from spsbench import paths
 from spsbench.errors import CheckpointError, EngineError
@@ -134,13 +135,34 @@ def convert_gguf(source: Path, out: Path) -> None:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(loaded.state_dict(), strict=False)
+    copy_weights(plain, loaded.state_dict(), bool(getattr(config, "tie_word_embeddings", False)), name)
     plain.tie_weights()
     plain.to(torch.bfloat16)
     plain.config.dtype = torch.bfloat16
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+def copy_weights(model: Any, state: dict[str, Any], tied: bool, source: str) -> None:
+    """Load `state` into `model`, refusing anything but an exact match.
+
+    A plain `load_state_dict(strict=False)` ignores missing and unexpected keys, so a renamed or dropped
+    tensor would leave randomly initialised weights in a model that loads and generates noise. Only the
+    lm_head of a model with tied embeddings may be absent (tie_weights() fills it from the embeddings).
+    """
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:                   # shape mismatch: torch lists every tensor, keep the first
+        first = (str(exc).strip().splitlines() or ["RuntimeError"])[-1].strip()
+        raise EngineError(f"converting {source}: weights do not fit the model: {first}") from None
+    missing = sorted(k for k in result.missing_keys if not (tied and k.endswith("lm_head.weight")))
+    unexpected = sorted(result.unexpected_keys)
+    if missing or unexpected:
+        parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
+        raise EngineError(f"converting {source}: the GGUF weights do not match the model built from its "
+                          f"config: {', '.join(parts)} tensor(s); the conversion would be partly random")
 
 
 # --------------------------------------------------------------------------- model resolution

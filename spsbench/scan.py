@@ -1,10 +1,12 @@
 """Run-folder scanning: evaluate the `checkpoint-<step>/` folders of a training run (Hugging Face Trainer
 layout) that the store does not hold yet, in step order, and pick the best one (highest Avg@n).
 
-Broken checkpoints (partial saves, missing or truncated weights) are reported one line each and
-skipped; the others still run. `watch` keeps scanning while a trainer writes new checkpoints: a
-checkpoint without `trainer_state.json` (the Trainer writes it last) or with files modified in the last
-`SETTLE_S` seconds is still being written and is left for the next scan.
+Broken checkpoints (partial saves, missing or truncated weights, weights that do not match the config,
+a model the engine cannot load) are reported one line each, once, and skipped; the others still run.
+`watch` keeps scanning while a trainer writes new checkpoints: a checkpoint without `trainer_state.json`
+(the Trainer writes it last) or with files modified in the last `SETTLE_S` seconds is still being
+written and is left for the next scan. Several sampling groups (tasks with different default n) are
+covered by one scan loop: each checkpoint is evaluated for every group with one engine load.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.errors import CheckpointError, EngineError
-from spsbench.evaluate import EvalResult, ModelTags, evaluate, load_eval_task
+from spsbench.evaluate import EvalResult, ModelTags, SharedEngine, evaluate, load_eval_task
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 RUN_INFO = "spsbench_run.json"          # written by the trainer into the run folder
@@ -31,7 +33,7 @@ SETTLE_S = 5.0                          # files younger than this may still be g
 class CheckpointResult:
     step: int
     path: Path
-    status: str                          # evaluated | stored (already in the store) | broken
+    status: str                          # evaluated | stored (already in the store, every group) | broken
     results: list[EvalResult] = field(default_factory=list)
     reason: str = ""
 
@@ -89,16 +91,16 @@ def is_settled(folder: Path, settle_s: float = SETTLE_S) -> bool:
 # --------------------------------------------------------------------------- already stored?
 
 
-def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig) -> bool:
+def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig,
+              grading: Any = None) -> bool:
     """True when every task has a finished evaluation of `folder` with all n samples and scores at n."""
-    from spsbench.grading import policy_id
     from spsbench.models import weights_hash
 
     model_id = store.find_model(str(folder.resolve()), weights_hash(folder))
     if model_id is None:
         return False
     for task in tasks:
-        ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, policy_id(), sampling.key())
+        ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, _policy(grading), sampling.key())
         if ev is None or ev.status != "done":
             return False
         done = store.done_samples(ev.id)
@@ -111,18 +113,24 @@ def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: Sampling
     return True
 
 
-def stored_results(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig) -> list[EvalResult]:
+def stored_results(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig,
+                   grading: Any = None) -> list[EvalResult]:
     """EvalResults rebuilt from the store's scores (for checkpoints skipped as already stored)."""
-    from spsbench.grading import policy_id
     from spsbench.models import weights_hash
 
     path = str(folder.resolve())
     model_id = store.find_model(path, weights_hash(folder))
     out = []
     for task in tasks:
-        ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, policy_id(), sampling.key())
+        ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, _policy(grading), sampling.key())
         out.append(EvalResult(task.spec.name, ev.id, path, sampling.n, scores_from_rows(store.scores(ev.id))))
     return out
+
+
+def _policy(grading: Any) -> str:
+    from spsbench.grading import policy_id
+
+    return policy_id(grading)
 
 
 def scores_from_rows(rows: Sequence[Any]) -> dict[str, Any]:
@@ -144,18 +152,41 @@ def scores_from_rows(rows: Sequence[Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- scanning
 
 
+Group = tuple[SamplingConfig, Sequence[str]]     # a sampling config and the tasks evaluated with it
+
+
 def scan_run(run: str | Path, tasks: Sequence[str], sampling: SamplingConfig, *, store: str | Path,
              watch: bool = False, interval: float = 60.0, until_idle: float | None = None,
              console: Any = None, **eval_kwargs: Any) -> ScanReport:
     """Evaluate the run's new checkpoints (once, or repeatedly with `watch`); return what happened.
 
-    `eval_kwargs` go to `evaluate` (engine, data, ks, engine_options, limit, progress).
+    `eval_kwargs` go to `evaluate` (engine, data, ks, engine_options, limit, progress, grading,
+    engine_factory).
     """
+    return scan_groups(run, [(sampling, tasks)], store=store, watch=watch, interval=interval,
+                       until_idle=until_idle, console=console, **eval_kwargs)
+
+
+def scan_groups(run: str | Path, groups: Sequence[Group], *, store: str | Path, watch: bool = False,
+                interval: float = 60.0, until_idle: float | None = None, console: Any = None,
+                **eval_kwargs: Any) -> ScanReport:
+    """`scan_run` for several sampling groups in one loop: every checkpoint once, for every group."""
+    from spsbench.errors import ConfigError
+
+    if watch and not interval > 0:
+        raise ConfigError(f"--interval: must be > 0 seconds, got {interval:g}")
+    if until_idle is not None and until_idle < 0:
+        raise ConfigError(f"--until-idle: must be >= 0 seconds, got {until_idle:g}")
+    if eval_kwargs.get("engine_factory") is None:   # a bad option is the user's, not a broken checkpoint
+        from spsbench.engines import check_engine_options
+
+        check_engine_options(eval_kwargs.get("engine", "hf"), eval_kwargs.get("engine_options") or {})
+    loaded = [(sampling, list(tasks), [load_eval_task(t, eval_kwargs.get("data"), eval_kwargs.get("limit"))
+                                       for t in tasks]) for sampling, tasks in groups]
     report, handled = ScanReport(Path(run)), set()
     last_new = time.monotonic()
     while True:
-        new = _scan_once(report, handled, tasks, sampling, store, watch, console, eval_kwargs)
-        if new:
+        if _scan_once(report, handled, loaded, store, watch, console, eval_kwargs):
             last_new = time.monotonic()
         if not watch or (until_idle is not None and time.monotonic() - last_new >= until_idle):
             return report
@@ -166,18 +197,16 @@ def scan_run(run: str | Path, tasks: Sequence[str], sampling: SamplingConfig, *,
             return report
 
 
-def _scan_once(report: ScanReport, handled: set[Path], tasks: Sequence[str], sampling: SamplingConfig,
+def _scan_once(report: ScanReport, handled: set[Path], groups: Sequence[tuple[SamplingConfig, list[str], list[Any]]],
                store: str | Path, watch: bool, console: Any, eval_kwargs: dict[str, Any]) -> int:
     """One pass over the run folder; returns how many checkpoints were handled in it."""
     from spsbench.models import check_loadable
-    from spsbench.store import Store
 
-    loaded = [load_eval_task(t, eval_kwargs.get("data"), eval_kwargs.get("limit")) for t in tasks]
     count = 0
     for step, folder in checkpoints(report.run):
         if folder in handled or (watch and not is_settled(folder)):
             continue
-        handled.add(folder)
+        handled.add(folder)             # handled once, whatever happens: a broken one is reported once
         count += 1
         try:
             check_loadable(folder)
@@ -185,25 +214,39 @@ def _scan_once(report: ScanReport, handled: set[Path], tasks: Sequence[str], sam
             _say(console, f"[yellow]skipping broken checkpoint[/] {exc}")
             report.checkpoints.append(CheckpointResult(step, folder, "broken", reason=str(exc)))
             continue
-        report.checkpoints.append(_handle(folder, step, report.run, tasks, loaded, sampling, store, console,
-                                          eval_kwargs, Store))
+        report.checkpoints.append(_handle(folder, step, report.run, groups, store, console, eval_kwargs))
     return count
 
 
-def _handle(folder: Path, step: int, run: Path, tasks: Sequence[str], loaded: Sequence[Any],
-            sampling: SamplingConfig, store: str | Path, console: Any, eval_kwargs: dict[str, Any],
-            store_cls: type) -> CheckpointResult:
-    with store_cls(store) as db:
-        if is_stored(db, folder, loaded, sampling):
-            _say(console, f"[dim]{folder.name}: already in the store, skipped")
-            return CheckpointResult(step, folder, "stored", stored_results(db, folder, loaded, sampling))
-    _say(console, f"evaluating {folder.name} (step {step})")
+def _handle(folder: Path, step: int, run: Path, groups: Sequence[tuple[SamplingConfig, list[str], list[Any]]],
+            store: str | Path, console: Any, eval_kwargs: dict[str, Any]) -> CheckpointResult:
+    """Every group on one checkpoint, sharing one engine load; stored groups are read back, not rerun."""
+    from spsbench.store import Store
+
+    grading = eval_kwargs.get("grading")
+    kwargs = {k: v for k, v in eval_kwargs.items() if k != "engine_factory"}
+    shared = SharedEngine(eval_kwargs.get("engine_options") or {}, eval_kwargs.get("engine_factory"))
+    results: list[EvalResult] = []
+    evaluated = False
     try:
-        results = evaluate(str(folder), tasks, sampling, store=store, tags=run_tags(run, step), **eval_kwargs)
-    except EngineError as exc:   # a checkpoint that passed the file checks but does not load
-        _say(console, f"[yellow]skipping checkpoint that failed to load[/] {folder}: {exc}")
+        for sampling, tasks, loaded in groups:
+            with Store(store) as db:
+                if is_stored(db, folder, loaded, sampling, grading):
+                    results += stored_results(db, folder, loaded, sampling, grading)
+                    continue
+            if not evaluated:
+                _say(console, f"evaluating {folder.name} (step {step})")
+            evaluated = True
+            results += evaluate(str(folder), tasks, sampling, store=store, tags=run_tags(run, step),
+                                engine_factory=shared.get, **kwargs)
+    except (EngineError, CheckpointError) as exc:   # passed the file checks but does not load
+        _say(console, f"[yellow]skipping checkpoint that failed to load[/] {folder.name}: {exc}")
         return CheckpointResult(step, folder, "broken", reason=str(exc))
-    return CheckpointResult(step, folder, "evaluated", results)
+    finally:
+        shared.close()
+    if not evaluated:
+        _say(console, f"[dim]{folder.name}: already in the store, skipped")
+    return CheckpointResult(step, folder, "evaluated" if evaluated else "stored", results)
 
 
 def _say(console: Any, text: str) -> None:

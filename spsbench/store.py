@@ -9,7 +9,12 @@ Concurrency: WAL lets readers run beside one writer; writers take the lock up fr
 and wait up to `busy_timeout` for each other, so several evaluations can share one file. One `Store`
 object may be used from several threads (calls are serialised by a lock). `synchronous=NORMAL` keeps a
 committed transaction through a killed process (SIGKILL); only an OS crash / power loss can drop the
-last few commits, never corrupt the file. Layout and resume rules: docs/store.md.
+last few commits, never corrupt the file. An SQLite failure (lock held past the timeout, disk full,
+read-only file) rolls its transaction back and becomes a one-line StoreError; earlier commits stay.
+
+Provenance: every run that opens an evaluation to generate (`begin_evaluation`) adds an `eval_sessions`
+row with its own provenance, credited with the samples it inserts in the same transactions as the
+samples; `evaluations.provenance_json` holds the latest run's. Layout and resume rules: docs/store.md.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from spsbench.errors import StoreError
 
 # PRAGMA user_version; bump with a migration when SCHEMA changes. 2 added `scored_problems` (a v1 store
 # is upgraded in place on open: the new table is created, old evaluations read as "all stored problems").
-SCHEMA_VERSION = 2
+# 3 added `eval_sessions`, the provenance history (an older store gains the table on open, with one
+# 'upgrade' session per evaluation carrying the provenance it had kept and the samples stored so far).
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000         # how long a writer waits for another process's transaction
 
 SCHEMA = """
@@ -89,6 +96,20 @@ CREATE TABLE IF NOT EXISTS scored_problems(   -- the problems the evaluation's c
   problem_id TEXT NOT NULL,
   PRIMARY KEY(eval_id, problem_id)
 );
+CREATE TABLE IF NOT EXISTS eval_sessions(     -- one row per run that opened the evaluation (v3)
+  id INTEGER PRIMARY KEY,
+  eval_id INTEGER NOT NULL REFERENCES evaluations(id),
+  kind TEXT NOT NULL,              -- run | upgrade (made by the v3 upgrade from the old provenance_json)
+  started_at TEXT NOT NULL,
+  engine TEXT NOT NULL,            -- the engine this run used ('none' when it only rescored)
+  n INTEGER NOT NULL,              -- n this run asked for
+  provenance_json TEXT NOT NULL,   -- this run's engine.describe(), package versions, host, command line
+  samples INTEGER NOT NULL DEFAULT 0,   -- samples this run stored (committed with them)
+  min_idx INTEGER,                 -- smallest / largest sample index it stored (NULL: none)
+  max_idx INTEGER,
+  last_at TEXT                     -- when it last stored a sample
+);
+CREATE INDEX IF NOT EXISTS eval_sessions_by_eval ON eval_sessions(eval_id);
 CREATE TABLE IF NOT EXISTS diagnostics(
   model_id INTEGER NOT NULL REFERENCES models(id),
   task TEXT NOT NULL,
@@ -137,6 +158,23 @@ class EvalRow:
 
 
 @dataclass(frozen=True)
+class SessionRow:
+    """One run that opened an evaluation: its provenance and what it stored."""
+
+    id: int
+    eval_id: int
+    kind: str                       # run | upgrade
+    started_at: str
+    engine: str
+    n: int
+    provenance: dict[str, Any]
+    samples: int
+    min_idx: int | None
+    max_idx: int | None
+    last_at: str | None
+
+
+@dataclass(frozen=True)
 class ScoreRow:
     metric: str
     k: int
@@ -151,6 +189,18 @@ class ScoreRow:
 EVAL_COLUMNS = ("SELECT e.id, e.model_id, m.path, m.weights_hash, m.run_name, m.step, m.algo, m.base_model, "
                 "e.task, e.task_version, e.grader_policy, e.sampling_json, e.n, e.engine, e.status, "
                 "e.created_at, e.finished_at FROM evaluations e JOIN models m ON m.id = e.model_id")
+SESSION_COLUMNS = ("id", "eval_id", "kind", "started_at", "engine", "n", "provenance_json", "samples", "min_idx",
+                   "max_idx", "last_at")
+# Backfill for a store older than v3: one 'upgrade' session per evaluation from what it kept.
+UPGRADE_SESSIONS = """
+INSERT INTO eval_sessions(eval_id, kind, started_at, engine, n, provenance_json, samples, min_idx, max_idx,
+                          last_at)
+SELECT e.id, 'upgrade', e.created_at, e.engine, e.n, e.provenance_json, COUNT(s.sample_idx), MIN(s.sample_idx),
+       MAX(s.sample_idx), MAX(s.created_at)
+FROM evaluations e LEFT JOIN samples s ON s.eval_id = e.id
+WHERE e.id NOT IN (SELECT eval_id FROM eval_sessions)
+GROUP BY e.id
+"""
 SAMPLE_COLUMNS = ("problem_id", "sample_idx", "seed", "prompt", "completion", "prompt_tokens",
                   "completion_tokens", "finish_reason", "extracted", "outcome", "created_at")
 
@@ -158,6 +208,22 @@ SAMPLE_COLUMNS = ("problem_id", "sample_idx", "seed", "prompt", "completion", "p
 def now() -> str:
     """UTC timestamp with microseconds (ISO 8601); sorts as text."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
+    """One line for an SQLite failure, saying what it means for the user (committed samples are kept)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return StoreError(f"results store {path} is locked: another process held its write lock for more than "
+                          f"{BUSY_TIMEOUT_MS / 1000:g} s ({text}); committed samples are kept, run again "
+                          "when it is free or use another --store")
+    if "full" in low:
+        return StoreError(f"results store {path}: disk full ({text}); committed samples are kept, free space "
+                          "and run the same command again")
+    if "readonly" in low or "read-only" in low:
+        return StoreError(f"results store {path} is read-only ({text}); use a writable --store")
+    return StoreError(f"results store {path}: {type(exc).__name__}: {text}")
 
 
 def _sampling_parts(sampling: Any) -> tuple[str, dict[str, Any], int]:
@@ -175,6 +241,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._sessions: dict[int, int] = {}          # eval_id -> the session this object opened for it
         if self.path.is_dir():
             raise StoreError(f"results store {self.path} is a folder; pass a file path (e.g. results/spsbench.db)")
         try:
@@ -185,9 +252,18 @@ class Store:
             self._con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                         check_same_thread=False)
             self._setup()
+        except sqlite3.OperationalError as exc:
+            self._close_quietly()
+            low = str(exc).lower()
+            if not any(word in low for word in ("locked", "busy", "full", "readonly", "read-only")):
+                raise StoreError(f"results store {self.path} is not a readable spsbench store ({exc})") from None
+            raise store_error(self.path, exc) from None
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
             raise StoreError(f"results store {self.path} is not a readable spsbench store ({exc})") from None
+        except BaseException:
+            self._close_quietly()
+            raise
 
     def _setup(self) -> None:
         con = self._con
@@ -200,10 +276,20 @@ class Store:
         con.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             with self._tx():        # IF NOT EXISTS + the write lock: concurrent first opens agree
-                for statement in SCHEMA.split(";"):    # executescript would commit our transaction
-                    if statement.strip():
-                        con.execute(statement)
-                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Create the tables (a new store) or add what an older version lacks; runs under the write lock."""
+        con = self._con
+        version = con.execute("PRAGMA user_version").fetchone()[0]   # another process may have done it
+        if version >= SCHEMA_VERSION:
+            return
+        for statement in SCHEMA.split(";"):    # executescript would commit our transaction
+            if statement.strip():
+                con.execute(statement)
+        if version < 3:
+            con.execute(UPGRADE_SESSIONS)
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -218,19 +304,31 @@ class Store:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding the write lock from the start (no deadlock-prone upgrades)."""
+        """One write transaction holding the write lock from the start (no deadlock-prone upgrades).
+
+        An SQLite failure (lock held past the timeout, disk full, read-only file) rolls back and becomes
+        a one-line StoreError; earlier transactions stay committed."""
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
+            con = self._con
             try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            con.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from None
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
-            return self._con.execute(sql, tuple(params)).fetchall()
+            try:
+                return self._con.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from None
 
     # -- writes -------------------------------------------------------------------------------
     def upsert_model(self, path: str, weights_hash: str, *, run_name: str | None = None,
@@ -250,7 +348,9 @@ class Store:
 
     def begin_evaluation(self, model_id: int, task: str, task_version: str, grader_policy: str,
                          sampling: Any, engine: str, provenance: dict[str, Any]) -> int:
-        """Id of the evaluation with this identity, created or reopened (status 'running', n = max)."""
+        """Id of the evaluation with this identity, created or reopened (status 'running', n = max).
+
+        Also opens a session (this run's provenance) that later `add_samples` calls of this Store credit."""
         key, sampling_dict, n = _sampling_parts(sampling)
         prov = json.dumps(provenance, sort_keys=True, default=str)
         with self._tx() as con:
@@ -269,21 +369,41 @@ class Store:
             con.execute("UPDATE evaluations SET n = ?, sampling_json = ?, engine = ?, provenance_json = ?, "
                         "status = 'running', finished_at = NULL WHERE id = ?",
                         (max(n, old_n), json.dumps(sampling_dict), ",".join(engines), prov, eval_id))
+            # provenance_json above is the latest run's (what older readers expect); the history is here.
+            cur = con.execute("INSERT INTO eval_sessions(eval_id, kind, started_at, engine, n, provenance_json) "
+                              "VALUES (?, 'run', ?, ?, ?, ?)", (eval_id, now(), engine, n, prov))
+            self._sessions[int(eval_id)] = int(cur.lastrowid)
         return int(eval_id)
 
     def add_samples(self, eval_id: int, rows: Iterable[SampleRow]) -> int:
-        """Insert graded samples in one transaction; already stored (eval, problem, idx) are ignored."""
+        """Insert graded samples in one transaction; already stored (eval, problem, idx) are ignored.
+
+        The run that opened the evaluation with this Store (begin_evaluation) is credited with the samples
+        actually inserted, in the same transaction, so its counts survive a crash exactly like the samples."""
         stamp = now()
         values = [(eval_id, r.problem_id, r.sample_idx, r.seed, r.prompt, r.completion, r.prompt_tokens,
                    r.completion_tokens, r.finish_reason, r.extracted, str(r.outcome), stamp) for r in rows]
         if not values:
             return 0
         with self._tx() as con:
-            before = con.total_changes
-            con.executemany("INSERT OR IGNORE INTO samples(eval_id, problem_id, sample_idx, seed, prompt, "
+            inserted: list[int] = []
+            for value in values:       # one by one: only rows not stored before count for the session
+                before = con.total_changes
+                con.execute("INSERT OR IGNORE INTO samples(eval_id, problem_id, sample_idx, seed, prompt, "
                             "completion, prompt_tokens, completion_tokens, finish_reason, extracted, outcome, "
-                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-            return con.total_changes - before
+                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", value)
+                if con.total_changes > before:
+                    inserted.append(value[2])
+            self._credit_session(con, eval_id, inserted, stamp)
+            return len(inserted)
+
+    def _credit_session(self, con: sqlite3.Connection, eval_id: int, indices: list[int], stamp: str) -> None:
+        session = self._sessions.get(int(eval_id))
+        if session is None or not indices:
+            return
+        con.execute("UPDATE eval_sessions SET samples = samples + ?, min_idx = MIN(COALESCE(min_idx, ?), ?), "
+                    "max_idx = MAX(COALESCE(max_idx, ?), ?), last_at = ? WHERE id = ?",
+                    (len(indices), min(indices), min(indices), max(indices), max(indices), stamp, session))
 
     def finish_evaluation(self, eval_id: int, scores: list[ScoreRow], problems: Iterable[str] = ()) -> None:
         """Replace the evaluation's scores (and the problems they cover) and mark it done, atomically."""
@@ -338,6 +458,12 @@ class Store:
     @staticmethod
     def _eval_row(r: tuple) -> EvalRow:
         return EvalRow(*r[:11], json.loads(r[11]), *r[12:])
+
+    def sessions(self, eval_id: int) -> list[SessionRow]:
+        """Every run that opened the evaluation, oldest first, with its provenance and what it stored."""
+        rows = self._read(f"SELECT {', '.join(SESSION_COLUMNS)} FROM eval_sessions WHERE eval_id = ? ORDER BY id",
+                          (eval_id,))
+        return [SessionRow(*r[:6], json.loads(r[6] or "{}"), *r[7:]) for r in rows]
 
     def scores(self, eval_id: int) -> list[ScoreRow]:
         rows = self._read("SELECT metric, k, value, ci_low, ci_high, n FROM scores WHERE eval_id = ? "

@@ -3,7 +3,9 @@
 Answers come from a deterministic echo (default) or from any spsbench engine (e.g. HFEngine on the tiny
 model). Fault injection (`faults`: HTTP statuses returned before normal answers, `drop`: connections
 closed without an answer), a per-request `delay`, and counters (requests, paths, bodies, max requests in
-flight) let tests check retries and the concurrency limit against a real socket.
+flight) let tests check retries and the concurrency limit against a real socket. `chat_template=False`
+answers chat requests like vLLM serving a model without a chat template (HTTP 400); `owned_by` is the
+model card's owner (vLLM reports "vllm").
 
 Run standalone: `python tests/openai_stub_server.py --port 8000 [--model-path FOLDER]`.
 """
@@ -26,6 +28,8 @@ class StubState:
     drop: int = 0                                      # connections to close without answering first
     delay: float = 0.0
     engine: Any = None                                 # optional spsbench engine to generate real text
+    chat_template: bool = True                         # False: /chat/completions answers 400 like vLLM
+    owned_by: str = "stub"
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -98,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/") != "/v1/models":
             return self._send(404, {"error": {"message": f"no route {self.path}"}})
-        card = {"id": self.state.model, "object": "model", "root": "/stub"}
+        card = {"id": self.state.model, "object": "model", "root": "/stub", "owned_by": self.state.owned_by}
         self._send(200, {"object": "list", "data": [card]})
 
     def do_POST(self) -> None:
@@ -120,6 +124,10 @@ class Handler(BaseHTTPRequestHandler):
         if body.get("model") != self.state.model:
             return self._send(404, {"error": {"message": f"model {body.get('model')!r} not found"}})
         chat = self.path.endswith("/chat/completions")
+        if chat and not self.state.chat_template:   # vLLM's answer for a tokenizer without a template
+            return self._send(400, {"error": {"message": "As of transformers v4.44, default chat template is no "
+                                              "longer allowed, so you must provide a chat template if the "
+                                              "tokenizer does not define one.", "code": 400}})
         if chat:
             prompt = body["messages"][-1]["content"]
         elif self.path.endswith("/completions"):

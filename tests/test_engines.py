@@ -11,9 +11,9 @@ import pytest
 from openai_stub_server import StubServer, StubState
 
 from spsbench.config import SamplingConfig
-from spsbench.engines import engine_class, load_engine
+from spsbench.engines import check_engine_options, engine_class, load_engine
 from spsbench.engines.base import GenRequest
-from spsbench.errors import EngineError
+from spsbench.errors import CheckpointError, EngineError
 from spsbench.testing import tiny_model
 
 
@@ -146,6 +146,92 @@ def test_hf_missing_model_folder(tmp_path):
         load_engine("hf", str(tmp_path / "nope" / "model"))
 
 
+def copy_of(tiny, tmp_path):
+    import shutil
+
+    return shutil.copytree(tiny, tmp_path / "ckpt")
+
+
+def test_hf_config_that_does_not_match_the_weights_is_one_line(tiny, tmp_path, capfd):
+    import json
+
+    from spsbench.models import check_loadable
+
+    ckpt = copy_of(tiny, tmp_path)
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps(config | {"hidden_size": 64, "intermediate_size": 128}))
+    check_loadable(ckpt)                                # the file checks cannot see it
+    capfd.readouterr()
+    with pytest.raises(CheckpointError, match=r"do not match the shapes in config.json \(e.g. .*checkpoint "
+                                              r"\[.*32\], config \[.*64\]") as info:
+        load_engine("hf", str(ckpt), dtype="fp32")
+    assert "\n" not in str(info.value) and str(ckpt) in str(info.value)
+    assert "LOAD REPORT" not in capfd.readouterr().err   # transformers' multi-line report is silenced
+
+
+def test_hf_weights_missing_a_tensor_is_refused_not_randomly_filled(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    ckpt = copy_of(tiny, tmp_path)
+    weights = load_file(ckpt / "model.safetensors")
+    weights.pop("model.layers.1.mlp.up_proj.weight")
+    save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="1 weight tensor.*missing.*model.layers.1.mlp.up_proj.weight"):
+        load_engine("hf", str(ckpt), dtype="fp32")
+
+
+def test_hf_safetensors_error_is_one_line(tiny, tmp_path):
+    import json
+    import struct
+
+    from spsbench.models import check_loadable
+
+    ckpt = copy_of(tiny, tmp_path)
+    path = ckpt / "model.safetensors"
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + length])
+    first = next(k for k in header if k != "__metadata__")
+    header[first]["dtype"] = "Q9"                       # valid JSON, offsets intact, unknown dtype
+    text = json.dumps(header, separators=(",", ":")).encode()
+    assert len(text) <= length
+    path.write_bytes(raw[:8] + text.ljust(length) + raw[8 + length:])   # same header size, space padded
+    check_loadable(ckpt)
+    with pytest.raises(CheckpointError, match="cannot load the model: SafetensorError") as info:
+        load_engine("hf", str(ckpt), dtype="fp32")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("engine", "options", "message"), [
+    ("hf", {"batch_size": "abc"}, "option batch_size must be an integer >= 1, got 'abc'"),
+    ("hf", {"batch_size": 0}, "option batch_size must be an integer >= 1, got 0"),
+    ("hf", {"num_threads": 1.5}, "option num_threads must be an integer >= 1"),
+    ("hf", {"trust_remote_code": "yes please"}, "option trust_remote_code must be true or false"),
+    ("vllm", {"gpu_memory_utilization": 1.5}, "option gpu_memory_utilization must be a number > 0 and <= 1"),
+    ("vllm", {"enforce_eager": 3}, "option enforce_eager must be true or false"),
+    ("openai", {"concurrency": "many"}, "option concurrency must be an integer >= 1"),
+    ("openai", {"endpoint": "responses"}, "option endpoint must be auto | chat | completions"),
+    ("auto", {"chunk_size": -1}, "engine auto: option chunk_size must be an integer >= 1"),
+    ("auto", {"concurrency": 2}, "engine auto: unknown option"),
+])
+def test_engine_option_values_are_checked_up_front(engine, options, message):
+    with pytest.raises(EngineError, match=message.replace("(", "\\(").replace("|", "\\|")):
+        check_engine_options(engine, options)
+
+
+def test_engine_option_values_are_converted_and_none_means_auto():
+    assert check_engine_options("hf", {"batch_size": 8, "num_threads": None}) == {"batch_size": 8,
+                                                                                  "num_threads": None}
+    assert check_engine_options("openai", {"timeout": 5}) == {"timeout": 5.0}
+    with pytest.raises(EngineError, match="batch_size must be"):
+        check_engine_options("hf", {"batch_size": None})     # no automatic batch size
+
+
+def test_hf_bad_option_value_is_an_engine_error_not_a_value_error(tiny):
+    with pytest.raises(EngineError, match="batch_size must be an integer"):
+        load_engine("hf", str(tiny), batch_size="abc")
+
+
 # ------------------------------------------------------------------------------------------ OpenAI engine
 
 
@@ -229,6 +315,48 @@ def test_openai_unreachable_server_fails_fast():
 def test_openai_unknown_model_named(stub):
     with pytest.raises(EngineError, match="'other' is not served.*stub-model"):
         load_engine("openai", "other", base_url=stub.url)
+
+
+def test_openai_endpoint_option_and_contradictions(stub):
+    engine = openai(stub, endpoint="completions")
+    list(engine.generate([req("a", "q", (0,))], SamplingConfig(max_tokens=4)))      # auto template
+    assert stub.state.paths == ["/v1/completions"] and stub.state.bodies[-1]["prompt"] == "q"
+    with pytest.raises(EngineError, match="endpoint=completions contradicts chat_template=on"):
+        list(engine.generate([req("a", "q", (0,))], SamplingConfig(max_tokens=4, chat_template="on")))
+    chat = openai(stub, endpoint="chat")
+    with pytest.raises(EngineError, match="endpoint=chat contradicts chat_template=off"):
+        list(chat.generate([req("a", "q", (0,))], SAMPLE))
+    assert chat.describe()["endpoint"] == "chat"
+
+
+def test_openai_auto_falls_back_to_completions_without_a_chat_template(capsys):
+    with StubServer(StubState(chat_template=False)) as server:
+        engine = openai(server)
+        out = list(engine.generate([req("a", "two plus two", (0, 1)), req("b", "hi", (0,))],
+                                   SamplingConfig(max_tokens=8)))
+        paths = list(server.state.paths)
+        assert sorted(c.text for c in out)[0].startswith("seed=")
+        list(engine.generate([req("c", "x", (0,))], SamplingConfig(max_tokens=8)))
+        assert server.state.paths[-1] == "/v1/completions"     # learned once, no chat attempt any more
+        with pytest.raises(EngineError, match="HTTP 400.*chat template"):    # on: no silent raw fallback
+            list(engine.generate([req("d", "x", (0,))], SamplingConfig(max_tokens=8, chat_template="on")))
+    assert paths.count("/v1/completions") == 3 and 1 <= paths.count("/v1/chat/completions") <= 3
+    assert capsys.readouterr().err.count("has no chat template") == 1
+
+
+def test_openai_neutral_sampling_extras_only_for_vllm_or_on_request(stub):
+    list(openai(stub).generate([req("a", "q", (0,))], SAMPLE))
+    assert "top_k" not in stub.state.bodies[-1]                      # an unknown server gets plain OpenAI
+    list(openai(stub, neutral_sampling="on").generate([req("a", "q", (0,))], SAMPLE))
+    assert stub.state.bodies[-1]["top_k"] == -1 and stub.state.bodies[-1]["repetition_penalty"] == 1.0
+    with StubServer(StubState(owned_by="vllm")) as server:
+        engine = openai(server)
+        list(engine.generate([req("a", "q", (0,))], SAMPLE))
+        body = server.state.bodies[-1]
+        assert (body["top_k"], body["min_p"], body["repetition_penalty"]) == (-1, 0.0, 1.0)
+        assert engine.describe()["sampling_extras"]["top_k"] == -1
+        list(openai(server, neutral_sampling="off").generate([req("a", "q", (0,))], SAMPLE))
+        assert "top_k" not in server.state.bodies[-1]
 
 
 def test_openai_stub_backed_by_tiny_hf_model(hf):
@@ -363,14 +491,39 @@ def test_auto_prefers_vllm_and_splits_options_by_engine(fake_vllm, tiny):
 
 
 def test_auto_falls_back_to_hf_when_vllm_cannot_start(fake_vllm, tiny, monkeypatch, capsys):
+    import os
+
+    import torch
+
+    def skip_set_num_threads(n):
+        pass
+
     def broken(model, **kwargs):
+        # What vLLM's CPU worker does in-process before it can fail: 1 thread, and torch.set_num_threads
+        # replaced by a no-op for the whole process.
+        torch.set_num_threads(1)
+        monkeypatch.setattr(torch, "set_num_threads", skip_set_num_threads)
         raise RuntimeError("no memory for the KV cache")
 
     monkeypatch.setattr(fake_vllm, "LLM", broken)
-    engine = load_engine("auto", str(tiny), chunk_size=3, batch_size=2)
-    assert engine.name == "hf" and engine.batch_size == 2
-    assert "vLLM could not start" in capsys.readouterr().err
-    engine.close()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("VLLM_CACHE_ROOT", raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine = load_engine("auto", str(tiny), chunk_size=3, batch_size=2)
+        assert engine.name == "hf" and engine.batch_size == 2
+        assert "vLLM could not start" in capsys.readouterr().err
+        # hf must not inherit vLLM's 1 thread / OMP_NUM_THREADS=1 / unbound-thread settings
+        assert torch.get_num_threads() == 2 and engine.describe()["num_threads"] == 2
+        assert torch.set_num_threads is not skip_set_num_threads
+        assert os.environ["OMP_NUM_THREADS"] == "2"
+        for var in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING",
+                    "VLLM_CACHE_ROOT"):
+            assert var not in os.environ, var
+        engine.close()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_auto_without_vllm_is_hf_and_unknown_options_are_refused(tiny, monkeypatch):

@@ -1,5 +1,6 @@
-"""The evaluation pipeline: store contents, resume/extend/subset semantics, bad input, and the real
-HF engine + grader on the tiny model; plus the `spsbench eval` / `spsbench results` commands."""
+"""The evaluation pipeline: store contents, resume/extend/subset semantics, bad input, strict vs lenient
+grading, and the real HF engine + grader on the tiny model; plus the `spsbench eval` / `spsbench results`
+commands (every bad argument is one line on stderr with exit code 2, before anything runs)."""
 
 from __future__ import annotations
 
@@ -218,3 +219,158 @@ def test_a_version_1_store_is_upgraded_in_place(tiny_model_dir, store_path, fake
     again = run(tiny_model_dir, store_path, fake_factory)
     with Store(store_path) as s:
         assert s.scored_problems(again.eval_id) == {str(p) for p in range(LIMIT)}
+
+
+# ------------------------------------------------------------------ bad command lines: one line, exit 2
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--n", "0"], "--n: must be >= 1, got 0"),
+    (["--n", "-3"], "--n: must be >= 1, got -3"),
+    (["--max-tokens", "0"], "--max-tokens: must be >= 1, got 0"),
+    (["--limit", "0"], "--limit: must be >= 1, got 0"),
+    (["--engine-opt", "batch_size=abc"], "engine hf: option batch_size must be an integer >= 1, got 'abc'"),
+    (["--engine-opt", "num_threads=0"], "engine hf: option num_threads must be an integer >= 1, got 0"),
+    (["--engine-opt", "dtype=int3"], "engine hf: option dtype must be auto | bf16"),
+    (["--engine-opt", "batchsize=4"], "engine hf: unknown option(s) batchsize"),
+    (["--engine-opt", "batch_size"], "--engine-opt: expected KEY=VALUE"),
+    (["--watch", "--interval", "-1"], "--interval: must be > 0 seconds, got -1"),
+    (["--watch"], "--watch needs a run folder"),
+    (["--until-idle", "5"], "--until-idle only applies with --watch"),
+    (["--data", "aime25=x.jsonl"], "--data: aime25 is not among the selected tasks (arith)"),
+    (["--k", "1,x"], "--k: expected comma-separated integers"),
+    (["--k", "1,,2"], "--k: expected comma-separated integers"),
+    (["--k", "0"], "--k: every k must be >= 1"),
+])
+def test_cli_bad_input_is_one_line_exit_2_before_anything_runs(tiny_model_dir, store_path, capsys, extra,
+                                                                message):
+    code = main(["eval", str(tiny_model_dir), "--engine", "hf", "--store", str(store_path), "--quiet",
+                 "--no-leaderboard", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("spsbench eval: error: ") and err.count("\n") == 1
+    assert message in err
+    assert not store_path.exists()                      # refused before the store (or an engine) was touched
+
+
+def test_cli_watch_without_model_and_engine_options_of_auto(store_path, capsys):
+    assert main(["eval", "--watch", "--store", str(store_path)]) == 2
+    assert "--watch needs a run folder (one that holds or will hold checkpoint-*/ folders); give it as MODEL" in \
+        capsys.readouterr().err
+    assert main(["eval", "--engine-opt", "chunk_size=many", "--store", str(store_path)]) == 2   # auto: vllm's
+    assert "engine auto: option chunk_size must be an integer >= 1, got 'many'" in capsys.readouterr().err
+
+
+def test_cli_data_for_a_selected_task_is_accepted(tiny_model_dir, store_path, capsys):
+    data = str(DATA / "gsm8k_sample.jsonl")
+    code = main(["eval", str(tiny_model_dir), "--engine", "hf", "--tasks", "gsm8k", "--data", f"gsm8k={data}",
+                 "--n", "1", "--max-tokens", "2", "--limit", "1", "--store", str(store_path), "--quiet",
+                 "--no-leaderboard"])
+    assert code == 0 and "gsm8k" in capsys.readouterr().out
+
+
+def test_cli_store_locked_past_the_timeout_is_one_line(tiny_model_dir, store_path, capsys, monkeypatch):
+    from spsbench import store as store_module
+
+    Store(store_path).close()
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 300)
+    holder = sqlite3.connect(store_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")                   # e.g. another process stuck in a long transaction
+    try:
+        code = main(["eval", str(tiny_model_dir), "--engine", "hf", "--n", "1", "--max-tokens", "2", "--limit",
+                     "1", "--store", str(store_path), "--quiet", "--no-leaderboard"])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"results store {store_path} is locked: another process held its write lock for more than 0.3 s" in err
+
+
+def test_cli_disk_full_is_one_line(tiny_model_dir, store_path, capsys, monkeypatch):
+    from spsbench import store as store_module
+
+    setup = store_module.Store._setup
+
+    def full_disk(self):                                # the file may not grow past its current size
+        setup(self)
+        pages = self._con.execute("PRAGMA page_count").fetchone()[0]
+        self._con.execute(f"PRAGMA max_page_count = {pages}")
+
+    monkeypatch.setattr(store_module.Store, "_setup", full_disk)
+    code = main(["eval", str(tiny_model_dir), "--engine", "hf", "--n", "4", "--max-tokens", "16", "--limit", "8",
+                 "--store", str(store_path), "--quiet", "--no-leaderboard"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "disk full" in err and str(store_path) in err
+
+
+# ------------------------------------------------------------------ strict vs lenient grading
+
+
+class Unanchored:
+    """Answers with the gold number at the end of a sentence, never in a box: strict finds no answer."""
+
+    name = "fake"
+
+    def __init__(self, answers):
+        self.answers, self.generated = answers, 0
+
+    def describe(self):
+        return {"engine": self.name}
+
+    def generate(self, requests, sampling):
+        from spsbench.engines.base import Completion
+
+        for r in requests:
+            for i, seed in zip(r.sample_indices, r.seeds, strict=True):
+                self.generated += 1
+                yield Completion(r.key, i, seed, f"I counted them and got {self.answers[r.key]}", 5, 5, "stop")
+
+    def close(self):
+        pass
+
+
+def test_strict_and_lenient_results_are_separate_evaluations(tiny_model_dir, store_path, fake_factory):
+    from spsbench.grading import GradingPolicy
+
+    engines = []
+
+    def factory(engine, model):
+        engines.append(Unanchored(fake_factory.answers))
+        return engines[-1]
+
+    strict = run(tiny_model_dir, store_path, factory)
+    lenient = run(tiny_model_dir, store_path, factory, grading=GradingPolicy(strict=False))
+    assert lenient.eval_id != strict.eval_id and lenient.generated == LIMIT * 4   # nothing reused across policies
+    assert strict.scores["counts"] == {"no_answer": LIMIT * 4}
+    assert lenient.scores["counts"] == {"correct": LIMIT * 4} and lenient.scores["avg@n"]["value"] == 1.0
+    with Store(store_path) as s:
+        policies = {e.id: e.grader_policy for e in s.evaluations()}
+    assert ";strict;" in policies[strict.eval_id] and ";lenient;" in policies[lenient.eval_id]
+    again = run(tiny_model_dir, store_path, factory, grading=GradingPolicy(strict=False))
+    assert again.eval_id == lenient.eval_id and again.generated == 0 and len(engines) == 2
+    assert run(tiny_model_dir, store_path, factory).scores["counts"] == {"no_answer": LIMIT * 4}
+
+
+def test_cli_lenient_flag_is_its_own_evaluation(tiny_model_dir, store_path, capsys):
+    args = ["eval", str(tiny_model_dir), "--engine", "hf", "--n", "1", "--max-tokens", "4", "--limit", "2",
+            "--store", str(store_path), "--quiet", "--no-leaderboard"]
+    assert main([*args, "--lenient"]) == 0 and main(args) == 0
+    with Store(store_path) as s:
+        evals = s.evaluations()
+        counts = [s.count_samples(e.id) for e in evals]
+    assert sorted(e.grader_policy.split(";")[1] for e in evals) == ["lenient", "strict"] and counts == [2, 2]
+
+
+def test_resume_keeps_each_sessions_provenance_and_results_exports_it(tiny_model_dir, store_path, fake_factory,
+                                                                      capsys, monkeypatch):
+    import spsbench.evaluate as evaluate_module
+
+    versions = iter([{"spsbench": "0.1-first"}, {"spsbench": "0.2-second"}])
+    monkeypatch.setattr(evaluate_module, "package_versions", lambda names: next(versions))
+    run(tiny_model_dir, store_path, fake_factory, n=2)
+    run(tiny_model_dir, store_path, fake_factory, n=4)              # resumed: extends to n=4
+    assert main(["results", "--store", str(store_path), "--sessions"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(r["kind"], r["n"], r["samples"], r["min_idx"], r["max_idx"], r["spsbench"]) for r in rows] == [
+        ("run", 2, LIMIT * 2, 0, 1, "0.1-first"), ("run", 4, LIMIT * 2, 2, 3, "0.2-second")]
+    assert json.loads(rows[0]["provenance"])["engine"]["engine"] == "fake" and rows[0]["host"]

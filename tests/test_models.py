@@ -1,4 +1,6 @@
-"""Tests for spsbench.models: loadability checks, weights hash, model resolution, default-model conversion."""
+"""Tests for spsbench.models: loadability checks, weights hash, model resolution, default-model conversion
+(including the weight copy that must refuse a partly random model, and `spsbench eval` end to end on the
+embedded default, slow)."""
 
 from __future__ import annotations
 
@@ -218,3 +220,71 @@ def test_default_model_real_conversion():
                                                               add_generation_prompt=True, tokenize=False)
     assert not list(path.parent.glob(".*tmp-*"))
     print(f"conversion took {elapsed:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------ weight copy
+
+
+def _tiny_state(tiny_src):
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(tiny_src)
+    blank = AutoModelForCausalLM.from_config(loaded.config)
+    return loaded, blank, dict(loaded.state_dict())
+
+
+def test_copy_weights_accepts_an_exact_match_and_a_missing_tied_head(tiny_src):
+    import torch
+
+    loaded, blank, state = _tiny_state(tiny_src)
+    state.pop("lm_head.weight", None)                   # tied: the GGUF may not carry it
+    models.copy_weights(blank, state, tied=True, source="x.gguf")
+    blank.tie_weights()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(blank.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda st: st.pop("model.layers.1.mlp.up_proj.weight"), r"1 missing \(e.g. model.layers.1.mlp.up_proj.weight\)"),
+    (lambda st: st.__setitem__("model.extra.weight", st["model.norm.weight"]), r"1 unexpected \(e.g. model.extra"),
+    (lambda st: st.__setitem__("model.norm.weight", st["model.norm.weight"][:4]), "weights do not fit the model"),
+])
+def test_copy_weights_refuses_what_would_leave_random_weights(tiny_src, edit, message):
+    _, blank, state = _tiny_state(tiny_src)
+    edit(state)
+    with pytest.raises(EngineError, match=message) as info:
+        models.copy_weights(blank, state, tied=True, source="x.gguf")
+    assert "\n" not in str(info.value)
+
+
+def test_copy_weights_untied_head_must_be_present(tiny_src):
+    _, blank, state = _tiny_state(tiny_src)
+    state.pop("lm_head.weight", None)
+    with pytest.raises(EngineError, match="missing.*lm_head.weight"):
+        models.copy_weights(blank, state, tied=False, source="x.gguf")
+
+
+@pytest.mark.slow
+def test_eval_with_no_model_runs_the_converted_default(monkeypatch, tmp_path, capsys):
+    from spsbench import paths
+    from spsbench.cli import main
+    from spsbench.store import Store
+
+    # The repo's cache: the ~30 s conversion happens once and is reused by later runs and `spsbench eval`.
+    monkeypatch.setenv("SPSBENCH_CACHE", str(paths.REPO_ROOT / ".cache"))
+    store = tmp_path / "results.db"
+    code = main(["eval", "--limit", "2", "--n", "2", "--max-tokens", "16", "--engine", "hf", "--store", str(store),
+                 "--quiet", "--no-leaderboard"])
+    out = capsys.readouterr().out
+    assert code == 0 and "spsbench scores" in out and "Avg@n" in out and "pass@2" in out
+    assert models.DEFAULT_MODEL_NAME in out
+    path = paths.REPO_ROOT / ".cache" / "models" / models.DEFAULT_MODEL_NAME
+    config = json.loads((path / "config.json").read_text())
+    assert (config["model_type"], config["hidden_size"], config["num_hidden_layers"]) == ("llama", 576, 30)
+    with Store(store) as s:
+        [ev] = s.evaluations()
+        assert (ev.task, ev.n, ev.engine) == ("arith", 2, "hf") and ev.model_path == str(path)
+        assert ev.weights_hash == models.weights_hash(path) and s.count_samples(ev.id) == 4
+        texts = [x["completion"] for x in s.samples(ev.id)]
+    # A real (not randomly initialised) SmolLM2 writes words; a random one writes token soup.
+    assert sum(w.isalpha() for t in texts for w in t.split()) >= 8, texts

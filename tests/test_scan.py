@@ -1,5 +1,6 @@
-"""Run-folder scanning: Trainer-layout checkpoints in step order, broken ones reported and skipped,
-stored ones skipped, tags from spsbench_run.json, best checkpoint, and --watch."""
+"""Run-folder scanning: Trainer-layout checkpoints in step order, broken ones reported and skipped (also
+those that pass the file checks but fail to load in the hf or vLLM engine), stored ones skipped, tags
+from spsbench_run.json, best checkpoint, and --watch over several sampling groups in one loop."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from spsbench.cli import main
 from spsbench.config import SamplingConfig
-from spsbench.scan import checkpoints, is_run_folder, is_settled, run_tags, scan_run
+from spsbench.scan import checkpoints, is_run_folder, is_settled, run_tags, scan_groups, scan_run
 from spsbench.store import Store
 
 SAMPLING = SamplingConfig(n=2, max_tokens=8)
@@ -122,3 +123,125 @@ def test_cli_run_folder(run_folder, store_path, tmp_path, capsys, monkeypatch):
     assert code == 0
     assert "checkpoint-30" in out and "truncated safetensors" in out and "no model weight files" in out
     assert "best checkpoint on arith: checkpoint-" in out and "2 broken checkpoint(s) skipped" in out
+
+
+def mismatched_checkpoint(run, step, source):
+    """A checkpoint whose config.json declares another hidden size than its weights have."""
+    folder = make_checkpoint(run, step, source)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"hidden_size": 64, "intermediate_size": 128}))
+    old = time.time() - 60
+    os.utime(folder / "config.json", (old, old))
+    return folder
+
+
+def test_checkpoint_that_fails_to_load_in_hf_is_skipped_and_the_rest_run(tmp_path, tiny_model_dir, store_path):
+    run = tmp_path / "run"
+    for step in (10, 30):
+        make_checkpoint(run, step, tiny_model_dir)
+    mismatched_checkpoint(run, 20, tiny_model_dir)
+    report = scan_run(run, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False)
+    assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (20, "broken"), (30, "evaluated")]
+    reason = report.checkpoints[1].reason
+    assert "checkpoint-20" in reason and "do not match the shapes in config.json" in reason and "\n" not in reason
+    with Store(store_path) as s:
+        assert sorted(e.step for e in s.evaluations()) == [10, 30]
+
+
+class _FakeLLM:
+    """vllm.LLM stand-in that fails to start on checkpoint-20 (as vLLM does on a bad checkpoint)."""
+
+    def __init__(self, model, **kwargs):
+        if model.endswith("checkpoint-20"):
+            raise RuntimeError("shape mismatch while loading weights\n(long vLLM traceback text)")
+
+    def get_tokenizer(self):
+        from spsbench.testing import tiny_tokenizer
+
+        return tiny_tokenizer()
+
+    def generate(self, prompts, params, use_tqdm=True):
+        from types import SimpleNamespace as NS
+
+        return [NS(prompt_token_ids=p["prompt_token_ids"],
+                   outputs=[NS(text="\\boxed{1}", token_ids=[1, 2], finish_reason="stop")]) for p in prompts]
+
+
+def test_checkpoint_that_vllm_cannot_start_on_is_skipped_and_the_rest_run(tmp_path, tiny_model_dir, store_path,
+                                                                          monkeypatch):
+    import sys
+    import types
+
+    from spsbench.engines import vllm_engine
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(
+        LLM=_FakeLLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))
+    monkeypatch.setattr(vllm_engine, "_cuda_available", lambda: False)
+    run = tmp_path / "run"
+    for step in (10, 20, 30):
+        make_checkpoint(run, step, tiny_model_dir)
+    report = scan_run(run, ["arith"], SAMPLING, store=store_path, engine="vllm", limit=2, progress=False)
+    assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (20, "broken"), (30, "evaluated")]
+    assert "engine vllm: cannot start" in report.checkpoints[1].reason
+    assert "\n" not in report.checkpoints[1].reason
+
+
+def task_file(tmp_path, name, n):
+    """The built-in arith task under another name with its own default n."""
+    from spsbench import paths
+
+    text = (paths.tasks_dir() / "arith.yaml").read_text()
+    text = text.replace("name: arith", f"name: {name}").replace("n: 8", f"n: {n}").replace("k: [1, 2, 4, 8]", "k: [1]")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_watch_covers_every_sampling_group_in_one_loop(tmp_path, tiny_model_dir, store_path, fake_factory):
+    import io
+
+    from rich.console import Console
+
+    run = tmp_path / "run"
+    make_checkpoint(run, 10, tiny_model_dir)
+    broken = make_checkpoint(run, 15, tiny_model_dir)
+    (broken / "model.safetensors").unlink()
+    late = make_checkpoint(run, 20, tiny_model_dir, state=False)
+
+    def finish_writing():
+        time.sleep(0.5)
+        (late / "trainer_state.json").write_text("{}")
+        old = time.time() - 60
+        for p in late.iterdir():
+            os.utime(p, (old, old))
+
+    writer = threading.Thread(target=finish_writing)
+    writer.start()
+    out = io.StringIO()
+    groups = [(SamplingConfig(n=2, max_tokens=8), ["arith"]),
+              (SamplingConfig(n=3, max_tokens=8), [str(task_file(tmp_path, "arith3", 3))])]
+    report = scan_groups(run, groups, store=store_path, watch=True, interval=0.1, until_idle=1.0,
+                         console=Console(file=out, width=300), engine_factory=fake_factory, limit=2, progress=False)
+    writer.join()
+    assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (15, "broken"), (20, "evaluated")]
+    for c in report.checkpoints[::2]:
+        assert sorted((r.task, r.n) for r in c.results) == [("arith", 2), ("arith3", 3)]
+    assert len(fake_factory.engines) == 2                 # one engine per checkpoint, shared by both groups
+    log = out.getvalue()
+    assert log.count("skipping broken checkpoint") == 1 and log.count("evaluating checkpoint-20") == 1
+
+
+def test_cli_watch_with_two_sampling_groups_ends_and_reports_broken_once(run_folder, store_path, tmp_path, capsys):
+    old = time.time() - 60
+    for p in run_folder.rglob("*"):            # the fixture truncated a file just now: settle it for --watch
+        os.utime(p, (old, old))
+    code = main(["eval", str(run_folder), "--tasks", "arith", "--task-file", str(task_file(tmp_path, "arith3", 3)),
+                 "--engine", "hf", "--max-tokens", "4", "--limit", "1", "--watch", "--interval", "0.1",
+                 "--until-idle", "0.3", "--store", str(store_path), "--quiet", "--no-leaderboard"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("checkpoint-30") == 2          # the one-line skip message, and the summary line
+    assert out.count("skipping broken checkpoint") == 2     # checkpoints 30 and 40, once each
+    assert "best checkpoint on arith:" in out and "best checkpoint on arith3:" in out
+    with Store(store_path) as s:
+        assert sorted((e.task, e.n) for e in s.evaluations()) == [("arith", 8)] * 3 + [("arith3", 3)] * 3

@@ -1,7 +1,9 @@
-"""The results store: round trip, no duplicates, schema version, corrupt files, concurrent writers."""
+"""The results store: round trip, no duplicates, schema version and upgrades, provenance history per run,
+corrupt files, SQLite failures (lock timeout, disk full) as one-line errors, concurrent writers."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import textwrap
 
 import pytest
 
+from spsbench import store as store_module
 from spsbench.config import SamplingConfig
 from spsbench.errors import StoreError
 from spsbench.store import SCHEMA_VERSION, SampleRow, ScoreRow, Store
@@ -148,3 +151,82 @@ def test_store_usable_from_a_second_thread(store):
     t.start()
     t.join()
     assert store.count_samples(ev) == 5
+
+
+# ------------------------------------------------------------------ provenance history (schema v3)
+
+
+def test_each_run_keeps_its_own_provenance_and_what_it_stored(store, store_path):
+    model = store.upsert_model("/m", "hash")
+    first = store.begin_evaluation(model, "arith", "1", "policy", SamplingConfig(n=2), "hf",
+                                   {"host": "first-host", "packages": {"torch": "2.0"}})
+    store.add_samples(first, rows("p1", [0, 1]) + rows("p2", [0]))
+    with Store(store_path) as other:                      # a later process resumes and extends to n=4
+        again = other.begin_evaluation(model, "arith", "1", "policy", SamplingConfig(n=4), "vllm",
+                                       {"host": "second-host", "packages": {"torch": "2.1"}})
+        assert again == first
+        assert other.add_samples(again, rows("p1", [1, 2, 3]) + rows("p2", [1, 2, 3])) == 5   # p1/1 was stored
+    one, two = store.sessions(first)
+    assert (one.kind, one.engine, one.n, one.provenance["host"], one.provenance["packages"]["torch"]) == (
+        "run", "hf", 2, "first-host", "2.0")
+    assert (one.samples, one.min_idx, one.max_idx) == (3, 0, 1) and one.last_at
+    assert (two.kind, two.engine, two.n, two.provenance["host"]) == ("run", "vllm", 4, "second-host")
+    assert (two.samples, two.min_idx, two.max_idx) == (5, 1, 3)      # credited with inserted rows only
+    assert one.samples + two.samples == store.count_samples(first)
+    latest = json.loads(sqlite3.connect(store_path).execute("SELECT provenance_json FROM evaluations"
+                                                            ).fetchone()[0])
+    assert latest["host"] == "second-host"               # the column older readers use: the latest run
+
+
+def test_an_older_store_gains_the_history_with_what_it_kept(store_path):
+    with Store(store_path) as s:
+        ev = new_eval(s)
+        s.add_samples(ev, rows("p", range(3)))
+    con = sqlite3.connect(store_path)                     # make it look like a version-2 store
+    con.execute("DROP TABLE eval_sessions")
+    con.execute("UPDATE evaluations SET provenance_json = '{\"host\": \"old\"}'")
+    con.execute("PRAGMA user_version = 2")
+    con.commit()
+    con.close()
+    with Store(store_path) as s:
+        [upgraded] = s.sessions(ev)
+        assert (upgraded.kind, upgraded.provenance, upgraded.samples, upgraded.min_idx, upgraded.max_idx) == (
+            "upgrade", {"host": "old"}, 3, 0, 2)
+        s.begin_evaluation(s.evaluation(ev).model_id, "arith", "1", "policy", SamplingConfig(n=4), "hf",
+                           {"host": "new"})
+        assert [x.provenance["host"] for x in s.sessions(ev)] == ["old", "new"]
+    assert sqlite3.connect(store_path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# ------------------------------------------------------------------ SQLite failures as one line
+
+
+def test_a_lock_held_past_the_timeout_is_a_one_line_store_error(store, store_path, monkeypatch):
+    ev = new_eval(store)
+    store.add_samples(ev, rows("p", [0]))
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
+    store._con.execute("PRAGMA busy_timeout = 200")
+    holder = sqlite3.connect(store_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")                     # another process holding the write lock
+    try:
+        with pytest.raises(StoreError, match=r"is locked: another process held its write lock for more than "
+                                             r"0.2 s") as info:
+            store.add_samples(ev, rows("p", [1, 2]))
+        assert "\n" not in str(info.value) and str(store_path) in str(info.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.done_samples(ev) == {("p", 0)}          # the committed sample is kept, nothing half-written
+    assert store.add_samples(ev, rows("p", [1, 2])) == 2  # and the store works once the lock is free
+
+
+def test_disk_full_is_a_one_line_store_error_and_keeps_committed_samples(store):
+    ev = new_eval(store)
+    store.add_samples(ev, rows("p", range(3)))
+    pages = store._con.execute("PRAGMA page_count").fetchone()[0]
+    store._con.execute(f"PRAGMA max_page_count = {pages}")   # the file cannot grow: SQLITE_FULL
+    big = [SampleRow("q", i, i, "prompt", "x" * 5000, 1, 1, "stop", None, "correct") for i in range(20)]
+    with pytest.raises(StoreError, match="disk full.*committed samples are kept") as info:
+        store.add_samples(ev, big)
+    assert "\n" not in str(info.value)
+    assert store.count_samples(ev) == 3

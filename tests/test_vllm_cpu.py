@@ -8,6 +8,7 @@ The slow test at the end pins that vLLM behaviour, so an upgrade that fixes it s
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -88,3 +89,40 @@ def test_vllm_cpu_still_crashes_on_chunked_prefill_with_seeds(tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "CPU Generator does not use offset" in proc.stderr
+
+
+@pytest.mark.slow
+def test_real_vllm_on_a_mismatched_checkpoint_is_one_line_and_auto_falls_back_cleanly(tmp_path):
+    """vLLM failing to start (config says hidden 256, weights are 128) in auto mode: one line, then the
+    hf fallback in the same process has its threads and OMP_NUM_THREADS back, and refuses the checkpoint
+    too (one line), as a run-folder scan needs to skip it."""
+    script = textwrap.dedent(f"""
+        import json, os, torch
+        from spsbench.testing import tiny_model
+        from spsbench.engines import load_engine
+        from spsbench.errors import CheckpointError, EngineError
+        folder = tiny_model({str(tmp_path / 'm')!r}, hidden=128)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | {{"hidden_size": 256}}))
+        os.environ["OMP_NUM_THREADS"] = "2"
+        torch.set_num_threads(2)
+        out = {{}}
+        try:
+            load_engine("vllm", str(folder), max_model_len={BUDGET})
+        except EngineError as exc:
+            out["vllm"] = str(exc)
+        out["threads"], out["omp"] = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+        out["bind"] = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+        try:
+            load_engine("hf", str(folder))
+        except CheckpointError as exc:
+            out["hf"] = str(exc)
+        print("RESULT " + json.dumps(out))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-2000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert out["vllm"].startswith("engine vllm: cannot start on") and "\n" not in out["vllm"]
+    assert (out["threads"], out["omp"], out["bind"]) == (2, "2", None)
+    assert "do not match the shapes in config.json" in out["hf"]

@@ -44,12 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="Stop string (repeatable).")
     parser.add_argument("--chat-template", choices=("auto", "on", "off"), default="auto",
                         help="Apply the model's chat template: auto (if it has one), on, off.")
+    parser.add_argument("--lenient", action="store_true",
+                        help="Lenient grading: without a \\boxed{} or 'answer is' anchor, fall back to the last "
+                             "number (stored as a separate evaluation; default strict).")
     parser.add_argument("--engine", choices=("auto", "vllm", "hf", "openai"),
                         help="Generation engine (default auto: vllm if installed and it starts, else hf).")
     parser.add_argument("--base-url", help="OpenAI-compatible server for --engine openai "
                                            "(e.g. http://127.0.0.1:8000/v1).")
     parser.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
-                        help="Engine option (repeatable), e.g. dtype=fp32, batch_size=32, concurrency=16.")
+                        help="Engine option (repeatable), e.g. dtype=fp32, batch_size=32, concurrency=16, "
+                             "endpoint=completions (openai).")
     parser.add_argument("--store", metavar="PATH", help="Results store (default results/spsbench.db).")
     parser.add_argument("--limit", type=int, help="Only the first N problems of each task.")
     parser.add_argument("--watch", action="store_true",
@@ -87,24 +91,68 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, data: dict[str, str]) -> dict[str, Any]:
-    """Resolve defaults: tasks, sampling groups (one per n), ks, engine and its options."""
-    from spsbench.errors import ConfigError
-    from spsbench.scan import is_run_folder
+    """Check the arguments (one-line errors before anything loads) and resolve defaults: tasks, ks,
+    engine and its options, grading policy, whether MODEL is a run folder."""
+    from spsbench.grading import GradingPolicy
 
+    _check_numbers(args)
     default = args.model in (None, "default")
     tasks = [t for t in (args.tasks or "").split(",") if t.strip()] + list(args.task_file)
     tasks = [t.strip() for t in tasks] or list(DEFAULT_TASKS)
+    _check_data_names(tasks, data)
     ks = _int_list(args.k, "--k")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit: must be >= 1, got {args.limit}")
+    engine = args.engine or ("openai" if args.base_url else DEFAULT_ENGINE)
+    options = _engine_options(args)
+    _check_engine_options(engine, options)
+    return {"default": default, "tasks": tasks, "ks": ks, "data": data, "run_folder": _is_run_folder(args),
+            "engine": engine, "options": options, "grading": GradingPolicy(strict=not args.lenient)}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Counts and durations a typo could make zero or negative (0 must not mean "the default")."""
+    from spsbench.errors import ConfigError
+
+    for flag, value, low in (("--n", args.n, 1), ("--max-tokens", args.max_tokens, 1), ("--limit", args.limit, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag}: must be >= {low}, got {value}")
+    if args.interval is not None and not args.interval > 0:
+        raise ConfigError(f"--interval: must be > 0 seconds, got {args.interval:g}")
+    if args.until_idle is not None and args.until_idle < 0:
+        raise ConfigError(f"--until-idle: must be >= 0 seconds, got {args.until_idle:g}")
+    if not args.watch and args.until_idle is not None:
+        raise ConfigError("--until-idle only applies with --watch")
+
+
+def _is_run_folder(args: argparse.Namespace) -> bool:
+    from spsbench.errors import ConfigError
+    from spsbench.scan import is_run_folder
+
     folder = Path(args.model) if args.model else None
     run_folder = bool(folder and (is_run_folder(folder) or (args.watch and folder.is_dir()
                                                               and not (folder / "config.json").is_file())))
     if args.watch and not run_folder:
-        raise ConfigError("--watch needs a run folder (one that holds or will hold checkpoint-*/ folders)")
-    return {"default": default, "tasks": tasks, "ks": ks, "data": data, "run_folder": run_folder,
-            "engine": args.engine or ("openai" if args.base_url else DEFAULT_ENGINE),
-            "options": _engine_options(args)}
+        raise ConfigError("--watch needs a run folder (one that holds or will hold checkpoint-*/ folders)"
+                          + ("" if folder else "; give it as MODEL"))
+    return run_folder
+
+
+def _check_data_names(tasks: list[str], data: dict[str, str]) -> None:
+    """A --data NAME that is not a selected task would be silently ignored: refuse it instead."""
+    from spsbench.errors import ConfigError
+    from spsbench.tasks import load_spec
+
+    names = set(tasks) | {load_spec(t).name for t in tasks}
+    unused = sorted(set(data) - names)
+    if unused:
+        raise ConfigError(f"--data: {', '.join(unused)} is not among the selected tasks "
+                          f"({', '.join(sorted({load_spec(t).name for t in tasks}))}); add it to --tasks or "
+                          "fix the name")
+
+
+def _check_engine_options(engine: str, options: dict[str, Any]) -> None:
+    from spsbench.engines import check_engine_options
+
+    check_engine_options(engine, options)
 
 
 def _int_list(text: str | None, flag: str) -> list[int]:
@@ -112,10 +160,13 @@ def _int_list(text: str | None, flag: str) -> list[int]:
 
     if not text:
         return []
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+    parts = [x.strip() for x in text.split(",")]
+    if not all(x.lstrip("-").isdigit() for x in parts):     # also refuses empty items ("1,,2", "1,")
+        raise ConfigError(f"{flag}: expected comma-separated integers (e.g. 1,8,32), got {text!r}")
+    values = [int(x) for x in parts]
+    if any(v < 1 for v in values):
+        raise ConfigError(f"{flag}: every k must be >= 1, got {text!r}")
+    return values
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,10 +190,11 @@ def _sampling_groups(args: argparse.Namespace, plan: dict[str, Any]) -> list[tup
     from spsbench.config import SamplingConfig
     from spsbench.tasks import load_spec
 
-    max_tokens = args.max_tokens or (DEFAULT_MAX_TOKENS if plan["default"] else MAX_TOKENS)
+    max_tokens = args.max_tokens if args.max_tokens is not None else (
+        DEFAULT_MAX_TOKENS if plan["default"] else MAX_TOKENS)
     by_n: dict[int, list[str]] = {}
     for task in plan["tasks"]:
-        n = args.n or load_spec(task).n
+        n = args.n if args.n is not None else load_spec(task).n
         by_n.setdefault(n, []).append(task)
     return [(SamplingConfig(n=n, temperature=args.temperature, top_p=args.top_p, max_tokens=max_tokens,
                             seed=args.seed, stop=tuple(args.stop), chat_template=args.chat_template), tasks)
@@ -158,17 +210,18 @@ def _ks(plan: dict[str, Any]) -> list[int]:
 
 def _evaluate_model(args: argparse.Namespace, plan: dict[str, Any], store: Path) -> list[Any]:
     """One model: every sampling group, sharing one loaded engine."""
-    from spsbench.evaluate import evaluate
+    from spsbench.evaluate import SharedEngine, evaluate
 
     groups = _sampling_groups(args, plan)
     for sampling, _ in groups:      # k > n is refused before anything loads
         _check_ks(sampling.n, _ks(plan))
-    shared = _SharedEngine(plan)
+    shared = SharedEngine(plan["options"])
     try:
         return [r for sampling, tasks in groups
                 for r in evaluate(args.model, tasks, sampling, engine=plan["engine"], store=store,
                                   data=plan["data"], ks=_ks(plan), engine_options=plan["options"],
-                                  limit=args.limit, progress=not args.quiet, engine_factory=shared.get)]
+                                  limit=args.limit, progress=not args.quiet, engine_factory=shared.get,
+                                  grading=plan["grading"])]
     finally:
         shared.close()
 
@@ -180,54 +233,16 @@ def _check_ks(n: int, ks: list[int]) -> None:
 
 
 def _scan(args: argparse.Namespace, plan: dict[str, Any], store: Path, console: Any) -> Any:
-    from spsbench.scan import ScanReport, scan_run
+    """Every checkpoint of the run folder for every sampling group, in one scan (and one --watch) loop."""
+    from spsbench.scan import scan_groups
 
-    report = None
-    for sampling, tasks in _sampling_groups(args, plan):
+    groups = _sampling_groups(args, plan)
+    for sampling, _ in groups:
         _check_ks(sampling.n, _ks(plan))
-        part = scan_run(args.model, tasks, sampling, store=store, watch=args.watch, interval=args.interval,
-                        until_idle=args.until_idle, console=console, engine=plan["engine"], data=plan["data"],
-                        ks=_ks(plan), engine_options=plan["options"], limit=args.limit,
-                        progress=not args.quiet)
-        report = part if report is None else ScanReport(report.run, report.checkpoints + part.checkpoints)
-    return report
-
-
-class _SharedEngine:
-    """Loads the engine once for all sampling groups of one model."""
-
-    def __init__(self, plan: dict[str, Any]) -> None:
-        self.plan, self.engine = plan, None
-
-    def get(self, name: str, model_path: str) -> Any:
-        from spsbench.engines import load_engine
-
-        if self.engine is None:
-            served = model_path.partition("#")[2] if name == "openai" else model_path
-            self.engine = load_engine(name, served, **self.plan["options"])
-        return _KeepOpen(self.engine)
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-            self.engine = None
-
-
-class _KeepOpen:
-    """The shared engine as `evaluate` sees it: its close() is left to _SharedEngine."""
-
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
-        self.name = engine.name
-
-    def describe(self) -> dict:
-        return self._engine.describe()
-
-    def generate(self, requests: Any, sampling: Any) -> Any:
-        return self._engine.generate(requests, sampling)
-
-    def close(self) -> None:
-        pass
+    return scan_groups(args.model, groups, store=store, watch=args.watch, interval=args.interval,
+                       until_idle=args.until_idle, console=console, engine=plan["engine"], data=plan["data"],
+                       ks=_ks(plan), engine_options=plan["options"], limit=args.limit, progress=not args.quiet,
+                       grading=plan["grading"])
 
 
 # --------------------------------------------------------------------------- output

@@ -1,4 +1,5 @@
-"""`spsbench results`: export the store's samples or scores as JSONL or CSV (no SQL needed)."""
+"""`spsbench results`: export the store's scores, samples or run history (provenance per session) as JSONL
+or CSV (no SQL needed)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-HELP = "Export samples or scores from the results store as JSONL or CSV."
+HELP = "Export scores, samples or the run history (provenance) from the results store as JSONL or CSV."
 
 EVAL_FIELDS = ("eval_id", "task", "task_version", "model", "weights_hash", "run_name", "step", "algo",
                "base_model", "grader_policy", "engine", "status")
@@ -21,6 +22,8 @@ SCORE_FIELDS = (*EVAL_FIELDS, "metric", "k", "value", "ci_low", "ci_high", "n", 
 SAMPLE_FIELDS = ("eval_id", "task", "model", "run_name", "step", "problem_id", "sample_idx", "seed", "outcome",
                  "extracted", "finish_reason", "prompt_tokens", "completion_tokens", "prompt", "completion",
                  "created_at")
+SESSION_FIELDS = ("eval_id", "task", "model", "session", "kind", "started_at", "engine", "n", "samples",
+                  "min_idx", "max_idx", "last_at", "host", "spsbench", "provenance")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--scores", action="store_true", help="Export scores, one row per metric (default).")
     what.add_argument("--samples", action="store_true", help="Export every sample with its grade.")
+    what.add_argument("--sessions", action="store_true",
+                      help="Export every run (session) of each evaluation: its provenance and the samples it "
+                           "stored.")
     parser.add_argument("--all", action="store_true", help="Include unfinished (running/killed) evaluations.")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="Output format.")
     parser.add_argument("--out", metavar="FILE", help="Write here instead of stdout.")
@@ -45,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise StoreError(f"results store {path} does not exist; run `spsbench eval` first")
     with Store(path) as store:
         evals = select(store, args.task, args.model, None if args.all else "done")
-        rows = sample_rows(store, evals) if args.samples else score_rows(store, evals)
-        fields = SAMPLE_FIELDS if args.samples else SCORE_FIELDS
+        rows, fields, noun = _export(store, evals, args)
         try:
             with _output(args.out) as fh:
                 count = write(rows, fields, args.format, fh)
@@ -54,8 +59,16 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
             return 0
     if args.out:
-        print(f"wrote {count} {'samples' if args.samples else 'score rows'} to {args.out}", file=sys.stderr)
+        print(f"wrote {count} {noun} to {args.out}", file=sys.stderr)
     return 0
+
+
+def _export(store: Any, evals: list[Any], args: argparse.Namespace) -> tuple[Iterator[dict], tuple[str, ...], str]:
+    if args.samples:
+        return sample_rows(store, evals), SAMPLE_FIELDS, "samples"
+    if args.sessions:
+        return session_rows(store, evals), SESSION_FIELDS, "sessions"
+    return score_rows(store, evals), SCORE_FIELDS, "score rows"
 
 
 def select(store: Any, task: str | None, model: str | None, status: str | None) -> list[Any]:
@@ -87,6 +100,17 @@ def sample_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
         base = {"task": ev.task, "model": ev.model_path, "run_name": ev.run_name, "step": ev.step}
         for s in store.samples(ev.id):
             yield base | s
+
+
+def session_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
+    """One row per run that opened an evaluation; `provenance` is its full provenance as JSON text."""
+    for ev in evals:
+        for x in store.sessions(ev.id):
+            yield {"eval_id": ev.id, "task": ev.task, "model": ev.model_path, "session": x.id, "kind": x.kind,
+                   "started_at": x.started_at, "engine": x.engine, "n": x.n, "samples": x.samples,
+                   "min_idx": x.min_idx, "max_idx": x.max_idx, "last_at": x.last_at,
+                   "host": x.provenance.get("host"), "spsbench": (x.provenance.get("packages") or {}).get("spsbench"),
+                   "provenance": json.dumps(x.provenance, sort_keys=True)}
 
 
 def write(rows: Iterator[dict[str, Any]], fields: tuple[str, ...], fmt: str, fh: TextIO) -> int:

@@ -41,10 +41,7 @@ def load_engine(name: str, model: str, **options: Any) -> Engine:
     """Instantiate engine `name` (or `auto`) for `model` (a folder, hub id, or served model name)."""
     if name != "auto":
         return engine_class(name)(model, **options)
-    unknown = sorted(set(options) - set(_allowed("vllm")) - set(_allowed("hf")))
-    if unknown:
-        raise EngineError(f"engine auto: unknown option(s) {', '.join(unknown)}; allowed: "
-                          f"{', '.join(sorted(set(_allowed('vllm')) | set(_allowed('hf'))))}")
+    check_engine_options("auto", options)
     if not vllm_installed():
         return engine_class("hf")(model, **_options_for("hf", options))
     try:
@@ -54,8 +51,31 @@ def load_engine(name: str, model: str, **options: Any) -> Engine:
         return engine_class("hf")(model, **_options_for("hf", options))
 
 
+def check_engine_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Options checked (names and values) without loading anything: a one-line EngineError up front
+    rather than after tasks load, or never when the store already holds the whole evaluation."""
+    from spsbench.engines.common import check_option
+
+    if name not in CHOICES:
+        raise EngineError(f"unknown engine {name!r}; choose one of {', '.join(CHOICES)}")
+    kinds = _kinds("vllm") | _kinds("hf") if name == "auto" else _kinds(name)
+    unknown = sorted(set(options) - set(kinds))
+    if unknown:
+        raise EngineError(f"engine {name}: unknown option(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(kinds))}")
+    return {k: check_option(name, k, v, kinds[k]) for k, v in options.items()}
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(ENGINES[name].partition(":")[0])
+
+
 def _allowed(name: str) -> dict[str, Any]:
-    return importlib.import_module(ENGINES[name].partition(":")[0]).OPTIONS
+    return _module(name).OPTIONS
+
+
+def _kinds(name: str) -> dict[str, Any]:
+    return _module(name).KINDS
 
 
 def _options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -63,5 +83,5 @@ def _options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in _allowed(name)}
 
 
-__all__ = ["CHOICES", "ENGINES", "Completion", "Engine", "GenRequest", "engine_class", "load_engine",
-           "vllm_installed"]
+__all__ = ["CHOICES", "ENGINES", "Completion", "Engine", "GenRequest", "check_engine_options", "engine_class",
+           "load_engine", "vllm_installed"]

@@ -15,6 +15,7 @@ Finished rows are dropped from the batch (and the KV cache) so long tails do not
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from spsbench.config import SamplingConfig
 from spsbench.engines.base import Completion, GenRequest
 from spsbench.engines.common import (
+    Opt,
     Sample,
     check_options,
     encode_prompt,
@@ -31,7 +33,7 @@ from spsbench.engines.common import (
     package_versions,
     trim_at_stop,
 )
-from spsbench.errors import EngineError
+from spsbench.errors import CheckpointError, EngineError
 from spsbench.models import resolve_model
 
 OPTIONS: dict[str, Any] = {
@@ -43,6 +45,13 @@ OPTIONS: dict[str, Any] = {
     # when other processes compete for the cores, 1 thread ran ~8x faster than 2 (OpenMP spin-waits).
     "num_threads": None,
 }
+KINDS: dict[str, Opt] = {
+    "dtype": Opt(str, choices=("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")),
+    "batch_size": Opt(int, low=1),
+    "device": Opt(str),
+    "trust_remote_code": Opt(bool),
+    "num_threads": Opt(int, low=1, nullable=True),
+}
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "fp32": "float32", "float32": "float32"}
 
@@ -53,9 +62,7 @@ class HFEngine:
     name = "hf"
 
     def __init__(self, model: str, **options: Any) -> None:
-        opts = check_options(self.name, options, OPTIONS)
-        if int(opts["batch_size"]) < 1:
-            raise EngineError(f"engine hf: batch_size must be >= 1, got {opts['batch_size']}")
+        opts = check_options(self.name, options, OPTIONS, KINDS)
         import torch
 
         self._prev_threads = torch.get_num_threads()
@@ -193,17 +200,82 @@ def _pick_dtype(name: str, device: Any) -> Any:
     return getattr(torch, DTYPES[name])
 
 
+# What a checkpoint that passed the file checks can still raise while loading: transformers (OSError,
+# ValueError, KeyError), torch (RuntimeError: size mismatch, bad storage), safetensors (SafetensorError:
+# bad dtype or offsets in the header), a malformed config (TypeError, AttributeError). Each becomes one line.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, RuntimeError, TypeError,
+                                                AttributeError, ImportError)
+
+
 def _load(model_id: str, dtype: Any, device: Any, trust_remote_code: bool) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype,
-                                                     trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EngineError(f"engine hf: cannot load model {model_id!r}: {first}") from None
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+            # Mismatched shapes are loaded (randomly initialised) and reported in `info` rather than raised
+            # after a multi-line report, so the one-line error below can name the tensors.
+            model, info = AutoModelForCausalLM.from_pretrained(
+                model_id, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True,
+                ignore_mismatched_sizes=True)
+    except (*LOAD_ERRORS, _safetensor_error()) as exc:
+        raise _load_error(model_id, exc) from exc
+    check_loading_info(model_id, info, bool(getattr(model.config, "tie_word_embeddings", False)))
     return tokenizer, model.to(device).eval()
+
+
+def check_loading_info(model_id: str, info: dict[str, Any], tied: bool) -> None:
+    """Refuse a model whose weights do not cover its config: transformers would silently fill the gaps
+    with random values and the evaluation would score noise. Only a tied lm_head may be absent."""
+    mismatched = sorted(info.get("mismatched_keys") or (), key=lambda m: m[0])
+    if mismatched:
+        key, ckpt, model = mismatched[0]
+        raise _checkpoint_error(model_id, f"{len(mismatched)} weight tensor(s) do not match the shapes in "
+                                          f"config.json (e.g. {key}: checkpoint {list(ckpt)}, config "
+                                          f"{list(model)})")
+    missing = sorted(k for k in info.get("missing_keys") or () if not (tied and k.endswith("lm_head.weight")))
+    if missing:
+        raise _checkpoint_error(model_id, f"{len(missing)} weight tensor(s) the config needs are missing from "
+                                          f"the weight files (e.g. {missing[0]})")
+
+
+def _load_error(model_id: str, exc: BaseException) -> Exception:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return _checkpoint_error(model_id, f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
+def _checkpoint_error(model_id: str, reason: str) -> Exception:
+    """CheckpointError for a local folder (a run-folder scan skips it), EngineError for a hub id."""
+    from pathlib import Path
+
+    if Path(model_id).is_dir():
+        return CheckpointError(f"{model_id}: cannot load the model: {reason}")
+    return EngineError(f"engine hf: cannot load model {model_id!r}: {reason}")
+
+
+def _safetensor_error() -> type[BaseException]:
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors ships with transformers
+        return OSError
+    return SafetensorError
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers prints a multi-line load report for a bad checkpoint (the caller raises one line
+    instead) and a "Loading weights" bar for a good one (spsbench draws its own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    before, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _pad_id(tokenizer: Any, model: Any) -> int:

@@ -5,14 +5,30 @@ yielded as they arrive. 429, 5xx and connection errors are retried with exponent
 (honouring Retry-After); other 4xx answers are user errors and fail at once. The server is probed
 (`GET /models`) on start so an unreachable URL fails fast with one line naming it.
 
-chat_template auto|on sends the prompt as a user message to /chat/completions (the server applies the
-model's template); off sends raw text to /completions.
+Endpoint (option `endpoint`, with the sampling config's chat_template):
+
+* chat_template off -> /completions with the raw prompt; on -> /chat/completions (the server applies
+  the model's template). A contradicting `endpoint` (off + chat, on + completions) is refused.
+* chat_template auto + endpoint auto means what it means for the local engines, "the chat template
+  if the model has one": /chat/completions first, and if the server answers that the model has no
+  chat template (vLLM: HTTP 400 "... chat template ..."), /completions with the raw prompt for this and
+  every later sample, with one warning line. endpoint=chat or endpoint=completions forces one.
+
+Sampling semantics: spsbench's local engines sample with temperature + top_p only. A vLLM server
+(>= 0.8, `--generation-config auto`, its default) also applies the model's generation_config.json
+defaults to every field a request leaves out, e.g. top_k=20 or repetition_penalty=1.05 on many
+instruct models, so the same temperature/top_p would sample differently. Option `neutral_sampling`:
+auto (default) sends top_k=-1, min_p=0, repetition_penalty=1 when the server says it is vLLM
+(`owned_by: vllm` in GET /models), which accepts those extra fields; on always sends them (for
+servers known to accept them); off never does (strict OpenAI servers refuse unknown fields). Starting
+vLLM with `--generation-config vllm` also removes the model's defaults.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -20,7 +36,7 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.engines.base import Completion, GenRequest
-from spsbench.engines.common import Sample, check_options, flatten, package_versions
+from spsbench.engines.common import Opt, Sample, check_options, flatten, package_versions
 from spsbench.errors import EngineError
 
 OPTIONS: dict[str, Any] = {
@@ -32,8 +48,29 @@ OPTIONS: dict[str, Any] = {
     "max_backoff": 30.0,
     "timeout": 600.0,            # seconds for one completion (long reasoning traces)
     "connect_timeout": 5.0,
+    "endpoint": "auto",          # auto | chat | completions (see the module docstring)
+    "neutral_sampling": "auto",  # auto | on | off: neutral top_k/min_p/repetition_penalty extras for vLLM
 }
+KINDS: dict[str, Opt] = {
+    "base_url": Opt(str),
+    "api_key": Opt(str, nullable=True),
+    "concurrency": Opt(int, low=1),
+    "max_retries": Opt(int, low=0),
+    "backoff": Opt(float, low=0),
+    "max_backoff": Opt(float, low=0),
+    "timeout": Opt(float, low=0, above=True),
+    "connect_timeout": Opt(float, low=0, above=True),
+    "endpoint": Opt(str, choices=("auto", "chat", "completions")),
+    "neutral_sampling": Opt(str, choices=("auto", "on", "off")),
+}
+# Values that switch off every sampling knob besides temperature/top_p on a vLLM server (overriding the
+# model's generation_config defaults); vLLM accepts them as extra request fields.
+NEUTRAL_EXTRAS: dict[str, Any] = {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
 RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+
+class _NoChatTemplate(Exception):
+    """The server cannot apply a chat template for this model (endpoint auto falls back to /completions)."""
 
 
 class _Retryable(Exception):
@@ -50,9 +87,7 @@ class OpenAIEngine:
     def __init__(self, model: str, **options: Any) -> None:
         import httpx
 
-        opts = check_options(self.name, options, OPTIONS)
-        if int(opts["concurrency"]) < 1 or int(opts["max_retries"]) < 0:
-            raise EngineError("engine openai: concurrency must be >= 1 and max_retries >= 0")
+        opts = check_options(self.name, options, OPTIONS, KINDS)
         self.model = model
         self.base_url = str(opts["base_url"]).rstrip("/")
         self.concurrency = int(opts["concurrency"])
@@ -65,16 +100,21 @@ class OpenAIEngine:
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
         self._httpx = httpx
+        self.endpoint = str(opts["endpoint"])
+        self._no_chat_template = False        # learned from the server in endpoint=auto
         self.served = self._probe()
+        self.extras = NEUTRAL_EXTRAS if _wants_neutral(str(opts["neutral_sampling"]), self.served, model) else {}
 
     # ------------------------------------------------------------------ Engine interface
 
     def describe(self) -> dict:
         root = next((m.get("root") for m in self.served if m.get("id") == self.model), None)
         return {"engine": self.name, "model": self.model, "weights_hash": "", "base_url": self.base_url,
-                "served_root": root, "versions": package_versions("spsbench", "httpx")}
+                "served_root": root, "endpoint": self.endpoint, "sampling_extras": dict(self.extras),
+                "versions": package_versions("spsbench", "httpx")}
 
     def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
+        _check_endpoint(self.endpoint, sampling.chat_template)
         samples = iter(flatten(requests))
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="spsbench-openai")
         pending: set[Future] = set()
@@ -120,11 +160,28 @@ class OpenAIEngine:
                               f"served: {', '.join(map(str, names))}")
         return served
 
+    def _uses_chat(self, sampling: SamplingConfig) -> bool:
+        if sampling.chat_template == "off" or self.endpoint == "completions":
+            return False
+        return self.endpoint == "chat" or sampling.chat_template == "on" or not self._no_chat_template
+
     def _complete(self, sample: Sample, sampling: SamplingConfig) -> Completion:
-        chat = sampling.chat_template != "off"
+        chat = self._uses_chat(sampling)
+        try:
+            return self._request(sample, sampling, chat)
+        except _NoChatTemplate:
+            if not self._no_chat_template:
+                self._no_chat_template = True     # threads may race here; the warning is cosmetic
+                print(f"spsbench: {self.model!r} has no chat template on {self.base_url}; sending raw "
+                      "prompts to /completions (chat_template=auto)", file=sys.stderr)
+            return self._request(sample, sampling, False)
+
+    def _request(self, sample: Sample, sampling: SamplingConfig, chat: bool) -> Completion:
         path, body = ("/chat/completions", _chat_body(self.model, sample, sampling)) if chat else \
             ("/completions", _completion_body(self.model, sample, sampling))
-        data = self._post_with_retries(path, body)
+        body |= self.extras
+        auto = chat and self.endpoint == "auto" and sampling.chat_template == "auto"
+        data = self._post_with_retries(path, body, fallback=auto)
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] if chat else choice["text"]
@@ -136,10 +193,10 @@ class OpenAIEngine:
                           completion_tokens=int(usage.get("completion_tokens") or 0),
                           finish_reason=choice.get("finish_reason") or "stop")
 
-    def _post_with_retries(self, path: str, body: dict) -> dict:
+    def _post_with_retries(self, path: str, body: dict, fallback: bool = False) -> dict:
         for attempt in range(self.max_retries + 1):
             try:
-                return self._post_once(path, body)
+                return self._post_once(path, body, fallback)
             except _Retryable as exc:
                 if attempt == self.max_retries:
                     raise EngineError(f"engine openai: {self.base_url}{path} failed after "
@@ -147,13 +204,15 @@ class OpenAIEngine:
                 time.sleep(self._delay(attempt, exc.retry_after))
         raise AssertionError("unreachable")
 
-    def _post_once(self, path: str, body: dict) -> dict:
+    def _post_once(self, path: str, body: dict, fallback: bool = False) -> dict:
         try:
             resp = self.client.post(path, json=body)
         except self._httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
         if resp.status_code == 200:
             return _json(resp)
+        if fallback and resp.status_code == 400 and "chat template" in _error_text(resp).lower():
+            raise _NoChatTemplate
         if resp.status_code in RETRY_STATUS:
             raise _Retryable(f"HTTP {resp.status_code}: {_error_text(resp)}", _retry_after(resp))
         raise EngineError(f"engine openai: {self.base_url}{path} answered HTTP {resp.status_code}: "
@@ -164,6 +223,20 @@ class OpenAIEngine:
             return min(retry_after, self.max_backoff)
         # Full jitter spreads retries from many threads so they do not hit the server in lockstep.
         return min(self.max_backoff, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
+
+
+def _check_endpoint(endpoint: str, chat_template: str) -> None:
+    if (endpoint, chat_template) in (("chat", "off"), ("completions", "on")):
+        raise EngineError(f"engine openai: endpoint={endpoint} contradicts chat_template={chat_template} "
+                          "(the chat endpoint always applies the model's template; completions never does)")
+
+
+def _wants_neutral(mode: str, served: list[dict], model: str) -> bool:
+    """Whether to send NEUTRAL_EXTRAS: on, or auto and the server reports itself as vLLM."""
+    if mode != "auto":
+        return mode == "on"
+    owners = {str(m.get("owned_by", "")).lower() for m in served if m.get("id") == model}
+    return "vllm" in owners
 
 
 def _sampling_fields(sampling: SamplingConfig, sample: Sample) -> dict[str, Any]:

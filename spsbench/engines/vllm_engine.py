@@ -24,6 +24,7 @@ from spsbench import paths
 from spsbench.config import SamplingConfig
 from spsbench.engines.base import Completion, GenRequest
 from spsbench.engines.common import (
+    Opt,
     Sample,
     check_options,
     encode_prompt,
@@ -57,6 +58,25 @@ OPTIONS: dict[str, Any] = {
     # wins. The thread count changes float rounding, so samples are reproducible per setting.
     "cpu_threads": 1,
 }
+KINDS: dict[str, Opt] = {
+    "dtype": Opt(str, choices=("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")),
+    "enforce_eager": Opt(bool, nullable=True),
+    "chunk_size": Opt(int, low=1),
+    "max_num_batched_tokens": Opt(int, low=1, nullable=True),
+    "enable_chunked_prefill": Opt(bool, nullable=True),
+    "max_model_len": Opt(int, low=1, nullable=True),
+    "tensor_parallel_size": Opt(int, low=1),
+    "gpu_memory_utilization": Opt(float, low=0, above=True, high=1),
+    "seed": Opt(int),
+    "trust_remote_code": Opt(bool),
+    "kv_cache_space_gib": Opt(int, low=1),
+    "cpu_threads": Opt(int, low=0),
+}
+# Every variable this module may set before LLM() starts; restored if vLLM fails (auto then falls back
+# to hf in the same process) and on close().
+ENV_KEYS = ("VLLM_LOGGING_LEVEL", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU",
+            "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS",
+            "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 DTYPES = {"auto": "auto", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16",
           "float16": "float16", "fp32": "float32", "float32": "float32"}
 
@@ -67,22 +87,26 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model: str, **options: Any) -> None:
-        opts = check_options(self.name, options, OPTIONS)
-        if int(opts["chunk_size"]) < 1:
-            raise EngineError(f"engine vllm: chunk_size must be >= 1, got {opts['chunk_size']}")
-        if str(opts["dtype"]) not in DTYPES:
-            raise EngineError(f"engine vllm: dtype must be auto|bf16|fp16|fp32, got {opts['dtype']!r}")
+        opts = check_options(self.name, options, OPTIONS, KINDS)
         self.model_id = resolve_model(model)
         self.on_cpu = not _cuda_available()
-        self._torch_threads = _torch_threads()
-        self._env_before = _configure_env(self.on_cpu, opts["kv_cache_space_gib"], opts["cpu_threads"])
         self.chunk_size = int(opts["chunk_size"])
         self.dtype = "bfloat16" if (opts["dtype"] == "auto" and self.on_cpu) else DTYPES[str(opts["dtype"])]
         self.enforce_eager = self.on_cpu if opts["enforce_eager"] is None else bool(opts["enforce_eager"])
         kwargs = self._llm_kwargs(opts)
         self.chunked_prefill = kwargs.get("enable_chunked_prefill")     # None: vLLM's default
-        self.llm = _start(self.model_id, kwargs)
-        self.tokenizer = self.llm.get_tokenizer()
+        self._torch_threads, self._set_threads = _torch_threads()
+        self._env_before = {k: os.environ.get(k) for k in ENV_KEYS}
+        self.llm = None
+        try:
+            _configure_env(self.on_cpu, opts["kv_cache_space_gib"], opts["cpu_threads"])
+            self.llm = _start(self.model_id, kwargs)
+            self.tokenizer = self.llm.get_tokenizer()
+        except BaseException:
+            # `auto` falls back to hf in this process: it must not inherit 1 torch thread and
+            # OMP_NUM_THREADS=1 (or vLLM's own thread setting) from a vLLM that never ran.
+            self._restore()
+            raise
         self._identity: dict[str, Any] | None = None
 
     def _llm_kwargs(self, opts: dict[str, Any]) -> dict[str, Any]:
@@ -128,8 +152,11 @@ class VLLMEngine:
     def close(self) -> None:
         self.llm = None
         gc.collect()
-        # In single-process mode vLLM drops torch to 1 intra-op thread for serving; give the rest of
-        # the process (e.g. a later HF engine or training step) its threads back.
+        self._restore()
+
+    def _restore(self) -> None:
+        """Undo the environment and torch thread count set for vLLM (in single-process mode vLLM drops
+        torch to 1 intra-op thread for serving): a later HF engine or training step gets them back."""
         for key, value in self._env_before.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -138,6 +165,9 @@ class VLLMEngine:
         if self._torch_threads:
             import torch
 
+            # vLLM's CPU worker replaces torch.set_num_threads with a no-op for the whole process once it
+            # binds threads, which would leave this process on 1 thread for good: undo that first.
+            torch.set_num_threads = self._set_threads
             torch.set_num_threads(self._torch_threads)
 
     # ------------------------------------------------------------------ internals
@@ -167,27 +197,27 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _torch_threads() -> int | None:
+def _torch_threads() -> tuple[int | None, Any]:
+    """torch's intra-op thread count and its (real) set_num_threads, to restore after vLLM."""
     try:
         import torch
     except ImportError:  # pragma: no cover
-        return None
-    return torch.get_num_threads()
+        return None, None
+    return torch.get_num_threads(), torch.set_num_threads
 
 
-def _configure_env(on_cpu: bool, kv_space: Any, cpu_threads: int) -> dict[str, str | None]:
+def _configure_env(on_cpu: bool, kv_space: Any, cpu_threads: int) -> None:
     """Env defaults vLLM reads at import/start; the user's own settings always win.
 
-    Returns the previous values of variables set for an explicit option, to restore on close."""
+    The caller snapshots ENV_KEYS first and restores them on close or failure."""
     paths.configure_backend_caches()
     # vLLM logs every engine step detail at INFO; spsbench draws its own progress.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     if not on_cpu:
-        return {}
+        return
     cpu_env_defaults(kv_space)
-    if not cpu_threads or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
-        return {}
-    return _unbind_threads(int(cpu_threads))
+    if cpu_threads and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        _unbind_threads(int(cpu_threads))
 
 
 def cpu_env_defaults(kv_space_gib: Any = 2) -> None:
@@ -202,16 +232,14 @@ def cpu_env_defaults(kv_space_gib: Any = 2) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-def _unbind_threads(n: int) -> dict[str, str | None]:
+def _unbind_threads(n: int) -> None:
     import torch
 
-    before = {k: os.environ.get(k) for k in ("VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS")}
     # vLLM keeps torch's thread count when OMP_NUM_THREADS is set; the env var alone is too late for
     # an OpenMP runtime torch has already started, hence set_num_threads too.
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
     os.environ["OMP_NUM_THREADS"] = str(n)
     torch.set_num_threads(n)
-    return before
 
 
 def _start(model_id: str, kwargs: dict[str, Any]) -> Any:
