@@ -1,5 +1,8 @@
 """Evaluation-core speed: grading throughput and cache hit rate on 10k synthetic AIME-style outputs, and
 pass@k over 10^6 (n, c, k) triples. Targets: >= 500 samples/s on 2 cores; pass@k 10^6 triples < 1 s.
+
+Each target gets a PASS/FAIL line (a report, not an assertion: the 2 cores are shared, so a FAIL can be
+load; rerun before believing it). Alone: `python -m bench core` (or `python -m bench.bench_core`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from spsbench.metrics import pass_at_k, report_ks, summarize
 
 SAMPLES = 10_000
 PROBLEMS = 30
+GRADING_TARGET = 500          # samples/s on typical outputs, 2 workers
+PASS_AT_K_TARGET = 1.0        # seconds for 10^6 (n, c, k) triples
 FILLER = ("We consider the residues modulo $7$ and note that $a^2 + b^2 \\equiv 0$. "
           "Then $\\frac{n(n+1)}{2} = 3k$, so by the pigeonhole principle there are at least $\\binom{5}{2}$ pairs. ")
 
@@ -57,9 +62,12 @@ def _grading(console) -> None:
         pool.grade_many(unique)
         cold = time.perf_counter() - start
     correct = sum(g.correct for g in grades) / len(grades)
-    console.print(f"grading {len(requests)} AIME-style outputs: [bold]{len(requests) / warm:,.0f} samples/s[/] "
+    rate = len(requests) / warm
+    console.print(f"grading {len(requests)} AIME-style outputs: [bold]{rate:,.0f} samples/s[/] "
                   f"(cache hit rate {hits / graded:.1%}, accuracy {correct:.1%}; pool start {startup:.2f} s)")
     console.print(f"verifying {len(unique)} distinct answers (no cache help): {len(unique) / cold:,.0f} answers/s")
+    verdict(console, rate >= GRADING_TARGET, "grading typical outputs",
+            f"{rate:,.0f} samples/s", f">= {GRADING_TARGET} samples/s")
 
 
 def _metrics(console) -> None:
@@ -76,9 +84,19 @@ def _metrics(console) -> None:
     anyk = time.perf_counter() - start
     console.print(f"pass@k over 10^6 (n, c, k) triples: [bold]{powers:.3f} s[/] with power-of-two k, "
                   f"{anyk:.3f} s with arbitrary k (target < 1 s)")
+    verdict(console, powers < PASS_AT_K_TARGET, "pass@k, 10^6 triples, power-of-two k",
+            f"{powers:.3f} s", f"< {PASS_AT_K_TARGET:g} s")
+    verdict(console, anyk < PASS_AT_K_TARGET, "pass@k, 10^6 triples, arbitrary k",
+            f"{anyk:.3f} s", f"< {PASS_AT_K_TARGET:g} s")
     start = time.perf_counter()
     summarize([128] * 30, rng.integers(0, 129, 30), report_ks(128), n_boot=1000, seed=0)
     console.print(f"summarize 30 problems x 1000 bootstraps x 8 ks: {time.perf_counter() - start:.3f} s")
+
+
+def verdict(console, ok: bool, what: str, figure: str, target: str) -> None:
+    """One greppable line per target: `PASS <what>: <figure> (target <target>)`."""
+    mark = "[green]PASS[/]" if ok else "[red]FAIL[/]"
+    console.print(f"{mark} {what}: {figure} (target {target})")
 
 
 def run(console) -> None:

@@ -41,8 +41,9 @@ def test_grade_batch_jsonl_to_file(tmp_path, capsys):
     assert [r["outcome"] for r in out] == ["correct", "no_answer", "correct", "grader_timeout"]
     assert out[0]["extracted"] == "33" and out[1]["extracted"] is None
     assert "completion" not in out[0]
+    assert "first timed out at 1 s" in out[3]["detail"]                # retried once at 2 s, then final
     err = capsys.readouterr().err
-    assert "graded 4" in err and "timeouts 1" in err
+    assert "graded 4" in err and "timeouts 1 (after 1 retries)" in err and ";x=2" in err
 
 
 @pytest.mark.parametrize("line, message", [
@@ -67,3 +68,11 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "--gold is required" in capsys.readouterr().err
     assert main(["grade", "--gold", "1", "--timeout", "0", "-"]) == 2
     assert "timeout_s" in capsys.readouterr().err
+
+
+def test_sub_second_timeout_and_words_only_anchor(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hmm. The answer is not obvious yet."))
+    assert main(["grade", "--gold", "42", "--timeout", "0.5", "--json", "-"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["outcome"] == "no_answer" and "only by words" in result["detail"]
+    assert ";t=0.5;" in result["policy"]

@@ -5,17 +5,27 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 
 import pytest
 
 from spsbench import grading
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy, Outcome, grade, reward
-from spsbench.grading.pool import GRACE_S
+from spsbench.grading import pool as pool_module
+from spsbench.grading.core import RETRY_FACTOR
 
 TIMEOUT = 1
 TOWER = r"\boxed{9^{9^{9^{9}}}}"
 DEEP = "\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}"      # math-verify's parser never returns on this
 UNCLOSED = "\\boxed{" + "{" * 50_000
+# Timing allowances. The soft timer and the watchdog are wall-clock, so what they take barely depends on
+# load; a worker start (python + math-verify import + warm-up) does: measured 1.5-4 s on the shared
+# 2-core box. So the deadlines are checked at the moment each worker is stopped (`replacements`), with
+# LATE_S of scheduling slack, and worker starts are bounded separately and loosely.
+LATE_S = 1.0
+START_S = 10.0
+PROMISED_GRACE_S = 1.0   # docs/grading.md: a stuck worker is killed 1 s after the limit (not pool.GRACE_S,
+                         # so a slower watchdog fails here instead of moving the bound with it)
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +33,27 @@ def pool():
     with GraderPool(workers=2, policy=GradingPolicy(timeout_s=TIMEOUT)) as p:
         p.grade(GradeRequest(r"\boxed{1}", "1"))                  # start the workers outside the timed tests
         yield p
+
+
+@dataclass
+class Stop:
+    at: float        # time.perf_counter() when the pool stopped the worker
+    ran: float       # how long its job had run by then (seconds since it was sent)
+    limit: float     # that job's limit (the policy's, or RETRY_FACTOR times it for a retry)
+
+
+@pytest.fixture
+def stops(monkeypatch) -> list[Stop]:
+    """Every worker any pool stops to replace (after a soft timeout, or a watchdog kill), in order."""
+    found: list[Stop] = []
+    original = GraderPool._replace
+
+    def record(self, i):
+        w, now = self._workers[i], time.monotonic()
+        found.append(Stop(time.perf_counter(), now - w.sent, w.limit))
+        original(self, i)
+    monkeypatch.setattr(GraderPool, "_replace", record)
+    return found
 
 
 def test_grade_many_keeps_order_and_matches_in_process(pool):
@@ -49,33 +80,80 @@ def test_cache_verifies_each_repeated_answer_once():
         assert p.stats["graded"] == 100 and p.stats["cache_hits"] == 95
 
 
-def test_pathological_answers_cost_at_most_the_timeout(pool):
+def test_pathological_answers_cost_at_most_the_timeout_and_its_retry(pool, stops):
     requests = [GradeRequest(r"\boxed{33}", "33"), GradeRequest(TOWER, "33"), GradeRequest(DEEP, "33"),
                 GradeRequest(UNCLOSED, "33"), GradeRequest(r"\boxed{12}", "12"), GradeRequest(r"\boxed{5}", "4")]
+    before = dict(pool.stats)
     start = time.perf_counter()
     got = pool.grade_many(requests)
     elapsed = time.perf_counter() - start
     assert [g.outcome for g in got] == [Outcome.CORRECT, Outcome.GRADER_TIMEOUT, Outcome.GRADER_TIMEOUT,
                                         Outcome.NO_ANSWER, Outcome.CORRECT, Outcome.INCORRECT]
     assert got[1].extracted == "9^{9^{9^{9}}}"
-    assert elapsed < 4 * (TIMEOUT + GRACE_S) + 5, f"pathological batch took {elapsed:.1f} s"
+    assert "second attempt" in got[1].detail and "second attempt" in got[2].detail
+    assert pool.stats["retries"] - before["retries"] == 2 and pool.stats["timeouts"] - before["timeouts"] == 2
+    # Each attempt is stopped by the soft timer at its limit: 1 s, then 2 s on a fresh worker.
+    assert sorted(s.limit for s in stops) == [TIMEOUT, TIMEOUT, RETRY_FACTOR * TIMEOUT, RETRY_FACTOR * TIMEOUT]
+    assert all(s.limit - 0.05 <= s.ran < s.limit + LATE_S for s in stops), stops
+    assert stops[1].at - start < TIMEOUT + LATE_S                   # both stuck answers ran at once
+    assert elapsed < stops[-1].at - start + LATE_S                  # nothing waited after the last stop
     timeouts = pool.stats["timeouts"]
     start = time.perf_counter()
     assert pool.grade(GradeRequest(TOWER, "33")).outcome is Outcome.GRADER_TIMEOUT      # cached: no new wait
     assert time.perf_counter() - start < 0.5 and pool.stats["timeouts"] == timeouts
 
 
-def test_watchdog_kills_and_replaces_a_stuck_worker():
+def test_sub_second_limit_is_honoured_by_the_pool(stops):
+    with GraderPool(workers=1, policy=GradingPolicy(timeout_s=0.5)) as p:
+        p.grade(GradeRequest(r"\boxed{1}", "1"))
+        start = time.perf_counter()
+        g = p.grade(GradeRequest(TOWER, "33"))
+        assert g.outcome is Outcome.GRADER_TIMEOUT
+        assert "did not finish within 1 s" in g.detail and "first timed out at 0.5 s" in g.detail
+        assert "killed" not in g.detail                      # the soft timer stopped it, not the watchdog
+        assert [s.limit for s in stops] == [0.5, 1.0]
+        assert 0.45 <= stops[0].ran < 0.5 + LATE_S / 2, stops    # not rounded to a whole second
+        assert 0.95 <= stops[1].ran < 1.0 + LATE_S / 2, stops
+        assert stops[0].at - start < 0.5 + LATE_S / 2
+
+
+def test_a_stuck_worker_is_killed_and_its_answer_retried(stops):
+    """A worker that stops running (as under heavy load, here SIGSTOP) is killed by the watchdog; the
+    answer is retried on a fresh worker and graded, instead of a timeout cached for the pool's life."""
     with GraderPool(workers=1, policy=GradingPolicy(timeout_s=TIMEOUT)) as p:
         p.grade(GradeRequest(r"\boxed{1}", "1"))
-        os.kill(p._workers[0].proc.pid, signal.SIGSTOP)             # stuck for good: ignores every signal but KILL
+        stuck = p._workers[0].proc
+        os.kill(stuck.pid, signal.SIGSTOP)             # stuck for good: ignores every signal but KILL
         start = time.perf_counter()
         got = p.grade_many([GradeRequest(r"\boxed{2}", "2"), GradeRequest(r"\boxed{3}", "3")])
         elapsed = time.perf_counter() - start
-        assert got[0].outcome is Outcome.GRADER_TIMEOUT and "killed" in got[0].detail
-        assert got[1].outcome is Outcome.CORRECT
-        assert p.stats["restarts"] == 1 and p.stats["timeouts"] == 1
-        assert elapsed < TIMEOUT + GRACE_S + 20
+        assert [g.outcome for g in got] == [Outcome.CORRECT, Outcome.CORRECT]
+        assert "first timed out at 1 s" in got[0].detail
+        assert stuck.poll() is not None                                # killed, not just abandoned
+        assert p.stats["restarts"] == 1 and p.stats["retries"] == 1 and p.stats["timeouts"] == 0
+        assert len(stops) == 1 and TIMEOUT <= stops[0].ran < TIMEOUT + PROMISED_GRACE_S + LATE_S, stops
+        assert elapsed < TIMEOUT + PROMISED_GRACE_S + LATE_S + START_S   # + one worker start
+
+
+def test_an_answer_stuck_twice_is_a_cached_timeout(monkeypatch, stops):
+    """Both attempts stuck (each worker freezes as soon as it has the job): the second kill is final."""
+    with GraderPool(workers=1, policy=GradingPolicy(timeout_s=TIMEOUT)) as p:
+        p.grade(GradeRequest(r"\boxed{1}", "1"))
+        send = pool_module._Worker.send
+
+        def send_then_freeze(self, *args):
+            send(self, *args)
+            os.kill(self.proc.pid, signal.SIGSTOP)
+        monkeypatch.setattr(pool_module._Worker, "send", send_then_freeze)
+        g = p.grade(GradeRequest(r"\boxed{7}", "7"))
+        assert g.outcome is Outcome.GRADER_TIMEOUT
+        assert "killed after 2 s" in g.detail and "first timed out at 1 s" in g.detail
+        assert [s.limit for s in stops] == [TIMEOUT, RETRY_FACTOR * TIMEOUT]
+        assert all(s.limit <= s.ran < s.limit + PROMISED_GRACE_S + LATE_S for s in stops), stops
+        assert p.stats["retries"] == 1 and p.stats["timeouts"] == 1 and p.stats["restarts"] == 2
+        start = time.perf_counter()
+        assert p.grade(GradeRequest(r"\boxed{7}", "7")).outcome is Outcome.GRADER_TIMEOUT   # cached
+        assert time.perf_counter() - start < 0.5 and len(stops) == 2
 
 
 def test_a_dead_worker_is_replaced():

@@ -23,4 +23,5 @@ def test_light_modules_do_not_import_heavy_libraries():
 
 def test_grading_imports_math_verify_lazily():
     modules = imported_after("import spsbench.grading, spsbench.commands.grade")
+    assert "spsbench.grading.verify" in modules and "spsbench.grading.core" in modules   # the whole chain
     assert "math_verify" not in modules and "sympy" not in modules

@@ -11,6 +11,7 @@ extractor), `verify` (math-verify calls, run in workers), `pool` (worker process
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -18,46 +19,65 @@ from collections.abc import Sequence
 from spsbench.grading.pool import GraderPool
 from spsbench.grading.types import GRADERS, Grade, GradeRequest, GradingPolicy, Outcome
 
+_log = logging.getLogger(__name__)
+
 __all__ = ["GRADERS", "Grade", "GradeRequest", "GraderPool", "GradingPolicy", "Outcome", "grade", "policy_id",
            "reward"]
 
 
 def policy_id(policy: GradingPolicy | None = None) -> str:
-    """The string stored with every evaluation, e.g. 'math-verify==0.9.0;strict;last-box;t=5;x=1'."""
+    """The string stored with every evaluation, e.g. 'math-verify==0.9.0;strict;last-box;t=5;x=2'."""
     return (policy or GradingPolicy()).id()
 
 
 def grade(completion: str, gold: str, kind: str = "math", choices: Sequence[str] | None = None,
           policy: GradingPolicy | None = None) -> Grade:
-    """Grade one completion in this process. For many, or for untrusted output, use GraderPool.
+    """Grade one completion, in this process when it can be time-limited here. For many, use GraderPool.
 
-    The soft time limit works only in the main thread, and nothing in-process can stop work stuck in C
-    code (e.g. `\\boxed{9^{9^{9^{9}}}}`): GraderPool's watchdog can.
+    The soft time limit is a signal, so it works only in the main thread, while the caller has no
+    interval timer of its own running, and until it has fired once in this process (an interrupted
+    sympy may be half-initialised). Otherwise, and for the retry of a timed-out answer, the answer goes
+    to a shared worker pool for this policy (started on first use, ~2 s), which has the hard watchdog.
     """
-    from spsbench.grading.core import finish, prepare
-    from spsbench.grading.verify import run_job
+    from spsbench.grading.core import finish, is_timeout, prepare
+    from spsbench.grading.verify import run_job, soft_limit_available
 
     policy = policy or GradingPolicy()
     request = GradeRequest(completion, gold, kind, tuple(choices) if choices is not None else None)
     prepared = prepare(request, policy)
     if prepared.key is None:
         return prepared.grade
-    return finish(prepared, run_job(prepared.key, policy.timeout_s))
+    if soft_limit_available():
+        result = run_job(prepared.key, policy.timeout_s)
+        if not is_timeout(result):
+            return finish(prepared, result)
+        with _shared_lock:                      # the retry, in a process whose timer has not fired
+            return _shared_pool(policy)._grade_after_timeout(request)
+    _log.debug("grade(): no soft time limit possible here; verifying in a grader worker process")
+    with _shared_lock:
+        return _shared_pool(policy).grade(request)
 
 
-_reward_pool: GraderPool | None = None
-_reward_pid = 0
-_reward_lock = threading.Lock()
+_shared_pools: dict[GradingPolicy, GraderPool] = {}
+_shared_pid = 0
+_shared_lock = threading.Lock()     # a pool is not thread-safe; trainers may call from several threads
 
 
-def _shared_pool() -> GraderPool:
-    """The reward's pool: created on first call, one per process (a forked child makes its own)."""
-    global _reward_pool, _reward_pid
-    if _reward_pool is None or _reward_pid != os.getpid():
-        _reward_pool = GraderPool(workers=max(1, min(2, os.cpu_count() or 1)))
-        _reward_pid = os.getpid()
-        atexit.register(_reward_pool.close)
-    return _reward_pool
+def _shared_pool(policy: GradingPolicy | None = None) -> GraderPool:
+    """The pool for `policy` (default: the reward's), created on first call, one per policy per process.
+
+    A forked child makes its own: the parent's workers are not its children to talk to.
+    """
+    global _shared_pid
+    if _shared_pid != os.getpid():
+        _shared_pools.clear()
+        _shared_pid = os.getpid()
+    policy = policy or GradingPolicy()
+    if policy not in _shared_pools:
+        pool = GraderPool(workers=max(1, min(2, os.cpu_count() or 1)), policy=policy)
+        atexit.register(pool.close)
+        _shared_pools[policy] = pool
+    return _shared_pools[policy]
 
 
 def reward(completions: Sequence[str], golds: Sequence[str], kind: str = "math",
@@ -70,6 +90,6 @@ def reward(completions: Sequence[str], golds: Sequence[str], kind: str = "math",
     options = [None if choices is None or choices[i] is None else tuple(choices[i]) for i in range(len(golds))]
     requests = [GradeRequest(str(c), str(g), kind, opts or None)
                 for c, g, opts in zip(completions, golds, options, strict=True)]
-    with _reward_lock:              # the pool is not thread-safe; trainers may call from several threads
+    with _shared_lock:
         grades = _shared_pool().grade_many(requests)
     return [1.0 if g.correct else 0.0 for g in grades]

@@ -1,26 +1,34 @@
 """One sample's grading pipeline, shared by in-process `grade()` and GraderPool.
 
-prepare() does everything that needs no math-verify (think rule, extraction, normalisation, the whole
-multiple-choice grade) and yields either a final Grade or a verification job whose tuple is the cache
-key; finish() turns the verifier's result into a Grade.
+prepare() does everything that needs no math-verify (think rule, extraction, normalisation, text
+answers, the whole multiple-choice grade) and yields either a final Grade or a verification job whose
+tuple is the cache key; finish() turns the verifier's result into a Grade. The timeout retry rule
+(`RETRY_FACTOR`) lives here too, so the pool and in-process grading apply the same one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spsbench.grading.extract import extract_math, normalize_answer, strip_think
+from spsbench.grading.extract import extract_math, is_prose, normalize_answer, same_words, strip_think
 from spsbench.grading.mc import grade_mc
 from spsbench.grading.types import Grade, GradeRequest, GradingPolicy, Outcome
+from spsbench.grading.verify import Job, Result
+
+# A timed-out answer is verified once more with this many times the limit; only that second timeout is
+# final (and cached). One timeout can be machine load; two at a doubled limit are the answer itself.
+RETRY_FACTOR = 2
 
 _NO_ANCHOR = "no \\boxed{} answer and no 'answer is' / 'Answer:' anchor (strict mode)"
+_WORDS_ONLY = ("'answer is' / 'Answer:' followed only by words ({!r}), not by an answer (strict mode; "
+               "words count as answers only when the gold is words)")
 _OPEN_THINK = "unclosed <think> block: the model never gave a final answer"
 
 
 @dataclass(frozen=True)
 class Prepared:
     grade: Grade | None          # final grade when no verification is needed
-    key: tuple | None = None     # verification job (mode, answer, gold): also the cache key
+    key: Job | None = None       # verification job (mode, answer, gold): also the cache key
     extracted: str | None = None  # the answer as written in the completion (shown to users)
     how: str = ""                # where it came from: box | anchor | lenient
 
@@ -36,17 +44,41 @@ def prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
 def _prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
     if request.kind == "mc":
         return Prepared(grade_mc(request.completion, request.gold, request.choices, policy.strict))
-    found = extract_math(request.completion)
+    text_gold = is_prose(request.gold)         # a text-answer question (`yes`, `\text{even}`, a name)
+    found = extract_math(request.completion, words_are_answers=text_gold)
     if found.answer is not None:
+        if text_gold and is_prose(found.answer):
+            return Prepared(_text_grade(found.answer, request.gold, found.how))
         return Prepared(None, ("math", normalize_answer(found.answer), request.gold), found.answer, found.how)
     if found.how == "think":
         return Prepared(Grade(Outcome.NO_ANSWER, None, _OPEN_THINK))
     if not policy.strict:
         return Prepared(None, ("lenient", strip_think(request.completion) or "", request.gold), None, "lenient")
+    if found.how == "words":
+        return Prepared(Grade(Outcome.NO_ANSWER, None, _WORDS_ONLY.format(found.skipped)))
     return Prepared(Grade(Outcome.NO_ANSWER, None, _NO_ANCHOR))
 
 
-def finish(prepared: Prepared, result: tuple[str, str | None, str]) -> Grade:
+def _text_grade(answer: str, gold: str, how: str) -> Grade:
+    """Words against a words gold, compared as text: math-verify reads words as products of one-letter
+    symbols, so it would call anagrams equal (`no` = `on`)."""
+    ok = same_words(answer, gold)
+    return Grade(Outcome.CORRECT if ok else Outcome.INCORRECT, answer,
+                 f"{how}: text answer {'equals' if ok else 'differs from'} the gold (case and \\text{{}} ignored)")
+
+
+def finish(prepared: Prepared, result: Result) -> Grade:
     outcome, extracted, detail = result
     shown = prepared.extracted if prepared.extracted is not None else extracted
     return Grade(Outcome(outcome), shown, f"{prepared.how}: {detail}")
+
+
+def is_timeout(result: Result) -> bool:
+    return result[0] == Outcome.GRADER_TIMEOUT.value
+
+
+def after_retry(result: Result, first_limit: float) -> Result:
+    """The second attempt's result, its detail noting that the first one timed out."""
+    outcome, extracted, detail = result
+    return outcome, extracted, f"{detail} (second attempt: the first timed out at {first_limit:g} s)"
+

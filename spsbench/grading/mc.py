@@ -15,7 +15,7 @@ import string
 from collections.abc import Sequence
 from functools import lru_cache
 
-from spsbench.grading.extract import last_box, strip_think
+from spsbench.grading.extract import find_last_box, strip_think
 from spsbench.grading.types import Grade, Outcome
 
 _WRAPPER_RE = re.compile(r"\\(?:text|textbf|mathrm|mathbf|textrm|mbox)\s*\{([^{}]*)\}")
@@ -53,23 +53,28 @@ def _box_letter(box: str, letters: str, choices: Sequence[str] | None) -> str | 
 
 
 def extract_letter(completion: str, choices: Sequence[str] | None = None, strict: bool = True) -> str | None:
-    """The chosen letter, or None. The last anchored form in the text wins."""
+    """The chosen letter, or None. The last anchored form in the text wins.
+
+    Every candidate's position is where its own match starts: never found again by searching the text
+    for the letter, which would hit any later capital (`\\boxed{C} ... Correct?`).
+    """
     text = strip_think(completion)
     if text is None:
         return None
     letters = letters_for(choices)
     anchor, final_line, bare = _patterns(letters)
     found: list[tuple[int, str]] = []                      # (position, letter)
-    box = last_box(text)
+    box = find_last_box(text)
     if box is not None:
-        letter = _box_letter(box, letters, choices)
+        letter = _box_letter(box[0], letters, choices)
         if letter:
-            found.append((text.rfind(box), letter))
+            found.append((box[1], letter))
     found += [(m.start(), m.group("letter")) for m in anchor.finditer(text)][-1:]
-    lines = text.rstrip().rsplit("\n", 1)
-    m = final_line.match(lines[-1])
+    body = text.rstrip()
+    last_line_start = body.rfind("\n") + 1                 # 0 when the text is one line
+    m = final_line.match(body[last_line_start:])
     if m:
-        found.append((len(text) - len(lines[-1]), m.group("letter")))
+        found.append((last_line_start, m.group("letter")))
     if not strict:
         found += [(m.start(), m.group("letter")) for m in bare.finditer(text)][-1:]
     return max(found)[1] if found else None

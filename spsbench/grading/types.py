@@ -11,8 +11,10 @@ from importlib import metadata
 from spsbench.errors import GradingError
 
 GRADERS = ("math", "mc")
-# Bump when extraction or normalisation rules change: stored outcomes graded under another version differ.
-EXTRACTOR_VERSION = 1
+# Bump when extraction, normalisation or timeout rules change: stored outcomes graded under another
+# version differ. 2: MC box position from its match; anchors followed only by words are skipped; text
+# answers compared as text; a timeout is retried once with a doubled limit.
+EXTRACTOR_VERSION = 2
 
 
 class Outcome(StrEnum):
@@ -58,8 +60,9 @@ class GradeRequest:
 class GradingPolicy:
     strict: bool = field(default=True, metadata={
         "help": "Anchored answers only (last \\boxed{}, or 'answer is'/'Answer:'); never the last number."})
-    timeout_s: int = field(default=5, metadata={
-        "help": "Per-sample limit in seconds; a worker stuck past it is killed and the sample is grader_timeout."})
+    timeout_s: float = field(default=5, metadata={
+        "help": "Per-sample limit in seconds (fractions allowed); a timed-out answer is retried once with "
+                "twice the limit, then it is grader_timeout."})
 
     def __post_init__(self) -> None:
         if not isinstance(self.strict, bool):
@@ -70,7 +73,7 @@ class GradingPolicy:
                                f"got {self.timeout_s!r}")
 
     def id(self) -> str:
-        """Recorded in the store with every evaluation, e.g. 'math-verify==0.9.0;strict;last-box;t=5;x=1'."""
+        """Recorded in the store with every evaluation, e.g. 'math-verify==0.9.0;strict;last-box;t=5;x=2'."""
         mode = "strict" if self.strict else "lenient"
         return f"math-verify=={math_verify_version()};{mode};last-box;t={self.timeout_s:g};x={EXTRACTOR_VERSION}"
 

@@ -1,10 +1,20 @@
 """math-verify calls: parse the gold and the extracted answer, compare them, classify what went wrong.
 
 Runs inside grader worker processes (and in-process for `grade()`). math-verify is imported on first
-use, never at module import. Its own SIGALRM timeouts are disabled (they return a silent "wrong"); we
-set a soft interval timer of our own instead, raised as a BaseException so no library `except
-Exception` swallows it. Work stuck in C code (huge integer powers) ignores signals: only the pool's
-watchdog, which kills the worker, stops it.
+use, never at module import. Its own SIGALRM timeouts are disabled (whole seconds only, main thread
+only, and they return a silent "wrong"); we set a sub-second interval timer of our own instead, raised
+as a BaseException so no library `except Exception` swallows it.
+
+Why a signal and not a timer thread: CPython's big-integer arithmetic (`9^{9^{9^{9}}}`) holds the GIL
+for its whole run and only polls for signals, so a timer thread never gets to run. Signals reach only
+the main thread, so off it (or when the caller has its own interval timer running) there is no soft
+limit: `soft_limit_available()` says so and `grade()` sends the work to a worker process instead. Work
+stuck in C code that polls nothing is stopped only by the pool's watchdog, which kills the worker.
+
+An exception raised at an arbitrary point can interrupt sympy half-way through a lazy import (measured:
+`module 'sympy' has no attribute 'assumptions'` on every later answer). So the slow first steps run
+once untimed (`warm_up`), and a process in which the timer has fired is never trusted again: a worker
+is replaced, and `grade()` verifies in a worker process from then on.
 """
 
 from __future__ import annotations
@@ -25,16 +35,31 @@ Job = tuple[str, str, str]
 Result = tuple[str, "str | None", str]
 
 
+# The first parse (parser tables) and the first power comparison (sympy imports combinatorics and
+# physics) cost ~0.8 s; run untimed so no job pays for them, and no timeout interrupts an import.
+_WARM_UP = (("33", "33"), ("2^{3^{2}}", "33"))
+_interrupted = False      # set once our timer has fired in this process: its sympy state is suspect
+
+
 class SoftTimeout(BaseException):
     """Our interval timer fired (BaseException: math-verify and sympy catch Exception broadly)."""
 
 
+def soft_limit_available() -> bool:
+    """Our timer needs the main thread (signals go there), an idle ITIMER_REAL (a caller's own `alarm()`
+    or `setitimer()`, e.g. pytest-timeout's, would be cancelled by ours), and a process in which it has
+    not fired yet (see the module docstring)."""
+    return (not _interrupted and threading.current_thread() is threading.main_thread()
+            and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0))
+
+
 @contextmanager
-def soft_limit(seconds: float | None) -> Iterator[None]:
-    """Raise SoftTimeout after `seconds` (main thread only; elsewhere no limit, the watchdog remains)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def soft_limit(seconds: float) -> Iterator[None]:
+    """Raise SoftTimeout after `seconds` (sub-second allowed). RuntimeError where no timer is possible:
+    never a silent run without a limit."""
+    if not soft_limit_available():
+        raise RuntimeError("no soft time limit here (not the main thread, the caller's interval timer is "
+                           "running, or a timeout already fired in this process): grade through GraderPool")
 
     def on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
         raise SoftTimeout
@@ -44,16 +69,21 @@ def soft_limit(seconds: float | None) -> Iterator[None]:
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:                          # even if the timer fired just now: never leave our handler behind
+            signal.signal(signal.SIGALRM, previous)
 
 
-def run_job(job: Job, timeout_s: float | None) -> Result:
+def run_job(job: Job, timeout_s: float) -> Result:
     """Verify one job; every failure becomes an outcome, never an exception."""
+    global _interrupted
+    warm_up()
     try:
         with soft_limit(timeout_s):
             return _verify(job)
     except SoftTimeout:
+        _interrupted = True
         return "grader_timeout", None, f"math-verify did not finish within {timeout_s:g} s"
     except RecursionError:
         return "grader_error", None, "math-verify hit the recursion limit (deeply nested answer)"
@@ -70,6 +100,16 @@ def _mv():
     for name in ("math_verify", "latex2sympy2_extended"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     return math_verify, (LatexExtractionConfig(), ExprExtractionConfig())
+
+
+@lru_cache(maxsize=1)
+def warm_up() -> None:
+    """Run the slow first verifications once, with no timer (see _WARM_UP). Never raises."""
+    for answer, gold in _WARM_UP:
+        try:
+            _verify(("math", answer, gold))
+        except Exception:  # noqa: BLE001 - warming up only; a real job reports its own errors
+            continue
 
 
 def _parse(text: str):
