@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="FILE", help="Batch mode: write results here (default: stdout).")
     parser.add_argument("--lenient", action="store_true",
                         help="Fall back to math-verify's own extraction (may take the last number).")
-    parser.add_argument("--timeout", type=float, default=5, help="Per-sample limit in seconds (default: 5).")
+    parser.add_argument("--timeout", type=float, default=5,
+                        help="Per-sample limit in seconds, fractions allowed (default: 5); a timed-out answer "
+                             "is retried once with twice the limit before it counts as grader_timeout.")
     parser.add_argument("--workers", type=int, default=2, help="Grader worker processes (default: 2).")
     parser.add_argument("--json", action="store_true", help="Single mode: print the result as one JSON line.")
 
@@ -146,6 +148,6 @@ def _run_batch(args: argparse.Namespace, policy) -> int:
             out.close()
     counts = Counter(g.outcome.value for g in grades)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    print(f"graded {len(grades)} ({summary}); cache hits {stats['cache_hits']}, "
-          f"timeouts {stats['timeouts']}, restarts {stats['restarts']}; policy {policy.id()}", file=sys.stderr)
+    print(f"graded {len(grades)} ({summary}); cache hits {stats['cache_hits']}, timeouts {stats['timeouts']} "
+          f"(after {stats['retries']} retries), restarts {stats['restarts']}; policy {policy.id()}", file=sys.stderr)
     return 0
