@@ -81,6 +81,10 @@ def configs() -> list[tuple[str, str, dict[str, Any]]]:
         rows.append(("vllm eager bf16", "vllm", {"dtype": "bf16", "enforce_eager": True}))   # 1 thread
         rows.append(("vllm eager bf16 bound", "vllm", {"dtype": "bf16", "enforce_eager": True,
                                                        "cpu_threads": 0}))
+        # Without AVX-512 (bf16) oneDNN has no bf16 matmul and vLLM falls back to slow torch linears.
+        rows.append(("vllm eager fp32", "vllm", {"dtype": "fp32", "enforce_eager": True}))
+        rows.append(("vllm eager fp32 bound", "vllm", {"dtype": "fp32", "enforce_eager": True,
+                                                       "cpu_threads": 0}))
     if os.environ.get("SPSBENCH_BENCH_OPENAI_URL"):
         rows.append(("openai", "openai", {"base_url": os.environ["SPSBENCH_BENCH_OPENAI_URL"]}))
     return rows

