@@ -387,7 +387,7 @@ def test_arith_is_deterministic_by_seed():
 
 def test_arith_task_loads_offline_with_overrides(tmp_path):
     task = tasks.load_task("arith")
-    assert len(task.problems) == 64 and task.spec.source["difficulty"] == "easy"
+    assert len(task.problems) == 32 and task.spec.source["difficulty"] == "easy"
     assert task.problems[0].answer == "12"
     assert task.problems[0].prompt == ("Raj has 4 stamps. He buys 8 more stamps. How many stamps does Raj have "
                                        "now?\nWrite the final answer as \\boxed{number}.")
@@ -480,7 +480,7 @@ def test_cli_lists_registry(capsys):
     for name in REGISTERED:
         assert name in out
     arith_line = next(line for line in out.splitlines() if "builtin:arith" in line)
-    assert re.search(r"│\s+64\s+│ math", arith_line)
+    assert re.search(r"│\s+32\s+│ math", arith_line)
     assert "MathArena/aime_2025:train" in out
 
 

@@ -40,8 +40,12 @@ def pick_cpu_threads() -> int | None:
 
     if torch.cuda.is_available() or os.environ.get("OMP_NUM_THREADS"):
         return None
+    from spsbench.engines.common import busy_cpus
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = max(0.0, os.getloadavg()[0] - 1.0)      # load that is not ours
+    # Runnable tasks right now, not the 1-minute load average: right after `spsbench eval` kept both cores
+    # busy, the average still said 2 and the demo trained on 1 thread at ~63 s per step.
+    busy = busy_cpus()
     threads = max(1, min(cores, int(cores - busy + 0.5)))
     torch.set_num_threads(threads)
     return threads
