@@ -12,6 +12,7 @@ import pytest
 
 from spsbench import diagnose
 from spsbench.diagnose import group_samples, jaccard, pairwise_similarity, shingles, similarity_by_problem
+from spsbench.tasks import load_task
 
 PROMPTS = ["What is 2 + 3?", "Add 4 and 5.", "7 minus 2 is?"]
 
@@ -143,7 +144,8 @@ def test_run_folder_with_base_writes_three_metrics_per_model(tiny_pair, tmp_path
             base_model=None,
         )
     ]
-    ev = SimpleNamespace(id=1, model_id=7, task="arith", task_version="1", n=3,
+    version = str(load_task("arith").spec.version)  # stored evals only count for the current version
+    ev = SimpleNamespace(id=1, model_id=7, task="arith", task_version=version, n=3,
                          sampling={"temperature": 0.7, "max_tokens": 64})
     texts = [
         {"problem_id": "0", "sample_idx": i, "completion": t}
@@ -173,7 +175,7 @@ def test_run_folder_with_base_writes_three_metrics_per_model(tiny_pair, tmp_path
     assert stored_sim.value == pytest.approx(1 / 3) and stored_sim.details["source"] == "store"
     assert stored_sim.details["setting"] | {"seed": 0} == {
         "source": "eval samples", "n": 3, "temperature": 0.7, "max_tokens": 64, "problems": 1, "limit": 2,
-        "task_version": "1", "seed": 0, "eval_id": 1,
+        "task_version": version, "seed": 0, "eval_id": 1,
     }
     fresh_sim = next(r for r in results if r.model_id == 100 and r.metric == "pairwise_similarity")
     assert fresh_sim.details["source"] == "sampled for token_entropy" and 0 <= fresh_sim.value <= 1
@@ -285,7 +287,8 @@ def test_cli_diagnose_writes_store_and_run_page(tiny_pair, tmp_path, capsys):
     rows = [line for line in section.splitlines() if line.startswith("| ") and "--:" not in line][1:]
     assert [r.split(" | ")[0] for r in rows] == ["| base", "| 5"]  # --base is the run's base: row first
     assert all("—" not in r and "†" not in r for r in rows)  # three values each, one setting per column
-    assert "- greedy log-prob / token: greedy decoding: max_tokens=8, 2 problems, task version 1." in section
+    version = load_task("arith").spec.version
+    assert f"- greedy log-prob / token: greedy decoding: max_tokens=8, 2 problems, task version {version}." in section
     assert "- token entropy (nats): fresh samples: n=2, temperature=1, max_tokens=8, 2 problems" in section
     # Once more with --limit 1: the store keeps one value per (model, task, metric), so it is replaced;
     # the command says so and the pages show the new setting.
@@ -294,7 +297,7 @@ def test_cli_diagnose_writes_store_and_run_page(tiny_pair, tmp_path, capsys):
     assert main(args) == 0
     said = capsys.readouterr().out.replace("\n", " ")
     assert "replaced a value with another setting (was: greedy decoding: max_tokens=8, 2 problems" in said
-    assert "greedy decoding: max_tokens=8, 1 problem, task version 1." in (out / "runs" / "myrun.md").read_text()
+    assert f"greedy decoding: max_tokens=8, 1 problem, task version {version}." in (out / "runs" / "myrun.md").read_text()
 
 
 def test_partial_checkpoint_is_one_clear_error(tiny_pair, tmp_path):
