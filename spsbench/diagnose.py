@@ -25,64 +25,20 @@ torch / transformers are imported lazily, inside the functions that run a model.
 
 from __future__ import annotations
 
-import itertools
-import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from spsbench.errors import EngineError, SpsbenchError
-
-WORD_RE = re.compile(r"\w+|[^\w\s]")
-SHINGLE = 3
-
-
-# ---------------------------------------------------------------------------- diversity
-
-
-def shingles(text: str, size: int = SHINGLE) -> frozenset[tuple[str, ...]]:
-    """Word n-grams (words and punctuation marks are tokens; case kept). Short texts give one shingle."""
-    words = WORD_RE.findall(text)
-    if len(words) < size:
-        return frozenset([tuple(words)])
-    return frozenset(tuple(words[i : i + size]) for i in range(len(words) - size + 1))
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    union = len(a | b)
-    return 1.0 if union == 0 else len(a & b) / union
-
-
-def pairwise_similarity(texts: Sequence[str]) -> float | None:
-    """Mean Jaccard similarity of word-3-gram sets over all pairs; None for fewer than two texts."""
-    sets = [shingles(t) for t in texts]
-    pairs = [jaccard(a, b) for a, b in itertools.combinations(sets, 2)]
-    return sum(pairs) / len(pairs) if pairs else None
-
-
-def similarity_by_problem(groups: dict[str, list[str]]) -> tuple[float, dict[str, Any]]:
-    """Mean over problems (with >= 2 completions) of `pairwise_similarity`."""
-    per = {pid: s for pid, texts in sorted(groups.items()) if (s := pairwise_similarity(texts)) is not None}
-    if not per:
-        raise SpsbenchError("pairwise similarity needs at least two completions of one problem")
-    value = sum(per.values()) / len(per)
-    return value, {
-        "measure": f"jaccard_word{SHINGLE}gram",
-        "problems": len(per),
-        "completions_per_problem": max(len(t) for t in groups.values()),
-    }
-
-
-def group_samples(samples: Iterable[dict[str, Any]], limit: int | None = None) -> dict[str, list[str]]:
-    """Store samples -> {problem_id: completions in sample order}, first `limit` problems by id."""
-    groups: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for s in samples:
-        groups[str(s["problem_id"])].append((int(s["sample_idx"]), str(s["completion"])))
-    keep = sorted(groups)[:limit] if limit else sorted(groups)
-    return {pid: [text for _, text in sorted(groups[pid])] for pid in keep}
-
+from spsbench.similarity import (  # noqa: F401  (re-exported: the diagnostics' public names)
+    SHINGLE,
+    group_samples,
+    jaccard,
+    pairwise_similarity,
+    shingles,
+    similarity_by_problem,
+)
 
 # ---------------------------------------------------------------------------- model stats
 

