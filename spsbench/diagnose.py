@@ -354,6 +354,7 @@ class DiagResult:
     metric: str
     value: float
     details: dict[str, Any]
+    reused: bool = False   # already in the store with this exact setting: not recomputed
 
 
 def run_diagnostics(
@@ -370,8 +371,13 @@ def run_diagnostics(
     seed: int = 0,
     similarity_from: str = "auto",
     progress: bool = True,
+    force: bool = False,
 ) -> list[DiagResult]:
-    """Compute the three diagnostics for every target model × task and add them to the store."""
+    """Compute the three diagnostics for every target model × task and add them to the store.
+
+    A (model, task) whose three diagnostics are already stored with exactly this setting (same weights,
+    n, max_tokens, seed, limit, task version, similarity source) is reused, not recomputed: diagnosing a
+    second run from the same base model does not redo the base. `force` recomputes everything."""
     from spsbench.models import check_loadable
     from spsbench.tasks import load_task
 
@@ -380,17 +386,73 @@ def run_diagnostics(
     cfg = DiagConfig(n, max_tokens, seed, limit, similarity_from)
     loaded = {t: load_task(t, data=(data or {}).get(t), limit=limit) for t in tasks}
     targets = resolve_targets(target, known, base)
+    stored = {} if force else _stored_diagnostics(store)
     results: list[DiagResult] = []
     with _progress(progress, len(targets) * len(tasks)) as advance:
         for t in targets:
             model_id = _model_id(store, known, t)
+            todo = {}
+            for task, spec in loaded.items():
+                kept = _reusable(stored, store, t.path, model_id, task, spec, cfg)
+                if kept:
+                    results += kept
+                    advance(f"{Path(t.path).name} · {task} (stored)")
+                else:
+                    todo[task] = spec
+            if not todo:
+                continue
             if Path(t.path).is_dir():  # a partial checkpoint save -> one clear line, not a traceback
                 check_loadable(t.path)
             lm = load_model(t.path)
-            for task, spec in loaded.items():
+            for task, spec in todo.items():
                 results += _diagnose_one(store, lm, model_id, task, spec, cfg)
                 advance(f"{Path(t.path).name} · {task}")
     return results
+
+
+def _stored_diagnostics(store: Any) -> dict[tuple[int, str, str], dict[str, Any]]:
+    """(model id, task, metric) -> stored diagnostic row ({} for a store without diagnostics)."""
+    rows = store.diagnostics() if hasattr(store, "diagnostics") else []
+    return {(int(r["model_id"]), r["task"], r["metric"]): r for r in rows}
+
+
+def _expected_settings(
+    store: Any, model_id: int, task: str, spec: Any, cfg: DiagConfig
+) -> dict[str, dict[str, Any]] | None:
+    """The `setting` each metric would be stored with now; None when similarity's source is unknown
+    before sampling (auto/eval without a stored evaluation whose completions can be used)."""
+    version = str(spec.spec.version)
+    common = {"problems": len(spec.problems), "max_tokens": cfg.max_tokens, "task_version": version,
+              "limit": cfg.limit}
+    fresh = setting_details("fresh samples", **common, n=cfg.n, temperature=1.0, seed=cfg.seed)
+    out = {"greedy_logprob": setting_details("greedy decoding", **common), "token_entropy": fresh}
+    if cfg.similarity_from == "sampled":
+        return out | {"pairwise_similarity": fresh}
+    found = _stored_completions(store, model_id, task, version, [str(p.id) for p in spec.problems])
+    if not found or not any(len(v) > 1 for v in found[0].values()):
+        return out | {"pairwise_similarity": fresh} if cfg.similarity_from == "auto" else None
+    groups, ev = found
+    sampling = getattr(ev, "sampling", None) or {}
+    _, details = similarity_by_problem(groups)   # cheap (no model); gives the counts _similarity records
+    out["pairwise_similarity"] = setting_details(
+        "eval samples", problems=details["problems"], max_tokens=sampling.get("max_tokens"), task_version=version,
+        limit=cfg.limit, n=details["completions_per_problem"], temperature=sampling.get("temperature"),
+        eval_id=int(ev.id))
+    return out
+
+
+def _reusable(
+    stored: dict, store: Any, path: str, model_id: int, task: str, spec: Any, cfg: DiagConfig
+) -> list[DiagResult] | None:
+    """The stored diagnostics of (model, task) when all three have exactly the setting asked for."""
+    if not stored:
+        return None
+    expected = _expected_settings(store, model_id, task, spec, cfg)
+    rows = [stored.get((model_id, task, metric)) for metric in expected or ()]
+    if not expected or any(r is None or r["details"].get("setting") != expected[r["metric"]] for r in rows):
+        return None
+    return [DiagResult(path, model_id, task, r["metric"], float(r["value"]), r["details"], reused=True)
+            for r in rows]
 
 
 def _diagnose_one(

@@ -333,3 +333,32 @@ def test_a_run_folder_brings_its_recorded_base_model(tiny_pair, tmp_path):
     assert [t.is_base for t in targets] == [True, False]
     assert targets[0].path == str(base) or Path(targets[0].path).resolve() == Path(base).resolve()
     assert (targets[1].run_name, targets[1].step, targets[1].algo) == ("r", 5, "sps")
+
+
+def test_stored_diagnostics_with_the_same_setting_are_reused_not_recomputed(tiny_pair, tmp_path, capsys,
+                                                                             monkeypatch):
+    import shutil
+
+    from spsbench.cli import main
+    from spsbench.store import Store
+
+    base, other, _ = tiny_pair
+    shutil.copytree(other, tmp_path / "run" / "checkpoint-5")
+    store = tmp_path / "s.db"
+    args = ["diagnose", str(tmp_path / "run"), "--tasks", "arith", "--limit", "2", "--n", "2", "--max-tokens", "4",
+            "--base", str(base), "--store", str(store), "--no-leaderboard"]
+    assert main(args) == 0
+    with Store(store) as s:
+        first = {(r["model_id"], r["metric"]): (r["value"], r["created_at"]) for r in s.diagnostics()}
+    loads = []
+    real_load = diagnose.load_model
+    monkeypatch.setattr(diagnose, "load_model", lambda path: loads.append(Path(path).name) or real_load(path))
+    capsys.readouterr()
+    assert main(args) == 0                                           # same setting: nothing is loaded
+    assert loads == [] and capsys.readouterr().out.count("(stored)") == 6
+    with Store(store) as s:
+        assert {(r["model_id"], r["metric"]): (r["value"], r["created_at"]) for r in s.diagnostics()} == first
+    shutil.copytree(base, tmp_path / "run" / "checkpoint-9")        # a new checkpoint: only it is computed
+    assert main(args) == 0 and loads == ["checkpoint-9"]
+    assert main([*args, "--n", "3"]) == 0 and len(loads) == 1 + 3   # another setting: all three recomputed
+    assert main([*args, "--n", "3", "--force"]) == 0 and len(loads) == 1 + 3 + 3

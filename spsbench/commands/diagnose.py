@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "drawn for token entropy (sampled), or the evaluation when there is one (auto, default). Pick one "
         "source for every model to get one comparable column.",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="Recompute diagnostics already stored with the same setting (by default they are reused).",
+    )
     parser.add_argument("--store", metavar="PATH", help="Results store (default results/spsbench.db).")
     parser.add_argument("--out", metavar="DIR", help="Leaderboard folder to refresh afterwards.")
     parser.add_argument("--no-leaderboard", action="store_true", help="Do not refresh the leaderboards.")
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             max_tokens=args.max_tokens,
             seed=args.seed,
             similarity_from=args.similarity_from,
+            force=args.force,
         )
     finally:
         store.close()
@@ -92,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     for column in ("model", "task", "metric", "value"):
         table.add_column(column, justify="right" if column == "value" else "left")
     for r in results:
-        table.add_row(r.path, r.task, r.metric, f"{r.value:.4f}")
+        table.add_row(r.path, r.task, r.metric + (" (stored)" if r.reused else ""), f"{r.value:.4f}")
     console = output_console()
     console.print(table)
     for note in _replaced(before, results):
