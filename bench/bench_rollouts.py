@@ -4,9 +4,10 @@ Same recipe (GRPO, CPU demo sizes: 1 prompt x 8 completions x <= 96 tokens), sam
 runs in its own process (a resident vLLM engine changes the process: see below), one after the other,
 twice, interleaved. Per variant: seconds per RL step, of which rollout generation, and weight sync.
 
-Measured here (docs/training.md): vLLM generates the rollouts ~2.6x faster, but while the engine is
-resident the policy's own forward/backward runs ~20% slower in the same process, which ate the gain
-at these sizes. Skipped when the default model is not converted yet or vLLM is not installed.
+Measured (docs/training.md): on the AVX2-only EPYC here vLLM colocate made the step 1.32x slower and
+even generation 1.26x slower (vLLM shares the 2 cores with the trainer); on an earlier machine it
+generated ~2.6x faster, but the policy's own forward/backward ran ~20% slower beside the resident
+engine, which ate the gain at these sizes. Skipped when the default model is not converted yet or vLLM is not installed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Trainer overhead, measured side by side in one run on the tiny model (CPU).
 
 * time per RL step of spsbench's GRPO trainer and of the SPS trainer's RL phase vs the same step of
-  plain TRL GRPOTrainer (target <= 1.05x): same model, data, sizes and seed; runs interleaved.
+  plain TRL GRPOTrainer (target <= 1.05x): same model, data, sizes and seed; runs interleaved, the order
+  rotated each round. A step is timed from `on_step_begin` to `on_step_end` (the first, warm-up step and
+  the step that ran the IRL phase are left out): timing whole `train()` calls of a few 0.3 s steps
+  measured set-up noise instead (1.14x one run, 0.95x for the same code the next).
 * the IRL phase's share of an SPS iteration (paper Table 5: ~3% = 2.25 min of 70.35 min).
 """
 
@@ -13,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-STEPS = 6
-ROUNDS = 2
+STEPS = 8
+ROUNDS = 3
 TARGET = 1.05
 SIZES = ["rl.num_generations=4", "rl.per_device_train_batch_size=8", "rl.gradient_accumulation_steps=1",
          "rl.max_completion_length=32", f"rl.max_steps={STEPS}", "rl.save_steps=1000", "rl.logging_steps=1000",
@@ -33,8 +36,26 @@ def _stand_in_reward(completions, golds, kind="math", choices=None):
     return [float(len(text) % 2) for text in completions]
 
 
+def _step_timer():
+    """A TrainerCallback that records each optimizer step's wall time."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.durations: list[float] = []
+            self._start = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.durations.append(time.perf_counter() - self._start)
+
+    return StepTimer()
+
+
 def _run_one(kind: str, model_dir: str, out: Path) -> tuple[float, float]:
-    """(seconds per RL step, IRL seconds) for one training run of `kind`: trl | grpo | sps."""
+    """(median seconds per RL step, IRL seconds) for one training run of `kind`: trl | grpo | sps."""
     from trl import GRPOTrainer
 
     from spsbench.train.config import load_config
@@ -46,11 +67,13 @@ def _run_one(kind: str, model_dir: str, out: Path) -> tuple[float, float]:
     if kind == "trl":   # plain TRL: same pieces, TRL's own class
         trainer = GRPOTrainer(model=trainer.model, reward_funcs=trainer.reward_funcs, args=trainer.args,
                               train_dataset=trainer.train_dataset, processing_class=trainer.processing_class)
-    start = time.perf_counter()
+    timer = _step_timer()
+    trainer.add_callback(timer)
     trainer.train()
-    total = time.perf_counter() - start
     irl = sum(p["irl_time_s"] for p in getattr(trainer, "sps_phase_log", []))
-    return (total - irl) / STEPS, irl
+    # The IRL phase runs inside the last step of its phase: drop that step and the warm-up step.
+    steps = timer.durations[1:-1] if kind == "sps" else timer.durations[1:]
+    return statistics.median(steps), irl
 
 
 def run(console) -> None:
@@ -69,8 +92,9 @@ def run(console) -> None:
             model_dir = str(tiny_model(Path(tmp) / "model", hidden=64, layers=4))
             times: dict[str, list[float]] = {"trl": [], "grpo": [], "sps": []}
             irl: list[float] = []
+            kinds = list(times)
             for r in range(ROUNDS):                # interleaved so load changes hit every variant alike
-                for kind in times:
+                for kind in kinds[r % 3:] + kinds[:r % 3]:
                     step, irl_s = _run_one(kind, model_dir, Path(tmp) / f"r{r}")
                     times[kind].append(step)
                     if kind == "sps":
