@@ -18,6 +18,12 @@ _BARE_BOX_RE = re.compile(r"[^\s$]+")          # `\boxed 5`: the token after the
 # "The final answer is 33", "Answer: 33", "**Answer:** 33", "ANSWER = 33". Case-insensitive anchor word.
 _ANCHOR_RE = re.compile(r"(?i:\banswer\b)[ \t*_]*(?:(?i:is)\b[ \t]*:?|:|=)[ \t*_]*")
 _MAX_ANCHOR_CHARS = 200
+# Connectives between an anchor and its answer ("the answer is therefore 42", "Answer: simply $7$"):
+# math-verify would read them as products of symbols. Only a closed list, only before something else.
+_FILLER_RE = re.compile(
+    r"(?i:(?:therefore|thus|hence|then|so|simply|just|exactly|indeed|clearly|also|still|now|actually|"
+    r"equal\s+to|given\s+by|equals)[\s,:]+)+"
+)
 _TEXT_WRAPPER_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 _WORD = r"[A-Za-z]+(?:['’-][A-Za-z]+)*"
 _PROSE_RE = re.compile(rf"{_WORD}(?:[\s,;:!?]+{_WORD})*[\s.,;:!?]*")
@@ -115,6 +121,9 @@ def _anchored(text: str, words_are_answers: bool) -> tuple[str | None, str | Non
 def _answer_after(text: str, start: int) -> str | None:
     """The answer opening at `start`: a `$...$` span, else up to the end of the line or sentence."""
     rest = text[start:start + _MAX_ANCHOR_CHARS * 4].lstrip()   # slice first: no copy of a long tail
+    filler = _FILLER_RE.match(rest)
+    if filler and rest[filler.end():].strip():
+        rest = rest[filler.end():]
     math = _leading_math(rest)
     if math is not None:
         return math[0].strip() or None

@@ -13,8 +13,9 @@ from spsbench.errors import GradingError
 GRADERS = ("math", "mc")
 # Bump when extraction, normalisation or timeout rules change: stored outcomes graded under another
 # version differ. 2: MC box position from its match; anchors followed only by words are skipped; text
-# answers compared as text; a timeout is retried once with a doubled limit.
-EXTRACTOR_VERSION = 2
+# answers compared as text; a timeout is retried once with a doubled limit. 3: connectives after an
+# anchor are skipped ("the answer is therefore 42" -> 42).
+EXTRACTOR_VERSION = 3
 
 
 class Outcome(StrEnum):
