@@ -211,17 +211,50 @@ def _evaluate_task(db: Any, holder: _EngineHolder, model_id: int, model_path: st
     existing = db.find_evaluation(*ident)
     done = db.done_samples(existing.id) if existing else set()
     missing = [(p, i) for p in task.problems for i in range(n) if (p.id, i) not in done]
-    if missing or existing is None:
+    eval_id, generated = (existing.id if existing else None), 0
+    if missing:
+        eval_id, missing = _regrade_siblings(db, ident, task, missing, sampling, ctx, model_path)
+    if missing or eval_id is None:
         if missing:
             _warm_grader(ctx.grader_workers or 1, ctx.grading)     # starts while the engine loads
         eng = holder.get() if missing else None
         provenance = session_provenance(eng, task, ctx, model_path)
         eval_id = db.begin_evaluation(*ident[:4], sampling, getattr(eng, "name", "none"), provenance)
         generated = _generate_and_store(db, eng, eval_id, task, missing, sampling, ctx) if missing else 0
-    else:
-        eval_id, generated = existing.id, 0
     scores = _score(db, eval_id, task, n, ks)
     return EvalResult(spec.name, eval_id, model_path, n, scores, generated, time.perf_counter() - start)
+
+
+def _regrade_siblings(db: Any, ident: tuple, task: Any, missing: list[tuple[Any, int]], sampling: SamplingConfig,
+                      ctx: _Context, model_path: str) -> tuple[int | None, list[tuple[Any, int]]]:
+    """Grade, under this policy, completions already stored for the same model, prompts and seeds under
+    another grader policy (strict vs lenient, an older extractor version) instead of generating them again.
+
+    Returns (the evaluation id if one was opened, else None; what is still missing)."""
+    from spsbench.engines.base import Completion
+
+    wanted = {(p.id, i): p for p, i in missing}
+    found: dict[tuple[str, int], Completion] = {}
+    sources: dict[int, str] = {}
+    for ev in db.sibling_evaluations(ident[0], ident[1], ident[2], ident[4]):
+        if ev.grader_policy == ident[3]:
+            continue
+        for s in db.samples(ev.id):
+            key = (str(s["problem_id"]), int(s["sample_idx"]))
+            p = wanted.get(key)
+            if key in found or p is None or s["prompt"] != p.prompt or int(s["seed"]) != sample_seed(
+                    sampling.seed, p.id, key[1]):
+                continue
+            found[key] = Completion(p.id, key[1], int(s["seed"]), s["completion"], s["prompt_tokens"],
+                                    s["completion_tokens"], s["finish_reason"])
+            sources[ev.id] = ev.engine
+    if not found:
+        return None, missing
+    provenance = session_provenance(None, task, ctx, model_path) | {"regraded_from": sorted(sources)}
+    engine = ",".join(sorted(set(",".join(sources.values()).split(","))))
+    eval_id = db.begin_evaluation(*ident[:4], sampling, engine, provenance)
+    _grade_and_store(db, eval_id, task, iter(found.values()), len(found), ctx, "regraded")
+    return eval_id, [(p, i) for p, i in missing if (p.id, i) not in found]
 
 
 def build_requests(missing: list[tuple[Any, int]], base_seed: int) -> list[Any]:
@@ -238,12 +271,20 @@ def build_requests(missing: list[tuple[Any, int]], base_seed: int) -> list[Any]:
 def _generate_and_store(db: Any, eng: Any, eval_id: int, task: Any, missing: list[tuple[Any, int]],
                         sampling: SamplingConfig, ctx: _Context) -> int:
     """Stream the engine's completions to the grader/writer thread; return how many were stored."""
-    problems = {p.id: p for p, _ in missing}
-    with _Bars(ctx.progress, task.spec.name, len(missing)) as bars:
+    stream = eng.generate(build_requests(missing, sampling.seed), sampling)
+    return _grade_and_store(db, eval_id, task, stream, len(missing), ctx)
+
+
+def _grade_and_store(db: Any, eval_id: int, task: Any, stream: Iterator[Any], total: int, ctx: _Context,
+                     label: str = "") -> int:
+    """Feed completions (from an engine, or stored ones to re-grade) to the grading writer thread."""
+    problems = {p.id: p for p in task.problems}
+    name = f"{task.spec.name} ({label})" if label else task.spec.name
+    with _Bars(ctx.progress, name, total) as bars:
         writer = _Writer(db, eval_id, problems, task.spec.grader, (ctx.grader_workers or 1, ctx.grading), bars)
         writer.start()
         try:
-            for completion in eng.generate(build_requests(missing, sampling.seed), sampling):
+            for completion in stream:
                 writer.put(completion)
                 bars.generated(1)
         finally:

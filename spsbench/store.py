@@ -351,6 +351,13 @@ class Store:
                           (model_id, task, task_version, grader_policy, sampling_key))
         return self._eval_row(rows[0]) if rows else None
 
+    def sibling_evaluations(self, model_id: int, task: str, task_version: str, sampling_key: str) -> list[EvalRow]:
+        """Evaluations with this identity under any grader policy: same model, task version and sampling
+        key, hence the same prompts and per-sample seeds, so their completions can be re-graded."""
+        rows = self._read(EVAL_COLUMNS + " WHERE e.model_id = ? AND e.task = ? AND e.task_version = ? AND "
+                          "e.sampling_key = ? ORDER BY e.id", (model_id, task, task_version, sampling_key))
+        return [self._eval_row(r) for r in rows]
+
     def find_model(self, path: str, weights_hash: str) -> int | None:
         rows = self._read("SELECT id FROM models WHERE path = ? AND weights_hash = ?", (path, weights_hash))
         return int(rows[0][0]) if rows else None

@@ -312,7 +312,7 @@ class Unanchored:
     name = "fake"
 
     def __init__(self, answers):
-        self.answers, self.generated = answers, 0
+        self.answers, self.generated, self.generated_keys = answers, 0, []
 
     def describe(self):
         return {"engine": self.name}
@@ -323,6 +323,7 @@ class Unanchored:
         for r in requests:
             for i, seed in zip(r.sample_indices, r.seeds, strict=True):
                 self.generated += 1
+                self.generated_keys.append((r.key, i))
                 yield Completion(r.key, i, seed, f"I counted them and got {self.answers[r.key]}", 5, 5, "stop")
 
     def close(self):
@@ -338,17 +339,27 @@ def test_strict_and_lenient_results_are_separate_evaluations(tiny_model_dir, sto
         engines.append(Unanchored(fake_factory.answers))
         return engines[-1]
 
-    strict = run(tiny_model_dir, store_path, factory)
-    lenient = run(tiny_model_dir, store_path, factory, grading=GradingPolicy(strict=False))
-    assert lenient.eval_id != strict.eval_id and lenient.generated == LIMIT * 4   # nothing reused across policies
-    assert strict.scores["counts"] == {"no_answer": LIMIT * 4}
+    strict = run(tiny_model_dir, store_path, factory, n=2)
+    # Another policy is another evaluation, but the same prompts and seeds: the stored completions are
+    # re-graded under it, and only sample indices no policy has yet are generated.
+    lenient = run(tiny_model_dir, store_path, factory, n=4, grading=GradingPolicy(strict=False))
+    assert lenient.eval_id != strict.eval_id and lenient.generated == LIMIT * 2
+    assert sorted({i for _, i in engines[1].generated_keys}) == [2, 3]
+    assert strict.scores["counts"] == {"no_answer": LIMIT * 2}
     assert lenient.scores["counts"] == {"correct": LIMIT * 4} and lenient.scores["avg@n"]["value"] == 1.0
     with Store(store_path) as s:
         policies = {e.id: e.grader_policy for e in s.evaluations()}
+        texts = {e.id: sorted((x["problem_id"], x["sample_idx"], x["completion"]) for x in s.samples(e.id))
+                 for e in s.evaluations()}
+        sessions = s.sessions(lenient.eval_id)
     assert ";strict;" in policies[strict.eval_id] and ";lenient;" in policies[lenient.eval_id]
+    assert texts[strict.eval_id] == [t for t in texts[lenient.eval_id] if t[1] < 2]
+    assert sessions[0].provenance["regraded_from"] == [strict.eval_id] and sessions[0].samples == LIMIT * 2
     again = run(tiny_model_dir, store_path, factory, grading=GradingPolicy(strict=False))
     assert again.eval_id == lenient.eval_id and again.generated == 0 and len(engines) == 2
-    assert run(tiny_model_dir, store_path, factory).scores["counts"] == {"no_answer": LIMIT * 4}
+    strict4 = run(tiny_model_dir, store_path, factory)              # back to strict, n=4: all re-graded
+    assert strict4.eval_id == strict.eval_id and strict4.generated == 0 and len(engines) == 2
+    assert strict4.scores["counts"] == {"no_answer": LIMIT * 4}
 
 
 def test_cli_lenient_flag_is_its_own_evaluation(tiny_model_dir, store_path, capsys):
