@@ -272,7 +272,7 @@ def load_snapshot(
     root = str(root if root is not None else os.getcwd())
     models: dict[int, Model] = {m.id: m for m in (models_table(store_path) if store_path else [])}
     entries = []
-    for ev in store.evaluations(status="done"):
+    for ev in current_evaluations(store.evaluations(status="done")):
         model = models.setdefault(
             ev.model_id,
             Model(ev.model_id, ev.model_path, ev.weights_hash, ev.run_name, ev.step, ev.algo, ev.base_model),
@@ -284,6 +284,28 @@ def load_snapshot(
     )
     models = dict(sorted(models.items()))
     return Snapshot(store_label, models, entries, diagnostics, root, read_run_info(models.values(), root))
+
+
+def current_evaluations(evals: list[Any]) -> list[Any]:
+    """Drop evaluations superseded by a newer grader extractor version of the same evaluation.
+
+    A new extractor version (`x=` in the policy id) re-grades the stored completions into a new
+    evaluation (same model, task version, sampling config, math-verify version and mode); showing both
+    would put one model twice in a table, the older one flagged. Other policy differences (strict vs
+    lenient, another math-verify or time limit) are kept and flagged as usual."""
+    def split(policy: str) -> tuple[str, int]:
+        head, sep, version = str(policy).rpartition(";x=")
+        return (head, int(version)) if sep and version.isdigit() else (str(policy), 0)
+
+    def ident(ev: Any) -> tuple:
+        sampling = {k: v for k, v in (ev.sampling or {}).items() if k != "n"}
+        return (ev.model_id, ev.task, str(ev.task_version), split(ev.grader_policy)[0],
+                json.dumps(sampling, sort_keys=True, default=str))
+
+    newest: dict[tuple, int] = {}
+    for ev in evals:
+        newest[ident(ev)] = max(newest.get(ident(ev), 0), split(ev.grader_policy)[1])
+    return [ev for ev in evals if split(ev.grader_policy)[1] == newest[ident(ev)]]
 
 
 def read_run_info(models, root: str | Path) -> dict[str, dict[str, str]]:

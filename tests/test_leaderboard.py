@@ -373,3 +373,19 @@ def test_no_machine_path_in_any_generated_file(tmp_path, monkeypatch):
     before = {p: p.read_bytes() for p in generated}
     refresh(store, tmp_path / "lb2")
     assert {p: (tmp_path / "lb2" / p.relative_to(tmp_path / "lb")).read_bytes() for p in generated} == before
+
+
+def test_a_newer_extractor_version_supersedes_the_evaluation_it_regraded():
+    from types import SimpleNamespace
+
+    from spsbench.leaderboard_data import current_evaluations
+
+    def ev(id_, policy, model=1, temperature=0.7, n=8):
+        return SimpleNamespace(id=id_, model_id=model, task="arith", task_version="2", grader_policy=policy,
+                               sampling={"temperature": temperature, "n": n})
+
+    mv = "math-verify==0.9.0;strict;last-box;t=5"
+    evals = [ev(1, f"{mv};x=2"), ev(2, f"{mv};x=3", n=16),        # n differs: still the same evaluation
+             ev(3, "math-verify==0.9.0;lenient;last-box;t=5;x=2"),  # another mode: kept (and flagged)
+             ev(4, f"{mv};x=2", model=2), ev(5, f"{mv};x=2", temperature=1.0)]
+    assert [e.id for e in current_evaluations(evals)] == [2, 3, 4, 5]
