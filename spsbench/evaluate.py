@@ -253,7 +253,7 @@ def _regrade_siblings(db: Any, ident: tuple, task: Any, missing: list[tuple[Any,
     provenance = session_provenance(None, task, ctx, model_path) | {"regraded_from": sorted(sources)}
     engine = ",".join(sorted(set(",".join(sources.values()).split(","))))
     eval_id = db.begin_evaluation(*ident[:4], sampling, engine, provenance)
-    _grade_and_store(db, eval_id, task, iter(found.values()), len(found), ctx, "regraded")
+    _grade_and_store(db, eval_id, task, iter(found.values()), len(found), ctx, regrade=True)
     return eval_id, [(p, i) for p, i in missing if (p.id, i) not in found]
 
 
@@ -276,11 +276,11 @@ def _generate_and_store(db: Any, eng: Any, eval_id: int, task: Any, missing: lis
 
 
 def _grade_and_store(db: Any, eval_id: int, task: Any, stream: Iterator[Any], total: int, ctx: _Context,
-                     label: str = "") -> int:
+                     regrade: bool = False) -> int:
     """Feed completions (from an engine, or stored ones to re-grade) to the grading writer thread."""
     problems = {p.id: p for p in task.problems}
-    name = f"{task.spec.name} ({label})" if label else task.spec.name
-    with _Bars(ctx.progress, name, total) as bars:
+    source = "re-grading stored completions" if regrade else "generating"
+    with _Bars(ctx.progress, task.spec.name, total, source) as bars:
         writer = _Writer(db, eval_id, problems, task.spec.grader, (ctx.grader_workers or 1, ctx.grading), bars)
         writer.start()
         try:
@@ -392,7 +392,7 @@ def _warm_grader(workers: int, policy: Any = None) -> None:
 class _Bars:
     """Generation and grading progress bars (rich, on stderr); no-ops when progress is off."""
 
-    def __init__(self, enabled: bool, label: str, total: int) -> None:
+    def __init__(self, enabled: bool, label: str, total: int, source: str = "generating") -> None:
         self._progress = None
         if enabled:
             from rich.console import Console
@@ -400,7 +400,7 @@ class _Bars:
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), console=Console(stderr=True))
-            self._gen = self._progress.add_task(f"{label}: generating", total=total)
+            self._gen = self._progress.add_task(f"{label}: {source}", total=total)
             self._grade = self._progress.add_task(f"{label}: grading + storing", total=total)
 
     def __enter__(self) -> _Bars:
