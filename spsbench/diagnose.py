@@ -33,6 +33,7 @@ from typing import Any
 from spsbench.errors import EngineError, SpsbenchError
 from spsbench.similarity import (  # noqa: F401  (re-exported: the diagnostics' public names)
     SHINGLE,
+    group_counts,
     group_samples,
     jaccard,
     pairwise_similarity,
@@ -302,6 +303,7 @@ def _stored_completions(
 # ---------------------------------------------------------------------------- orchestration
 
 SIMILARITY_FROM = ("auto", "eval", "sampled")
+ENTROPY_TEMPERATURE = 1.0   # token entropy samples at temperature 1, as RL rollouts do
 
 
 @dataclass(frozen=True)
@@ -411,34 +413,21 @@ def run_diagnostics(
 
 
 def _stored_diagnostics(store: Any) -> dict[tuple[int, str, str], dict[str, Any]]:
-    """(model id, task, metric) -> stored diagnostic row ({} for a store without diagnostics)."""
-    rows = store.diagnostics() if hasattr(store, "diagnostics") else []
-    return {(int(r["model_id"]), r["task"], r["metric"]): r for r in rows}
+    """(model id, task, metric) -> stored diagnostic row."""
+    return {(int(r["model_id"]), r["task"], r["metric"]): r for r in store.diagnostics()}
 
 
 def _expected_settings(
     store: Any, model_id: int, task: str, spec: Any, cfg: DiagConfig
 ) -> dict[str, dict[str, Any]] | None:
-    """The `setting` each metric would be stored with now; None when similarity's source is unknown
-    before sampling (auto/eval without a stored evaluation whose completions can be used)."""
-    version = str(spec.spec.version)
-    common = {"problems": len(spec.problems), "max_tokens": cfg.max_tokens, "task_version": version,
-              "limit": cfg.limit}
-    fresh = setting_details("fresh samples", **common, n=cfg.n, temperature=1.0, seed=cfg.seed)
-    out = {"greedy_logprob": setting_details("greedy decoding", **common), "token_entropy": fresh}
-    if cfg.similarity_from == "sampled":
-        return out | {"pairwise_similarity": fresh}
-    found = _stored_completions(store, model_id, task, version, [str(p.id) for p in spec.problems])
-    if not found or not any(len(v) > 1 for v in found[0].values()):
-        return out | {"pairwise_similarity": fresh} if cfg.similarity_from == "auto" else None
-    groups, ev = found
-    sampling = getattr(ev, "sampling", None) or {}
-    _, details = similarity_by_problem(groups)   # cheap (no model); gives the counts _similarity records
-    out["pairwise_similarity"] = setting_details(
-        "eval samples", problems=details["problems"], max_tokens=sampling.get("max_tokens"), task_version=version,
-        limit=cfg.limit, n=details["completions_per_problem"], temperature=sampling.get("temperature"),
-        eval_id=int(ev.id))
-    return out
+    """The `setting` each metric would be stored with now; None when there would be no similarity
+    (`--similarity-from eval` without a stored evaluation whose completions can be used)."""
+    greedy, fresh = _run_settings(spec, cfg)
+    out = {"greedy_logprob": greedy, "token_entropy": fresh}
+    found = _usable_stored_completions(store, model_id, task, spec, cfg)
+    if found is not None:
+        return out | {"pairwise_similarity": _eval_setting(*found, spec, cfg)}
+    return None if cfg.similarity_from == "eval" else out | {"pairwise_similarity": fresh}
 
 
 def _reusable(
@@ -459,13 +448,10 @@ def _diagnose_one(
     store: Any, lm: LoadedModel, model_id: int, task: str, spec: Any, cfg: DiagConfig
 ) -> list[DiagResult]:
     prompts = [p.prompt for p in spec.problems]
-    version = str(spec.spec.version)
-    common = {"problems": len(prompts), "max_tokens": cfg.max_tokens, "task_version": version, "limit": cfg.limit}
+    g_setting, fresh = _run_settings(spec, cfg)
     greedy, g_details = greedy_logprob(lm, prompts, cfg.max_tokens)
-    g_details["setting"] = setting_details("greedy decoding", **common)
-    entropy, e_details, sampled = token_entropy(lm, prompts, cfg.n, cfg.max_tokens, cfg.seed)
-    fresh = setting_details("fresh samples", **common, n=cfg.n, temperature=e_details["sampling_temperature"],
-                            seed=cfg.seed)
+    g_details["setting"] = g_setting
+    entropy, e_details, sampled = token_entropy(lm, prompts, cfg.n, cfg.max_tokens, cfg.seed, ENTROPY_TEMPERATURE)
     e_details["setting"] = fresh
     out = [
         DiagResult(lm.path, model_id, task, "greedy_logprob", greedy, g_details),
@@ -486,27 +472,46 @@ def _similarity(
 
     Which one is used is recorded in details (`source`, `setting`): the two differ in n and temperature,
     so the leaderboards flag a value whose source differs from the rest of its column."""
-    ids = [str(p.id) for p in spec.problems]
-    found = None if cfg.similarity_from == "sampled" else _stored_completions(
-        store, model_id, task, str(spec.spec.version), ids
-    )
-    if found and any(len(v) > 1 for v in found[0].values()):
-        groups, ev = found
-        sampling = getattr(ev, "sampling", None) or {}
-        value, details = similarity_by_problem(groups)
-        setting = setting_details(
-            "eval samples", problems=details["problems"], max_tokens=sampling.get("max_tokens"),
-            task_version=str(spec.spec.version), limit=cfg.limit, n=details["completions_per_problem"],
-            temperature=sampling.get("temperature"), eval_id=int(ev.id),
-        )
-        return value, details | {"source": "store", "setting": setting}
+    found = _usable_stored_completions(store, model_id, task, spec, cfg)
+    if found is not None:
+        value, details = similarity_by_problem(found[0])
+        return value, details | {"source": "store", "setting": _eval_setting(*found, spec, cfg)}
     if cfg.similarity_from == "eval":
         return None  # asked for the evaluation's completions and there are none: leave the metric out
-    groups = {pid: texts for pid, texts in zip(ids, sampled, strict=True)}
+    groups = {str(p.id): texts for p, texts in zip(spec.problems, sampled, strict=True)}
     if not any(len(v) > 1 for v in groups.values()):
         return None
     value, details = similarity_by_problem(groups)
     return value, details | {"source": "sampled for token_entropy", "setting": fresh}
+
+
+def _run_settings(spec: Any, cfg: DiagConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings of this invocation's greedy decoding and of its fresh (entropy) samples on a task."""
+    common = {"problems": len(spec.problems), "max_tokens": cfg.max_tokens, "task_version": str(spec.spec.version),
+              "limit": cfg.limit}
+    return setting_details("greedy decoding", **common), setting_details(
+        "fresh samples", **common, n=cfg.n, temperature=ENTROPY_TEMPERATURE, seed=cfg.seed)
+
+
+def _usable_stored_completions(
+    store: Any, model_id: int, task: str, spec: Any, cfg: DiagConfig
+) -> tuple[dict[str, list[str]], Any] | None:
+    """The stored evaluation's completions similarity would use (auto/eval), if any problem has two."""
+    if cfg.similarity_from == "sampled":
+        return None
+    found = _stored_completions(store, model_id, task, str(spec.spec.version), [str(p.id) for p in spec.problems])
+    return found if found and any(len(v) > 1 for v in found[0].values()) else None
+
+
+def _eval_setting(groups: dict[str, list[str]], ev: Any, spec: Any, cfg: DiagConfig) -> dict[str, Any]:
+    """The setting of a similarity computed from a stored evaluation's completions."""
+    sampling = getattr(ev, "sampling", None) or {}
+    counts = group_counts(groups)
+    return setting_details(
+        "eval samples", problems=counts["problems"], max_tokens=sampling.get("max_tokens"),
+        task_version=str(spec.spec.version), limit=cfg.limit, n=counts["completions_per_problem"],
+        temperature=sampling.get("temperature"), eval_id=int(ev.id),
+    )
 
 
 class _progress:

@@ -242,8 +242,9 @@ def _regrade_siblings(db: Any, ident: tuple, task: Any, missing: list[tuple[Any,
         for s in db.samples(ev.id):
             key = (str(s["problem_id"]), int(s["sample_idx"]))
             p = wanted.get(key)
-            if key in found or p is None or s["prompt"] != p.prompt or int(s["seed"]) != sample_seed(
-                    sampling.seed, p.id, key[1]):
+            if key in found or p is None or s["prompt"] != p.prompt:
+                continue
+            if int(s["seed"]) != sample_seed(sampling.seed, p.id, key[1]):
                 continue
             found[key] = Completion(p.id, key[1], int(s["seed"]), s["completion"], s["prompt_tokens"],
                                     s["completion_tokens"], s["finish_reason"])
@@ -251,7 +252,7 @@ def _regrade_siblings(db: Any, ident: tuple, task: Any, missing: list[tuple[Any,
     if not found:
         return None, missing
     provenance = session_provenance(None, task, ctx, model_path) | {"regraded_from": sorted(sources)}
-    engine = ",".join(sorted(set(",".join(sources.values()).split(","))))
+    engine = ",".join(sorted({name for engines in sources.values() for name in engines.split(",")}))
     eval_id = db.begin_evaluation(*ident[:4], sampling, engine, provenance)
     _grade_and_store(db, eval_id, task, iter(found.values()), len(found), ctx, regrade=True)
     return eval_id, [(p, i) for p, i in missing if (p.id, i) not in found]

@@ -293,19 +293,19 @@ def current_evaluations(evals: list[Any]) -> list[Any]:
     evaluation (same model, task version, sampling config, math-verify version and mode); showing both
     would put one model twice in a table, the older one flagged. Other policy differences (strict vs
     lenient, another math-verify or time limit) are kept and flagged as usual."""
-    def split(policy: str) -> tuple[str, int]:
-        head, sep, version = str(policy).rpartition(";x=")
-        return (head, int(version)) if sep and version.isdigit() else (str(policy), 0)
-
-    def ident(ev: Any) -> tuple:
+    def key(ev: Any) -> tuple[tuple, int]:
+        """(the evaluation's identity without the extractor version, that version)."""
+        head, sep, version = str(ev.grader_policy).rpartition(";x=")
+        policy, x = (head, int(version)) if sep and version.isdigit() else (str(ev.grader_policy), 0)
         sampling = {k: v for k, v in (ev.sampling or {}).items() if k != "n"}
-        return (ev.model_id, ev.task, str(ev.task_version), split(ev.grader_policy)[0],
-                json.dumps(sampling, sort_keys=True, default=str))
+        return (ev.model_id, ev.task, str(ev.task_version), policy, json.dumps(sampling, sort_keys=True,
+                                                                              default=str)), x
 
+    keyed = [(ev, *key(ev)) for ev in evals]
     newest: dict[tuple, int] = {}
-    for ev in evals:
-        newest[ident(ev)] = max(newest.get(ident(ev), 0), split(ev.grader_policy)[1])
-    return [ev for ev in evals if split(ev.grader_policy)[1] == newest[ident(ev)]]
+    for _, ident, x in keyed:
+        newest[ident] = max(newest.get(ident, 0), x)
+    return [ev for ev, ident, x in keyed if x == newest[ident]]
 
 
 def read_run_info(models, root: str | Path) -> dict[str, dict[str, str]]:

@@ -38,17 +38,20 @@ def pairwise_similarity(texts: Sequence[str]) -> float | None:
     return sum(pairs) / len(pairs) if pairs else None
 
 
+def group_counts(groups: dict[str, list[str]]) -> dict[str, int]:
+    """What a similarity over `groups` covers: problems with >= 2 completions, most completions of one."""
+    return {
+        "problems": sum(len(texts) > 1 for texts in groups.values()),
+        "completions_per_problem": max((len(texts) for texts in groups.values()), default=0),
+    }
+
+
 def similarity_by_problem(groups: dict[str, list[str]]) -> tuple[float, dict[str, Any]]:
     """Mean over problems (with >= 2 completions) of `pairwise_similarity`."""
     per = {pid: s for pid, texts in sorted(groups.items()) if (s := pairwise_similarity(texts)) is not None}
     if not per:
         raise SpsbenchError("pairwise similarity needs at least two completions of one problem")
-    value = sum(per.values()) / len(per)
-    return value, {
-        "measure": f"jaccard_word{SHINGLE}gram",
-        "problems": len(per),
-        "completions_per_problem": max(len(t) for t in groups.values()),
-    }
+    return sum(per.values()) / len(per), {"measure": f"jaccard_word{SHINGLE}gram", **group_counts(groups)}
 
 
 def group_samples(samples: Iterable[dict[str, Any]], limit: int | None = None) -> dict[str, list[str]]:

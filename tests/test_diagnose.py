@@ -126,6 +126,9 @@ class FakeStore:
     def add_diagnostic(self, model_id, task, metric, value, details):
         self.added.append((model_id, task, metric, value, details))
 
+    def diagnostics(self):
+        return []
+
 
 def test_run_folder_with_base_writes_three_metrics_per_model(tiny_pair, tmp_path):
     import shutil
