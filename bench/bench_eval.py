@@ -1,4 +1,4 @@
-"""Harness overhead and resume cost of `spsbench.evaluate`, measured side by side in one run.
+"""Harness overhead and resume cost of `spsbench.evaluation.evaluate`, measured side by side in one run.
 
 * overhead = wall time of evaluate() (task loading, grading in worker processes, SQLite commits,
   scoring) / wall time of the same warm engine generating the same prompts with the same sampling
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spsbench.config import SamplingConfig
-from spsbench.evaluate import evaluate, load_eval_task
+from spsbench.evaluation.evaluate import evaluate, load_eval_task
 
 PROBLEMS, N, MAX_TOKENS = 12, 4, 48
 OVERHEAD_TARGET = 1.05       # evaluate() wall time / the engine generating the same samples directly
@@ -56,14 +56,14 @@ def _model(tmp: Path) -> tuple[str, str]:
     real = paths.cache_dir() / "models" / DEFAULT_MODEL_NAME
     if (real / "config.json").is_file():
         return str(real), "SmolLM2-135M-Instruct (embedded default)"
-    from spsbench.testing import tiny_model
+    from tests.fixtures.tiny_model import tiny_model
 
     return str(tiny_model(tmp / "tiny")), "tiny random model (default model not converted yet)"
 
 
 def _direct(engine: Any, model: str, sampling: SamplingConfig, limit: int) -> tuple[float, int]:
     """Same requests evaluate() builds for an empty store, generated straight from the engine."""
-    from spsbench.evaluate import build_requests
+    from spsbench.evaluation.evaluate import build_requests
 
     task = load_eval_task("arith", None, limit)
     requests = build_requests([(p, i) for p in task.problems for i in range(sampling.n)], sampling.seed)

@@ -20,9 +20,9 @@ def _timed(fn) -> float:
 
 
 def run(console) -> None:
-    from spsbench.leaderboard import refresh
-    from spsbench.leaderboard_demo import synthetic_store
-    from spsbench.similarity import pairwise_similarity
+    from spsbench.diagnostics.similarity import pairwise_similarity
+    from spsbench.leaderboards.refresh import refresh
+    from tests.fixtures.synthetic_store import synthetic_store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = synthetic_store(Path(tmp) / "s.db", n=128, problems=30)

@@ -72,7 +72,7 @@ def _run_one(kind: str, model_dir: str, out: Path) -> tuple[float, float]:
     timer = _step_timer()
     trainer.add_callback(timer)
     trainer.train()
-    irl = sum(p["irl_time_s"] for p in getattr(trainer, "sps_phase_log", []))
+    irl = sum(p["irl_time_s"] for p in trainer.irl_phases()) if kind == "sps" else 0.0
     # The IRL phase runs inside the last step of its phase: drop that step and the warm-up step.
     steps = timer.durations[1:-1] if kind == "sps" else timer.durations[1:]
     return statistics.median(steps), irl
@@ -82,8 +82,8 @@ def run(console) -> None:
     import torch
 
     import spsbench.grading as grading
-    from spsbench.testing import tiny_model
     from spsbench.train.run import pick_cpu_threads
+    from tests.fixtures.tiny_model import tiny_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     real_reward, real_threads = grading.reward, torch.get_num_threads()

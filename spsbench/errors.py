@@ -27,3 +27,7 @@ class StoreError(SpsbenchError):
 
 class CheckpointError(SpsbenchError):
     """A checkpoint folder is not a loadable model (partial save, missing or corrupt weights)."""
+
+
+class TrainingError(SpsbenchError):
+    """Training cannot continue (bad reward, NaN loss, unusable model); message is one line."""

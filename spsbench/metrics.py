@@ -1,6 +1,6 @@
 """Metrics: unbiased Pass@k (Chen et al. 2021), Avg@n, bootstrap CIs, chance floors. numpy only.
 
-CONTRACT (owned by the metrics work): pass_at_k, report_ks, summarize, chance_pass_at_k.
+Public: pass_at_k, report_ks, summarize, chance_pass_at_k.
 
 pass@k per problem is 1 - C(n-c, k)/C(n, k) = 1 - prod_{i=n-c+1}^{n} (1 - k/i). The product is
 evaluated as a difference of cumulative sums of log1p(-k/i), one table per distinct k in extended

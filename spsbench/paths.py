@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RUN_INFO = "spsbench_run.json"   # the trainer's record of a run, beside its checkpoint-*/ folders
 
 
 def tasks_dir() -> Path:

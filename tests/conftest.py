@@ -28,7 +28,7 @@ def _no_writes_into_the_repo(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random-weight Llama + char tokenizer saved as a real HF folder (shared, do not modify)."""
-    from spsbench.testing import tiny_model
+    from tests.fixtures.tiny_model import tiny_model
 
     return tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from spsbench import diagnose
-from spsbench.diagnose import group_samples, jaccard, pairwise_similarity, shingles, similarity_by_problem
+from spsbench.diagnostics import model_stats as diagnose
+from spsbench.diagnostics import run as diag_run
+from spsbench.diagnostics.similarity import (
+    group_samples,
+    jaccard,
+    pairwise_similarity,
+    shingles,
+    similarity_by_problem,
+)
 from spsbench.tasks import load_task
 
 PROMPTS = ["What is 2 + 3?", "Add 4 and 5.", "7 minus 2 is?"]
@@ -59,7 +66,7 @@ def tiny_pair(tmp_path_factory):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from spsbench.testing import tiny_model
+    from tests.fixtures.tiny_model import tiny_model
 
     root = tmp_path_factory.mktemp("diag")
     base = tiny_model(root / "base", seed=0)
@@ -157,7 +164,7 @@ def test_run_folder_with_base_writes_three_metrics_per_model(tiny_pair, tmp_path
         {"problem_id": "9", "sample_idx": i, "completion": "same text here"} for i in range(3)
     ]
     store = FakeStore([ev], {1: texts})
-    results = diagnose.run_diagnostics(
+    results = diag_run.run_diagnostics(
         str(tmp_path / "run"),
         ["arith"],
         store,
@@ -201,7 +208,7 @@ def _similarity_inputs(version: str = "1"):
 
     ev = SimpleNamespace(id=4, model_id=1, task="t", task_version=version, n=2, sampling={"temperature": 0.6})
     rows = [{"problem_id": p, "sample_idx": i, "completion": "a b c"} for p in ("0", "1") for i in range(2)]
-    fresh = diagnose.setting_details("fresh samples", problems=2, max_tokens=8, task_version="1", limit=None, n=2)
+    fresh = diag_run.setting_details("fresh samples", problems=2, max_tokens=8, task_version="1", limit=None, n=2)
     sampled = [["a b c", "d e f"], ["a b c", "d e f"]]  # similarity 0 per problem; the stored ones are 1
     return FakeStore([ev], {4: rows}, ), sampled, fresh
 
@@ -218,8 +225,8 @@ def _similarity_inputs(version: str = "1"):
 )
 def test_similarity_source_is_chosen_and_recorded(source, version, expected):
     store, sampled, fresh = _similarity_inputs()
-    cfg = diagnose.DiagConfig(n=2, max_tokens=8, similarity_from=source)
-    got = diagnose._similarity(store, 1, "t", _spec(["0", "1"], version), sampled, cfg, fresh)
+    cfg = diag_run.DiagConfig(n=2, max_tokens=8, similarity_from=source)
+    got = diag_run._similarity(store, 1, "t", _spec(["0", "1"], version), sampled, cfg, fresh)
     if expected is None:
         assert got is None
         return
@@ -230,18 +237,8 @@ def test_similarity_source_is_chosen_and_recorded(source, version, expected):
 
 
 def test_unknown_similarity_source_is_refused():
-    with pytest.raises(diagnose.SpsbenchError, match="similarity source"):
-        diagnose.run_diagnostics("x", [], FakeStore(), [], similarity_from="both", progress=False)
-
-
-def _store_ready(path) -> bool:
-    from spsbench.store import Store
-
-    try:
-        Store(path).close()
-    except NotImplementedError:
-        return False
-    return True
+    with pytest.raises(diag_run.SpsbenchError, match="similarity source"):
+        diag_run.run_diagnostics("x", [], FakeStore(), [], similarity_from="both", progress=False)
 
 
 def test_cli_diagnose_writes_store_and_run_page(tiny_pair, tmp_path, capsys):
@@ -249,8 +246,6 @@ def test_cli_diagnose_writes_store_and_run_page(tiny_pair, tmp_path, capsys):
 
     from spsbench.cli import main
 
-    if not _store_ready(tmp_path / "probe.db"):
-        pytest.skip("spsbench.store.Store is not implemented yet")
     base, other, _ = tiny_pair
     shutil.copytree(other, tmp_path / "myrun" / "checkpoint-5")
     store, out = tmp_path / "s.db", tmp_path / "lb"
@@ -312,7 +307,7 @@ def test_partial_checkpoint_is_one_clear_error(tiny_pair, tmp_path):
     for weights in (tmp_path / "run" / "checkpoint-3").glob("*.safetensors"):
         weights.unlink()
     with pytest.raises(CheckpointError, match="no weight files"):
-        diagnose.run_diagnostics(str(tmp_path / "run"), ["arith"], FakeStore(), [], limit=1, progress=False)
+        diag_run.run_diagnostics(str(tmp_path / "run"), ["arith"], FakeStore(), [], limit=1, progress=False)
 
 
 def test_batched_token_stats_equal_one_at_a_time(tiny_pair):
@@ -332,7 +327,7 @@ def test_a_run_folder_brings_its_recorded_base_model(tiny_pair, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(other, run / "checkpoint-5")
     (run / "spsbench_run.json").write_text(json.dumps({"run_name": "r", "algo": "sps", "base_model": str(base)}))
-    targets = diagnose.resolve_targets(str(run), [], None)
+    targets = diag_run.resolve_targets(str(run), [], None)
     assert [t.is_base for t in targets] == [True, False]
     assert targets[0].path == str(base) or Path(targets[0].path).resolve() == Path(base).resolve()
     assert (targets[1].run_name, targets[1].step, targets[1].algo) == ("r", 5, "sps")
@@ -355,7 +350,7 @@ def test_stored_diagnostics_with_the_same_setting_are_reused_not_recomputed(tiny
         first = {(r["model_id"], r["metric"]): (r["value"], r["created_at"]) for r in s.diagnostics()}
     loads = []
     real_load = diagnose.load_model
-    monkeypatch.setattr(diagnose, "load_model", lambda path: loads.append(Path(path).name) or real_load(path))
+    monkeypatch.setattr(diag_run, "load_model", lambda path: loads.append(Path(path).name) or real_load(path))
     capsys.readouterr()
     assert main(args) == 0                                           # same setting: nothing is loaded
     assert loads == [] and capsys.readouterr().out.count("(stored)") == 6

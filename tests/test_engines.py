@@ -8,14 +8,14 @@ import time
 from collections import Counter
 
 import pytest
-from openai_stub_server import StubServer, StubState
 
 from spsbench.config import SamplingConfig
 from spsbench.engines import check_engine_options, engine_class, load_engine
 from spsbench.engines.base import GenRequest
-from spsbench.engines.common import cpu_auto_dtype
 from spsbench.errors import CheckpointError, EngineError
-from spsbench.testing import tiny_model
+from spsbench.system import cpu_auto_dtype
+from tests.fixtures.tiny_model import tiny_model
+from tests.openai_stub_server import StubServer, StubState
 
 
 @pytest.fixture(autouse=True)
@@ -401,7 +401,7 @@ class _FakeLLM:
         self.model, self.kwargs, self.calls = model, kwargs, []
 
     def get_tokenizer(self):
-        from spsbench.testing import tiny_tokenizer
+        from tests.fixtures.tiny_model import tiny_tokenizer
 
         return tiny_tokenizer()
 
@@ -419,7 +419,7 @@ def fake_vllm(monkeypatch):
     import sys
     import types
 
-    from spsbench.engines import vllm_engine
+    from spsbench.engines import vllm as vllm_engine
 
     module = types.SimpleNamespace(LLM=_FakeLLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw))
     monkeypatch.setitem(sys.modules, "vllm", module)
@@ -549,16 +549,17 @@ def test_engines_follow_the_cpu_auto_dtype(fake_vllm, tiny, monkeypatch):
     """On an AVX2-only CPU bf16 ran 3-4x slower than fp32: `auto` must give fp32 there, bf16 with AVX512-BF16."""
     import torch
 
-    from spsbench.engines import common, hf
+    from spsbench import system
+    from spsbench.engines import hf
 
     for flags, want in (({"avx2"}, "float32"), ({"avx512_bf16"}, "bfloat16")):
-        monkeypatch.setattr(common, "cpu_flags", lambda flags=flags: set(flags))
+        monkeypatch.setattr(system, "cpu_flags", lambda flags=flags: set(flags))
         assert load_engine("vllm", str(tiny)).llm.kwargs["dtype"] == want
         assert hf._pick_dtype("auto", torch.device("cpu")) == getattr(torch, want)
 
 
 def test_cpu_threads_auto_binds_all_cores_only_on_a_quiet_machine():
-    from spsbench.engines.vllm_engine import resolve_cpu_threads
+    from spsbench.engines.vllm import resolve_cpu_threads
 
     assert resolve_cpu_threads("auto", busy=0.0, cores=2) == 0          # vLLM pins one thread per core
     assert resolve_cpu_threads("auto", busy=1.0, cores=2) == 1          # one core taken: 1 unbound thread
@@ -571,12 +572,12 @@ def test_cpu_threads_auto_binds_all_cores_only_on_a_quiet_machine():
 
 
 def test_busy_cpus_counts_other_runnable_tasks(monkeypatch, tmp_path):
-    from spsbench.engines import common
+    from spsbench import system
 
     loadavg = tmp_path / "loadavg"
     loadavg.write_text("3.10 2.00 1.50 3/412 12345\n")
     real_open = open
     monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(loadavg if path == "/proc/loadavg" else path, *a, **k))
-    assert common.busy_cpus(samples=3, interval=0) == 2.0              # 3 runnable, one of them us
+    assert system.busy_cpus(samples=3, interval=0) == 2.0              # 3 runnable, one of them us
     loadavg.write_text("garbage")
-    assert common.busy_cpus(samples=1, interval=0) == 0.0
+    assert system.busy_cpus(samples=1, interval=0) == 0.0

@@ -13,7 +13,7 @@ import pytest
 from spsbench.cli import main
 from spsbench.config import SamplingConfig, sample_seed
 from spsbench.errors import ConfigError, EngineError, StoreError
-from spsbench.evaluate import ModelTags, evaluate
+from spsbench.evaluation.evaluate import ModelTags, evaluate
 from spsbench.store import Store
 
 LIMIT = 6
@@ -178,7 +178,7 @@ def test_cli_missing_model_is_exit_2(tmp_path, store_path, capsys):
 
 
 def test_cli_eval_against_openai_compatible_server(store_path, capsys):
-    from openai_stub_server import StubServer, StubState
+    from tests.openai_stub_server import StubServer, StubState
 
     with StubServer(StubState()) as server:
         code = main(["eval", "stub-model", "--engine", "openai", "--base-url", server.url, "--n", "2",
@@ -193,7 +193,7 @@ def test_cli_eval_against_openai_compatible_server(store_path, capsys):
 
 
 def test_a_limit_run_records_its_problem_subset_for_the_leaderboard(tiny_model_dir, store_path, fake_factory):
-    from spsbench.leaderboard_data import load_snapshot
+    from spsbench.leaderboards.snapshot import load_snapshot
 
     run(tiny_model_dir, store_path, fake_factory, limit=6)
     subset = run(tiny_model_dir, store_path, fake_factory, limit=2)          # rescored, nothing generated
@@ -269,7 +269,7 @@ def test_cli_data_for_a_selected_task_is_accepted(tiny_model_dir, store_path, ca
 
 
 def test_cli_store_locked_past_the_timeout_is_one_line(tiny_model_dir, store_path, capsys, monkeypatch):
-    from spsbench import store as store_module
+    from spsbench.store import db as store_module
 
     Store(store_path).close()
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 300)
@@ -287,7 +287,7 @@ def test_cli_store_locked_past_the_timeout_is_one_line(tiny_model_dir, store_pat
 
 
 def test_cli_disk_full_is_one_line(tiny_model_dir, store_path, capsys, monkeypatch):
-    from spsbench import store as store_module
+    from spsbench.store import db as store_module
 
     setup = store_module.Store._setup
 
@@ -374,7 +374,7 @@ def test_cli_lenient_flag_is_its_own_evaluation(tiny_model_dir, store_path, caps
 
 def test_resume_keeps_each_sessions_provenance_and_results_exports_it(tiny_model_dir, store_path, fake_factory,
                                                                       capsys, monkeypatch):
-    import spsbench.provenance as provenance_module
+    import spsbench.evaluation.provenance as provenance_module
 
     versions = iter([{"spsbench": "0.1-first"}, {"spsbench": "0.2-second"}])
     monkeypatch.setattr(provenance_module, "package_versions", lambda *names: next(versions))

@@ -180,8 +180,11 @@ def test_reward_uses_the_same_grader_and_is_reusable():
     completions = [r"\boxed{1\,000}", "it is 1000", r"\boxed{999}"]
     assert reward(completions, ["1000"] * 3) == [1.0, 0.0, 0.0]
     assert reward(completions, ["1000"] * 3) == [1.0, 0.0, 0.0]
-    pool = grading._shared_pool()
-    assert pool is grading._shared_pool() and pool.stats["cache_hits"] >= 2
+    with grading.shared_pool() as pool:
+        pass
+    with grading.shared_pool() as again:
+        pass
+    assert pool is again and pool.stats["cache_hits"] >= 2
     mc = reward(["Answer: B", "Answer: C"], ["B", "B"], kind="mc", choices=[("1", "2", "3"), None])
     assert mc == [1.0, 0.0]
     with pytest.raises(ValueError):
@@ -213,7 +216,7 @@ def test_unguarded_script_on_stdin_and_workers_die_with_their_owner(tmp_path):
         "import os, signal\n"
         "from spsbench import grading\n"
         "print(grading.reward(['\\\\boxed{3}', 'x'], ['3', '3']))\n"
-        "print(grading._shared_pool()._workers[0].proc.pid, flush=True)\n"
+        "with grading.shared_pool() as pool: print(pool._workers[0].proc.pid, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     run = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120,

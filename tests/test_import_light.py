@@ -29,6 +29,6 @@ def test_grading_imports_math_verify_lazily():
 
 def test_store_similarity_and_diagnose_import_without_torch():
     """The store and the similarity measure are read by the leaderboards; diagnose loads torch lazily."""
-    modules = imported_after("import spsbench.store, spsbench.similarity, spsbench.diagnose")
-    assert {"spsbench.store_schema", "spsbench.similarity"} <= modules
+    modules = imported_after("import spsbench.store, spsbench.diagnostics.similarity, spsbench.diagnostics.model_stats, spsbench.diagnostics.run")
+    assert {"spsbench.store.schema", "spsbench.diagnostics.similarity"} <= modules
     assert not [m for m in HEAVY if m in modules]

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from spsbench.train.l2te import Scored, group_rng, select_group, select_l2te
+from spsbench.train.sps.l2te import Scored, group_rng, select_group, select_l2te
 
 
 def g(*items):

@@ -16,9 +16,9 @@ import pytest
 from spsbench import paths
 from spsbench.cli import main
 from spsbench.errors import ConfigError
-from spsbench.leaderboard import build_site, parse_metric, refresh
-from spsbench.leaderboard_data import Entry, Model, Score, Setting, Snapshot, unique_short_names
-from spsbench.leaderboard_demo import synthetic_store
+from spsbench.leaderboards.refresh import build_site, parse_metric, refresh
+from spsbench.leaderboards.snapshot import Entry, Model, Score, Setting, Snapshot, unique_short_names
+from tests.fixtures.synthetic_store import synthetic_store
 
 GOLDEN = Path(__file__).parent / "golden"
 LABEL = "results/spsbench.db"
@@ -253,20 +253,17 @@ def test_cli_leaderboard(store, tmp_path, capsys):
 
 
 def test_pct_rounding_ignores_float_noise():
-    from spsbench.leaderboard_md import pct
+    from spsbench.leaderboards.markdown import pct
 
     assert pct(0.4375) == pct(0.43749999999999994) == "43.8" and pct(None) == "—"
 
 
 def test_store_written_through_the_store_api(tmp_path):
-    """The real Store's writes -> refresh (skipped until spsbench.store.Store is implemented)."""
+    """The real Store's writes -> refresh."""
     from spsbench.config import SamplingConfig
     from spsbench.store import SampleRow, ScoreRow, Store
 
-    try:
-        store = Store(tmp_path / "s.db")
-    except NotImplementedError:
-        pytest.skip("spsbench.store.Store is not implemented yet")
+    store = Store(tmp_path / "s.db")
     mid = store.upsert_model("/m/base", "abc", run_name=None)
     cid = store.upsert_model(
         "/r/checkpoint-10", "def", run_name="r", step=10, algo="sps", base_model="/m/base"
@@ -378,7 +375,7 @@ def test_no_machine_path_in_any_generated_file(tmp_path, monkeypatch):
 def test_a_newer_extractor_version_supersedes_the_evaluation_it_regraded():
     from types import SimpleNamespace
 
-    from spsbench.leaderboard_data import current_evaluations
+    from spsbench.leaderboards.snapshot import current_evaluations
 
     def ev(id_, policy, model=1, temperature=0.7, n=8):
         return SimpleNamespace(id=id_, model_id=model, task="arith", task_version="2", grader_policy=policy,

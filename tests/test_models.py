@@ -16,7 +16,7 @@ import pytest
 
 from spsbench import models
 from spsbench.errors import CheckpointError, EngineError
-from spsbench.testing import tiny_model
+from tests.fixtures.tiny_model import tiny_model
 
 
 @pytest.fixture(autouse=True)

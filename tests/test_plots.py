@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from spsbench import plots
-from spsbench.leaderboard import refresh
-from spsbench.leaderboard_demo import synthetic_store
+from spsbench.leaderboards import plots
+from spsbench.leaderboards.refresh import refresh
+from tests.fixtures.synthetic_store import synthetic_store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

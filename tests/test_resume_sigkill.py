@@ -17,7 +17,7 @@ import time
 
 from spsbench.config import SamplingConfig, sample_seed
 from spsbench.engines import load_engine
-from spsbench.evaluate import evaluate
+from spsbench.evaluation.evaluate import evaluate
 
 N, LIMIT, MAX_TOKENS = 8, 32, 48
 TOTAL = N * LIMIT
@@ -122,7 +122,7 @@ def test_sigkill_then_resume(tiny_model_dir, store_path):
 
 
 def test_two_evals_create_and_fill_one_new_store_at_once(tmp_path):
-    from openai_stub_server import StubServer, StubState
+    from tests.openai_stub_server import StubServer, StubState
 
     store = tmp_path / "new" / "spsbench.db"                  # neither process finds a store: both create it
     n, limit = 8, 16

@@ -14,7 +14,7 @@ import pytest
 
 from spsbench.cli import main
 from spsbench.config import SamplingConfig
-from spsbench.scan import checkpoints, is_run_folder, is_settled, run_tags, scan_groups, scan_run
+from spsbench.evaluation.scan import checkpoints, is_run_folder, is_settled, run_tags, scan_groups, scan_run
 from spsbench.store import Store
 
 SAMPLING = SamplingConfig(n=2, max_tokens=8)
@@ -161,7 +161,7 @@ class _FakeLLM:
             raise RuntimeError("shape mismatch while loading weights\n(long vLLM traceback text)")
 
     def get_tokenizer(self):
-        from spsbench.testing import tiny_tokenizer
+        from tests.fixtures.tiny_model import tiny_tokenizer
 
         return tiny_tokenizer()
 
@@ -177,7 +177,7 @@ def test_checkpoint_that_vllm_cannot_start_on_is_skipped_and_the_rest_run(tmp_pa
     import sys
     import types
 
-    from spsbench.engines import vllm_engine
+    from spsbench.engines import vllm as vllm_engine
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(
         LLM=_FakeLLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))

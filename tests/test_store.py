@@ -11,10 +11,10 @@ import textwrap
 
 import pytest
 
-from spsbench import store as store_module
 from spsbench.config import SamplingConfig
 from spsbench.errors import StoreError
 from spsbench.store import SCHEMA_VERSION, SampleRow, ScoreRow, Store
+from spsbench.store import db as store_module
 
 
 def rows(problem: str, indices, outcome: str = "correct") -> list[SampleRow]:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from spsbench import arith, task_data, tasks
+from spsbench import tasks
 from spsbench.cli import main
 from spsbench.errors import TaskError
+from spsbench.tasks import arith
+from spsbench.tasks import sources as task_data
 
 DATA = Path(__file__).parent / "data" / "tasks"
 REGISTERED = {"aime24", "aime25", "brumo25", "hmmt_feb25", "hmmt_nov25", "mmlu", "gpqa_diamond", "math500",
@@ -85,11 +87,11 @@ def test_registry_sources_and_graders():
     assert by_name["gpqa_diamond"].shuffle_choices is True
     assert by_name["mmlu"].shuffle_choices is False and by_name["mmlu"].answer_format == "index"
     assert {s.grader for s in by_name.values() if s.name in ("mmlu", "gpqa_diamond")} == {"mc"}
-    assert tasks.render_prompt(by_name["arith"], "P").endswith("\\boxed{number}.")  # see tasks/arith.yaml
+    assert tasks.fill_template(by_name["arith"], "P").endswith("\\boxed{number}.")  # see tasks/arith.yaml
     for name in ("aime24", "aime25", "brumo25", "hmmt_feb25", "hmmt_nov25", "math500", "gsm8k"):
         assert by_name[name].grader == "math"
         assert "Please reason step by step, and put your final answer within \\boxed{}." in \
-            tasks.render_prompt(by_name[name], "P")
+            tasks.fill_template(by_name[name], "P")
 
 
 def test_unknown_task_name_lists_registered():
@@ -105,7 +107,7 @@ def test_registry_file_name_must_match(tmp_path, monkeypatch):
 
 
 def test_import_is_light():
-    code = ("import sys, spsbench.tasks, spsbench.task_data, spsbench.arith; import spsbench.tasks as t; "
+    code = ("import sys, spsbench.tasks, spsbench.tasks.sources, spsbench.tasks.arith; import spsbench.tasks as t; "
             "t.load_task('arith'); "
             "bad = [m for m in ('torch', 'transformers', 'vllm', 'datasets') if m in sys.modules]; "
             "assert not bad, bad")

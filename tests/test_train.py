@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from spsbench.testing import tiny_model
-from spsbench.train import sps as sps_module
+from spsbench.errors import TrainingError
 from spsbench.train.config import load_config
-from spsbench.train.l2te import Scored, select_l2te
-from spsbench.train.reward import TrainingError
 from spsbench.train.run import build_trainer
+from spsbench.train.sps import irl as sps_irl
+from spsbench.train.sps.l2te import Scored, select_l2te
+from tests.fixtures.tiny_model import tiny_model
 
 SMALL = ["rl.num_generations=4", "rl.per_device_train_batch_size=8", "rl.gradient_accumulation_steps=1",
          "rl.max_completion_length=8", "rl.max_steps=2", "rl.save_steps=100", "rl.learning_rate=1e-3",
@@ -72,7 +72,7 @@ def test_every_algorithm_trains_and_changes_parameters(model_dir, tmp_path, algo
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert len(generations) == (1 if gspo else 2)
     if algo == "sps":
-        [phase] = trainer.sps_phase_log
+        [phase] = trainer.phase.log
         assert phase["step"] == 2 and phase["groups"] == 4 and phase["sequences"] == 12
         assert phase["rel_weight_change"] > 0 and phase["irl_loss_after"] < phase["irl_loss_before"]
     if "dapo" in (algo, base):
@@ -85,8 +85,8 @@ def test_every_algorithm_trains_and_changes_parameters(model_dir, tmp_path, algo
 def test_irl_phase_runs_on_l2te_selection_and_leaves_rl_optimizer_alone(model_dir, tmp_path):
     trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=3", "sps.rl_steps_per_phase=2"])
     trainer.train()
-    groups = trainer.sps_groups                 # step 3's rollouts: the next phase's input
-    assert all(r["logp"] is not None for g in groups for r in g) and not trainer._sps_pending  # from the loss
+    groups = trainer.rollouts.groups                 # step 3's rollouts: the next phase's input
+    assert all(r["logp"] is not None for g in groups for r in g) and not trainer.rollouts.pending  # from the loss
     assert len(groups) == 2 and all(len(g) == 4 for g in groups)
     rl_state = {k: v.clone() for s in trainer.optimizer.state.values() for k, v in s.items()
                 if isinstance(v, torch.Tensor)}
@@ -96,7 +96,7 @@ def test_irl_phase_runs_on_l2te_selection_and_leaves_rl_optimizer_alone(model_di
     expected = select_l2te([[Scored(r["logp"], r["correct"]) for r in g] for g in groups], 3, 0.5, seed=0,
                            phase=1)
     chosen = [groups[g][i]["completion_ids"] for g, idx in enumerate(expected) for i in idx]
-    assert [r["completion_ids"] for r in trainer.sps_last_selection] == chosen
+    assert [r["completion_ids"] for r in trainer.phase.last_selection] == chosen
     assert record["sequences"] == 6 == len(chosen)
     after_state = {k: v for s in trainer.optimizer.state.values() for k, v in s.items()
                    if isinstance(v, torch.Tensor)}
@@ -130,7 +130,7 @@ def test_recorded_logps_match_the_policy(model_dir, tmp_path):
     trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=1", "sps.rl_steps_per_phase=5",
                                                       "rl.temperature=0.7"])
     trainer.train()
-    rows = [r for g in trainer.sps_groups for r in g]        # one generation batch: 8 rows, 2 prompts
+    rows = [r for g in trainer.rollouts.groups for r in g]        # one generation batch: 8 rows, 2 prompts
     generating = AutoModelForCausalLM.from_pretrained(model_dir)   # the weights before the optimizer step
     expected = batch_logps(generating, rows, 0.7)
     recorded = [r["logp"] for r in rows]
@@ -144,7 +144,7 @@ def test_filled_logps_equal_trl_captured_ones(model_dir, tmp_path):
     trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=1", "sps.rl_steps_per_phase=5",
                                                       "rl.temperature=0.7", "rl.learning_rate=0"])
     trainer.train()
-    groups = trainer.sps_groups
+    groups = trainer.rollouts.groups
     captured = [[r["logp"] for r in g] for g in groups]
     for g in groups:                                          # a whole group and part of one
         for r in g[: len(g) if g is groups[0] else 2]:
@@ -239,7 +239,7 @@ def test_rng_streams_survive_the_eval_callback(model_dir, tmp_path, monkeypatch)
         calls.append((model, tuple(tasks), kwargs["tags"]))
         return []
 
-    monkeypatch.setattr("spsbench.evaluate.evaluate", fake_evaluate)
+    monkeypatch.setattr("spsbench.train.eval_worker.evaluate", fake_evaluate)
     cfg = load_config("sps", overrides=[*SMALL, "eval.enabled=true", "eval.isolate=false"], model=model_dir)
     cfg.run_name = "r1"
     callback = EvaluateCheckpointCallback(cfg, base_model=model_dir)
@@ -266,7 +266,7 @@ def test_base_model_is_evaluated_untagged_before_training_but_not_on_resume(mode
     from spsbench.train.callbacks import EvaluateCheckpointCallback
 
     calls = []
-    monkeypatch.setattr("spsbench.evaluate.evaluate",
+    monkeypatch.setattr("spsbench.train.eval_worker.evaluate",
                         lambda model, tasks, sampling, **kw: calls.append((model, kw["tags"])) or ["scores"])
     cfg = load_config("sps", overrides=[*SMALL, "eval.enabled=true", "eval.isolate=false"], model=model_dir)
     callback = EvaluateCheckpointCallback(cfg, base_model=model_dir)
@@ -312,7 +312,7 @@ def test_resume_restores_sps_phase_and_irl_optimizer(model_dir, tmp_path):
     assert state["irl_optimizer"]["state"][0]["step"] == 4
     resumed = make(model_dir, tmp_path, "sps", extra=extra)
     resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
-    assert resumed.sps_phase_index == 2 and resumed.sps_last_irl_step == 4
+    assert resumed.phase.index == 2 and resumed.phase.last_irl_step == 4
     assert resumed.irl_optimizer.state_dict()["state"][0]["step"] == 8     # continued, not restarted
     for key in ("exp_avg", "exp_avg_sq"):
         assert torch.allclose(resumed.irl_optimizer.state_dict()["state"][0][key],
@@ -330,7 +330,7 @@ def test_evaluating_checkpoints_changes_neither_weights_nor_rng_stream(model_dir
         policy.generate(torch.tensor([[5, 6, 7]]), do_sample=True, max_new_tokens=4)
         return []
 
-    monkeypatch.setattr("spsbench.evaluate.evaluate", evaluating)
+    monkeypatch.setattr("spsbench.train.eval_worker.evaluate", evaluating)
     runs = []
     for name, flag in (("with", "true"), ("without", "false")):
         trainer = make(model_dir, tmp_path / name, "sps", extra=["rl.max_steps=2", "rl.save_steps=1",
@@ -368,8 +368,8 @@ def test_irl_gradient_comes_only_from_the_selected_rows(model_dir, tmp_path):
 
     trainer._irl_optimizer = recording
     trainer.run_irl_phase()
-    rows = [r for g in trainer.sps_last_groups for r in g]
-    selected = trainer.sps_last_selection
+    rows = [r for g in trainer.phase.last_groups for r in g]
+    selected = trainer.phase.last_selection
     assert len(selected) == 6 < len(rows)                    # 2 micro-batches of 4: accumulation exercised
     reference = AutoModelForCausalLM.from_pretrained(model_dir)
     reference.load_state_dict(start)
@@ -391,8 +391,8 @@ def nan_gradient_hook(trainer):
 def poison_irl(trainer, monkeypatch, kind):
     """Make the IRL phase produce a NaN loss, finite loss with NaN gradients, or NaN weights."""
     if kind == "loss":
-        real_nll = sps_module._completion_nll
-        monkeypatch.setattr(sps_module, "_completion_nll", lambda *a: real_nll(*a) * float("nan"))
+        real_nll = sps_irl.completion_nll
+        monkeypatch.setattr(sps_irl, "completion_nll", lambda *a: real_nll(*a) * float("nan"))
     elif kind == "gradients":
         real_phase = trainer.run_irl_phase
 
@@ -470,12 +470,12 @@ def test_phase_log_file_records_each_phase(model_dir, tmp_path, caplog):
         return record
 
     trainer.run_irl_phase = measured
-    with caplog.at_level("WARNING", logger="spsbench.train.sps"):
+    with caplog.at_level("WARNING", logger="spsbench.train.sps.trainer"):
         trainer.train()
     lines = [json.loads(line) for line in (tmp_path / "run" / "sps_phases.jsonl").read_text().splitlines()]
-    assert lines == json.loads(json.dumps(trainer.sps_phase_log))
+    assert lines == json.loads(json.dumps(trainer.phase.log))
     assert [(r["phase"], r["step"], r["groups"], r["sequences"]) for r in lines] == [(0, 2, 4, 12), (1, 4, 4, 12)]
-    last = trainer.sps_last_selection
+    last = trainer.phase.last_selection
     assert lines[-1]["from_negatives_share"] == sum(not r["correct"] for r in last) / len(last)
     for record, measured_change in zip(lines, changes, strict=True):
         assert 0 < record["irl_loss_after"] < record["irl_loss_before"]    # lr 1e-3: the IRL loss drops
@@ -487,9 +487,9 @@ def test_phase_log_file_records_each_phase(model_dir, tmp_path, caplog):
 
 def test_update_below_dtype_resolution_is_warned(model_dir, tmp_path, caplog):
     trainer = make(model_dir, tmp_path, "sps", extra=["sps.irl_learning_rate=1e-12"])
-    with caplog.at_level("WARNING", logger="spsbench.train.sps"):
+    with caplog.at_level("WARNING", logger="spsbench.train.sps.trainer"):
         trainer.train()
-    [record] = trainer.sps_phase_log
+    [record] = trainer.phase.log
     assert record["below_resolution"] and record["rel_weight_change"] < record["dtype_resolution"] == 2 ** -23
     assert "SPS phase 0: IRL changed the weights" in caplog.text and "below the resolution of float32" in caplog.text
 
@@ -502,11 +502,11 @@ def test_resume_mid_phase_keeps_phase_position_and_drops_the_buffer(model_dir, t
     assert (state["phase_index"], state["last_irl_step"], state["buffer"]) == (0, 0, "dropped")
     resumed = make(model_dir, tmp_path, "sps", extra=extra)
     resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
-    [whole], [after_resume] = first.sps_phase_log, resumed.sps_phase_log
+    [whole], [after_resume] = first.phase.log, resumed.phase.log
     assert (whole["phase"], whole["step"], whole["groups"]) == (0, 3, 6)            # steps 1-3
     assert (after_resume["phase"], after_resume["step"], after_resume["groups"]) == (0, 3, 2)   # step 3 only
-    assert resumed.sps_phase_index == 1 and resumed.sps_last_irl_step == 3
-    assert len(resumed.sps_groups) == 2                                             # step 4: the next phase's
+    assert resumed.phase.index == 1 and resumed.phase.last_irl_step == 3
+    assert len(resumed.rollouts.groups) == 2                                             # step 4: the next phase's
 
 
 def constant_reward(completions, golds, kind="math", choices=None):
@@ -548,11 +548,12 @@ def test_l2te_logprob_mean_ranks_by_per_token_log_prob():
     from types import SimpleNamespace
 
     from spsbench.train.config import SPSConfig
-    from spsbench.train.sps import SPSTrainer
+    from spsbench.train.sps.state import PhaseState
+    from spsbench.train.sps.trainer import SPSTrainer
 
     rows = [{"logp": -10.0, "completion_ids": [5] * 10, "correct": False},     # mean -1: long, likely per token
             {"logp": -6.0, "completion_ids": [5] * 2, "correct": False},       # mean -3
             {"logp": -20.0, "completion_ids": [5] * 2, "correct": True}]       # correct: never picked here
     for how, expected in (("sum", -10.0), ("mean", -6.0)):
-        fake = SimpleNamespace(sps=SPSConfig(sampling_size=1, quantile=0.0, l2te_logprob=how), sps_phase_index=0)
+        fake = SimpleNamespace(sps=SPSConfig(sampling_size=1, quantile=0.0, l2te_logprob=how), phase=PhaseState())
         assert [r["logp"] for r in SPSTrainer._select(fake, [rows], first_group=0)] == [expected]

@@ -24,17 +24,17 @@ trainer, _ = build_trainer(cfg)
 trainer.train()
 rank = trainer.accelerator.process_index
 flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-phase = trainer.sps_phase_log[0]
+phase = trainer.phase.log[0]
 # each rank selected from its own groups only, drawing as a single process would for those group indices
-from spsbench.train.l2te import Scored, select_l2te
-groups = trainer.sps_last_groups
+from spsbench.train.sps.l2te import Scored, select_l2te
+groups = trainer.phase.last_groups
 picks = select_l2te([[Scored(r["logp"], r["correct"]) for r in g] for g in groups], 3, 0.5, seed=0, phase=0,
                     first_group=rank * len(groups))
 expected = [groups[g][i]["completion_ids"] for g, idx in enumerate(picks) for i in idx]
 json.dump({"world": trainer.accelerator.num_processes, "sum": flat.double().sum().item(),
            "first": flat[:50].tolist(), "groups": phase["groups"], "sequences": phase["sequences"],
            "rel": phase["rel_weight_change"], "local_groups": len(groups),
-           "local_selection_ok": [r["completion_ids"] for r in trainer.sps_last_selection] == expected},
+           "local_selection_ok": [r["completion_ids"] for r in trainer.phase.last_selection] == expected},
           open(f"{out}/rank{rank}.json", "w"))
 shutdown_distributed()
 '''
@@ -42,7 +42,7 @@ shutdown_distributed()
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_ranks_keep_identical_parameters_after_irl(tmp_path):
-    from spsbench.testing import tiny_model
+    from tests.fixtures.tiny_model import tiny_model
 
     model_dir = tiny_model(tmp_path / "model")
     script = tmp_path / "train_ddp.py"

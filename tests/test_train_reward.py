@@ -2,7 +2,8 @@
 
 import pytest
 
-from spsbench.train.reward import TrainingError, check_kind, completion_text, make_reward_fn
+from spsbench.errors import TrainingError
+from spsbench.train.reward import check_kind, completion_text, make_reward_fn
 
 
 def test_reward_uses_the_real_grader_on_chat_completions():

@@ -20,7 +20,7 @@ import json, sys, torch
 from vllm import SamplingParams
 import spsbench.grading as grading
 grading.reward = lambda completions, golds, kind="math", choices=None: [float(len(t) % 2) for t in completions]
-from spsbench.testing import tiny_model
+from tests.fixtures.tiny_model import tiny_model
 from spsbench.train.config import load_config
 from spsbench.train.run import build_trainer
 out = sys.argv[1]

@@ -34,7 +34,7 @@ def _requests(count: int = 16, samples: int = 2) -> list[GenRequest]:
 
 @pytest.fixture(scope="module")
 def vllm_tiny(tmp_path_factory):
-    from spsbench.testing import tiny_model
+    from tests.fixtures.tiny_model import tiny_model
 
     # head_dim 32: the CPU attention backend has no kernels for the default tiny model's head_dim 8.
     folder = tiny_model(tmp_path_factory.mktemp("vllm") / "model", hidden=128)
@@ -68,7 +68,7 @@ def test_same_seed_same_sample_and_temperature_zero_is_greedy(vllm_tiny):
 
 
 def test_describe_records_the_cpu_settings(vllm_tiny):
-    from spsbench.engines.common import cpu_has_fast_bf16
+    from spsbench.system import cpu_has_fast_bf16
 
     info = vllm_tiny.describe()
     want = "bfloat16" if cpu_has_fast_bf16() else "float32"   # dtype=auto on CPU: bf16 only when native
@@ -80,7 +80,7 @@ def test_describe_records_the_cpu_settings(vllm_tiny):
 def test_vllm_cpu_still_crashes_on_chunked_prefill_with_seeds(tmp_path):
     """Pins the vLLM bug the CPU default works around; when this fails, chunked prefill can come back."""
     script = textwrap.dedent(f"""
-        from spsbench.testing import tiny_model
+        from tests.fixtures.tiny_model import tiny_model
         from spsbench.engines import load_engine
         from spsbench.config import SamplingConfig
         from spsbench.engines.base import GenRequest
@@ -101,7 +101,7 @@ def test_real_vllm_on_a_mismatched_checkpoint_is_one_line_and_auto_falls_back_cl
     too (one line), as a run-folder scan needs to skip it."""
     script = textwrap.dedent(f"""
         import json, os, torch
-        from spsbench.testing import tiny_model
+        from tests.fixtures.tiny_model import tiny_model
         from spsbench.engines import load_engine
         from spsbench.errors import CheckpointError, EngineError
         folder = tiny_model({str(tmp_path / 'm')!r}, hidden=128)

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from spsbench import paths
+from spsbench.commands import output_console
+from spsbench.diagnostics.run import run_diagnostics
+from spsbench.errors import ConfigError
+from spsbench.leaderboards.refresh import refresh
+from spsbench.leaderboards.snapshot import diag_setting
+from spsbench.store import Store
+from spsbench.tasks import parse_data_args
+
 HELP = (
     "Squeezing and diversity diagnostics (paper Tables 4 and 6) for a model, a run folder or a run name "
     "in the store; results go into the store and onto the run's leaderboard page."
@@ -57,14 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
-    from spsbench import paths
-    from spsbench.commands import output_console
-    from spsbench.diagnose import run_diagnostics
-    from spsbench.errors import ConfigError
-    from spsbench.leaderboard import refresh
-    from spsbench.leaderboard_data import models_table
-    from spsbench.store import Store
-    from spsbench.tasks import parse_data_args
 
     for name in ("n", "limit", "max_tokens"):
         value = getattr(args, name)
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             args.target,
             tasks,
             store,
-            models_table(store_path),
+            store.models(),
             n=args.n,
             data=parse_data_args(args.data),
             limit=args.limit,
@@ -111,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _settings(rows: list[dict]) -> dict[tuple[int, str, str], object]:
     """(model id, task, metric) -> the setting recorded with the stored diagnostic."""
-    from spsbench.leaderboard_data import diag_setting
 
     return {(int(r["model_id"]), r["task"], r["metric"]): diag_setting(r["metric"], r["details"]) for r in rows}
 
@@ -119,7 +119,6 @@ def _settings(rows: list[dict]) -> dict[tuple[int, str, str], object]:
 def _replaced(before: dict, results: list) -> list[str]:
     """Notes for diagnostics that replaced a stored value with another setting: the store keeps one value
     per (model, task, metric), so the earlier one is gone."""
-    from spsbench.leaderboard_data import diag_setting
 
     notes = []
     for r in results:

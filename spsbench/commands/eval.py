@@ -11,6 +11,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from spsbench import paths
+from spsbench.commands import output_console
+from spsbench.config import SamplingConfig
+from spsbench.engines import check_engine_options
+from spsbench.errors import ConfigError
+from spsbench.evaluation.evaluate import SharedEngine, check_ks, evaluate, score_table
+from spsbench.evaluation.scan import is_run_folder, scan_groups
+from spsbench.grading import GradingPolicy
+from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
+from spsbench.tasks import load_spec, parse_data_args
+
 HELP = "Evaluate a model, a run folder of checkpoints, or a served model (Pass@k, Avg@n) into the store."
 
 # Engine used when --engine is not given: "auto" = vllm when installed (the main engine: ~3x the tokens/s
@@ -66,10 +77,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spsbench import paths
-    from spsbench.commands import output_console
-    from spsbench.tasks import parse_data_args
-
     console = output_console()
     plan = _plan(args, parse_data_args(args.data))
     store = Path(args.store or paths.default_store_path())
@@ -78,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
         results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
     else:
         results = [(_label(r.model), r) for r in _evaluate_model(args, plan, store)]
-    from spsbench.evaluate import score_table
 
     console.print(score_table(results))
     if plan["run_folder"]:
@@ -93,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace, data: dict[str, str]) -> dict[str, Any]:
     """Check the arguments (one-line errors before anything loads) and resolve defaults: tasks, ks,
     engine and its options, grading policy, whether MODEL is a run folder."""
-    from spsbench.grading import GradingPolicy
 
     _check_numbers(args)
     default = args.model in (None, "default")
@@ -110,7 +115,6 @@ def _plan(args: argparse.Namespace, data: dict[str, str]) -> dict[str, Any]:
 
 def _check_numbers(args: argparse.Namespace) -> None:
     """Counts and durations a typo could make zero or negative (0 must not mean "the default")."""
-    from spsbench.errors import ConfigError
 
     for flag, value, low in (("--n", args.n, 1), ("--max-tokens", args.max_tokens, 1), ("--limit", args.limit, 1)):
         if value is not None and value < low:
@@ -124,9 +128,6 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _is_run_folder(args: argparse.Namespace) -> bool:
-    from spsbench.errors import ConfigError
-    from spsbench.scan import is_run_folder
-
     folder = Path(args.model) if args.model else None
     run_folder = bool(folder and (is_run_folder(folder) or (args.watch and folder.is_dir()
                                                               and not (folder / "config.json").is_file())))
@@ -138,8 +139,6 @@ def _is_run_folder(args: argparse.Namespace) -> bool:
 
 def _check_data_names(tasks: list[str], data: dict[str, str]) -> None:
     """A --data NAME that is not a selected task would be silently ignored: refuse it instead."""
-    from spsbench.errors import ConfigError
-    from spsbench.tasks import load_spec
 
     names = set(tasks) | {load_spec(t).name for t in tasks}
     unused = sorted(set(data) - names)
@@ -150,14 +149,10 @@ def _check_data_names(tasks: list[str], data: dict[str, str]) -> None:
 
 
 def _check_engine_options(engine: str, options: dict[str, Any]) -> None:
-    from spsbench.engines import check_engine_options
-
     check_engine_options(engine, options)
 
 
 def _int_list(text: str | None, flag: str) -> list[int]:
-    from spsbench.errors import ConfigError
-
     if not text:
         return []
     parts = [x.strip() for x in text.split(",")]
@@ -172,7 +167,6 @@ def _int_list(text: str | None, flag: str) -> list[int]:
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
-    from spsbench.errors import ConfigError
 
     options: dict[str, Any] = {}
     for item in args.engine_opt:
@@ -187,8 +181,6 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _sampling_groups(args: argparse.Namespace, plan: dict[str, Any]) -> list[tuple[Any, list[str]]]:
     """(SamplingConfig, tasks) groups: with --n one group; else tasks grouped by their default n."""
-    from spsbench.config import SamplingConfig
-    from spsbench.tasks import load_spec
 
     max_tokens = args.max_tokens if args.max_tokens is not None else (
         DEFAULT_MAX_TOKENS if plan["default"] else MAX_TOKENS)
@@ -210,7 +202,6 @@ def _ks(plan: dict[str, Any]) -> list[int]:
 
 def _evaluate_model(args: argparse.Namespace, plan: dict[str, Any], store: Path) -> list[Any]:
     """One model: every sampling group, sharing one loaded engine."""
-    from spsbench.evaluate import SharedEngine, evaluate
 
     groups = _sampling_groups(args, plan)
     for sampling, _ in groups:      # k > n is refused before anything loads
@@ -227,14 +218,11 @@ def _evaluate_model(args: argparse.Namespace, plan: dict[str, Any], store: Path)
 
 
 def _check_ks(n: int, ks: list[int]) -> None:
-    from spsbench.evaluate import check_ks
-
     check_ks(n, ks)
 
 
 def _scan(args: argparse.Namespace, plan: dict[str, Any], store: Path, console: Any) -> Any:
     """Every checkpoint of the run folder for every sampling group, in one scan (and one --watch) loop."""
-    from spsbench.scan import scan_groups
 
     groups = _sampling_groups(args, plan)
     for sampling, _ in groups:
@@ -254,8 +242,6 @@ def _label(model: str) -> str:
 
 
 def _print_best(console: Any, report: Any, tasks: list[str]) -> None:
-    from spsbench.tasks import load_spec
-
     broken = [c for c in report.checkpoints if c.status == "broken"]
     if broken:
         console.print(f"[yellow]{len(broken)} broken checkpoint(s) skipped: "
@@ -276,14 +262,9 @@ def _print_destinations(console: Any, store: Path, skip_leaderboard: bool) -> No
     if skip_leaderboard:
         return
     try:
-        from spsbench import leaderboard
-    except ImportError:
-        return
-    try:
-        files = leaderboard.refresh(store)
+        files = leaderboard_refresh(store)
     except Exception as exc:  # noqa: BLE001 - the evaluation itself succeeded and is stored
         console.print(f"[yellow]leaderboard refresh failed: {type(exc).__name__}: {exc}")
         return
-    from spsbench import paths
 
     console.print(f"leaderboards: {paths.default_leaderboard_dir(store)}/ ({len(files)} files)", highlight=False)

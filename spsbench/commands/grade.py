@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spsbench.errors import SpsbenchError
+from spsbench.grading import GradeRequest, GraderPool, GradingPolicy
 
 HELP = "Grade one completion (FILE or stdin) against --gold, or a JSONL batch with --jsonl."
 
@@ -37,8 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spsbench.grading import GradingPolicy
-
     policy = GradingPolicy(strict=not args.lenient, timeout_s=args.timeout)
     if args.workers < 1:
         raise SpsbenchError(f"--workers must be >= 1, got {args.workers}")
@@ -77,8 +76,6 @@ def _parse_choices(value: Any, where: str) -> tuple[str, ...] | None:
 
 
 def _run_one(completion: str, gold: str, kind: str, choices, policy, as_json: bool) -> int:
-    from spsbench.grading import GradeRequest, GraderPool
-
     with GraderPool(workers=1, policy=policy) as pool:    # a pool, so a pathological answer cannot hang
         result = pool.grade(GradeRequest(completion, gold, kind, choices))
     if as_json:
@@ -127,8 +124,6 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
 
 
 def _run_batch(args: argparse.Namespace, policy) -> int:
-    from spsbench.grading import GradeRequest, GraderPool
-
     rows = _load_jsonl(args.jsonl)
     requests = [GradeRequest(r["completion"], str(r["gold"]), r.get("kind", "math"), r["_choices"]) for r in rows]
     with GraderPool(workers=args.workers, policy=policy) as pool:

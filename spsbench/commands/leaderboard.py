@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spsbench import paths
+from spsbench.commands import output_console
+from spsbench.errors import ConfigError
+from spsbench.leaderboards.refresh import refresh
+
 HELP = "Regenerate leaderboards/*.md and plots from the results store (deterministic; never runs a model)."
 
 
@@ -32,11 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spsbench import paths
-    from spsbench.commands import output_console
-    from spsbench.errors import ConfigError
-    from spsbench.leaderboard import refresh
-
     if args.budget is not None and args.budget < 0:
         raise ConfigError(f"--budget: must be >= 0, got {args.budget}")
     out = args.out or paths.default_leaderboard_dir(args.store)

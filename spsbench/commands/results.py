@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from spsbench import paths
+from spsbench.errors import StoreError
+from spsbench.store import Store
+
 HELP = "Export scores, samples or the run history (provenance) from the results store as JSONL or CSV."
 
 EVAL_FIELDS = ("eval_id", "task", "task_version", "model", "weights_hash", "run_name", "step", "algo",
@@ -42,10 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spsbench import paths
-    from spsbench.errors import StoreError
-    from spsbench.store import Store
-
     path = Path(args.store or paths.default_store_path())
     if not path.is_file():
         raise StoreError(f"results store {path} does not exist; run `spsbench eval` first")

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from spsbench import tasks
+from spsbench.commands import output_console
+from spsbench.errors import TaskError
+from spsbench.tasks import schema
+from spsbench.tasks.sources import known_count
+
 HELP = "List the task registry (tasks/*.yaml), or show one task with --show NAME."
 
 
@@ -16,9 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spsbench import tasks
-    from spsbench.commands import output_console
-
     console = output_console()
     data = tasks.parse_data_args(args.data)
     if args.schema:
@@ -34,7 +37,6 @@ def _registry_table(specs):
     from rich.markup import escape
     from rich.table import Table
 
-    from spsbench.task_data import known_count
 
     table = Table(title="spsbench task registry", title_justify="left")
     for column in ("name", "source", "#problems", "grader", "n", "k", "version"):
@@ -53,9 +55,6 @@ def _registry_table(specs):
 def _show(console, name_or_path: str, data: dict[str, str]) -> None:
     from rich.markup import escape
 
-    from spsbench import tasks
-    from spsbench.errors import TaskError
-    from spsbench.task_data import known_count
 
     spec = tasks.load_spec(name_or_path)
     console.print(f"[bold]{escape(spec.name)}[/bold]  version {escape(spec.version)}  ({spec.path})")
@@ -96,7 +95,6 @@ def _schema_table():
     from rich.markup import escape
     from rich.table import Table
 
-    from spsbench.tasks import schema
 
     table = Table(title="task file keys (YAML, data only)", title_justify="left")
     for column in ("key", "type", "required", "meaning"):

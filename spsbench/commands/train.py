@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from spsbench.commands import output_console
+from spsbench.evaluation.evaluate import score_table
+from spsbench.train.config import describe_keys, load_config
+
 HELP = "Train a policy with GRPO, DAPO, GSPO or SPS (recipes in recipes/*.yaml) and evaluate its checkpoints."
 
 
@@ -31,9 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spsbench.commands import output_console
-    from spsbench.train.config import describe_keys, load_config
-
     console = output_console()
     if args.list_keys:
         for key, default, help_text in describe_keys():
@@ -70,7 +71,6 @@ def _print_summary(console, summary) -> None:
                       f"{phase['irl_loss_after']:.4f}, ||dθ||/||θ|| {phase['rel_weight_change']:.1e}, IRL "
                       f"{phase['irl_time_share']:.1%} of the iteration", highlight=False)
     if summary.evaluations:
-        from spsbench.evaluate import score_table
 
         rows = [("base (step 0)", r) for r in summary.base_evaluations]
         rows += [(f"checkpoint-{step}", r) for step, results in summary.evaluations for r in results]

@@ -12,13 +12,14 @@ import sys
 from typing import Any
 
 from spsbench.engines.base import Completion, Engine, GenRequest
+from spsbench.engines.options import check_option
 from spsbench.errors import EngineError
 
 # Explicit registry. Importing this module must not import torch, transformers or vllm.
 ENGINES: dict[str, str] = {
-    "vllm": "spsbench.engines.vllm_engine:VLLMEngine",
+    "vllm": "spsbench.engines.vllm:VLLMEngine",
     "hf": "spsbench.engines.hf:HFEngine",
-    "openai": "spsbench.engines.openai_engine:OpenAIEngine",
+    "openai": "spsbench.engines.openai:OpenAIEngine",
 }
 CHOICES = ("auto", *ENGINES)
 
@@ -54,7 +55,6 @@ def load_engine(name: str, model: str, **options: Any) -> Engine:
 def check_engine_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """Options checked (names and values) without loading anything: a one-line EngineError up front
     rather than after tasks load, or never when the store already holds the whole evaluation."""
-    from spsbench.engines.common import check_option
 
     if name not in CHOICES:
         raise EngineError(f"unknown engine {name!r}; choose one of {', '.join(CHOICES)}")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from spsbench.config import SamplingConfig
+from spsbench.errors import EngineError
+from spsbench.models import weights_hash
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,32 @@ class Engine(Protocol):
 
     def close(self) -> None:
         ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample to generate: a request's prompt with one sample index and its seed."""
+
+    key: str
+    prompt: str
+    sample_idx: int
+    seed: int
+
+
+def flatten(requests: Iterable[GenRequest]) -> list[Sample]:
+    """Expand requests into one Sample per (request, sample index), checking seeds match indices."""
+    samples: list[Sample] = []
+    for req in requests:
+        if len(req.sample_indices) != len(req.seeds):
+            raise EngineError(f"request {req.key!r}: {len(req.sample_indices)} sample indices but "
+                              f"{len(req.seeds)} seeds")
+        pairs = zip(req.sample_indices, req.seeds, strict=True)
+        samples.extend(Sample(req.key, req.prompt, i, s) for i, s in pairs)
+    return samples
+
+
+def local_identity(model: str) -> dict[str, Any]:
+    """Path and weights hash for a local folder; just the id for a hub model."""
+    if Path(model).is_dir():
+        return {"model": model, "weights_hash": weights_hash(model)}
+    return {"model": model, "weights_hash": ""}

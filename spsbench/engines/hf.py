@@ -21,21 +21,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from spsbench.config import SamplingConfig
-from spsbench.engines.base import Completion, GenRequest
-from spsbench.engines.common import (
-    Opt,
-    Sample,
-    check_options,
-    cpu_auto_dtype,
-    encode_prompt,
-    eos_token_ids,
-    flatten,
-    local_identity,
-    package_versions,
-    trim_at_stop,
-)
+from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
+from spsbench.engines.chat import encode_prompt, eos_token_ids, trim_at_stop
+from spsbench.engines.options import Opt, check_options
 from spsbench.errors import CheckpointError, EngineError
 from spsbench.models import resolve_model
+from spsbench.system import cpu_auto_dtype, package_versions
 
 OPTIONS: dict[str, Any] = {
     "dtype": "auto",        # auto (bf16 on GPUs and on CPUs with native bf16, else fp32) | bf16 | fp16 | fp32

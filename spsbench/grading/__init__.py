@@ -1,28 +1,28 @@
 """Grading: one grader for evaluation and for the RL reward. Pure Python, no torch/vLLM import.
 
-CONTRACT (owned by the grading work; other modules rely on these names):
-  Outcome, Grade, GradeRequest, GradingPolicy, grade(), GraderPool, reward(), GRADERS, policy_id().
+Public names: Outcome, Grade, GradeRequest, GradingPolicy, grade(), GraderPool, shared_pool(), reward(),
+GRADERS, policy_id().
 
 Modules: `types` (value types), `extract` (think rule, last box, anchors, normalisation), `mc` (letter
-extractor), `verify` (math-verify calls, run in workers), `pool` (worker processes, watchdog, cache),
+extractor), `verify` (math-verify calls, run in workers), `pool` (worker processes, watchdog, cache), `shared` (the pools a process keeps warm),
 `core` (the per-sample pipeline). The policy is documented in docs/grading.md.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import threading
 from collections.abc import Sequence
 
+from spsbench.grading.core import finish, is_timeout, prepare
 from spsbench.grading.pool import GraderPool
+from spsbench.grading.shared import shared_pool
 from spsbench.grading.types import GRADERS, Grade, GradeRequest, GradingPolicy, Outcome
+from spsbench.grading.verify import run_job, soft_limit_available
 
 _log = logging.getLogger(__name__)
 
 __all__ = ["GRADERS", "Grade", "GradeRequest", "GraderPool", "GradingPolicy", "Outcome", "grade", "policy_id",
-           "reward"]
+           "reward", "shared_pool"]
 
 
 def policy_id(policy: GradingPolicy | None = None) -> str:
@@ -39,8 +39,6 @@ def grade(completion: str, gold: str, kind: str = "math", choices: Sequence[str]
     sympy may be half-initialised). Otherwise, and for the retry of a timed-out answer, the answer goes
     to a shared worker pool for this policy (started on first use, ~2 s), which has the hard watchdog.
     """
-    from spsbench.grading.core import finish, is_timeout, prepare
-    from spsbench.grading.verify import run_job, soft_limit_available
 
     policy = policy or GradingPolicy()
     request = GradeRequest(completion, gold, kind, tuple(choices) if choices is not None else None)
@@ -51,33 +49,11 @@ def grade(completion: str, gold: str, kind: str = "math", choices: Sequence[str]
         result = run_job(prepared.key, policy.timeout_s)
         if not is_timeout(result):
             return finish(prepared, result)
-        with _shared_lock:                      # the retry, in a process whose timer has not fired
-            return _shared_pool(policy)._grade_after_timeout(request)
+        with shared_pool(policy) as pool:       # the retry, in a process whose timer has not fired
+            return pool._grade_after_timeout(request)
     _log.debug("grade(): no soft time limit possible here; verifying in a grader worker process")
-    with _shared_lock:
-        return _shared_pool(policy).grade(request)
-
-
-_shared_pools: dict[GradingPolicy, GraderPool] = {}
-_shared_pid = 0
-_shared_lock = threading.Lock()     # a pool is not thread-safe; trainers may call from several threads
-
-
-def _shared_pool(policy: GradingPolicy | None = None) -> GraderPool:
-    """The pool for `policy` (default: the reward's), created on first call, one per policy per process.
-
-    A forked child makes its own: the parent's workers are not its children to talk to.
-    """
-    global _shared_pid
-    if _shared_pid != os.getpid():
-        _shared_pools.clear()
-        _shared_pid = os.getpid()
-    policy = policy or GradingPolicy()
-    if policy not in _shared_pools:
-        pool = GraderPool(workers=max(1, min(2, os.cpu_count() or 1)), policy=policy)
-        atexit.register(pool.close)
-        _shared_pools[policy] = pool
-    return _shared_pools[policy]
+    with shared_pool(policy) as pool:
+        return pool.grade(request)
 
 
 def reward(completions: Sequence[str], golds: Sequence[str], kind: str = "math",
@@ -90,6 +66,6 @@ def reward(completions: Sequence[str], golds: Sequence[str], kind: str = "math",
     options = [None if choices is None or choices[i] is None else tuple(choices[i]) for i in range(len(golds))]
     requests = [GradeRequest(str(c), str(g), kind, opts or None)
                 for c, g, opts in zip(completions, golds, options, strict=True)]
-    with _shared_lock:
-        grades = _shared_pool().grade_many(requests)
+    with shared_pool() as pool:
+        grades = pool.grade_many(requests)
     return [1.0 if g.correct else 0.0 for g in grades]

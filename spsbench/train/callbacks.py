@@ -1,4 +1,4 @@
-"""Evaluation during training: every saved checkpoint goes through `spsbench.evaluate.evaluate`.
+"""Evaluation during training: every saved checkpoint goes through `spsbench.evaluation.evaluate.evaluate`.
 
 The callback runs on the main process after each save (`save_steps`; paper: 100). The evaluator loads
 the checkpoint folder into its own model (or engine), so the training weights are never touched; the
@@ -22,20 +22,24 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from spsbench import __version__
+from spsbench import __version__, paths
+from spsbench.evaluation.evaluate import EvalResult, ModelTags
+from spsbench.evaluation.scan import scores_from_rows
+from spsbench.io import atomic_write_json
+from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
+from spsbench.store import Store
 from spsbench.train.config import TrainConfig
+from spsbench.train.eval_worker import RESULT, run
 
 logger = logging.getLogger(__name__)
-RUN_INFO = "spsbench_run.json"
 
 
 def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str) -> Path:
     """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints."""
-    path = Path(output_dir) / RUN_INFO
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(output_dir) / paths.RUN_INFO
     info = {"run_name": config.run_name, "algo": config.label, "base": config.base, "base_model": base_model,
             "recipe": config.recipe, "task": config.task, "spsbench_version": __version__}
-    path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(path, info, indent=2)
     return path
 
 
@@ -81,8 +85,6 @@ class EvaluateCheckpointCallback(TrainerCallback):
             self.evaluate_checkpoint(folder, state.global_step)
 
     def evaluate_checkpoint(self, folder: Path, step: int) -> Any:
-        from spsbench.evaluate import ModelTags
-
         tags = ModelTags(run_name=self.config.run_name, step=step, algo=self.config.label,
                          base_model=self.base_model)
         return self.evaluate_model(str(folder), step, tags)
@@ -115,7 +117,6 @@ class EvaluateCheckpointCallback(TrainerCallback):
     def _evaluate_here(self, model: str, tags: Any) -> Any:
         import torch
 
-        from spsbench.train.eval_worker import run
 
         with torch.no_grad():
             return run(self._spec(model, tags))
@@ -124,7 +125,6 @@ class EvaluateCheckpointCallback(TrainerCallback):
         import subprocess
         import sys
 
-        from spsbench.train.eval_worker import RESULT
 
         spec = json.dumps(self._spec(model, tags))
         proc = subprocess.run([sys.executable, "-m", "spsbench.train.eval_worker", spec], capture_output=True,
@@ -137,10 +137,6 @@ class EvaluateCheckpointCallback(TrainerCallback):
 
     def _results(self, model: str, eval_ids: list[int]) -> list[Any]:
         """EvalResults rebuilt from the store (the same shape `evaluate` returns)."""
-        from spsbench import paths
-        from spsbench.evaluate import EvalResult
-        from spsbench.scan import scores_from_rows
-        from spsbench.store import Store
 
         with Store(self.config.eval.store or paths.default_store_path()) as store:
             out = []
@@ -152,14 +148,10 @@ class EvaluateCheckpointCallback(TrainerCallback):
 
 
 def refresh_leaderboard(store: str | None) -> Path | None:
-    """Regenerate leaderboards if the leaderboard module is available; returns its folder."""
-    try:
-        from spsbench import leaderboard, paths
-    except ImportError:
-        return None
+    """Regenerate the store's leaderboards; returns their folder."""
     try:
         store = store or paths.default_store_path()
-        leaderboard.refresh(store)
+        leaderboard_refresh(store)
     except Exception as exc:  # noqa: BLE001 - a leaderboard problem must not stop training
         logger.warning("leaderboard refresh failed: %s: %s", type(exc).__name__, exc)
         return None

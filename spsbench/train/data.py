@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spsbench.tasks import load_task
 from spsbench.train.reward import check_kind
 
 
@@ -16,7 +17,6 @@ def build_dataset(task: str, tokenizer: Any, data: str | None = None, limit: int
     """(dataset, grader kind) for a registered task name or task YAML path."""
     from datasets import Dataset
 
-    from spsbench.tasks import load_task
 
     loaded = load_task(task, data=data, limit=limit)
     check_kind(loaded.spec.grader, loaded.spec.name)

@@ -17,13 +17,15 @@ import json
 import sys
 from typing import Any
 
+from spsbench.config import SamplingConfig
+from spsbench.errors import SpsbenchError
+from spsbench.evaluation.evaluate import ModelTags, evaluate
+
 RESULT = "RESULT "
 
 
 def run(spec: dict[str, Any]) -> list[Any]:
     """`evaluate` on a JSON-able spec; returns its EvalResults."""
-    from spsbench.config import SamplingConfig
-    from spsbench.evaluate import ModelTags, evaluate
 
     tags = ModelTags(**spec["tags"]) if spec.get("tags") else None
     results = evaluate(spec["model"], spec["tasks"], SamplingConfig(**spec["sampling"]), engine=spec["engine"],
@@ -34,8 +36,6 @@ def run(spec: dict[str, Any]) -> list[Any]:
 
 
 def main(argv: list[str]) -> int:
-    from spsbench.errors import SpsbenchError
-
     try:
         ids = [r.eval_id for r in run(json.loads(argv[0]))]
     except SpsbenchError as exc:

@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from spsbench.errors import SpsbenchError
+from spsbench import grading
+from spsbench.errors import SpsbenchError, TrainingError
 
 KINDS = ("math", "mc")
-
-
-class TrainingError(SpsbenchError):
-    """Training cannot continue (bad reward, NaN loss, unusable model); message is one line."""
 
 
 def completion_text(completion: Any) -> str:
@@ -39,8 +36,6 @@ def make_reward_fn(kind: str, task: str = "task") -> Callable[..., list[float]]:
     check_kind(kind, task)
 
     def grader_reward(prompts, completions, answer, choices=None, **_: Any) -> list[float]:
-        from spsbench import grading  # looked up at call time so tests can stand in a grader
-
         texts = [completion_text(c) for c in completions]
         try:
             rewards = grading.reward(texts, list(answer), kind=kind, choices=choices)

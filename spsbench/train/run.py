@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spsbench.errors import ConfigError
+from spsbench.engines.vllm import cpu_env_defaults
+from spsbench.errors import ConfigError, TrainingError
+from spsbench.models import resolve_model
+from spsbench.system import busy_cpus
 from spsbench.train.config import TrainConfig
-from spsbench.train.reward import TrainingError, make_reward_fn
+from spsbench.train.data import build_dataset
+from spsbench.train.reward import make_reward_fn
 
 CPU_DEFAULTS = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "disable_tqdm": True}
 
@@ -40,7 +44,6 @@ def pick_cpu_threads() -> int | None:
 
     if torch.cuda.is_available() or os.environ.get("OMP_NUM_THREADS"):
         return None
-    from spsbench.engines.common import busy_cpus
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # Runnable tasks right now, not the 1-minute load average: right after `spsbench eval` kept both cores
@@ -53,7 +56,7 @@ def pick_cpu_threads() -> int | None:
 
 def trainer_class(config: TrainConfig) -> type:
     """The trainer class a config runs with (SPS composes over the base algorithm's class)."""
-    from spsbench.train.sps import with_sps
+    from spsbench.train.sps.trainer import with_sps
     from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer
 
     cls = DynamicSamplingTrainer if config.dynamic_sampling.enabled else SpsbenchGRPOTrainer
@@ -114,7 +117,6 @@ def load_policy(name: str | None, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from spsbench.models import resolve_model
 
     path = resolve_model(name)
     try:
@@ -154,7 +156,6 @@ def _colocate_env() -> None:
 
     if torch.cuda.is_available():
         return
-    from spsbench.engines.vllm_engine import cpu_env_defaults
 
     cpu_env_defaults(kv_space_gib=1)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
@@ -162,9 +163,7 @@ def _colocate_env() -> None:
 
 def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype: str = "float32"):
     """(trainer, eval callback) ready to `.train()`; every user error is raised before loading weights."""
-    from spsbench.models import resolve_model
     from spsbench.train.callbacks import EvaluateCheckpointCallback, write_run_info
-    from spsbench.train.data import build_dataset
 
     if config.algo == "sps":
         refuse_sharding_for_sps(config)
@@ -219,7 +218,7 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
     output_dir = Path(trainer.args.output_dir)
     summary = RunSummary(output_dir=output_dir, run_name=config.run_name or "", steps=trainer.state.global_step,
                          checkpoints=sorted(p.name for p in output_dir.glob("checkpoint-*")),
-                         sps_phases=list(getattr(trainer, "sps_phase_log", [])), evaluations=evaluator.results,
+                         sps_phases=list(trainer.irl_phases()), evaluations=evaluator.results,
                          base_evaluations=list(evaluator.base_results or []))
     if evaluator.results:
         summary.leaderboard = refresh_leaderboard(config.eval.store)

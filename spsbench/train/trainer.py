@@ -33,7 +33,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from spsbench.train.reward import TrainingError
+from spsbench.errors import TrainingError
 
 LEFT_PADDED = {"prompt_ids": "pad", "prompt_mask": 0}
 RIGHT_PADDED = {"completion_ids": "pad", "completion_mask": 0, "old_per_token_logps": 0.0,
@@ -77,6 +77,10 @@ class SpsbenchGRPOTrainer(GRPOTrainer):
             generation = self.vllm_generation
             generation.sync_weights = lambda: cpu_sync_weights(generation)
         self.add_callback(_FiniteGuard(self))
+
+    def irl_phases(self) -> list[dict[str, Any]]:
+        """The IRL phases this run took (none: an RL-only trainer; SPS overrides)."""
+        return []
 
     def require_finite(self, what: str, tensors: list[torch.Tensor | None], after_step: bool = False) -> None:
         """One-line TrainingError when any of `tensors` holds NaN/inf (the RL step's gradients or weights)."""

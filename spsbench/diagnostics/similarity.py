@@ -1,6 +1,6 @@
 """Diversity of completions (paper Table 4): mean pairwise Jaccard similarity of word 3-gram sets.
 
-Pure functions (no torch): `spsbench.diagnose` stores the value as the `pairwise_similarity` diagnostic.
+Pure functions (no torch): `spsbench.diagnostics.model_stats` stores the value as the `pairwise_similarity` diagnostic.
 Words and punctuation marks are tokens, case is kept; a text shorter than 3 tokens is one shingle.
 """
 

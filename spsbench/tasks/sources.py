@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import string
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spsbench.errors import TaskError
-
-if TYPE_CHECKING:
-    from spsbench.tasks import Problem, TaskSpec
+from spsbench.io import atomic_write_lines
+from spsbench.tasks import arith
+from spsbench.tasks.spec import Problem, TaskSpec, fill_template
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -34,12 +33,7 @@ def load_rows(spec: TaskSpec, data: str | Path | None = None) -> tuple[list[dict
         return read_local(Path(data), what=f"--data {spec.name}"), str(data)
     kind = spec.source_kind
     if kind == "builtin":
-        from spsbench import arith
-
-        params = {k: v for k, v in spec.source.items() if k != "builtin"}
-        if "steps" in params:
-            params["steps"] = tuple(params["steps"])
-        return arith.generate(arith.ArithConfig(**params)), f"builtin:{spec.source['builtin']}"
+        return arith.generate(arith.config_from_source(spec.source)), f"builtin:{spec.source['builtin']}"
     if kind == "file":
         path = _source_file(spec)
         return read_local(path, what=f"{spec.path}: source.file"), str(path)
@@ -118,19 +112,14 @@ def _load_hub(spec: TaskSpec) -> list[dict[str, Any]]:
 
 def _write_cache(path: Path, rows: list[dict[str, Any]]) -> None:
     """Atomic write, so an interrupted download never leaves a truncated cache that looks complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
+    atomic_write_lines(path, [json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows])
 
 
 def known_count(spec: TaskSpec) -> int | None:
     """#problems without downloading anything: built-in count, local file or cached rows; else None."""
     kind = spec.source_kind
     if kind == "builtin":
-        return int(spec.source.get("count", 64))
+        return arith.config_from_source(spec.source).count
     path = _source_file(spec) if kind == "file" else spec.cache_path()
     if not path.is_file():
         return None
@@ -152,8 +141,6 @@ def known_count(spec: TaskSpec) -> int | None:
 
 
 def row_to_problem(spec: TaskSpec, row: dict[str, Any], index: int, label: str) -> Problem:
-    from spsbench.tasks import Problem, render_prompt
-
     text = str(_column(spec, row, "problem", index, label))
     pid = str(_column(spec, row, "id", index, label)) if "id" in spec.columns else str(index)
     raw_answer = _column(spec, row, "answer", index, label)
@@ -162,13 +149,13 @@ def row_to_problem(spec: TaskSpec, row: dict[str, Any], index: int, label: str) 
         meta[column] = _get(spec, row, column, "meta_columns", index, label)
     if spec.grader != "mc":
         answer = extract_answer(spec, raw_answer, index, label)
-        return Problem(id=pid, prompt=render_prompt(spec, text), answer=answer, meta=meta)
+        return Problem(id=pid, prompt=fill_template(spec, text), answer=answer, meta=meta)
     choices, gold = _mc_options(spec, row, raw_answer, index, label)
     if spec.shuffle_choices:
         order = shuffle_order(len(choices), text)
         choices, gold = [choices[i] for i in order], order.index(gold)
     choices_t = tuple(choices)
-    return Problem(id=pid, prompt=render_prompt(spec, text, choices_t), answer=string.ascii_uppercase[gold],
+    return Problem(id=pid, prompt=fill_template(spec, text, choices_t), answer=string.ascii_uppercase[gold],
                    choices=choices_t, meta=meta)
 
 
@@ -249,3 +236,18 @@ def shuffle_order(n: int, key: str) -> list[int]:
         j = draw % (i + 1)
         order[i], order[j] = order[j], order[i]
     return order
+
+
+def build_problems(spec: TaskSpec, rows: list[dict[str, Any]], label: str) -> list[Problem]:
+    """Apply the column mapping, answer extraction, mc shuffle and template to raw rows."""
+    if not rows:
+        raise TaskError(f"{spec.path}: source: dataset is empty ({label})")
+    problems, seen = [], {}
+    for index, row in enumerate(rows):
+        problem = row_to_problem(spec, row, index, label)
+        if problem.id in seen:
+            raise TaskError(f"{spec.path}: columns.id: duplicate problem id {problem.id!r} "
+                            f"(rows {seen[problem.id]} and {index} of {label})")
+        seen[problem.id] = index
+        problems.append(problem)
+    return problems

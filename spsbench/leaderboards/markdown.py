@@ -1,7 +1,7 @@
 """Markdown building blocks for the leaderboards: the `Site` being built (pages + plot jobs), number
 formatting, tables, and the score block (settings line + table + non-comparable footnotes) every page uses.
 
-Owned by the leaderboard work. Scores are shown as percentages with one decimal and the 95% bootstrap
+Scores are shown as percentages with one decimal and the 95% bootstrap
 CI in brackets; outcome counts (no_answer / grader_timeout / grader_error) sit next to every score.
 """
 
@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from spsbench.leaderboard_data import Entry, Score, Setting, Snapshot, reference_setting
+from spsbench.leaderboards.snapshot import Entry, Score, Setting, Snapshot, reference_setting
 
 DISPLAY_KS = (1, 8, 32, 128)
 BEST = "★"
@@ -151,6 +151,6 @@ class Site:
         self.pages[rel] = "\n".join(head + body).rstrip() + "\n"
 
     def plot(self, rel: str, kind: str, *args: object) -> str:
-        """Register `spsbench.plots.<kind>(out / rel, *args)`; returns `rel` for the Markdown link."""
+        """Register `spsbench.leaderboards.plots.<kind>(out / rel, *args)`; returns `rel` for the Markdown link."""
         self.plots[rel] = (kind, args)
         return rel

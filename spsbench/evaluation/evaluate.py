@@ -1,7 +1,5 @@
 """The evaluation pipeline: task problems -> engine -> grader pool -> store -> scores.
 
-CONTRACT (owned by the eval/store work; the trainer's callback and the CLI call `evaluate`).
-
 An evaluation is identified by (model, task, task version, grader policy, sampling key); n is not part
 of it, so raising n extends a stored evaluation and lowering it scores a subset. Only the samples the
 store lacks are generated, each with `sample_seed(seed, problem_id, idx)`, so a resumed run produces
@@ -13,9 +11,7 @@ the engine at all.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -24,10 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spsbench import paths
 from spsbench.config import SamplingConfig, sample_seed
+from spsbench.engines import check_engine_options, load_engine
+from spsbench.engines.base import Completion, GenRequest
 from spsbench.errors import ConfigError, SpsbenchError, StoreError
-from spsbench.provenance import provenance as session_provenance
-from spsbench.provenance import tag_fields
+from spsbench.evaluation.provenance import provenance as session_provenance
+from spsbench.evaluation.provenance import tag_fields
+from spsbench.grading import GradeRequest, GradingPolicy, shared_pool
+from spsbench.metrics import chance_pass_at_k, report_ks, summarize
+from spsbench.models import resolve_model, weights_hash
+from spsbench.store import SampleRow, ScoreRow, Store
+from spsbench.tasks import load_spec, load_task
 
 GRADE_BATCH = 256            # completions graded + committed per transaction (at most)
 
@@ -66,9 +70,6 @@ def evaluate(model: str | None, tasks: Sequence[str], sampling: SamplingConfig, 
     spsbench.grading.GradingPolicy (default: strict); its id is part of the evaluation's identity, so
     strict and lenient results are stored as separate evaluations and never mix.
     """
-    from spsbench import paths
-    from spsbench.grading import GradingPolicy
-    from spsbench.store import Store
 
     ks = check_ks(sampling.n, ks)
     if engine_factory is None:
@@ -88,8 +89,6 @@ def evaluate(model: str | None, tasks: Sequence[str], sampling: SamplingConfig, 
 
 
 def _check_engine_options(engine: str, options: dict[str, Any]) -> None:
-    from spsbench.engines import check_engine_options
-
     check_engine_options(engine, options)
 
 
@@ -160,7 +159,6 @@ class _EngineHolder:
 
 def check_ks(n: int, ks: Sequence[int]) -> list[int]:
     """The requested ks, refused (one line, before any work) when one exceeds n."""
-    from spsbench.metrics import report_ks
 
     try:
         report_ks(n, ks)
@@ -171,7 +169,6 @@ def check_ks(n: int, ks: Sequence[int]) -> list[int]:
 
 def load_eval_task(name: str, data: dict[str, str] | None, limit: int | None) -> Any:
     """A task by name or YAML path, with its `--data NAME=PATH` override applied."""
-    from spsbench.tasks import load_spec, load_task
 
     spec = load_spec(name)
     override = (data or {}).get(spec.name) or (data or {}).get(str(name))
@@ -180,7 +177,6 @@ def load_eval_task(name: str, data: dict[str, str] | None, limit: int | None) ->
 
 def _identify(model: str | None, engine: str, options: dict[str, Any]) -> tuple[str, str]:
     """(path as stored, weights hash): a resolved folder or hub id, or '<base_url>#<name>' for servers."""
-    from spsbench.models import resolve_model, weights_hash
 
     if engine == "openai":
         if not model:
@@ -193,8 +189,6 @@ def _identify(model: str | None, engine: str, options: dict[str, Any]) -> tuple[
 
 def _default_factory(options: dict[str, Any]) -> Callable[[str, str], Any]:
     def load(engine: str, model_path: str) -> Any:
-        from spsbench.engines import load_engine
-
         name = model_path.partition("#")[2] if engine == "openai" else model_path
         return load_engine(engine, name, **options)
     return load
@@ -231,7 +225,6 @@ def _regrade_siblings(db: Any, ident: tuple, task: Any, missing: list[tuple[Any,
     another grader policy (strict vs lenient, an older extractor version) instead of generating them again.
 
     Returns (the evaluation id if one was opened, else None; what is still missing)."""
-    from spsbench.engines.base import Completion
 
     wanted = {(p.id, i): p for p, i in missing}
     found: dict[tuple[str, int], Completion] = {}
@@ -260,7 +253,6 @@ def _regrade_siblings(db: Any, ident: tuple, task: Any, missing: list[tuple[Any,
 
 def build_requests(missing: list[tuple[Any, int]], base_seed: int) -> list[Any]:
     """One GenRequest per problem with the sample indices (and their seeds) still missing."""
-    from spsbench.engines.base import GenRequest
 
     by_problem: dict[str, tuple[Any, list[int]]] = {}
     for problem, idx in missing:
@@ -318,7 +310,7 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         try:
-            with _shared_pool(self.workers, self.policy) as pool:
+            with shared_pool(self.policy, self.workers) as pool:
                 while (batch := self._next_batch()) is not None:
                     self._store(pool, batch)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the generating thread by put()/finish()
@@ -342,9 +334,6 @@ class _Writer(threading.Thread):
         return batch
 
     def _store(self, pool: Any, batch: list[Any]) -> None:
-        from spsbench.grading import GradeRequest
-        from spsbench.store import SampleRow
-
         probs = [self.problems[c.key] for c in batch]
         grades = pool.grade_many([GradeRequest(c.text, p.answer, self.kind, p.choices)
                                   for c, p in zip(batch, probs, strict=True)])
@@ -355,37 +344,11 @@ class _Writer(threading.Thread):
         self.bars.graded(len(rows))
 
 
-_pools: dict[tuple[int, int, str], Any] = {}
-_pools_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _shared_pool(workers: int, policy: Any = None) -> Iterator[Any]:
-    """A grader pool kept for the life of the process and lent to one writer at a time.
-
-    Starting workers costs ~0.3 s of CPU (python + math-verify import) and the answer cache is worth
-    keeping, so scanning many checkpoints or evaluating from a training loop reuses one warm pool.
-    """
-    from spsbench.grading import GraderPool, GradingPolicy
-
-    policy = policy or GradingPolicy()
-    # A forked child must start its own workers; each policy has its own pool (and answer cache).
-    key = (os.getpid(), workers, policy.id())
-    with _pools_lock:
-        if key not in _pools:
-            _pools[key] = (GraderPool(workers=workers, policy=policy), threading.Lock())
-            atexit.register(_pools[key][0].close)
-        pool, lock = _pools[key]
-    with lock:                       # GraderPool is not thread-safe
-        yield pool
-
-
 def _warm_grader(workers: int, policy: Any = None) -> None:
     """Start the grader workers now (in the background), so the first batch does not wait for them."""
-    from spsbench.grading import GradeRequest
 
     def warm() -> None:
-        with contextlib.suppress(Exception), _shared_pool(workers, policy) as pool:
+        with contextlib.suppress(Exception), shared_pool(policy, workers) as pool:
             pool.grade_many([GradeRequest("\\boxed{1}", "1")])
     threading.Thread(target=warm, name="spsbench-grader-warmup", daemon=True).start()
 
@@ -427,7 +390,6 @@ class _Bars:
 
 def _score(db: Any, eval_id: int, task: Any, n: int, ks: list[int]) -> dict[str, Any]:
     """Scores from the first n stored samples of this task's problems; written to the store as done."""
-    from spsbench.metrics import report_ks, summarize
 
     wanted = {p.id for p in task.problems}
     counts = [row for row in db.problem_counts(eval_id, n=n) if row[0] in wanted]
@@ -446,15 +408,12 @@ def _score(db: Any, eval_id: int, task: Any, n: int, ks: list[int]) -> dict[str,
 
 def _chance(task: Any, ks: list[int]) -> dict[int, float]:
     """Pass@k of uniform guessing, averaged over problems (option counts may differ)."""
-    from spsbench.metrics import chance_pass_at_k
 
     sizes = [len(p.choices or ()) or 1 for p in task.problems]
     return {k: sum(chance_pass_at_k(m, k) for m in sizes) / len(sizes) for k in ks}
 
 
 def _score_rows(summary: dict[str, Any], n: int) -> list[Any]:
-    from spsbench.store import ScoreRow
-
     avg = summary["avg@n"]
     rows = [ScoreRow("avg@n", 0, avg["value"], avg["ci_low"], avg["ci_high"], n)]
     rows += [ScoreRow("pass@k", k, v["value"], v["ci_low"], v["ci_high"], n)

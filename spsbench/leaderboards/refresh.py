@@ -1,6 +1,6 @@
 """Leaderboards: Markdown pages and PNG plots generated from the results store, deterministically.
 
-Owned by the leaderboard work. `refresh(store_path, out_dir)` writes
+`refresh(store_path, out_dir)` writes
   README.md            index of every page
   comparison.md        method × benchmark (paper Table 1): best checkpoint per run within a step budget
   runs/<run>.md        checkpoint × task scores, best checkpoint, diagnostics, plots
@@ -16,23 +16,15 @@ Files we generated earlier that are no longer produced are removed; other files 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from spsbench import paths
 from spsbench.errors import ConfigError, StoreError
-from spsbench.leaderboard_compare import comparison_page
-from spsbench.leaderboard_data import (
-    Entry,
-    Snapshot,
-    diag_setting,
-    load_snapshot,
-    majority,
-    plural,
-    reference_setting,
-)
-from spsbench.leaderboard_md import (
+from spsbench.io import atomic_write_text
+from spsbench.leaderboards import plots
+from spsbench.leaderboards.comparison import comparison_page
+from spsbench.leaderboards.markdown import (
     BEST,
     DIAG_METRICS,
     NOT_COMPARABLE,
@@ -44,6 +36,16 @@ from spsbench.leaderboard_md import (
     slug,
     table,
 )
+from spsbench.leaderboards.snapshot import (
+    Entry,
+    Snapshot,
+    diag_setting,
+    load_snapshot,
+    majority,
+    plural,
+    reference_setting,
+)
+from spsbench.store import Store
 
 PLOT_INDEX = "plots/.inputs.json"  # PNG -> hash of its inputs; unchanged inputs are not redrawn
 
@@ -75,24 +77,13 @@ def refresh(
     if not store_path.is_file():
         raise StoreError(f"results store {store_path} does not exist; run `spsbench eval` first")
     out = Path(out_dir or paths.default_leaderboard_dir(store_path))
-    store = _open_store(store_path)
+    store = Store(store_path)
     try:
         snap = load_snapshot(store, store_label or paths.display_path(store_path), store_path)
     finally:
         store.close()
     site = build_site(snap, metric=parse_metric(metric), budget=budget)
     return _write(site, out, plots)
-
-
-def _open_store(path: Path):
-    from spsbench.store import Store
-
-    try:
-        return Store(path)
-    except NotImplementedError:  # the Store is being built in parallel; read the documented schema meanwhile
-        from spsbench.leaderboard_demo import SchemaReader
-
-        return SchemaReader(path)
 
 
 def build_site(
@@ -115,7 +106,7 @@ def _write(site: Site, out: Path, plots: bool) -> list[Path]:
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.read_text() != text:  # unchanged files keep their mtime
-            _atomic_write(path, text)
+            atomic_write_text(path, text)
         written.append(path)
     if plots:
         written += _draw_plots(site, out)
@@ -135,7 +126,6 @@ def _draw_plots(site: Site, out: Path) -> list[Path]:
 
     import matplotlib
 
-    from spsbench import plots
 
     index_path = out / PLOT_INDEX
     try:
@@ -152,16 +142,8 @@ def _draw_plots(site: Site, out: Path) -> list[Path]:
         new[rel], written = key, written + [path]
     if new or index_path.exists():
         index_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(index_path, json.dumps(new, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(index_path, json.dumps(new, indent=1, sort_keys=True) + "\n")
     return written
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    # The trainer's callback and a user's `spsbench leaderboard` may refresh at the same time:
-    # readers must see a whole old file or a whole new one.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _remove_stale(out: Path, keep: set[Path]) -> None:

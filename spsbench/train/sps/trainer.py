@@ -31,10 +31,12 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from spsbench.errors import TrainingError
 from spsbench.train.config import SPSConfig
-from spsbench.train.l2te import Scored, select_l2te
-from spsbench.train.reward import TrainingError
-from spsbench.train.trainer import SpsbenchGRPOTrainer, all_finite
+from spsbench.train.sps import irl
+from spsbench.train.sps.l2te import Scored, select_l2te
+from spsbench.train.sps.state import PhaseState, Rollouts
+from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer, all_finite
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sps_state.pt"
@@ -57,21 +59,16 @@ class SPSTrainer(SpsbenchGRPOTrainer):
 
     def __init__(self, *args: Any, sps: SPSConfig | None = None, **kwargs: Any) -> None:
         self.sps = sps or SPSConfig()
-        self.sps_groups: list[list[dict[str, Any]]] = []      # this rank's rollouts, one list per prompt
-        self.sps_phase_log: list[dict[str, Any]] = []
-        self.sps_last_selection: list[dict[str, Any]] = []      # last phase's inputs on this rank (inspection)
-        self.sps_last_groups: list[list[dict[str, Any]]] = []
-        self.sps_phase_index = 0
-        self.sps_last_irl_step = 0
+        self.rollouts = Rollouts()
+        self.phase = PhaseState()
         self.irl_optimizer: torch.optim.Optimizer | None = None
         self._pending_irl_state: dict[str, Any] | None = None
-        self._rl_seconds = 0.0
-        self._sps_pending: dict[int, dict[str, Any]] = {}      # row id -> rollout awaiting its log-prob
-        self._sps_next_row = 0
-        self._sps_capture: list[torch.Tensor] | None = None
         super().__init__(*args, **kwargs)
         self._refuse_sharded_training()
         self.add_callback(_PhaseClock(self))
+
+    def irl_phases(self) -> list[dict[str, Any]]:
+        return self.phase.log
 
     def _refuse_sharded_training(self) -> None:
         """DDP only (run.refuse_sharding_for_sps explains why); this catches an `accelerate launch` config."""
@@ -85,7 +82,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
     def training_step(self, model, inputs, num_items_in_batch):
         start = time.perf_counter()
         loss = super().training_step(model, inputs, num_items_in_batch)
-        self._rl_seconds += time.perf_counter() - start
+        self.phase.rl_seconds += time.perf_counter() - start
         return loss
 
     def _generate_and_score_completions(self, inputs):
@@ -110,32 +107,30 @@ class SPSTrainer(SpsbenchGRPOTrainer):
                    "correct": bool(output["correct"][i])}
             rows.append(row)
             if logps is None:
-                self._sps_next_row += 1
-                self._sps_pending[self._sps_next_row] = row
-                ids.append(self._sps_next_row)
+                ids.append(self.rollouts.add_pending(row))
         if ids:
             output["sps_row"] = torch.tensor(ids, device=output["advantages"].device)
         size = self.num_generations
-        self.sps_groups += [rows[g:g + size] for g in range(0, len(rows), size)]
+        self.rollouts.groups += [rows[g:g + size] for g in range(0, len(rows), size)]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        self._sps_capture = [] if "sps_row" in inputs else None
+        self.rollouts.capture = [] if "sps_row" in inputs else None
         try:
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         finally:
-            captured, self._sps_capture = self._sps_capture, None
+            captured, self.rollouts.capture = self.rollouts.capture, None
         if captured:
             seq = (captured[0].detach() * inputs["completion_mask"]).sum(dim=1)
             for row_id, value in zip(inputs["sps_row"].tolist(), seq.tolist(), strict=True):
-                row = self._sps_pending.pop(row_id, None)
+                row = self.rollouts.pending.pop(row_id, None)
                 if row is not None:
                     row["logp"] = value
         return result
 
     def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
         result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
-        if self._sps_capture is not None and torch.is_grad_enabled():   # the policy forward of the loss
-            self._sps_capture.append(result[0])
+        if self.rollouts.capture is not None and torch.is_grad_enabled():   # the policy forward of the loss
+            self.rollouts.capture.append(result[0])
         return result
 
     @torch.no_grad()
@@ -150,11 +145,11 @@ class SPSTrainer(SpsbenchGRPOTrainer):
                 if rows:
                     for row, value in zip(rows, self._sequence_logps(rows), strict=True):
                         row["logp"] = value
-        self._sps_pending.clear()
+        self.rollouts.pending.clear()
 
     def _sequence_logps(self, rows: list[dict[str, Any]]) -> list[float]:
         """Summed completion log-probs of `rows` at the rollout temperature, by TRL's fused LM head."""
-        ids, attention, keep, completion = _trl_layout(rows, self._pad_id(), self.accelerator.device)
+        ids, attention, keep, completion = irl.trl_layout(rows, self._pad_id(), self.accelerator.device)
         logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attention, keep,
                                                                 batch_size=self.sps.irl_micro_batch_size)
         return (logps * completion).sum(dim=1).tolist()
@@ -164,12 +159,12 @@ class SPSTrainer(SpsbenchGRPOTrainer):
     def run_irl_phase(self) -> dict[str, Any] | None:
         """L2TE selection on this rank's groups, then `irl_steps` cross-entropy steps. Returns metrics."""
         start = time.perf_counter()
-        groups, self.sps_groups = self.sps_groups, []
-        self.sps_last_groups = groups
+        groups = self.rollouts.take()
+        self.phase.last_groups = groups
         self._fill_missing_logps(groups)
         counts = self._rank_counts(len(groups), 0, 0)
         selected = self._select(groups, first_group=int(counts[: self.accelerator.process_index, 0].sum()))
-        self.sps_last_selection = selected
+        self.phase.last_selection = selected
         counts = self._rank_counts(len(groups), len(selected), sum(not r["correct"] for r in selected))
         if counts[:, 1].sum() == 0:           # the same on every rank: all skip together
             logger.warning("SPS: IRL phase at step %d skipped: no rollouts recorded since the last phase "
@@ -177,8 +172,8 @@ class SPSTrainer(SpsbenchGRPOTrainer):
             return None
         record = self._irl_update(selected, [int(n) for n in counts[:, 1]])
         total = int(counts[:, 1].sum())
-        record.update(phase=self.sps_phase_index, step=self.state.global_step, groups=int(counts[:, 0].sum()),
-                      sequences=total, rl_time_s=self._rl_seconds, from_negatives_share=int(counts[:, 2].sum()) / total,
+        record.update(phase=self.phase.index, step=self.state.global_step, groups=int(counts[:, 0].sum()),
+                      sequences=total, rl_time_s=self.phase.rl_seconds, from_negatives_share=int(counts[:, 2].sum()) / total,
                       irl_time_s=time.perf_counter() - start)
         record["irl_time_share"] = record["irl_time_s"] / max(record["irl_time_s"] + record["rl_time_s"], 1e-9)
         self._finish_phase(record)
@@ -190,7 +185,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         scored = [[Scored(r["logp"] / max(1, len(r["completion_ids"])) if mean else r["logp"], r["correct"])
                    for r in g] for g in groups]
         picks = select_l2te(scored, self.sps.sampling_size, self.sps.quantile, seed=self.sps.seed,
-                            phase=self.sps_phase_index, first_group=first_group)
+                            phase=self.phase.index, first_group=first_group)
         return [groups[g][i] for g, idx in enumerate(picks) for i in idx]
 
     def _rank_counts(self, *values: int) -> torch.Tensor:
@@ -206,8 +201,8 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         before = [p.detach().to("cpu", copy=True) for p in params]   # host RAM, not accelerator memory
         rank = self.accelerator.process_index
         order = list(range(len(selected)))
-        random.Random(f"irl:{self.sps.seed}:{self.sps_phase_index}:{rank}").shuffle(order)
-        sizes = _local_batch_sizes(self.sps.irl_batch_size, per_rank)
+        random.Random(f"irl:{self.sps.seed}:{self.phase.index}:{rank}").shuffle(order)
+        sizes = irl.local_batch_sizes(self.sps.irl_batch_size, per_rank)
         batches = [[selected[order[(step * sizes[rank] + j) % len(order)]] for j in range(sizes[rank])]
                    for step in range(self.sps.irl_steps)]
         micro = self.sps.irl_micro_batch_size
@@ -216,7 +211,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         losses = [self._irl_step(optimizer, b, max(1.0, t), n_micro, s)
                   for s, (b, t) in enumerate(zip(batches, tokens, strict=True))]
         loss_after = self._irl_loss(batches[0], max(1.0, tokens[0]))
-        return {"irl_loss_before": losses[0], "irl_loss_after": loss_after, **_weight_change(before, params)}
+        return {"irl_loss_before": losses[0], "irl_loss_after": loss_after, **irl.weight_change(before, params)}
 
     def _irl_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         if self.irl_optimizer is None:
@@ -239,13 +234,13 @@ class SPSTrainer(SpsbenchGRPOTrainer):
             # every rank takes part in every collective
             sync = contextlib.nullcontext() if m == n_micro - 1 else self.accelerator.no_sync(model)
             with sync:
-                nll = _completion_nll(model, chunk or [_dummy_row(self._pad_id())], self._pad_id())
+                nll = irl.completion_nll(model, chunk or [irl.dummy_row(self._pad_id())], self._pad_id())
                 (nll * (world / total_tokens if chunk else 0.0)).backward()
             loss_sum += float(nll.detach()) if chunk else 0.0
         loss = self._global_sums([loss_sum])[0] / total_tokens
         if not math.isfinite(loss):
             self._stop(f"the IRL loss is {loss}", step)
-        params = optimizer_params(optimizer)
+        params = irl.optimizer_params(optimizer)
         if not all_finite([p.grad for p in params], self.accelerator):    # checked before they reach the weights
             self._stop(f"the IRL gradients are not finite (IRL loss {loss:.4g})", step)
         optimizer.step()
@@ -255,14 +250,14 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         return loss
 
     def _stop(self, what: str, step: int) -> None:
-        raise TrainingError(f"{what} in IRL step {step + 1} of SPS phase {self.sps_phase_index} at step "
+        raise TrainingError(f"{what} in IRL step {step + 1} of SPS phase {self.phase.index} at step "
                             f"{self.state.global_step}; stopping before checkpoint-{self.state.global_step} is saved "
                             f"(last good checkpoint kept in {self.args.output_dir})")
 
     @torch.no_grad()
     def _irl_loss(self, batch: list[dict[str, Any]], total_tokens: float) -> float:
         micro = self.sps.irl_micro_batch_size
-        local = sum(float(_completion_nll(self.model, batch[i:i + micro], self._pad_id()))
+        local = sum(float(irl.completion_nll(self.model, batch[i:i + micro], self._pad_id()))
                     for i in range(0, len(batch), micro))
         return self._global_sums([local])[0] / total_tokens
 
@@ -286,7 +281,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
                 "resolution of %s weights (%.1e): at irl_learning_rate=%g the IRL phase barely moves the model.",
                 record["phase"], record["rel_weight_change"], record["max_abs_change"], record["dtype"],
                 resolution, self.sps.irl_learning_rate)
-        self.sps_phase_log.append(record)
+        self.phase.log.append(record)
         for key in ("irl_loss_before", "irl_loss_after", "sequences", "from_negatives_share",
                     "rel_weight_change", "rl_time_s", "irl_time_s", "irl_time_share"):
             self._metrics["train"][f"sps/{key}"].append(float(record[key]))
@@ -294,16 +289,16 @@ class SPSTrainer(SpsbenchGRPOTrainer):
             Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
             with open(Path(self.args.output_dir) / PHASE_LOG, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
-        self.sps_phase_index += 1
-        self.sps_last_irl_step = self.state.global_step
-        self._rl_seconds = 0.0
+        self.phase.index += 1
+        self.phase.last_irl_step = self.state.global_step
+        self.phase.rl_seconds = 0.0
         if self.use_vllm:
             self._last_loaded_step = -1      # the IRL update must reach vLLM before the next generation
 
     # ------------------------------------------------------------------ checkpoint / resume
 
     def sps_state(self) -> dict[str, Any]:
-        return {"version": 1, "phase_index": self.sps_phase_index, "last_irl_step": self.sps_last_irl_step,
+        return {"version": 1, "phase_index": self.phase.index, "last_irl_step": self.phase.last_irl_step,
                 "irl_optimizer": self.irl_optimizer.state_dict() if self.irl_optimizer else self._pending_irl_state,
                 "buffer": "dropped"}
 
@@ -318,81 +313,22 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         path = os.path.join(checkpoint, STATE_FILE) if checkpoint else None
         if path and os.path.isfile(path):
             state = torch.load(path, map_location="cpu", weights_only=True)
-            self.sps_phase_index, self.sps_last_irl_step = state["phase_index"], state["last_irl_step"]
+            self.phase.index, self.phase.last_irl_step = state["phase_index"], state["last_irl_step"]
             self._pending_irl_state, self.irl_optimizer = state["irl_optimizer"], None
-            self.sps_groups = []
+            self.rollouts.groups = []
 
 
-def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
-    return [p for group in optimizer.param_groups for p in group["params"]]
+class SPSDynamicSamplingTrainer(SPSTrainer, DynamicSamplingTrainer):
+    """SPS over DAPO (dynamic sampling): the IRL phase records the batches dynamic sampling kept."""
 
 
-def _local_batch_sizes(batch_size: int, per_rank: list[int]) -> list[int]:
-    """Rows per IRL step on each rank: `batch_size` split evenly over ranks, capped by each rank's selection
-    (a selection smaller than its share is used whole every step)."""
-    world = len(per_rank)
-    return [min(batch_size // world + (r < batch_size % world), n) for r, n in enumerate(per_rank)]
-
-
-def _dummy_row(pad_id: int) -> dict[str, Any]:
-    return {"prompt_ids": [pad_id], "completion_ids": []}
-
-
-def _trl_layout(rows: list[dict[str, Any]], pad_id: int, device: torch.device):
-    """Rows laid out as in TRL's batch: left-padded prompt (its recorded padding), completion, right padding.
-
-    Returns (input_ids, attention_mask, logits_to_keep, completion mask over the kept columns).
-    """
-    starts = [r.get("prompt_pad", 0) + len(r["prompt_ids"]) for r in rows]
-    width = max(s + len(r["completion_ids"]) for s, r in zip(starts, rows, strict=True))
-    keep = width - min(starts)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    completion = torch.zeros((len(rows), keep))
-    for i, (r, s) in enumerate(zip(rows, starts, strict=True)):
-        pad, end = r.get("prompt_pad", 0), s + len(r["completion_ids"])
-        ids[i, pad:end] = torch.tensor(r["prompt_ids"] + r["completion_ids"])
-        attention[i, pad:end] = 1
-        completion[i, s - (width - keep):end - (width - keep)] = 1
-    return ids.to(device), attention.to(device), keep, completion.to(device)
-
-
-def _completion_nll(model, rows: list[dict[str, Any]], pad_id: int) -> torch.Tensor:
-    """Summed negative log-likelihood of the completion tokens of `rows` (prompt tokens masked)."""
-    seqs = [r["prompt_ids"] + r["completion_ids"] for r in rows]
-    width = max(len(s) for s in seqs)
-    device = next(model.parameters()).device
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
-    attention = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    for i, (r, s) in enumerate(zip(rows, seqs, strict=True)):
-        ids[i, :len(s)] = torch.tensor(s)
-        attention[i, :len(s)] = 1
-        labels[i, len(r["prompt_ids"]):len(s)] = torch.tensor(r["completion_ids"], dtype=torch.long)
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
-                                             ignore_index=-100, reduction="sum")
-
-
-@torch.no_grad()
-def _weight_change(before: list[torch.Tensor], params: list[torch.nn.Parameter]) -> dict[str, Any]:
-    """||Δθ||/||θ|| and max |Δθ| against a host-RAM snapshot, one parameter on the device at a time.
-    The difference of two nearby floats is exact, so no float64 copies."""
-    delta_sq = norm_sq = max_abs = 0.0
-    for b, p in zip(before, params, strict=True):
-        old = b.to(p.device, non_blocking=True)
-        delta = p.detach() - old
-        delta_sq += float(delta.float().norm()) ** 2
-        norm_sq += float(old.float().norm()) ** 2
-        max_abs = max(max_abs, float(delta.abs().max()))
-    return {"rel_weight_change": math.sqrt(delta_sq) / max(math.sqrt(norm_sq), 1e-30), "max_abs_change": max_abs,
-            "dtype": str(params[0].dtype).replace("torch.", ""), "_dtype": params[0].dtype}
+SPS_CLASSES: dict[type, type] = {SpsbenchGRPOTrainer: SPSTrainer, DynamicSamplingTrainer: SPSDynamicSamplingTrainer}
 
 
 def with_sps(base_cls: type) -> type:
     """The SPS trainer class for a base trainer class (SPS is a layer, not a fourth copy of the RL code)."""
     if issubclass(base_cls, SPSTrainer):
         return base_cls
-    if base_cls is SpsbenchGRPOTrainer:
-        return SPSTrainer
-    return type(f"SPS{base_cls.__name__}", (SPSTrainer, base_cls), {"__module__": __name__})
+    if base_cls not in SPS_CLASSES:
+        raise TypeError(f"no SPS trainer for {base_cls.__name__}; add one to SPS_CLASSES")
+    return SPS_CLASSES[base_cls]

@@ -117,3 +117,15 @@ def generate(config: ArithConfig) -> list[dict[str, Any]]:
         problem, answer = make_problem(rng, level)
         rows.append({"id": str(i), "problem": problem, "answer": str(answer)})
     return rows
+
+
+def config_from_source(source: dict[str, Any]) -> ArithConfig:
+    """The generator settings a task file's `source: {builtin: arith, ...}` names (ValueError if invalid)."""
+    params = {k: v for k, v in source.items() if k != "builtin"}
+    if "steps" in params:
+        steps = params["steps"]
+        if not isinstance(steps, list | tuple) or len(steps) != 2 or \
+                not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+            raise ValueError(f"steps: expected [min, max] integers, got {steps!r}")
+        params["steps"] = tuple(steps)
+    return ArithConfig(**params)

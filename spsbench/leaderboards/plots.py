@@ -1,6 +1,6 @@
 """Leaderboard plots (PNG): Pass@k vs k, Pass@K / Avg@n vs training step, per-problem accuracy buckets.
 
-Owned by the leaderboard work. matplotlib is imported lazily with the Agg backend (no display). PNGs
+matplotlib is imported lazily with the Agg backend (no display). PNGs
 are saved without the "Software" metadata chunk and at a fixed dpi (Agg writes no timestamp), so the
 same data yields the same bytes, in any process. Every function returns a `PlotSummary` counted from
 the drawn axes (lines or bar groups, their styles, x values and y range), which is what the tests check.
@@ -13,11 +13,12 @@ bigger markers underneath later ones, so series that coincide (e.g. two checkpoi
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from spsbench.io import atomic_target
 
 DPI = 100
 # Per-problem pass rate c/n -> bucket, as in the paper's Fig. 2a/b and 5 ("accuracy interval").
@@ -55,13 +56,11 @@ def _figure(title: str):
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Temp file + rename: a concurrent refresh or a reader never sees a half-written PNG.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # bbox_inches="tight" keeps the outside legend in the image (tight_layout ignores it).
-    fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
+    with atomic_target(path) as tmp:
+        # bbox_inches="tight" keeps the outside legend in the image (tight_layout ignores it).
+        fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
     _pyplot().close(fig)
-    os.replace(tmp, path)
 
 
 def _line_style(i: int, count: int) -> dict:

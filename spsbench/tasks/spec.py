@@ -1,14 +1,10 @@
-"""Task registry: loads `tasks/*.yaml` (data only, never code) and their problems.
-
-CONTRACT (owned by the tasks work; other modules rely on these names and fields):
-  Problem, TaskSpec, Task dataclasses below; list_specs(), load_spec(), load_task().
-Also: parse_data_args() for the CLI's repeated `--data NAME=PATH` flag.
+"""What a task is: the TaskSpec read from a `tasks/*.yaml` file (data only, never code), the Problem it
+yields, and the validation of every key.
 
 A task file is parsed with `yaml.safe_load` (no tags that build Python objects) and checked against
 TaskSpec's fields; every mistake is a one-line TaskError naming the file and the field. The prompt
 template is filled with `str.format_map` and only the placeholders {problem}, {choices}, {letters}:
-no attribute access, no Jinja, nothing executed. Rows come from a local file (`--data`), the built-in
-generator, or the Hugging Face hub (imported lazily; rows are cached as JSONL). See docs/tasks.md.
+no attribute access, no Jinja, nothing executed. See docs/tasks.md.
 """
 
 from __future__ import annotations
@@ -24,8 +20,10 @@ import yaml
 
 from spsbench import paths
 from spsbench.errors import TaskError
+from spsbench.grading.types import GRADERS
+from spsbench.tasks import arith
 
-GRADER_NAMES = ("math", "mc")            # mirrors spsbench.grading.GRADERS without importing the grader
+GRADER_NAMES = tuple(GRADERS)
 ANSWER_FORMATS = ("text", "index", "letter")
 COLUMN_FIELDS = ("id", "problem", "answer", "choices")
 TEMPLATE_KEYS = {"math": ("problem",), "mc": ("problem", "choices", "letters")}
@@ -110,49 +108,6 @@ class Task:
     problems: list[Problem]
 
 
-# ----------------------------------------------------------------------------------------------------
-# Registry
-
-
-def list_specs() -> list[TaskSpec]:
-    """All registered task specs, sorted by name."""
-    folder = paths.tasks_dir()
-    if not folder.is_dir():
-        return []
-    specs = [_read_spec(path) for path in folder.glob("*.y*ml")]
-    return sorted(specs, key=lambda spec: spec.name)
-
-
-def load_spec(name_or_path: str | Path) -> TaskSpec:
-    """A registered task by name, or a user's task YAML by path. Raises TaskError."""
-    return _read_spec(_resolve(name_or_path))
-
-
-def load_task(name_or_path: str | Path, data: str | Path | None = None, limit: int | None = None) -> Task:
-    """Spec plus problems. `data` = local JSONL/Parquet with the hub's columns (offline use)."""
-    from spsbench import task_data  # keeps `import spsbench.tasks` minimal
-
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise TaskError(f"limit: must be a positive integer, got {limit!r}")
-    spec = load_spec(name_or_path)
-    rows, label = task_data.load_rows(spec, data)
-    problems = build_problems(spec, rows, label)
-    return Task(spec=spec, problems=problems[:limit] if limit else problems)
-
-
-def parse_data_args(items: list[str] | None) -> dict[str, str]:
-    """`["aime25=path.jsonl", ...]` (the CLI's repeated --data) -> {"aime25": "path.jsonl"}."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        name, path = name.strip(), path.strip()
-        if not sep or not name or not path:
-            raise TaskError(f"--data: expected NAME=PATH (e.g. aime25=data/aime25.jsonl), got {item!r}")
-        if name in out:
-            raise TaskError(f"--data: task {name!r} given twice")
-        out[name] = path
-    return out
-
 
 def schema() -> list[tuple[str, str, bool, str]]:
     """(key, yaml type, required, help) for every task-file key, in declaration order."""
@@ -160,27 +115,8 @@ def schema() -> list[tuple[str, str, bool, str]]:
             for f in dataclasses.fields(TaskSpec) if f.metadata]
 
 
-def _resolve(name_or_path: str | Path) -> Path:
-    text = str(name_or_path)
-    looks_like_path = isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text
-    if looks_like_path:
-        path = Path(text).expanduser()
-        if not path.is_file():
-            raise TaskError(f"task file not found: {path}")
-        return path
-    for suffix in (".yaml", ".yml"):
-        path = paths.tasks_dir() / f"{text}{suffix}"
-        if path.is_file():
-            return path
-    known = ", ".join(spec.name for spec in list_specs()) or "none"
-    raise TaskError(f"unknown task {text!r} (registered: {known}); or pass the path of a task YAML file")
 
-
-# ----------------------------------------------------------------------------------------------------
-# Parsing and validation of a task file
-
-
-def _read_spec(path: Path) -> TaskSpec:
+def read_spec(path: Path) -> TaskSpec:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:  # includes !!python/object tags: safe_load refuses to build objects
@@ -282,18 +218,10 @@ def _check_source(source: dict[str, Any], err) -> dict[str, Any]:
 
 
 def _check_builtin(source: dict[str, Any], err) -> None:
-    from spsbench import arith
-
     if source["builtin"] != "arith":
         raise err("source.builtin", f"unknown built-in generator {source['builtin']!r} (available: arith)")
-    params = {k: v for k, v in source.items() if k != "builtin"}
-    if "steps" in params:
-        steps = params["steps"]
-        if len(steps) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
-            raise err("source.steps", f"expected [min, max] integers, got {steps!r}")
-        params["steps"] = tuple(steps)
     try:
-        arith.ArithConfig(**params)
+        arith.config_from_source(source)
     except ValueError as exc:
         raise err(f"source.{str(exc).split(':')[0]}", str(exc).split(": ", 1)[-1]) from None
 
@@ -373,28 +301,8 @@ def _check_template(template: str, allowed: tuple[str, ...], err) -> None:
             raise err("prompt_template", f"must contain {{{needed}}}")
 
 
-# ----------------------------------------------------------------------------------------------------
-# Rows -> problems
 
-
-def build_problems(spec: TaskSpec, rows: list[dict[str, Any]], label: str) -> list[Problem]:
-    """Apply the column mapping, answer extraction, mc shuffle and template to raw rows."""
-    from spsbench import task_data
-
-    if not rows:
-        raise TaskError(f"{spec.path}: source: dataset is empty ({label})")
-    problems, seen = [], {}
-    for index, row in enumerate(rows):
-        problem = task_data.row_to_problem(spec, row, index, label)
-        if problem.id in seen:
-            raise TaskError(f"{spec.path}: columns.id: duplicate problem id {problem.id!r} "
-                            f"(rows {seen[problem.id]} and {index} of {label})")
-        seen[problem.id] = index
-        problems.append(problem)
-    return problems
-
-
-def render_prompt(spec: TaskSpec, problem: str, choices: tuple[str, ...] | None = None) -> str:
+def fill_template(spec: TaskSpec, problem: str, choices: tuple[str, ...] | None = None) -> str:
     """The task's template filled in; choices are shown as 'A) ...' lines."""
     values = {"problem": problem}
     if choices is not None:

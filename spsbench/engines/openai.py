@@ -35,9 +35,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from spsbench.config import SamplingConfig
-from spsbench.engines.base import Completion, GenRequest
-from spsbench.engines.common import Opt, Sample, check_options, flatten, package_versions
+from spsbench.engines.base import Completion, GenRequest, Sample, flatten
+from spsbench.engines.options import Opt, check_options
 from spsbench.errors import EngineError
+from spsbench.system import package_versions
 
 OPTIONS: dict[str, Any] = {
     "base_url": "http://127.0.0.1:8000/v1",

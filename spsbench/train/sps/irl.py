@@ -1,0 +1,76 @@
+"""The IRL phase's tensor work, free of any Trainer: laying out rollouts as TRL does, the completion
+cross-entropy, micro-batch shares per rank and the measured weight change. Tested on a bare model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def local_batch_sizes(batch_size: int, per_rank: list[int]) -> list[int]:
+    """Rows per IRL step on each rank: `batch_size` split evenly over ranks, capped by each rank's selection
+    (a selection smaller than its share is used whole every step)."""
+    world = len(per_rank)
+    return [min(batch_size // world + (r < batch_size % world), n) for r, n in enumerate(per_rank)]
+
+
+def dummy_row(pad_id: int) -> dict[str, Any]:
+    return {"prompt_ids": [pad_id], "completion_ids": []}
+
+
+def trl_layout(rows: list[dict[str, Any]], pad_id: int, device: torch.device):
+    """Rows laid out as in TRL's batch: left-padded prompt (its recorded padding), completion, right padding.
+
+    Returns (input_ids, attention_mask, logits_to_keep, completion mask over the kept columns).
+    """
+    starts = [r.get("prompt_pad", 0) + len(r["prompt_ids"]) for r in rows]
+    width = max(s + len(r["completion_ids"]) for s, r in zip(starts, rows, strict=True))
+    keep = width - min(starts)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    completion = torch.zeros((len(rows), keep))
+    for i, (r, s) in enumerate(zip(rows, starts, strict=True)):
+        pad, end = r.get("prompt_pad", 0), s + len(r["completion_ids"])
+        ids[i, pad:end] = torch.tensor(r["prompt_ids"] + r["completion_ids"])
+        attention[i, pad:end] = 1
+        completion[i, s - (width - keep):end - (width - keep)] = 1
+    return ids.to(device), attention.to(device), keep, completion.to(device)
+
+
+def completion_nll(model, rows: list[dict[str, Any]], pad_id: int) -> torch.Tensor:
+    """Summed negative log-likelihood of the completion tokens of `rows` (prompt tokens masked)."""
+    seqs = [r["prompt_ids"] + r["completion_ids"] for r in rows]
+    width = max(len(s) for s in seqs)
+    device = next(model.parameters()).device
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    attention = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, (r, s) in enumerate(zip(rows, seqs, strict=True)):
+        ids[i, :len(s)] = torch.tensor(s)
+        attention[i, :len(s)] = 1
+        labels[i, len(r["prompt_ids"]):len(s)] = torch.tensor(r["completion_ids"], dtype=torch.long)
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
+                                             ignore_index=-100, reduction="sum")
+
+
+@torch.no_grad()
+def weight_change(before: list[torch.Tensor], params: list[torch.nn.Parameter]) -> dict[str, Any]:
+    """||Δθ||/||θ|| and max |Δθ| against a host-RAM snapshot, one parameter on the device at a time.
+    The difference of two nearby floats is exact, so no float64 copies."""
+    delta_sq = norm_sq = max_abs = 0.0
+    for b, p in zip(before, params, strict=True):
+        old = b.to(p.device, non_blocking=True)
+        delta = p.detach() - old
+        delta_sq += float(delta.float().norm()) ** 2
+        norm_sq += float(old.float().norm()) ** 2
+        max_abs = max(max_abs, float(delta.abs().max()))
+    return {"rel_weight_change": math.sqrt(delta_sq) / max(math.sqrt(norm_sq), 1e-30), "max_abs_change": max_abs,
+            "dtype": str(params[0].dtype).replace("torch.", ""), "_dtype": params[0].dtype}
