@@ -22,6 +22,7 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.evaluation.evaluate import evaluate, load_eval_task
+from spsbench.evaluation.records import EvalRequest
 
 PROBLEMS, N, MAX_TOKENS = 12, 4, 48
 OVERHEAD_TARGET = 1.05       # evaluate() wall time / the engine generating the same samples directly
@@ -74,8 +75,7 @@ def _direct(engine: Any, model: str, sampling: SamplingConfig, limit: int) -> tu
 
 def _timed_evaluate(model: str, store: Path, sampling: SamplingConfig, warm: _Warm, limit: int) -> tuple[float, Any]:
     start = time.perf_counter()
-    [result] = evaluate(model, ["arith"], sampling, store=store, engine_factory=warm.factory, limit=limit,
-                        progress=False)
+    [result] = evaluate(EvalRequest(model, ["arith"], sampling, store=store, limit=limit, progress=False), engine_factory=warm.factory)
     return time.perf_counter() - start, result
 
 

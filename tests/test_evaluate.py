@@ -13,7 +13,8 @@ import pytest
 from spsbench.cli import main
 from spsbench.config import SamplingConfig, sample_seed
 from spsbench.errors import ConfigError, EngineError, StoreError
-from spsbench.evaluation.evaluate import ModelTags, evaluate
+from spsbench.evaluation.evaluate import evaluate
+from spsbench.evaluation.records import EvalRequest, ModelTags
 from spsbench.store import Store
 
 LIMIT = 6
@@ -22,8 +23,7 @@ DATA = Path(__file__).parent / "data" / "tasks"
 
 def run(model, store, factory, n=4, **kw):
     kw.setdefault("limit", LIMIT)
-    [result] = evaluate(str(model), ["arith"], SamplingConfig(n=n, max_tokens=16), store=store,
-                        engine_factory=factory, progress=False, **kw)
+    [result] = evaluate(EvalRequest(str(model), ["arith"], SamplingConfig(n=n, max_tokens=16), store=store, progress=False, **kw), engine_factory=factory)
     return result
 
 
@@ -44,7 +44,7 @@ def test_fake_engine_fills_store_and_scores(tiny_model_dir, store_path, fake_fac
     assert scores[("avg@n", 0)].value == pytest.approx(correct / len(samples))
     assert {k for m, k in scores if m == "pass@k"} == {1, 2, 3, 4}
     assert scores[("count:correct", 0)].value == correct
-    assert result.scores["avg@n"]["value"] == pytest.approx(correct / len(samples))
+    assert result.scores.avg.value == pytest.approx(correct / len(samples))
 
 
 def test_finished_evaluation_resumes_without_engine(tiny_model_dir, store_path, fake_factory):
@@ -52,7 +52,7 @@ def test_finished_evaluation_resumes_without_engine(tiny_model_dir, store_path, 
     again = run(tiny_model_dir, store_path, fake_factory)
     assert len(fake_factory.engines) == 1                    # no engine loaded the second time
     assert again.generated == 0 and again.eval_id == first.eval_id
-    assert again.scores["avg@n"] == first.scores["avg@n"]
+    assert again.scores.avg == first.scores.avg
 
 
 def test_raising_n_extends_and_lowering_n_reuses_a_subset(tiny_model_dir, store_path, fake_factory):
@@ -73,7 +73,7 @@ def test_raising_n_extends_and_lowering_n_reuses_a_subset(tiny_model_dir, store_
 def test_more_problems_later_only_generates_new_ones(tiny_model_dir, store_path, fake_factory):
     run(tiny_model_dir, store_path, fake_factory, limit=3)
     more = run(tiny_model_dir, store_path, fake_factory, limit=5)
-    assert more.generated == 2 * 4 and more.scores["problems"] == 5
+    assert more.generated == 2 * 4 and more.scores.problems == 5
 
 
 def test_k_larger_than_n_refused_before_anything(tiny_model_dir, store_path, fake_factory):
@@ -121,10 +121,9 @@ def test_engine_failure_midway_keeps_committed_samples(tiny_model_dir, store_pat
 
 def test_multiple_choice_task_records_chance_floor(tiny_model_dir, store_path, plain_fake_factory):
     data = {"gpqa_diamond": str(DATA / "gpqa_sample.jsonl")}
-    [result] = evaluate(str(tiny_model_dir), ["gpqa_diamond"], SamplingConfig(n=4), store=store_path,
-                        data=data, engine_factory=plain_fake_factory, progress=False)
-    assert result.scores["chance_pass@k"][1] == pytest.approx(0.25)
-    assert result.scores["chance_pass@k"][4] == pytest.approx(1 - 0.75 ** 4)
+    [result] = evaluate(EvalRequest(str(tiny_model_dir), ["gpqa_diamond"], SamplingConfig(n=4), store=store_path, data=data, progress=False), engine_factory=plain_fake_factory)
+    assert result.scores.chance_pass_at_k[1] == pytest.approx(0.25)
+    assert result.scores.chance_pass_at_k[4] == pytest.approx(1 - 0.75 ** 4)
     with Store(store_path) as s:
         rows = {(r.metric, r.k) for r in s.scores(result.eval_id)}
         prov = json.loads(sqlite3.connect(store_path).execute(
@@ -138,8 +137,7 @@ def test_multiple_choice_task_records_chance_floor(tiny_model_dir, store_path, p
 
 
 def test_real_hf_engine_and_grader(tiny_model_dir, store_path):
-    [result] = evaluate(str(tiny_model_dir), ["arith"], SamplingConfig(n=3, max_tokens=12), engine="hf",
-                        store=store_path, limit=4, progress=False)
+    [result] = evaluate(EvalRequest(str(tiny_model_dir), ["arith"], SamplingConfig(n=3, max_tokens=12), engine="hf", store=store_path, limit=4, progress=False))
     assert result.generated == 12
     with Store(store_path) as s:
         [ev] = s.evaluations()
@@ -147,7 +145,7 @@ def test_real_hf_engine_and_grader(tiny_model_dir, store_path):
     assert ev.engine == "hf" and ev.weights_hash and len(samples) == 12
     assert all(x["prompt_tokens"] > 0 and 0 < x["completion_tokens"] <= 12 for x in samples)
     assert {x["outcome"] for x in samples} <= {"correct", "incorrect", "no_answer"}
-    assert sum(result.scores["counts"].values()) == 12
+    assert sum(result.scores.counts.values()) == 12
 
 
 def test_cli_eval_prints_table_and_results_exports(tiny_model_dir, store_path, tmp_path, capsys, monkeypatch):
@@ -345,8 +343,8 @@ def test_strict_and_lenient_results_are_separate_evaluations(tiny_model_dir, sto
     lenient = run(tiny_model_dir, store_path, factory, n=4, grading=GradingPolicy(strict=False))
     assert lenient.eval_id != strict.eval_id and lenient.generated == LIMIT * 2
     assert sorted({i for _, i in engines[1].generated_keys}) == [2, 3]
-    assert strict.scores["counts"] == {"no_answer": LIMIT * 2}
-    assert lenient.scores["counts"] == {"correct": LIMIT * 4} and lenient.scores["avg@n"]["value"] == 1.0
+    assert strict.scores.counts == {"no_answer": LIMIT * 2}
+    assert lenient.scores.counts == {"correct": LIMIT * 4} and lenient.scores.avg.value == 1.0
     with Store(store_path) as s:
         policies = {e.id: e.grader_policy for e in s.evaluations()}
         texts = {e.id: sorted((x["problem_id"], x["sample_idx"], x["completion"]) for x in s.samples(e.id))
@@ -359,7 +357,7 @@ def test_strict_and_lenient_results_are_separate_evaluations(tiny_model_dir, sto
     assert again.eval_id == lenient.eval_id and again.generated == 0 and len(engines) == 2
     strict4 = run(tiny_model_dir, store_path, factory)              # back to strict, n=4: all re-graded
     assert strict4.eval_id == strict.eval_id and strict4.generated == 0 and len(engines) == 2
-    assert strict4.scores["counts"] == {"no_answer": LIMIT * 4}
+    assert strict4.scores.counts == {"no_answer": LIMIT * 4}
 
 
 def test_cli_lenient_flag_is_its_own_evaluation(tiny_model_dir, store_path, capsys):

@@ -32,3 +32,13 @@ def test_store_similarity_and_diagnose_import_without_torch():
     modules = imported_after("import spsbench.store, spsbench.diagnostics.similarity, spsbench.diagnostics.model_stats, spsbench.diagnostics.run")
     assert {"spsbench.store.schema", "spsbench.diagnostics.similarity"} <= modules
     assert not [m for m in HEAVY if m in modules]
+
+
+def test_cli_and_every_stage_but_the_model_code_import_without_heavy_libraries():
+    """Own modules are imported at module level; torch, transformers, vLLM, TRL and matplotlib stay lazy, so
+    `spsbench --help`, the evaluator's orchestration and the leaderboards start fast."""
+    modules = imported_after(
+        "import spsbench.cli, spsbench.commands.eval, spsbench.commands.train, spsbench.evaluation.scan, "
+        "spsbench.leaderboards.refresh, spsbench.diagnostics.run, spsbench.train.run, spsbench.train.sps")
+    assert {"spsbench.evaluation.evaluate", "spsbench.engines.base", "spsbench.store.db"} <= modules
+    assert not [m for m in (*HEAVY, "matplotlib", "datasets", "math_verify") if m in modules]

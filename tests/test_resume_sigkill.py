@@ -18,6 +18,7 @@ import time
 from spsbench.config import SamplingConfig, sample_seed
 from spsbench.engines import load_engine
 from spsbench.evaluation.evaluate import evaluate
+from spsbench.evaluation.records import EvalRequest
 
 N, LIMIT, MAX_TOKENS = 8, 32, 48
 TOTAL = N * LIMIT
@@ -92,8 +93,7 @@ def test_sigkill_then_resume(tiny_model_dir, store_path):
         engines.append(Recording(load_engine(engine, model, batch_size=4, num_threads=1)))
         return engines[-1]
 
-    [result] = evaluate(str(tiny_model_dir), ["arith"], sampling, engine="hf", store=store_path, limit=LIMIT,
-                        progress=False, engine_factory=recording)
+    [result] = evaluate(EvalRequest(str(tiny_model_dir), ["arith"], sampling, engine="hf", store=store_path, limit=LIMIT, progress=False), engine_factory=recording)
     after = stored(store_path)
     [engine] = engines
     every = {(str(p), i) for p in range(LIMIT) for i in range(N)}
@@ -104,7 +104,7 @@ def test_sigkill_then_resume(tiny_model_dir, store_path):
     assert sorted(engine.yielded) == sorted(missing)
     assert result.generated == TOTAL - len(before)            # only the missing samples were generated
     assert all(after[key] == value for key, value in before.items())   # nothing committed was lost/redone
-    assert len(after) == TOTAL == sum(result.scores["counts"].values())
+    assert len(after) == TOTAL == sum(result.scores.counts.values())
     con = sqlite3.connect(store_path)
     assert con.execute("SELECT COUNT(*), COUNT(DISTINCT problem_id || '/' || sample_idx) FROM samples"
                        ).fetchone() == (TOTAL, TOTAL)
@@ -115,10 +115,9 @@ def test_sigkill_then_resume(tiny_model_dir, store_path):
     def no_engine(*_):
         raise AssertionError("a finished evaluation must not load an engine")
 
-    [again] = evaluate(str(tiny_model_dir), ["arith"], sampling, engine="hf", store=store_path, limit=LIMIT,
-                       progress=False, engine_factory=no_engine)
+    [again] = evaluate(EvalRequest(str(tiny_model_dir), ["arith"], sampling, engine="hf", store=store_path, limit=LIMIT, progress=False), engine_factory=no_engine)
     assert again.generated == 0 and stored(store_path) == after
-    assert again.scores["avg@n"] == result.scores["avg@n"]
+    assert again.scores.avg == result.scores.avg
 
 
 def test_two_evals_create_and_fill_one_new_store_at_once(tmp_path):

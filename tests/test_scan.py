@@ -14,6 +14,7 @@ import pytest
 
 from spsbench.cli import main
 from spsbench.config import SamplingConfig
+from spsbench.evaluation.records import EvalRequest
 from spsbench.evaluation.scan import checkpoints, is_run_folder, is_settled, run_tags, scan_groups, scan_run
 from spsbench.store import Store
 
@@ -58,7 +59,7 @@ def test_discovery_in_step_order_and_tags(run_folder, tmp_path):
 
 
 def test_scan_evaluates_good_reports_broken_then_skips_stored(run_folder, store_path):
-    report = scan_run(run_folder, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False)
+    report = scan_run(run_folder, EvalRequest(None, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False))
     status = {c.step: c.status for c in report.checkpoints}
     assert status == {10: "evaluated", 20: "evaluated", 30: "broken", 40: "broken", 100: "evaluated"}
     reasons = {c.step: c.reason for c in report.checkpoints if c.status == "broken"}
@@ -69,22 +70,20 @@ def test_scan_evaluates_good_reports_broken_then_skips_stored(run_folder, store_
     assert sorted((e.run_name, e.step, e.algo) for e in evals) == [
         ("sps-tiny", 10, "sps"), ("sps-tiny", 20, "sps"), ("sps-tiny", 100, "sps")]
     assert report.best("arith").step in (10, 20, 100)
-    again = scan_run(run_folder, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False)
+    again = scan_run(run_folder, EvalRequest(None, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False))
     assert {c.step: c.status for c in again.checkpoints if c.status != "broken"} == {
         10: "stored", 20: "stored", 100: "stored"}
-    assert [r.scores["avg@n"] for c in again.checkpoints for r in c.results] == [
-        r.scores["avg@n"] for c in report.checkpoints for r in c.results]
-    bigger = scan_run(run_folder, ["arith"], SamplingConfig(n=3, max_tokens=8), store=store_path, engine="hf",
-                      limit=2, progress=False)
+    assert [r.scores.avg for c in again.checkpoints for r in c.results] == [
+        r.scores.avg for c in report.checkpoints for r in c.results]
+    bigger = scan_run(run_folder, EvalRequest(None, ["arith"], SamplingConfig(n=3, max_tokens=8), store=store_path, engine="hf", limit=2, progress=False))
     assert all(r.generated == 2 for c in bigger.checkpoints for r in c.results)   # one more per problem
 
 
 def test_best_is_highest_avg(run_folder, store_path, fake_factory):
-    report = scan_run(run_folder, ["arith"], SAMPLING, store=store_path, engine_factory=fake_factory, limit=3,
-                      progress=False)
+    report = scan_run(run_folder, EvalRequest(None, ["arith"], SAMPLING, store=store_path, limit=3, progress=False), engine_factory=fake_factory)
     best = report.best("arith")
-    top = max(r.scores["avg@n"]["value"] for c in report.checkpoints for r in c.results)
-    assert next(r for r in best.results).scores["avg@n"]["value"] == top
+    top = max(r.scores.avg.value for c in report.checkpoints for r in c.results)
+    assert next(r for r in best.results).scores.avg.value == top
 
 
 def test_unsettled_checkpoint_waits_for_next_scan(tmp_path, tiny_model_dir):
@@ -114,8 +113,7 @@ def test_watch_picks_up_checkpoints_as_they_complete(tmp_path, tiny_model_dir, s
     make_checkpoint(run, 10, tiny_model_dir)
     late = make_checkpoint(run, 20, tiny_model_dir, state=False)       # still being written
     writer = finish_writing_later(late)
-    report = scan_run(run, ["arith"], SAMPLING, store=store_path, watch=True, interval=0.2, until_idle=1.0,
-                      engine_factory=fake_factory, limit=2, progress=False)
+    report = scan_run(run, EvalRequest(None, ["arith"], SAMPLING, store=store_path, limit=2, progress=False), watch=True, interval=0.2, until_idle=1.0, engine_factory=fake_factory)
     writer.join()
     assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (20, "evaluated")]
 
@@ -145,7 +143,7 @@ def test_checkpoint_that_fails_to_load_in_hf_is_skipped_and_the_rest_run(tmp_pat
     for step in (10, 30):
         make_checkpoint(run, step, tiny_model_dir)
     mismatched_checkpoint(run, 20, tiny_model_dir)
-    report = scan_run(run, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False)
+    report = scan_run(run, EvalRequest(None, ["arith"], SAMPLING, store=store_path, engine="hf", limit=2, progress=False))
     assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (20, "broken"), (30, "evaluated")]
     reason = report.checkpoints[1].reason
     assert "checkpoint-20" in reason and "do not match the shapes in config.json" in reason and "\n" not in reason
@@ -185,7 +183,7 @@ def test_checkpoint_that_vllm_cannot_start_on_is_skipped_and_the_rest_run(tmp_pa
     run = tmp_path / "run"
     for step in (10, 20, 30):
         make_checkpoint(run, step, tiny_model_dir)
-    report = scan_run(run, ["arith"], SAMPLING, store=store_path, engine="vllm", limit=2, progress=False)
+    report = scan_run(run, EvalRequest(None, ["arith"], SAMPLING, store=store_path, engine="vllm", limit=2, progress=False))
     assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (20, "broken"), (30, "evaluated")]
     assert "engine vllm: cannot start" in report.checkpoints[1].reason
     assert "\n" not in report.checkpoints[1].reason
@@ -216,8 +214,7 @@ def test_watch_covers_every_sampling_group_in_one_loop(tmp_path, tiny_model_dir,
     out = io.StringIO()
     groups = [(SamplingConfig(n=2, max_tokens=8), ["arith"]),
               (SamplingConfig(n=3, max_tokens=8), [str(task_file(tmp_path, "arith3", 3))])]
-    report = scan_groups(run, groups, store=store_path, watch=True, interval=0.1, until_idle=1.0,
-                         console=Console(file=out, width=300), engine_factory=fake_factory, limit=2, progress=False)
+    report = scan_groups(run, [EvalRequest(None, tuple(tasks), sampling, store=store_path, limit=2, progress=False) for sampling, tasks in groups], watch=True, interval=0.1, until_idle=1.0, console=Console(file=out, width=300), engine_factory=fake_factory)
     writer.join()
     assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (15, "broken"), (20, "evaluated")]
     for c in report.checkpoints[::2]:

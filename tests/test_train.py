@@ -296,7 +296,7 @@ def test_isolated_evaluation_stores_base_and_checkpoints_with_tags(model_dir, tm
     [callback] = [c for c in trainer.callback_handler.callbacks if type(c).__name__ == "EvaluateCheckpointCallback"]
     trainer.train()
     assert [step for step, _ in callback.results] == [2] and callback.base_results[0].task == "arith"
-    assert callback.results[0][1][0].scores["avg@n"]["value"] >= 0.0
+    assert callback.results[0][1][0].scores.avg.value >= 0.0
     with Store(store) as s:
         evals = s.evaluations()
     tagged = {(e.run_name, e.step, e.algo) for e in evals}

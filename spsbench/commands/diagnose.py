@@ -66,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
-
     for name in ("n", "limit", "max_tokens"):
         value = getattr(args, name)
         if value is not None and value < 1:

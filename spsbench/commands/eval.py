@@ -8,15 +8,16 @@ results and leaderboards went.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spsbench import paths
 from spsbench.commands import output_console
 from spsbench.config import SamplingConfig
-from spsbench.engines import check_engine_options
 from spsbench.errors import ConfigError
-from spsbench.evaluation.evaluate import SharedEngine, check_ks, evaluate, score_table
+from spsbench.evaluation.evaluate import SharedEngine, evaluate, score_table
+from spsbench.evaluation.records import EvalRequest, EvalResult
 from spsbench.evaluation.scan import is_run_folder, scan_groups
 from spsbench.grading import GradingPolicy
 from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
@@ -76,19 +77,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
 
 
+@dataclass(frozen=True)
+class EvalPlan:
+    """What `spsbench eval` will do, resolved and checked before anything loads."""
+
+    tasks: list[str]
+    run_folder: bool
+    requests: list[EvalRequest]          # one per sampling group (tasks sharing n), every check done
+
+
 def run(args: argparse.Namespace) -> int:
     console = output_console()
-    plan = _plan(args, parse_data_args(args.data))
+    plan = make_plan(args)
     store = Path(args.store or paths.default_store_path())
-    if plan["run_folder"]:
-        report = _scan(args, plan, store, console)
+    if plan.run_folder:
+        report = scan_groups(args.model, plan.requests, watch=args.watch, interval=args.interval,
+                             until_idle=args.until_idle, console=console)
         results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
     else:
-        results = [(_label(r.model), r) for r in _evaluate_model(args, plan, store)]
-
+        results = [(_label(r.model), r) for r in _evaluate_model(plan)]
     console.print(score_table(results))
-    if plan["run_folder"]:
-        _print_best(console, report, plan["tasks"])
+    if plan.run_folder:
+        _print_best(console, report, plan.tasks)
     _print_destinations(console, store, args.no_leaderboard)
     return 0
 
@@ -96,21 +106,21 @@ def run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- what to run
 
 
-def _plan(args: argparse.Namespace, data: dict[str, str]) -> dict[str, Any]:
+def make_plan(args: argparse.Namespace) -> EvalPlan:
     """Check the arguments (one-line errors before anything loads) and resolve defaults: tasks, ks,
-    engine and its options, grading policy, whether MODEL is a run folder."""
-
+    engine and its options, grading policy, whether MODEL is a run folder, one request per n."""
     _check_numbers(args)
-    default = args.model in (None, "default")
+    data = parse_data_args(args.data)
     tasks = [t for t in (args.tasks or "").split(",") if t.strip()] + list(args.task_file)
     tasks = [t.strip() for t in tasks] or list(DEFAULT_TASKS)
     _check_data_names(tasks, data)
-    ks = _int_list(args.k, "--k")
     engine = args.engine or ("openai" if args.base_url else DEFAULT_ENGINE)
-    options = _engine_options(args)
-    _check_engine_options(engine, options)
-    return {"default": default, "tasks": tasks, "ks": ks, "data": data, "run_folder": _is_run_folder(args),
-            "engine": engine, "options": options, "grading": GradingPolicy(strict=not args.lenient)}
+    template = dict(engine=engine, engine_options=_engine_options(args), data=data, ks=_int_list(args.k, "--k"),
+                    store=Path(args.store or paths.default_store_path()), limit=args.limit,
+                    progress=not args.quiet, grading=GradingPolicy(strict=not args.lenient))
+    requests = [EvalRequest(args.model, tuple(group), sampling, **template)
+                for sampling, group in _sampling_groups(args, tasks)]
+    return EvalPlan(tasks, _is_run_folder(args), requests)
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -148,10 +158,6 @@ def _check_data_names(tasks: list[str], data: dict[str, str]) -> None:
                           "fix the name")
 
 
-def _check_engine_options(engine: str, options: dict[str, Any]) -> None:
-    check_engine_options(engine, options)
-
-
 def _int_list(text: str | None, flag: str) -> list[int]:
     if not text:
         return []
@@ -167,7 +173,6 @@ def _int_list(text: str | None, flag: str) -> list[int]:
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
-
     options: dict[str, Any] = {}
     for item in args.engine_opt:
         key, sep, value = item.partition("=")
@@ -179,13 +184,12 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _sampling_groups(args: argparse.Namespace, plan: dict[str, Any]) -> list[tuple[Any, list[str]]]:
+def _sampling_groups(args: argparse.Namespace, tasks: list[str]) -> list[tuple[SamplingConfig, list[str]]]:
     """(SamplingConfig, tasks) groups: with --n one group; else tasks grouped by their default n."""
-
-    max_tokens = args.max_tokens if args.max_tokens is not None else (
-        DEFAULT_MAX_TOKENS if plan["default"] else MAX_TOKENS)
+    default = args.model in (None, "default")
+    max_tokens = args.max_tokens if args.max_tokens is not None else (DEFAULT_MAX_TOKENS if default else MAX_TOKENS)
     by_n: dict[int, list[str]] = {}
-    for task in plan["tasks"]:
+    for task in tasks:
         n = args.n if args.n is not None else load_spec(task).n
         by_n.setdefault(n, []).append(task)
     return [(SamplingConfig(n=n, temperature=args.temperature, top_p=args.top_p, max_tokens=max_tokens,
@@ -193,44 +197,16 @@ def _sampling_groups(args: argparse.Namespace, plan: dict[str, Any]) -> list[tup
             for n, tasks in by_n.items()]
 
 
-def _ks(plan: dict[str, Any]) -> list[int]:
-    return plan["ks"]
-
-
 # --------------------------------------------------------------------------- running
 
 
-def _evaluate_model(args: argparse.Namespace, plan: dict[str, Any], store: Path) -> list[Any]:
+def _evaluate_model(plan: EvalPlan) -> list[EvalResult]:
     """One model: every sampling group, sharing one loaded engine."""
-
-    groups = _sampling_groups(args, plan)
-    for sampling, _ in groups:      # k > n is refused before anything loads
-        _check_ks(sampling.n, _ks(plan))
-    shared = SharedEngine(plan["options"])
+    shared = SharedEngine(plan.requests[0].engine_options)
     try:
-        return [r for sampling, tasks in groups
-                for r in evaluate(args.model, tasks, sampling, engine=plan["engine"], store=store,
-                                  data=plan["data"], ks=_ks(plan), engine_options=plan["options"],
-                                  limit=args.limit, progress=not args.quiet, engine_factory=shared.get,
-                                  grading=plan["grading"])]
+        return [r for req in plan.requests for r in evaluate(req, engine_factory=shared.get)]
     finally:
         shared.close()
-
-
-def _check_ks(n: int, ks: list[int]) -> None:
-    check_ks(n, ks)
-
-
-def _scan(args: argparse.Namespace, plan: dict[str, Any], store: Path, console: Any) -> Any:
-    """Every checkpoint of the run folder for every sampling group, in one scan (and one --watch) loop."""
-
-    groups = _sampling_groups(args, plan)
-    for sampling, _ in groups:
-        _check_ks(sampling.n, _ks(plan))
-    return scan_groups(args.model, groups, store=store, watch=args.watch, interval=args.interval,
-                       until_idle=args.until_idle, console=console, engine=plan["engine"], data=plan["data"],
-                       ks=_ks(plan), engine_options=plan["options"], limit=args.limit, progress=not args.quiet,
-                       grading=plan["grading"])
 
 
 # --------------------------------------------------------------------------- output
@@ -252,9 +228,9 @@ def _print_best(console: Any, report: Any, tasks: list[str]) -> None:
         if best is None:
             continue
         result = next(r for r in best.results if r.task == name)
-        passk = ", ".join(f"pass@{k} {v['value'] * 100:.1f}" for k, v in result.scores["pass@k"].items())
+        passk = ", ".join(f"pass@{k} {v.value * 100:.1f}" for k, v in result.scores.pass_at_k.items())
         console.print(f"best checkpoint on {name}: [bold]{best.path.name}[/] "
-                      f"(Avg@{result.n} {result.scores['avg@n']['value'] * 100:.1f}; {passk})", highlight=False)
+                      f"(Avg@{result.n} {result.scores.avg.value * 100:.1f}; {passk})", highlight=False)
 
 
 def _print_destinations(console: Any, store: Path, skip_leaderboard: bool) -> None:

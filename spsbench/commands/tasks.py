@@ -37,7 +37,6 @@ def _registry_table(specs):
     from rich.markup import escape
     from rich.table import Table
 
-
     table = Table(title="spsbench task registry", title_justify="left")
     for column in ("name", "source", "#problems", "grader", "n", "k", "version"):
         table.add_column(column, justify="right" if column in ("#problems", "n") else "left")
@@ -54,7 +53,6 @@ def _registry_table(specs):
 
 def _show(console, name_or_path: str, data: dict[str, str]) -> None:
     from rich.markup import escape
-
 
     spec = tasks.load_spec(name_or_path)
     console.print(f"[bold]{escape(spec.name)}[/bold]  version {escape(spec.version)}  ({spec.path})")
@@ -94,7 +92,6 @@ def _spec_items(spec) -> list[tuple[str, str]]:
 def _schema_table():
     from rich.markup import escape
     from rich.table import Table
-
 
     table = Table(title="task file keys (YAML, data only)", title_justify="left")
     for column in ("key", "type", "required", "meaning"):

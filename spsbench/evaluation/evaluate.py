@@ -16,90 +16,45 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig, sample_seed
-from spsbench.engines import check_engine_options, load_engine
+from spsbench.engines import load_engine
 from spsbench.engines.base import Completion, GenRequest
-from spsbench.errors import ConfigError, SpsbenchError, StoreError
+from spsbench.errors import ConfigError, StoreError
 from spsbench.evaluation.provenance import provenance as session_provenance
 from spsbench.evaluation.provenance import tag_fields
-from spsbench.grading import GradeRequest, GradingPolicy, shared_pool
+from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores, check_ks
+from spsbench.grading import GradeRequest, shared_pool
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
 from spsbench.models import resolve_model, weights_hash
-from spsbench.store import SampleRow, ScoreRow, Store
-from spsbench.tasks import load_spec, load_task
+from spsbench.store import SampleRow, Store
+from spsbench.tasks import Problem, Task, load_spec, load_task
 
 GRADE_BATCH = 256            # completions graded + committed per transaction (at most)
 
 
-@dataclass(frozen=True)
-class ModelTags:
-    """Training provenance attached to a checkpoint in the store."""
-
-    run_name: str | None = None
-    step: int | None = None
-    algo: str | None = None
-    base_model: str | None = None
-
-
-@dataclass
-class EvalResult:
-    task: str
-    eval_id: int
-    model: str
-    n: int
-    scores: dict[str, Any] = field(default_factory=dict)   # metrics.summarize() output + outcome counts
-    generated: int = 0            # samples generated (and stored) by this call; 0 when fully resumed
-    elapsed_s: float = 0.0
-
-
-def evaluate(model: str | None, tasks: Sequence[str], sampling: SamplingConfig, *, engine: str = "hf",
-             store: str | Path | None = None, data: dict[str, str] | None = None, ks: Sequence[int] = (),
-             tags: ModelTags | None = None, engine_options: dict[str, Any] | None = None,
-             limit: int | None = None, progress: bool = True, grader_workers: int | None = None,
-             engine_factory: Callable[[str, str], Any] | None = None,
-             grading: Any = None) -> list[EvalResult]:
+def evaluate(request: EvalRequest, *, engine_factory: Callable[[str, str], Any] | None = None) -> list[EvalResult]:
     """Evaluate one model on tasks; resumes whatever the store already holds for the same identity.
 
-    `model` None or "default" = the embedded default model. `engine_factory(engine, model)` replaces
-    `spsbench.engines.load_engine` (tests, or callers holding a warm engine). `grading` is a
-    spsbench.grading.GradingPolicy (default: strict); its id is part of the evaluation's identity, so
-    strict and lenient results are stored as separate evaluations and never mix.
+    `engine_factory(engine, model)` replaces `spsbench.engines.load_engine` (tests, or callers holding a
+    warm engine). The request's grading policy is part of the evaluation's identity, so strict and
+    lenient results are stored as separate evaluations and never mix.
     """
-
-    ks = check_ks(sampling.n, ks)
-    if engine_factory is None:
-        _check_engine_options(engine, engine_options or {})
-    loaded = [load_eval_task(name, data, limit) for name in tasks]
-    model_path, digest = _identify(model, engine, engine_options or {})
-    factory = engine_factory or _default_factory(engine_options or {})
-    holder = _EngineHolder(lambda: factory(engine, model_path))
-    ctx = _Context(data, limit, tags, progress, grader_workers, grading or GradingPolicy())
-    db = Store(store or paths.default_store_path())
+    loaded = [load_eval_task(name, request.data, request.limit) for name in request.tasks]
+    model_path, digest = _identify(request.model, request.engine, request.engine_options)
+    factory = engine_factory or _default_factory(request.engine_options)
+    holder = _EngineHolder(lambda: factory(request.engine, model_path))
+    db = Store(request.store or paths.default_store_path())
     try:
-        model_id = db.upsert_model(model_path, digest, **tag_fields(tags))
-        return [_evaluate_task(db, holder, model_id, model_path, task, sampling, ks, ctx) for task in loaded]
+        model_id = db.upsert_model(model_path, digest, **tag_fields(request.tags))
+        return [_evaluate_task(db, holder, model_id, model_path, task, request) for task in loaded]
     finally:
         holder.close()
         db.close()
-
-
-def _check_engine_options(engine: str, options: dict[str, Any]) -> None:
-    check_engine_options(engine, options)
-
-
-@dataclass(frozen=True)
-class _Context:
-    data: dict[str, str] | None
-    limit: int | None
-    tags: ModelTags | None
-    progress: bool
-    grader_workers: int | None
-    grading: Any                      # spsbench.grading.GradingPolicy
 
 
 class SharedEngine:
@@ -157,16 +112,6 @@ class _EngineHolder:
 # --------------------------------------------------------------------------- set-up
 
 
-def check_ks(n: int, ks: Sequence[int]) -> list[int]:
-    """The requested ks, refused (one line, before any work) when one exceeds n."""
-
-    try:
-        report_ks(n, ks)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return sorted({int(k) for k in ks})
-
-
 def load_eval_task(name: str, data: dict[str, str] | None, limit: int | None) -> Any:
     """A task by name or YAML path, with its `--data NAME=PATH` override applied."""
 
@@ -197,30 +142,35 @@ def _default_factory(options: dict[str, Any]) -> Callable[[str, str], Any]:
 # --------------------------------------------------------------------------- one task
 
 
-def _evaluate_task(db: Any, holder: _EngineHolder, model_id: int, model_path: str, task: Any,
-                   sampling: SamplingConfig, ks: list[int], ctx: _Context) -> EvalResult:
+def _evaluate_task(db: Store, holder: _EngineHolder, model_id: int, model_path: str, task: Task,
+                   req: EvalRequest) -> EvalResult:
     start = time.perf_counter()
-    spec, n = task.spec, sampling.n
-    ident = (model_id, spec.name, spec.version, ctx.grading.id(), sampling.key())
-    existing = db.find_evaluation(*ident)
+    spec, sampling, n = task.spec, req.sampling, req.sampling.n
+    key = EvalKey(model_id, spec.name, spec.version, req.grading.id(), sampling.key())
+    existing = db.find_evaluation(*astuple(key))
     done = db.done_samples(existing.id) if existing else set()
     missing = [(p, i) for p in task.problems for i in range(n) if (p.id, i) not in done]
     eval_id, generated = (existing.id if existing else None), 0
     if missing:
-        eval_id, missing = _regrade_siblings(db, ident, task, missing, sampling, ctx, model_path)
+        eval_id, missing = _regrade_siblings(db, key, task, missing, req, model_path)
     if missing or eval_id is None:
         if missing:
-            _warm_grader(ctx.grader_workers or 1, ctx.grading)     # starts while the engine loads
+            _warm_grader(req.grader_workers or 1, req.grading)     # starts while the engine loads
         eng = holder.get() if missing else None
-        provenance = session_provenance(eng, task, ctx, model_path)
-        eval_id = db.begin_evaluation(*ident[:4], sampling, getattr(eng, "name", "none"), provenance)
-        generated = _generate_and_store(db, eng, eval_id, task, missing, sampling, ctx) if missing else 0
-    scores = _score(db, eval_id, task, n, ks)
+        provenance = session_provenance(eng, task, req, model_path)
+        eval_id = _begin(db, key, sampling, getattr(eng, "name", "none"), provenance)
+        generated = _generate_and_store(db, eng, eval_id, task, missing, req) if missing else 0
+    scores = _score(db, eval_id, task, n, req.ks)
     return EvalResult(spec.name, eval_id, model_path, n, scores, generated, time.perf_counter() - start)
 
 
-def _regrade_siblings(db: Any, ident: tuple, task: Any, missing: list[tuple[Any, int]], sampling: SamplingConfig,
-                      ctx: _Context, model_path: str) -> tuple[int | None, list[tuple[Any, int]]]:
+def _begin(db: Store, key: EvalKey, sampling: SamplingConfig, engine: str, provenance: dict[str, Any]) -> int:
+    return db.begin_evaluation(key.model_id, key.task, key.task_version, key.grader_policy, sampling, engine,
+                               provenance)
+
+
+def _regrade_siblings(db: Store, key: EvalKey, task: Task, missing: list[tuple[Problem, int]], req: EvalRequest,
+                      model_path: str) -> tuple[int | None, list[tuple[Problem, int]]]:
     """Grade, under this policy, completions already stored for the same model, prompts and seeds under
     another grader policy (strict vs lenient, an older extractor version) instead of generating them again.
 
@@ -229,25 +179,26 @@ def _regrade_siblings(db: Any, ident: tuple, task: Any, missing: list[tuple[Any,
     wanted = {(p.id, i): p for p, i in missing}
     found: dict[tuple[str, int], Completion] = {}
     sources: dict[int, str] = {}
-    for ev in db.sibling_evaluations(ident[0], ident[1], ident[2], ident[4]):
-        if ev.grader_policy == ident[3]:
+    sampling = req.sampling
+    for ev in db.sibling_evaluations(key.model_id, key.task, key.task_version, key.sampling_key):
+        if ev.grader_policy == key.grader_policy:
             continue
         for s in db.samples(ev.id):
-            key = (str(s["problem_id"]), int(s["sample_idx"]))
-            p = wanted.get(key)
-            if key in found or p is None or s["prompt"] != p.prompt:
+            slot = (str(s["problem_id"]), int(s["sample_idx"]))
+            p = wanted.get(slot)
+            if slot in found or p is None or s["prompt"] != p.prompt:
                 continue
-            if int(s["seed"]) != sample_seed(sampling.seed, p.id, key[1]):
+            if int(s["seed"]) != sample_seed(sampling.seed, p.id, slot[1]):
                 continue
-            found[key] = Completion(p.id, key[1], int(s["seed"]), s["completion"], s["prompt_tokens"],
+            found[slot] = Completion(p.id, slot[1], int(s["seed"]), s["completion"], s["prompt_tokens"],
                                     s["completion_tokens"], s["finish_reason"])
             sources[ev.id] = ev.engine
     if not found:
         return None, missing
-    provenance = session_provenance(None, task, ctx, model_path) | {"regraded_from": sorted(sources)}
+    provenance = session_provenance(None, task, req, model_path) | {"regraded_from": sorted(sources)}
     engine = ",".join(sorted({name for engines in sources.values() for name in engines.split(",")}))
-    eval_id = db.begin_evaluation(*ident[:4], sampling, engine, provenance)
-    _grade_and_store(db, eval_id, task, iter(found.values()), len(found), ctx, regrade=True)
+    eval_id = _begin(db, key, sampling, engine, provenance)
+    _grade_and_store(db, eval_id, task, iter(found.values()), len(found), req, regrade=True)
     return eval_id, [(p, i) for p, i in missing if (p.id, i) not in found]
 
 
@@ -261,20 +212,20 @@ def build_requests(missing: list[tuple[Any, int]], base_seed: int) -> list[Any]:
             for pid, (problem, idx) in by_problem.items()]
 
 
-def _generate_and_store(db: Any, eng: Any, eval_id: int, task: Any, missing: list[tuple[Any, int]],
-                        sampling: SamplingConfig, ctx: _Context) -> int:
+def _generate_and_store(db: Store, eng: Any, eval_id: int, task: Task, missing: list[tuple[Problem, int]],
+                        req: EvalRequest) -> int:
     """Stream the engine's completions to the grader/writer thread; return how many were stored."""
-    stream = eng.generate(build_requests(missing, sampling.seed), sampling)
-    return _grade_and_store(db, eval_id, task, stream, len(missing), ctx)
+    stream = eng.generate(build_requests(missing, req.sampling.seed), req.sampling)
+    return _grade_and_store(db, eval_id, task, stream, len(missing), req)
 
 
-def _grade_and_store(db: Any, eval_id: int, task: Any, stream: Iterator[Any], total: int, ctx: _Context,
-                     regrade: bool = False) -> int:
+def _grade_and_store(db: Store, eval_id: int, task: Task, stream: Iterator[Completion], total: int,
+                     req: EvalRequest, regrade: bool = False) -> int:
     """Feed completions (from an engine, or stored ones to re-grade) to the grading writer thread."""
     problems = {p.id: p for p in task.problems}
     source = "re-grading stored completions" if regrade else "generating"
-    with _Bars(ctx.progress, task.spec.name, total, source) as bars:
-        writer = _Writer(db, eval_id, problems, task.spec.grader, (ctx.grader_workers or 1, ctx.grading), bars)
+    with _Bars(req.progress, task.spec.name, total, source) as bars:
+        writer = _Writer(db, eval_id, problems, task.spec.grader, (req.grader_workers or 1, req.grading), bars)
         writer.start()
         try:
             for completion in stream:
@@ -388,7 +339,7 @@ class _Bars:
 # --------------------------------------------------------------------------- scores
 
 
-def _score(db: Any, eval_id: int, task: Any, n: int, ks: list[int]) -> dict[str, Any]:
+def _score(db: Store, eval_id: int, task: Task, n: int, ks: Sequence[int]) -> Scores:
     """Scores from the first n stored samples of this task's problems; written to the store as done."""
 
     wanted = {p.id for p in task.problems}
@@ -399,11 +350,10 @@ def _score(db: Any, eval_id: int, task: Any, n: int, ks: list[int]) -> dict[str,
                          f"n={n} stored samples after generation; run it again to fill them in")
     report = report_ks(n, sorted(set(ks) | {k for k in task.spec.k if k <= n}))
     summary = summarize([c[1] for c in counts], [c[2] for c in counts], report)
-    summary["counts"] = db.outcome_counts(eval_id, n=n, problems=wanted)
-    if task.spec.grader == "mc":
-        summary["chance_pass@k"] = _chance(task, report)
-    db.finish_evaluation(eval_id, _score_rows(summary, n), problems=wanted)
-    return summary
+    chance = _chance(task, report) if task.spec.grader == "mc" else None
+    scores = Scores.from_summary(summary, db.outcome_counts(eval_id, n=n, problems=wanted), chance)
+    db.finish_evaluation(eval_id, scores.to_rows(), problems=wanted)
+    return scores
 
 
 def _chance(task: Any, ks: list[int]) -> dict[int, float]:
@@ -413,17 +363,6 @@ def _chance(task: Any, ks: list[int]) -> dict[int, float]:
     return {k: sum(chance_pass_at_k(m, k) for m in sizes) / len(sizes) for k in ks}
 
 
-def _score_rows(summary: dict[str, Any], n: int) -> list[Any]:
-    avg = summary["avg@n"]
-    rows = [ScoreRow("avg@n", 0, avg["value"], avg["ci_low"], avg["ci_high"], n)]
-    rows += [ScoreRow("pass@k", k, v["value"], v["ci_low"], v["ci_high"], n)
-             for k, v in summary["pass@k"].items()]
-    rows += [ScoreRow(f"count:{outcome}", 0, float(count), None, None, n)
-             for outcome, count in summary["counts"].items()]
-    rows += [ScoreRow("chance_pass@k", k, v, None, None, n) for k, v in summary.get("chance_pass@k", {}).items()]
-    return rows
-
-
 # --------------------------------------------------------------------------- the score table
 
 
@@ -431,7 +370,7 @@ def score_table(results: Sequence[tuple[str, EvalResult]], title: str = "spsbenc
     """A rich Table: task, model, n, Avg@n [95% CI], pass@k per k, and the non-graded outcome counts."""
     from rich.table import Table
 
-    ks = sorted({k for _, r in results for k in r.scores.get("pass@k", {})})
+    ks = sorted({k for _, r in results for k in r.scores.pass_at_k})
     table = Table(title=title, title_justify="left")
     for name in ("task", "model", "n", "Avg@n [95% CI]", *(f"pass@{k}" for k in ks),
                  "no answer", "timeout", "error"):
@@ -442,13 +381,13 @@ def score_table(results: Sequence[tuple[str, EvalResult]], title: str = "spsbenc
 
 
 def _table_row(label: str, r: EvalResult, ks: list[int]) -> list[str]:
-    avg, passk, counts = r.scores.get("avg@n"), r.scores.get("pass@k", {}), r.scores.get("counts", {})
-    cell = "—" if avg is None else f"{avg['value'] * 100:.1f} [{avg['ci_low'] * 100:.1f}, {avg['ci_high'] * 100:.1f}]"
-    chance = r.scores.get("chance_pass@k", {})
-    pk = [f"{passk[k]['value'] * 100:.1f}" + (f" (chance {chance[k] * 100:.0f})" if k in chance else "")
+    avg, passk, counts = r.scores.avg, r.scores.pass_at_k, r.scores.counts
+    cell = "—" if avg is None else f"{avg.value * 100:.1f} [{avg.ci_low * 100:.1f}, {avg.ci_high * 100:.1f}]"
+    chance = r.scores.chance_pass_at_k
+    pk = [f"{passk[k].value * 100:.1f}" + (f" (chance {chance[k] * 100:.0f})" if k in chance else "")
           if k in passk else "—" for k in ks]
     return [r.task, label, str(r.n), cell, *pk, str(counts.get("no_answer", 0)),
             str(counts.get("grader_timeout", 0)), str(counts.get("grader_error", 0))]
 
 
-__all__ = ["EvalResult", "ModelTags", "SharedEngine", "SpsbenchError", "check_ks", "evaluate", "score_table"]
+__all__ = ["EvalRequest", "EvalResult", "ModelTags", "SharedEngine", "check_ks", "evaluate", "score_table"]

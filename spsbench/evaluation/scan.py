@@ -14,19 +14,20 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
-from spsbench.engines import check_engine_options
 from spsbench.errors import CheckpointError, ConfigError, EngineError
-from spsbench.evaluation.evaluate import EvalResult, ModelTags, SharedEngine, evaluate, load_eval_task
-from spsbench.grading import policy_id
+from spsbench.evaluation.evaluate import SharedEngine, evaluate, load_eval_task
+from spsbench.evaluation.records import EvalRequest, EvalResult, ModelTags, Scores
+from spsbench.grading import GradingPolicy, policy_id
 from spsbench.models import check_loadable, weights_hash
 from spsbench.store import Store
+from spsbench.tasks import Task
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"    # written last by the HF Trainer when a checkpoint is complete
@@ -52,7 +53,7 @@ class ScanReport:
         scored = [(c, r) for c in self.checkpoints for r in c.results if r.task == task]
         if not scored:
             return None
-        return max(scored, key=lambda cr: (cr[1].scores["avg@n"]["value"], -cr[0].step))[0]
+        return max(scored, key=lambda cr: (cr[1].scores.avg.value, -cr[0].step))[0]
 
 
 # --------------------------------------------------------------------------- discovery
@@ -95,8 +96,8 @@ def is_settled(folder: Path, settle_s: float = SETTLE_S) -> bool:
 # --------------------------------------------------------------------------- already stored?
 
 
-def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig,
-              grading: Any = None) -> bool:
+def is_stored(store: Store, folder: Path, tasks: Sequence[Task], sampling: SamplingConfig,
+              grading: GradingPolicy | None = None) -> bool:
     """True when every task has a finished evaluation of `folder` with all n samples and scores at n."""
 
     model_id = store.find_model(str(folder.resolve()), weights_hash(folder))
@@ -116,8 +117,8 @@ def is_stored(store: Any, folder: Path, tasks: Sequence[Any], sampling: Sampling
     return True
 
 
-def stored_results(store: Any, folder: Path, tasks: Sequence[Any], sampling: SamplingConfig,
-                   grading: Any = None) -> list[EvalResult]:
+def stored_results(store: Store, folder: Path, tasks: Sequence[Task], sampling: SamplingConfig,
+                   grading: GradingPolicy | None = None) -> list[EvalResult]:
     """EvalResults rebuilt from the store's scores (for checkpoints skipped as already stored)."""
 
     path = str(folder.resolve())
@@ -125,7 +126,8 @@ def stored_results(store: Any, folder: Path, tasks: Sequence[Any], sampling: Sam
     out = []
     for task in tasks:
         ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, _policy(grading), sampling.key())
-        out.append(EvalResult(task.spec.name, ev.id, path, sampling.n, scores_from_rows(store.scores(ev.id))))
+        scores = Scores.from_rows(store.scores(ev.id), sampling.n)
+        out.append(EvalResult(task.spec.name, ev.id, path, scores.n, scores))
     return out
 
 
@@ -133,58 +135,29 @@ def _policy(grading: Any) -> str:
     return policy_id(grading)
 
 
-def scores_from_rows(rows: Sequence[Any]) -> dict[str, Any]:
-    """Store ScoreRows -> the dict shape `evaluate` returns (avg@n, pass@k, counts, chance_pass@k)."""
-    out: dict[str, Any] = {"pass@k": {}, "counts": {}}
-    for r in rows:
-        cell = {"value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high}
-        if r.metric == "avg@n":
-            out["avg@n"], out["n"] = cell, r.n
-        elif r.metric == "pass@k":
-            out["pass@k"][r.k] = cell
-        elif r.metric.startswith("count:"):
-            out["counts"][r.metric.removeprefix("count:")] = int(r.value)
-        elif r.metric == "chance_pass@k":
-            out.setdefault("chance_pass@k", {})[r.k] = r.value
-    return out
-
-
 # --------------------------------------------------------------------------- scanning
 
 
-Group = tuple[SamplingConfig, Sequence[str]]     # a sampling config and the tasks evaluated with it
-
-
-def scan_run(run: str | Path, tasks: Sequence[str], sampling: SamplingConfig, *, store: str | Path,
-             watch: bool = False, interval: float = 60.0, until_idle: float | None = None,
-             console: Any = None, **eval_kwargs: Any) -> ScanReport:
+def scan_run(run: str | Path, request: EvalRequest, **options: Any) -> ScanReport:
     """Evaluate the run's new checkpoints (once, or repeatedly with `watch`); return what happened.
-
-    `eval_kwargs` go to `evaluate` (engine, data, ks, engine_options, limit, progress, grading,
-    engine_factory).
-    """
-    return scan_groups(run, [(sampling, tasks)], store=store, watch=watch, interval=interval,
-                       until_idle=until_idle, console=console, **eval_kwargs)
+    `request` says how (its model is replaced by each checkpoint); options as for `scan_groups`."""
+    return scan_groups(run, [request], **options)
 
 
-def scan_groups(run: str | Path, groups: Sequence[Group], *, store: str | Path, watch: bool = False,
-                interval: float = 60.0, until_idle: float | None = None, console: Any = None,
-                **eval_kwargs: Any) -> ScanReport:
-    """`scan_run` for several sampling groups in one loop: every checkpoint once, for every group."""
-
+def scan_groups(run: str | Path, requests: Sequence[EvalRequest], *, watch: bool = False, interval: float = 60.0,
+                until_idle: float | None = None, console: Any = None,
+                engine_factory: Callable[[str, str], Any] | None = None) -> ScanReport:
+    """`scan_run` for several sampling groups (one request each: tasks sharing a sampling) in one loop:
+    every checkpoint once, for every group, with one engine load per checkpoint."""
     if watch and not interval > 0:
         raise ConfigError(f"--interval: must be > 0 seconds, got {interval:g}")
     if until_idle is not None and until_idle < 0:
         raise ConfigError(f"--until-idle: must be >= 0 seconds, got {until_idle:g}")
-    if eval_kwargs.get("engine_factory") is None:   # a bad option is the user's, not a broken checkpoint
-
-        check_engine_options(eval_kwargs.get("engine", "hf"), eval_kwargs.get("engine_options") or {})
-    loaded = [(sampling, list(tasks), [load_eval_task(t, eval_kwargs.get("data"), eval_kwargs.get("limit"))
-                                       for t in tasks]) for sampling, tasks in groups]
+    groups = [(req, [load_eval_task(t, req.data, req.limit) for t in req.tasks]) for req in requests]
     report, handled = ScanReport(Path(run)), set()
     last_new = time.monotonic()
     while True:
-        if _scan_once(report, handled, loaded, store, watch, console, eval_kwargs):
+        if _scan_once(report, handled, groups, watch, console, engine_factory):
             last_new = time.monotonic()
         if not watch or (until_idle is not None and time.monotonic() - last_new >= until_idle):
             return report
@@ -195,10 +168,12 @@ def scan_groups(run: str | Path, groups: Sequence[Group], *, store: str | Path, 
             return report
 
 
-def _scan_once(report: ScanReport, handled: set[Path], groups: Sequence[tuple[SamplingConfig, list[str], list[Any]]],
-               store: str | Path, watch: bool, console: Any, eval_kwargs: dict[str, Any]) -> int:
-    """One pass over the run folder; returns how many checkpoints were handled in it."""
+Groups = Sequence[tuple[EvalRequest, list[Task]]]
 
+
+def _scan_once(report: ScanReport, handled: set[Path], groups: Groups, watch: bool, console: Any,
+               engine_factory: Callable[[str, str], Any] | None) -> int:
+    """One pass over the run folder; returns how many checkpoints were handled in it."""
     count = 0
     for step, folder in checkpoints(report.run):
         if folder in handled or (watch and not is_settled(folder)):
@@ -211,30 +186,26 @@ def _scan_once(report: ScanReport, handled: set[Path], groups: Sequence[tuple[Sa
             _say(console, f"[yellow]skipping broken checkpoint[/] {exc}")
             report.checkpoints.append(CheckpointResult(step, folder, "broken", reason=str(exc)))
             continue
-        report.checkpoints.append(_handle(folder, step, report.run, groups, store, console, eval_kwargs))
+        report.checkpoints.append(_handle(folder, step, report.run, groups, console, engine_factory))
     return count
 
 
-def _handle(folder: Path, step: int, run: Path, groups: Sequence[tuple[SamplingConfig, list[str], list[Any]]],
-            store: str | Path, console: Any, eval_kwargs: dict[str, Any]) -> CheckpointResult:
+def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
+            engine_factory: Callable[[str, str], Any] | None) -> CheckpointResult:
     """Every group on one checkpoint, sharing one engine load; stored groups are read back, not rerun."""
-
-    grading = eval_kwargs.get("grading")
-    kwargs = {k: v for k, v in eval_kwargs.items() if k != "engine_factory"}
-    shared = SharedEngine(eval_kwargs.get("engine_options") or {}, eval_kwargs.get("engine_factory"))
+    shared = SharedEngine(groups[0][0].engine_options, engine_factory)
     results: list[EvalResult] = []
     evaluated = False
     try:
-        for sampling, tasks, loaded in groups:
-            with Store(store) as db:
-                if is_stored(db, folder, loaded, sampling, grading):
-                    results += stored_results(db, folder, loaded, sampling, grading)
+        for req, loaded in groups:
+            with Store(req.store or paths.default_store_path()) as db:
+                if is_stored(db, folder, loaded, req.sampling, req.grading):
+                    results += stored_results(db, folder, loaded, req.sampling, req.grading)
                     continue
             if not evaluated:
                 _say(console, f"evaluating {folder.name} (step {step})")
             evaluated = True
-            results += evaluate(str(folder), tasks, sampling, store=store, tags=run_tags(run, step),
-                                engine_factory=shared.get, **kwargs)
+            results += evaluate(req.replace(model=str(folder), tags=run_tags(run, step)), engine_factory=shared.get)
     except (EngineError, CheckpointError) as exc:   # passed the file checks but does not load
         _say(console, f"[yellow]skipping checkpoint that failed to load[/] {folder.name}: {exc}")
         return CheckpointResult(step, folder, "broken", reason=str(exc))

@@ -126,7 +126,6 @@ def _draw_plots(site: Site, out: Path) -> list[Path]:
 
     import matplotlib
 
-
     index_path = out / PLOT_INDEX
     try:
         old = json.loads(index_path.read_text())

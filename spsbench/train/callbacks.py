@@ -23,8 +23,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from spsbench import __version__, paths
-from spsbench.evaluation.evaluate import EvalResult, ModelTags
-from spsbench.evaluation.scan import scores_from_rows
+from spsbench.evaluation.records import EvalResult, ModelTags, Scores
 from spsbench.io import atomic_write_json
 from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
 from spsbench.store import Store
@@ -117,14 +116,12 @@ class EvaluateCheckpointCallback(TrainerCallback):
     def _evaluate_here(self, model: str, tags: Any) -> Any:
         import torch
 
-
         with torch.no_grad():
             return run(self._spec(model, tags))
 
     def _evaluate_isolated(self, model: str, tags: Any) -> Any:
         import subprocess
         import sys
-
 
         spec = json.dumps(self._spec(model, tags))
         proc = subprocess.run([sys.executable, "-m", "spsbench.train.eval_worker", spec], capture_output=True,
@@ -142,8 +139,8 @@ class EvaluateCheckpointCallback(TrainerCallback):
             out = []
             for eval_id in eval_ids:
                 ev = store.evaluation(eval_id)
-                scores = scores_from_rows(store.scores(eval_id))
-                out.append(EvalResult(ev.task, eval_id, model, int(scores.get("n", ev.n)), scores))
+                scores = Scores.from_rows(store.scores(eval_id), ev.n)
+                out.append(EvalResult(ev.task, eval_id, model, scores.n, scores))
             return out
 
 

@@ -17,7 +17,6 @@ def build_dataset(task: str, tokenizer: Any, data: str | None = None, limit: int
     """(dataset, grader kind) for a registered task name or task YAML path."""
     from datasets import Dataset
 
-
     loaded = load_task(task, data=data, limit=limit)
     check_kind(loaded.spec.grader, loaded.spec.name)
     chat = getattr(tokenizer, "chat_template", None) is not None

@@ -19,7 +19,8 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.errors import SpsbenchError
-from spsbench.evaluation.evaluate import ModelTags, evaluate
+from spsbench.evaluation.evaluate import evaluate
+from spsbench.evaluation.records import EvalRequest, ModelTags
 
 RESULT = "RESULT "
 
@@ -28,11 +29,11 @@ def run(spec: dict[str, Any]) -> list[Any]:
     """`evaluate` on a JSON-able spec; returns its EvalResults."""
 
     tags = ModelTags(**spec["tags"]) if spec.get("tags") else None
-    results = evaluate(spec["model"], spec["tasks"], SamplingConfig(**spec["sampling"]), engine=spec["engine"],
-                       store=spec.get("store"), data=spec.get("data") or None, ks=spec.get("ks") or (),
-                       tags=tags, limit=spec.get("limit"), progress=False,
-                       engine_options=spec.get("engine_options") or None)
-    return results
+    request = EvalRequest(spec["model"], tuple(spec["tasks"]), SamplingConfig(**spec["sampling"]),
+                          engine=spec["engine"], store=spec.get("store"), data=spec.get("data") or {},
+                          ks=tuple(spec.get("ks") or ()), tags=tags, limit=spec.get("limit"), progress=False,
+                          engine_options=spec.get("engine_options") or {})
+    return evaluate(request)
 
 
 def main(argv: list[str]) -> int:

@@ -117,7 +117,6 @@ def load_policy(name: str | None, dtype: str = "float32"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-
     path = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)

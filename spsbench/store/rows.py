@@ -1,0 +1,79 @@
+"""The store's rows as typed records: what `Store` methods take and return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    problem_id: str
+    sample_idx: int
+    seed: int
+    prompt: str
+    completion: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str | None
+    extracted: str | None
+    outcome: str
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: int
+    path: str
+    weights_hash: str
+    run_name: str | None = None
+    step: int | None = None
+    algo: str | None = None
+    base_model: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    id: int
+    model_id: int
+    model_path: str
+    weights_hash: str
+    run_name: str | None
+    step: int | None
+    algo: str | None
+    base_model: str | None
+    task: str
+    task_version: str
+    grader_policy: str
+    sampling: dict[str, Any]        # SamplingConfig.to_dict() (with the evaluation's n)
+    n: int
+    engine: str
+    status: str
+    created_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One run that opened an evaluation: its provenance and what it stored."""
+
+    id: int
+    eval_id: int
+    kind: str                       # run | upgrade
+    started_at: str
+    engine: str
+    n: int
+    provenance: dict[str, Any]
+    samples: int
+    min_idx: int | None
+    max_idx: int | None
+    last_at: str | None
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    metric: str
+    k: int
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
