@@ -11,6 +11,7 @@ import argparse
 from spsbench.commands import output_console
 from spsbench.evaluation.evaluate import score_table
 from spsbench.train.config import describe_keys, load_config
+from spsbench.train.run import pick_cpu_threads, train
 
 HELP = "Train a policy with GRPO, DAPO, GSPO or SPS (recipes in recipes/*.yaml) and evaluate its checkpoints."
 
@@ -51,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
     if config.model is None:
         console.print("[dim]embedded default: SmolLM2-135M-Instruct on the built-in arith task, CPU demo sizes "
                       "(recipes/cpu-demo.yaml)[/]")
-    from spsbench.train.run import pick_cpu_threads, train
 
     threads = pick_cpu_threads()
     console.print(f"training [bold]{config.label}[/] with recipe {config.recipe}"

@@ -15,7 +15,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any
@@ -23,21 +23,22 @@ from typing import Any
 from spsbench import paths
 from spsbench.config import SamplingConfig, sample_seed
 from spsbench.engines import load_engine
-from spsbench.engines.base import Completion, GenRequest
+from spsbench.engines.base import Completion, Engine, GenRequest
 from spsbench.errors import ConfigError, StoreError
 from spsbench.evaluation.provenance import provenance as session_provenance
 from spsbench.evaluation.provenance import tag_fields
 from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores, check_ks
-from spsbench.grading import GradeRequest, shared_pool
+from spsbench.grading import GradeRequest, GraderPool, GradingPolicy, shared_pool
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
 from spsbench.models import resolve_model, weights_hash
 from spsbench.store import SampleRow, Store
 from spsbench.tasks import Problem, Task, load_spec, load_task
 
+EngineFactory = Callable[[str, str], Engine]     # (engine name, model path) -> a loaded engine
 GRADE_BATCH = 256            # completions graded + committed per transaction (at most)
 
 
-def evaluate(request: EvalRequest, *, engine_factory: Callable[[str, str], Any] | None = None) -> list[EvalResult]:
+def evaluate(request: EvalRequest, *, engine_factory: EngineFactory | None = None) -> list[EvalResult]:
     """Evaluate one model on tasks; resumes whatever the store already holds for the same identity.
 
     `engine_factory(engine, model)` replaces `spsbench.engines.load_engine` (tests, or callers holding a
@@ -61,10 +62,10 @@ class SharedEngine:
     """An `engine_factory` that loads one engine on first use and lends it to several `evaluate` calls
     (sampling groups of one model, or of one checkpoint); `close()` unloads it."""
 
-    def __init__(self, options: dict[str, Any], factory: Callable[[str, str], Any] | None = None) -> None:
+    def __init__(self, options: dict[str, Any], factory: EngineFactory | None = None) -> None:
         self.options, self.factory, self.engine = options, factory, None
 
-    def get(self, name: str, model_path: str) -> Any:
+    def get(self, name: str, model_path: str) -> Engine:
         if self.engine is None:
             self.engine = (self.factory or _default_factory(self.options))(name, model_path)
         return _KeepOpen(self.engine)
@@ -78,14 +79,14 @@ class SharedEngine:
 class _KeepOpen:
     """The shared engine as `evaluate` sees it: its close() is left to SharedEngine."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.name = engine.name
 
     def describe(self) -> dict:
         return self._engine.describe()
 
-    def generate(self, requests: Any, sampling: Any) -> Any:
+    def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
         return self._engine.generate(requests, sampling)
 
     def close(self) -> None:
@@ -95,10 +96,10 @@ class _KeepOpen:
 class _EngineHolder:
     """Loads the engine on first use only: a fully stored evaluation never pays its start-up."""
 
-    def __init__(self, load: Callable[[], Any]) -> None:
+    def __init__(self, load: Callable[[], Engine]) -> None:
         self._load, self.engine = load, None
 
-    def get(self) -> Any:
+    def get(self) -> Engine:
         if self.engine is None:
             self.engine = self._load()
         return self.engine
@@ -112,7 +113,7 @@ class _EngineHolder:
 # --------------------------------------------------------------------------- set-up
 
 
-def load_eval_task(name: str, data: dict[str, str] | None, limit: int | None) -> Any:
+def load_eval_task(name: str, data: Mapping[str, str] | None, limit: int | None) -> Task:
     """A task by name or YAML path, with its `--data NAME=PATH` override applied."""
 
     spec = load_spec(name)
@@ -120,7 +121,7 @@ def load_eval_task(name: str, data: dict[str, str] | None, limit: int | None) ->
     return load_task(name, data=override, limit=limit)
 
 
-def _identify(model: str | None, engine: str, options: dict[str, Any]) -> tuple[str, str]:
+def _identify(model: str | None, engine: str, options: Mapping[str, Any]) -> tuple[str, str]:
     """(path as stored, weights hash): a resolved folder or hub id, or '<base_url>#<name>' for servers."""
 
     if engine == "openai":
@@ -132,8 +133,8 @@ def _identify(model: str | None, engine: str, options: dict[str, Any]) -> tuple[
     return path, weights_hash(path) if Path(path).is_dir() else ""
 
 
-def _default_factory(options: dict[str, Any]) -> Callable[[str, str], Any]:
-    def load(engine: str, model_path: str) -> Any:
+def _default_factory(options: Mapping[str, Any]) -> EngineFactory:
+    def load(engine: str, model_path: str) -> Engine:
         name = model_path.partition("#")[2] if engine == "openai" else model_path
         return load_engine(engine, name, **options)
     return load
@@ -202,17 +203,17 @@ def _regrade_siblings(db: Store, key: EvalKey, task: Task, missing: list[tuple[P
     return eval_id, [(p, i) for p, i in missing if (p.id, i) not in found]
 
 
-def build_requests(missing: list[tuple[Any, int]], base_seed: int) -> list[Any]:
+def build_requests(missing: list[tuple[Problem, int]], base_seed: int) -> list[GenRequest]:
     """One GenRequest per problem with the sample indices (and their seeds) still missing."""
 
-    by_problem: dict[str, tuple[Any, list[int]]] = {}
+    by_problem: dict[str, tuple[Problem, list[int]]] = {}
     for problem, idx in missing:
         by_problem.setdefault(problem.id, (problem, []))[1].append(idx)
     return [GenRequest(pid, problem.prompt, tuple(idx), tuple(sample_seed(base_seed, pid, i) for i in idx))
             for pid, (problem, idx) in by_problem.items()]
 
 
-def _generate_and_store(db: Store, eng: Any, eval_id: int, task: Task, missing: list[tuple[Problem, int]],
+def _generate_and_store(db: Store, eng: Engine, eval_id: int, task: Task, missing: list[tuple[Problem, int]],
                         req: EvalRequest) -> int:
     """Stream the engine's completions to the grader/writer thread; return how many were stored."""
     stream = eng.generate(build_requests(missing, req.sampling.seed), req.sampling)
@@ -239,7 +240,7 @@ def _grade_and_store(db: Store, eval_id: int, task: Task, stream: Iterator[Compl
 class _Writer(threading.Thread):
     """Grades completions in batches and commits them; the only user of its GraderPool and Store calls."""
 
-    def __init__(self, db: Any, eval_id: int, problems: dict[str, Any], kind: str, pool: tuple[int, Any],
+    def __init__(self, db: Store, eval_id: int, problems: dict[str, Problem], kind: str, pool: tuple[int, GradingPolicy],
                  bars: _Bars) -> None:
         super().__init__(name="spsbench-grader", daemon=True)
         self.db, self.eval_id, self.problems, self.kind, self.bars = db, eval_id, problems, kind, bars
@@ -248,7 +249,7 @@ class _Writer(threading.Thread):
         self.stored = 0
         self.error: BaseException | None = None
 
-    def put(self, completion: Any) -> None:
+    def put(self, completion: Completion) -> None:
         if self.error is not None:          # stop generating into a writer that cannot store
             raise self.error
         self.queue.put(completion)
@@ -267,7 +268,7 @@ class _Writer(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - re-raised in the generating thread by put()/finish()
             self.error = exc
 
-    def _next_batch(self) -> list[Any] | None:
+    def _next_batch(self) -> list[Completion] | None:
         """Block for one completion, then take whatever else is already queued (up to GRADE_BATCH)."""
         first = self.queue.get()
         if first is None:
@@ -284,7 +285,7 @@ class _Writer(threading.Thread):
             batch.append(item)
         return batch
 
-    def _store(self, pool: Any, batch: list[Any]) -> None:
+    def _store(self, pool: GraderPool, batch: list[Completion]) -> None:
         probs = [self.problems[c.key] for c in batch]
         grades = pool.grade_many([GradeRequest(c.text, p.answer, self.kind, p.choices)
                                   for c, p in zip(batch, probs, strict=True)])
@@ -295,7 +296,7 @@ class _Writer(threading.Thread):
         self.bars.graded(len(rows))
 
 
-def _warm_grader(workers: int, policy: Any = None) -> None:
+def _warm_grader(workers: int, policy: GradingPolicy | None = None) -> None:
     """Start the grader workers now (in the background), so the first batch does not wait for them."""
 
     def warm() -> None:
@@ -356,7 +357,7 @@ def _score(db: Store, eval_id: int, task: Task, n: int, ks: Sequence[int]) -> Sc
     return scores
 
 
-def _chance(task: Any, ks: list[int]) -> dict[int, float]:
+def _chance(task: Task, ks: list[int]) -> dict[int, float]:
     """Pass@k of uniform guessing, averaged over problems (option counts may differ)."""
 
     sizes = [len(p.choices or ()) or 1 for p in task.problems]
