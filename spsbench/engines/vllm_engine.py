@@ -47,7 +47,10 @@ OPTIONS: dict[str, Any] = {
     # CPU torch.Generator does not have: "CPU Generator does not use offset" with per-request seeds.
     "enable_chunked_prefill": None,
     "max_model_len": None,
-    "tensor_parallel_size": 1,
+    "tensor_parallel_size": 1,        # GPUs per model replica (vLLM's tensor parallelism)
+    # Model replicas on this node, each on its own tensor_parallel_size GPUs, samples spread over them
+    # (see spsbench.engines.vllm_replicas); `spsbench serve` passes it to vLLM's server as --data-parallel-size.
+    "data_parallel_size": 1,
     "gpu_memory_utilization": 0.9,
     "seed": 0,                        # engine-wide seed; per-sample seeds still decide the samples
     "trust_remote_code": False,
@@ -68,6 +71,7 @@ KINDS: dict[str, Opt] = {
     "enable_chunked_prefill": Opt(bool, nullable=True),
     "max_model_len": Opt(int, low=1, nullable=True),
     "tensor_parallel_size": Opt(int, low=1),
+    "data_parallel_size": Opt(int, low=1),
     "gpu_memory_utilization": Opt(float, low=0, above=True, high=1),
     "seed": Opt(int),
     "trust_remote_code": Opt(bool),
@@ -94,15 +98,14 @@ class VLLMEngine:
         self.on_cpu = not _cuda_available()
         self.cpu_threads = resolve_cpu_threads(opts["cpu_threads"]) if self.on_cpu else 0
         self.chunk_size = int(opts["chunk_size"])
-        self.dtype = cpu_auto_dtype() if (opts["dtype"] == "auto" and self.on_cpu) else DTYPES[str(opts["dtype"])]
-        self.enforce_eager = self.on_cpu if opts["enforce_eager"] is None else bool(opts["enforce_eager"])
-        kwargs = self._llm_kwargs(opts)
+        kwargs = llm_kwargs(opts, self.on_cpu)
+        self.dtype, self.enforce_eager = kwargs["dtype"], kwargs["enforce_eager"]
         self.chunked_prefill = kwargs.get("enable_chunked_prefill")     # None: vLLM's default
         self._torch_threads, self._set_threads = _torch_threads()
         self._env_before = {k: os.environ.get(k) for k in ENV_KEYS}
         self.llm = None
         try:
-            _configure_env(self.on_cpu, opts["kv_cache_space_gib"], self.cpu_threads)
+            configure_env(self.on_cpu, opts["kv_cache_space_gib"], self.cpu_threads)
             self.llm = _start(self.model_id, kwargs)
             self.tokenizer = self.llm.get_tokenizer()
         except BaseException:
@@ -111,28 +114,6 @@ class VLLMEngine:
             self._restore()
             raise
         self._identity: dict[str, Any] | None = None
-
-    def _llm_kwargs(self, opts: dict[str, Any]) -> dict[str, Any]:
-        kwargs = {
-            "dtype": self.dtype,
-            "enforce_eager": self.enforce_eager,
-            "tensor_parallel_size": int(opts["tensor_parallel_size"]),
-            "seed": int(opts["seed"]),
-            "trust_remote_code": bool(opts["trust_remote_code"]),
-        }
-        if not self.on_cpu:
-            kwargs["gpu_memory_utilization"] = float(opts["gpu_memory_utilization"])
-        batched = opts["max_num_batched_tokens"] or (8192 if self.on_cpu else None)
-        if batched:
-            kwargs["max_num_batched_tokens"] = int(batched)
-        chunked = opts["enable_chunked_prefill"]
-        if chunked is None and self.on_cpu:
-            chunked = False
-        if chunked is not None:
-            kwargs["enable_chunked_prefill"] = bool(chunked)
-        if opts["max_model_len"] is not None:
-            kwargs["max_model_len"] = int(opts["max_model_len"])
-        return kwargs
 
     # ------------------------------------------------------------------ Engine interface
 
@@ -193,6 +174,31 @@ class VLLMEngine:
                              finish_reason=best.finish_reason or "length")
 
 
+def llm_kwargs(opts: dict[str, Any], on_cpu: bool) -> dict[str, Any]:
+    """`vllm.LLM` keyword arguments from checked OPTIONS (also the flags of `spsbench serve`)."""
+    dtype = cpu_auto_dtype() if (opts["dtype"] == "auto" and on_cpu) else DTYPES[str(opts["dtype"])]
+    kwargs = {
+        "dtype": dtype,
+        "enforce_eager": on_cpu if opts["enforce_eager"] is None else bool(opts["enforce_eager"]),
+        "tensor_parallel_size": int(opts["tensor_parallel_size"]),
+        "seed": int(opts["seed"]),
+        "trust_remote_code": bool(opts["trust_remote_code"]),
+    }
+    if not on_cpu:
+        kwargs["gpu_memory_utilization"] = float(opts["gpu_memory_utilization"])
+    batched = opts["max_num_batched_tokens"] or (8192 if on_cpu else None)
+    if batched:
+        kwargs["max_num_batched_tokens"] = int(batched)
+    chunked = opts["enable_chunked_prefill"]
+    if chunked is None and on_cpu:
+        chunked = False
+    if chunked is not None:
+        kwargs["enable_chunked_prefill"] = bool(chunked)
+    if opts["max_model_len"] is not None:
+        kwargs["max_model_len"] = int(opts["max_model_len"])
+    return kwargs
+
+
 def _cuda_available() -> bool:
     try:
         import torch
@@ -210,7 +216,7 @@ def _torch_threads() -> tuple[int | None, Any]:
     return torch.get_num_threads(), torch.set_num_threads
 
 
-def _configure_env(on_cpu: bool, kv_space: Any, threads: int) -> None:
+def configure_env(on_cpu: bool, kv_space: Any, threads: int) -> None:
     """Env defaults vLLM reads at import/start; the user's own settings always win.
 
     The caller snapshots ENV_KEYS first and restores them on close or failure."""
@@ -253,13 +259,17 @@ def cpu_env_defaults(kv_space_gib: Any = 2) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
+def unbound_threads_env(n: int) -> dict[str, str]:
+    """Environment for n unbound OpenMP threads (vLLM's own binding pins one thread per core)."""
+    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(n)}
+
+
 def _unbind_threads(n: int) -> None:
     import torch
 
     # vLLM keeps torch's thread count when OMP_NUM_THREADS is set; the env var alone is too late for
     # an OpenMP runtime torch has already started, hence set_num_threads too.
-    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    os.environ["OMP_NUM_THREADS"] = str(n)
+    os.environ.update(unbound_threads_env(n))
     torch.set_num_threads(n)
 
 
