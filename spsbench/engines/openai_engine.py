@@ -81,10 +81,9 @@ class _NoChatTemplate(Exception):
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None, connection: bool = False) -> None:
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.connection = connection          # no HTTP answer at all: the server may be gone
 
 
 class OpenAIEngine:
@@ -123,7 +122,8 @@ class OpenAIEngine:
     def describe(self) -> dict:
         root = next((m.get("root") for m in self.served if m.get("id") == self.model), None)
         return {"engine": self.name, "model": self.model, "weights_hash": "", "base_url": self.base_url,
-                "servers": len(self.pool), "served_root": root, "endpoint": self.endpoint, "sampling_extras": dict(self.extras),
+                "servers": len(self.pool), "served_root": root, "endpoint": self.endpoint,
+                "sampling_extras": dict(self.extras),
                 "versions": package_versions("spsbench", "httpx")}
 
     def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
@@ -230,7 +230,7 @@ class OpenAIEngine:
             resp = server.client.post(path, json=body)
         except self._httpx.TransportError as exc:
             self.pool.release(server, connection_failed=True)
-            raise _Retryable(f"{type(exc).__name__}: {exc}", connection=True) from None
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from None
         except BaseException:
             self.pool.release(server)
             raise
