@@ -50,7 +50,7 @@ bench:
 	$(BIN)/python -m bench $(BENCH)
 
 lint:
-	$(BIN)/ruff check spsbench tests bench
+	$(BIN)/ruff check spsbench tests bench scripts
 
 eval:
 	$(BIN)/spsbench eval
