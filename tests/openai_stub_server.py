@@ -171,13 +171,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model", default="stub-model", help="served model name")
     parser.add_argument("--model-path", help="answer with HFEngine on this model folder instead of echo")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     args = parser.parse_args()
     engine = None
     if args.model_path:
         from spsbench.engines.hf import HFEngine
 
         engine = HFEngine(args.model_path)
-    with StubServer(StubState(model=args.model, engine=engine), port=args.port) as server:
+    with StubServer(StubState(model=args.model, engine=engine, delay=args.delay), port=args.port) as server:
         print(f"serving {args.model} at {server.url}", flush=True)
         server.thread.join()
 

@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("auto", "vllm", "hf", "openai"),
                         help="Generation engine (default auto: vllm if installed and it starts, else hf).")
     parser.add_argument("--base-url", help="OpenAI-compatible server for --engine openai "
-                                           "(e.g. http://127.0.0.1:8000/v1).")
+                                           "(e.g. http://127.0.0.1:8000/v1), or several serving the same "
+                                           "model, comma-separated: samples are spread over them.")
     parser.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="Engine option (repeatable), e.g. dtype=fp32, batch_size=32, concurrency=16, "
                              "endpoint=completions (openai).")

@@ -1,9 +1,15 @@
 """The OpenAI-compatible HTTP engine: any model served by vLLM, SGLang, TGI, ... over /v1.
 
-One HTTP request per sample (n=1 with the sample's `seed`), at most `concurrency` in flight, results
-yielded as they arrive. 429, 5xx and connection errors are retried with exponential backoff + jitter
-(honouring Retry-After); other 4xx answers are user errors and fail at once. The server is probed
-(`GET /models`) on start so an unreachable URL fails fast with one line naming it.
+One HTTP request per sample (n=1 with the sample's `seed`), at most `concurrency` in flight per server,
+results yielded as they arrive. 429, 5xx and connection errors are retried with exponential backoff +
+jitter (honouring Retry-After); other 4xx answers are user errors and fail at once. Every server is
+probed (`GET /models`) on start so an unreachable URL fails fast with one line naming it.
+
+Several servers of the same model (`base_url` = `URL1,URL2,...`, e.g. one `spsbench serve` per GPU node)
+share the samples (spsbench.engines.servers): each request goes to the least busy live server, and a
+request whose server stops answering is retried on another one at once, so a server dying midway loses
+and duplicates nothing. Each sample keeps its own seed, so the result does not depend on the number of
+servers.
 
 Endpoint (option `endpoint`, with the sampling config's chat_template):
 
@@ -37,13 +43,14 @@ from typing import Any
 from spsbench.config import SamplingConfig
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten
 from spsbench.engines.options import Opt, check_options
+from spsbench.engines.servers import Server, ServerPool, split_urls
 from spsbench.errors import EngineError
 from spsbench.system import package_versions
 
 OPTIONS: dict[str, Any] = {
-    "base_url": "http://127.0.0.1:8000/v1",
+    "base_url": "http://127.0.0.1:8000/v1",   # or URL1,URL2,...: servers of the same model share the samples
     "api_key": None,             # default: $OPENAI_API_KEY, else "EMPTY" (what local servers accept)
-    "concurrency": 8,            # max requests in flight
+    "concurrency": 8,            # max requests in flight per server
     "max_retries": 5,            # retries per sample on 429 / 5xx / connection errors
     "backoff": 0.5,              # first retry delay in seconds (doubles each retry, with jitter)
     "max_backoff": 30.0,
@@ -90,20 +97,25 @@ class OpenAIEngine:
 
         opts = check_options(self.name, options, OPTIONS, KINDS)
         self.model = model
-        self.base_url = str(opts["base_url"]).rstrip("/")
+        urls = split_urls(opts["base_url"])
+        self.base_url = ",".join(urls)
         self.concurrency = int(opts["concurrency"])
         self.max_retries = int(opts["max_retries"])
         self.backoff, self.max_backoff = float(opts["backoff"]), float(opts["max_backoff"])
         api_key = opts["api_key"] or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-        self.client = httpx.Client(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {api_key}"},
-            timeout=httpx.Timeout(float(opts["timeout"]), connect=float(opts["connect_timeout"])),
-            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-        )
+        self.connect_timeout = float(opts["connect_timeout"])
+
+        def client(url: str) -> Any:
+            return httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {api_key}"},
+                timeout=httpx.Timeout(float(opts["timeout"]), connect=self.connect_timeout),
+                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency))
+
+        self.pool = ServerPool(urls, client, self.concurrency, self.backoff, self.max_backoff)
         self._httpx = httpx
         self.endpoint = str(opts["endpoint"])
         self._no_chat_template = False        # learned from the server in endpoint=auto
-        self.served = self._probe()
+        self.served = [self._probe(server) for server in self.pool.servers][0]
         self.extras = NEUTRAL_EXTRAS if _wants_neutral(str(opts["neutral_sampling"]), self.served, model) else {}
 
     # ------------------------------------------------------------------ Engine interface
@@ -111,13 +123,14 @@ class OpenAIEngine:
     def describe(self) -> dict:
         root = next((m.get("root") for m in self.served if m.get("id") == self.model), None)
         return {"engine": self.name, "model": self.model, "weights_hash": "", "base_url": self.base_url,
-                "served_root": root, "endpoint": self.endpoint, "sampling_extras": dict(self.extras),
+                "servers": len(self.pool), "served_root": root, "endpoint": self.endpoint,
+                "sampling_extras": dict(self.extras),
                 "versions": package_versions("spsbench", "httpx")}
 
     def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
         _check_endpoint(self.endpoint, sampling.chat_template)
         samples = iter(flatten(requests))
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="spsbench-openai")
+        pool = ThreadPoolExecutor(self.concurrency * len(self.pool), thread_name_prefix="spsbench-openai")
         pending: set[Future] = set()
         try:
             self._fill(pool, pending, samples, sampling)
@@ -131,7 +144,7 @@ class OpenAIEngine:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
-        self.client.close()
+        self.pool.close()
 
     # ------------------------------------------------------------------ internals
 
@@ -139,25 +152,25 @@ class OpenAIEngine:
               sampling: SamplingConfig) -> None:
         # The pool's worker count is the concurrency limit; the small queue keeps workers busy without
         # materialising thousands of futures.
-        while len(pending) < 2 * self.concurrency:
+        while len(pending) < 2 * self.concurrency * len(self.pool):
             sample = next(samples, None)
             if sample is None:
                 return
             pending.add(pool.submit(self._complete, sample, sampling))
 
-    def _probe(self) -> list[dict]:
+    def _probe(self, server: Server) -> list[dict]:
         try:
-            resp = self.client.get("/models", timeout=self.client.timeout.connect or 5.0)
+            resp = server.client.get("/models", timeout=self.connect_timeout)
         except self._httpx.HTTPError as exc:
-            raise EngineError(f"engine openai: cannot reach server at {self.base_url} "
+            raise EngineError(f"engine openai: cannot reach server at {server.url} "
                               f"({type(exc).__name__}: {exc}); is it running?") from None
         if resp.status_code != 200:
-            raise EngineError(f"engine openai: {self.base_url}/models answered HTTP {resp.status_code}: "
+            raise EngineError(f"engine openai: {server.url}/models answered HTTP {resp.status_code}: "
                               f"{_error_text(resp)}")
         served = [m for m in _json(resp).get("data", []) if isinstance(m, dict)]
         names = [m.get("id") for m in served]
         if names and self.model not in names:
-            raise EngineError(f"engine openai: model {self.model!r} is not served at {self.base_url}; "
+            raise EngineError(f"engine openai: model {self.model!r} is not served at {server.url}; "
                               f"served: {', '.join(map(str, names))}")
         return served
 
@@ -182,41 +195,54 @@ class OpenAIEngine:
             ("/completions", _completion_body(self.model, sample, sampling))
         body |= self.extras
         auto = chat and self.endpoint == "auto" and sampling.chat_template == "auto"
-        data = self._post_with_retries(path, body, fallback=auto)
+        data, url = self._post_with_retries(path, body, fallback=auto)
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] if chat else choice["text"]
         except (KeyError, IndexError, TypeError):
-            raise EngineError(f"engine openai: malformed response from {self.base_url}{path}") from None
+            raise EngineError(f"engine openai: malformed response from {url}{path}") from None
         usage = data.get("usage") or {}
         return Completion(key=sample.key, sample_idx=sample.sample_idx, seed=sample.seed, text=text or "",
                           prompt_tokens=int(usage.get("prompt_tokens") or 0),
                           completion_tokens=int(usage.get("completion_tokens") or 0),
                           finish_reason=choice.get("finish_reason") or "stop")
 
-    def _post_with_retries(self, path: str, body: dict, fallback: bool = False) -> dict:
+    def _post_with_retries(self, path: str, body: dict, fallback: bool = False) -> tuple[dict, str]:
+        """POST to the least busy server; a failure moves the request to a server it has not failed on yet
+        at once, and waits out the back-off only once every server has failed it."""
+        tried: set[Server] = set()
         for attempt in range(self.max_retries + 1):
+            server = self.pool.acquire(avoid=tried)
             try:
-                return self._post_once(path, body, fallback)
+                return self._post_once(server, path, body, fallback), server.url
             except _Retryable as exc:
                 if attempt == self.max_retries:
-                    raise EngineError(f"engine openai: {self.base_url}{path} failed after "
+                    raise EngineError(f"engine openai: {server.url}{path} failed after "
                                       f"{attempt + 1} attempts: {exc}") from None
-                time.sleep(self._delay(attempt, exc.retry_after))
+                tried.add(server)
+                if len(tried) == len(self.pool):
+                    tried.clear()
+                    time.sleep(self._delay(attempt, exc.retry_after))
         raise AssertionError("unreachable")
 
-    def _post_once(self, path: str, body: dict, fallback: bool = False) -> dict:
+    def _post_once(self, server: Server, path: str, body: dict, fallback: bool = False) -> dict:
+        """One POST on `server`; its slot is released whatever happens, marking it down if it did not answer."""
         try:
-            resp = self.client.post(path, json=body)
+            resp = server.client.post(path, json=body)
         except self._httpx.TransportError as exc:
+            self.pool.release(server, connection_failed=True)
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            self.pool.release(server)
+            raise
+        self.pool.release(server)
         if resp.status_code == 200:
             return _json(resp)
         if fallback and resp.status_code == 400 and "chat template" in _error_text(resp).lower():
             raise _NoChatTemplate
         if resp.status_code in RETRY_STATUS:
             raise _Retryable(f"HTTP {resp.status_code}: {_error_text(resp)}", _retry_after(resp))
-        raise EngineError(f"engine openai: {self.base_url}{path} answered HTTP {resp.status_code}: "
+        raise EngineError(f"engine openai: {server.url}{path} answered HTTP {resp.status_code}: "
                           f"{_error_text(resp)}")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:

