@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spsbench.paths import RUN_INFO, display_path
+from spsbench.store import ModelRow
 
 OUTCOME_FLAGS = ("no_answer", "grader_timeout", "grader_error")
 
@@ -71,14 +72,8 @@ class Score:
 
 
 @dataclass(frozen=True)
-class Model:
-    id: int
-    path: str
-    weights_hash: str
-    run_name: str | None = None
-    step: int | None = None
-    algo: str | None = None
-    base_model: str | None = None
+class Model(ModelRow):
+    """A stored model as the pages show it."""
 
     @property
     def short_name(self) -> str:
