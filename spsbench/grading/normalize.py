@@ -65,8 +65,14 @@ _SPACE_GROUPED_RE = re.compile(r"(?<![\d.,])[1-9]\d{0,2}(?: \d{3})+(?![\d])")
 _DOT_GROUPED_RE = re.compile(r"(?<![\d.,])[1-9]\d{0,2}(?:\.\d{3}){2,}(?![\d.])")
 
 
+# A bare comma is a separator when a TeX group holds only the grouped number (`\frac{2,449}{100}`):
+# a group is not a tuple (sets are `\{...\}`), but math-verify reads `{2,449}` as two numbers.
+_GROUP_COMMA_RE = re.compile(r"(?<!\\)\{\s*([1-9]\d{0,2}(?:,\d{3})+)\s*\}")
+
+
 def strip_thousands(s: str) -> str:
     s = _SPACED_SEP_RE.sub("", s)
+    s = _GROUP_COMMA_RE.sub(lambda m: "{" + m.group(1).replace(",", "") + "}", s)
     s = _SPACE_GROUPED_RE.sub(lambda m: m.group().replace(" ", ""), s)
     return _DOT_GROUPED_RE.sub(lambda m: m.group().replace(".", ""), s)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 _TOKEN_RE = re.compile(
-    r"(?P<span>\$\$.+?\$\$|\$.+?\$|\\\(.+?\\\)|\\\[.+?\\\])"
+    r"(?P<span>\$\$.+?\$\$|(?<!\\)\$(?:\\\$|[^$])+?\$|\\\(.+?\\\)|\\\[.+?\\\])"   # `\$` inside is a dollar
     r"|(?P<word>(?<![\\A-Za-z])[A-Za-z]+(?:['’][A-Za-z]+)*(?![A-Za-z]))"
     r"|(?P<space>\s+)"
     r"|(?P<other>\\[A-Za-z]+|.)", re.DOTALL)
