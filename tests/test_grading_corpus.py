@@ -88,3 +88,15 @@ def test_seeded_audit_has_no_false_positive():
     score = score_pairs(pairs, grade_ours_in_process=True)
     assert score.false_positives == [], score.false_positives[:5]
     assert score.fn_rate <= 0.01, score.false_negatives[:5]
+
+
+def test_normalisation_is_linear_time_on_pathological_answers():
+    """It runs in the calling process on whatever a model put in a box (measured: ~0.4 s at most here;
+    an unbounded repeat in the trailing-unit pattern once took 134 s on `\\,` * 50,000)."""
+    import time
+
+    start = time.perf_counter()
+    for text in ("\\," * 50_000 + "x", "5" + "\\, " * 30_000 + "\\text{cm}x", "1 " * 50_000, "\\text{a}" * 30_000,
+                 "1\\," * 50_000, "{" * 50_000, "\\mathrm{e}" * 20_000):
+        normalize(text)
+    assert time.perf_counter() - start < 15

@@ -81,6 +81,8 @@ def strip_thousands(s: str) -> str:
 
 _WRAP = r"\\(?:mathrm|textrm|textnormal|text|mathit|textit|mathbf|textbf|boldsymbol|mathsf|mbox|operatorname\*?)"
 _WRAPPED_RE = re.compile(_WRAP + r"\s*\{([^{}]*)\}")
+# Constants and operators only in upright wrappers: bold `\mathbf{i}`, `\mathbf{e}` are unit vectors.
+_UPRIGHT_RE = re.compile(r"\\(?:mathrm|textrm|textnormal|text|mbox|operatorname\*?)\s*\{([^{}]*)\}")
 _RM_GROUP_RE = re.compile(r"\{\s*\\(?:rm|mathrm)\s+([^{}]*)\}")            # `{\rm e}`
 _BARE_WRAP_RE = re.compile(r"\\(?:mathrm|operatorname|text)\s+([A-Za-z])(?![A-Za-z])")  # `\mathrm e`
 CONSTANTS = {"e": "e", "i": "i", "\\pi": "\\pi", "π": "\\pi", "pi": "\\pi"}
@@ -89,9 +91,20 @@ OPERATORS = frozenset(
     "sin cos tan cot sec csc arcsin arccos arctan arccot sinh cosh tanh arcsinh arccosh arctanh "
     "log ln exp lcm gcd max min".split())
 # A trailing unit: upright text (after optional spacing) at the very end, with an optional power.
+# Bounded repeats: the search tries every start, so an unbounded one is quadratic on `\,\,\,...`.
 _TRAILING_UNIT_RE = re.compile(
-    r"(?:\\[,;:! ]|~|\s)*" + _WRAP + r"\s*\{(?P<unit>[^{}]*)\}(?:\s*\^\s*(?:\{\s*-?\d\s*\}|-?\d))?\s*$")
+    r"(?:\\[,;:! ]|~|\s){0,6}" + _WRAP + r"\s{0,3}\{(?P<unit>[^{}]{0,60})\}"
+    r"(?:\s{0,3}\^\s{0,3}(?:\{\s?-?\d\s?\}|-?\d))?\s{0,3}$")
 _UNIT_TEXT_RE = re.compile(r"[A-Za-z\s/.\-]*[A-Za-z][A-Za-z\s/.\-]*(?:\^\{?-?\d\}?)?")
+# One letter is a unit only if it is an SI one (`7\,\mathrm{m}`); `2\text{x}` is 2x, not 2.
+_LETTER_UNITS = frozenset("m g s K A N J W V L l h C T")
+# Words that qualify the value (`2 \text{ or more}` is not 2) are never a unit. math-verify's own unit
+# list drops some of them at the end (`more`, `less`, `increase`, `loss`, ...): `_protect_qualifiers`
+# braces them so that it cannot.
+QUALIFIERS = frozenset("not no more less than least most only if when for except all none any every each at "
+                       "increase decrease loss gain profit rise excess".split())
+_NOT_UNIT_WORDS = QUALIFIERS | {"and", "or"}
+_QUALIFIER_RE = re.compile(r"(?<![\\A-Za-z{])(" + "|".join(sorted(QUALIFIERS)) + r")(?![A-Za-z}])", re.IGNORECASE)
 
 
 def _resolve(content: str) -> str | None:
@@ -108,7 +121,7 @@ def upright_symbols(s: str) -> str:
     """`\\mathrm{e}` -> `e`, `\\text{i}` -> `i`, `\\mathrm{\\pi}` -> `\\pi`, `\\operatorname{lcm}` -> `\\lcm`."""
     s = _BARE_WRAP_RE.sub(lambda m: "{" + m.group(1) + "}", s)
     s = _RM_GROUP_RE.sub(lambda m: "\\mathrm{" + m.group(1) + "}", s)
-    return _WRAPPED_RE.sub(lambda m: _keep_group(m, _resolve(m.group(1))), s)
+    return _UPRIGHT_RE.sub(lambda m: _keep_group(m, _resolve(m.group(1))), s)
 
 
 def _keep_group(m: re.Match, resolved: str | None) -> str:
@@ -122,17 +135,32 @@ def strip_trailing_units(s: str) -> str:
     is the answer itself). Repeated for `\\mathrm{kg}\\,\\mathrm{m}`."""
     while True:
         m = _TRAILING_UNIT_RE.search(s)
-        if not m or not s[:m.start()].strip() or not _UNIT_TEXT_RE.fullmatch(m.group("unit").strip()):
-            return s
-        if m.group("unit").strip().lower() in {"and", "or"}:
+        if not m or not s[:m.start()].strip() or not _is_unit(m.group("unit").strip()):
             return s
         s = s[:m.start()].rstrip()
+
+
+def _is_unit(text: str) -> bool:
+    if not _UNIT_TEXT_RE.fullmatch(text):
+        return False
+    words = re.findall(r"[A-Za-z]+", text)
+    if len(words) == 1 and len(words[0]) == 1:
+        return words[0] in _LETTER_UNITS
+    return not any(w.lower() in _NOT_UNIT_WORDS for w in words)
 
 
 def unwrap_words(s: str) -> str:
     """Upright words left inside an expression become plain letters (`\\text{ or }` -> ` or `), as
     math-verify's own `\\text{x}` does, but with no `\\text{` left for its unit stripper to cut at."""
     return _WRAPPED_RE.sub(lambda m: " " + m.group(1).strip() + " " if m.group(1).strip() else " ", s)
+
+
+def _protect_qualifiers(s: str) -> str:
+    """`2 or more` -> `2 or {more}` when the answer has math besides the words (a lone word is a text
+    answer and stays as it is)."""
+    if not re.search(r"[\d\\^_=+\-*/(){}]", s):
+        return s
+    return _QUALIFIER_RE.sub(r"{\1}", s)
 
 
 # --- everything, in order ----------------------------------------------------------------------------
@@ -162,6 +190,7 @@ def _normalize_once(answer: str) -> str:
     s = upright_symbols(s)
     s = strip_trailing_units(s)
     s = unwrap_words(s)
+    s = _protect_qualifiers(s)
     s = " ".join(s.split())
     if s.endswith(".") and not s.endswith(".."):
         s = s[:-1].rstrip()              # `\boxed{33.}`: a sentence period inside the box

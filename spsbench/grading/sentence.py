@@ -26,11 +26,19 @@ MATH_WORDS = frozenset("""
 and or times plus minus over divided by squared cubed root roots power sqrt cbrt pi mod modulo choose
 factorial percent percentage pct point hundred hundreds thousand thousands million millions billion
 billions trillion trillions dozen dozens half halves third thirds quarter quarters fourth fourths fifth
-fifths sixth sixths tenth tenths infinity inf negative positive sin cos tan cot sec csc log ln exp
-arcsin arccos arctan to of
+fifths sixth sixths tenth tenths hundredth hundredths thousandth thousandths infinity inf negative
+positive sin cos tan cot sec csc log ln exp arcsin arccos arctan to of more less than fewer greater
+smaller larger least most
 """.split())
+# Words that open a clause about the answer, not a part of it: a cut there is safe even when the clause
+# holds numbers (`5 because 5 is prime`). At any other word, a cut with digits after it is not taken
+# (`2 hours 30 minutes` is not 2), nor one followed by a qualifier (`12 apples or less`): the sentence then
+# names no answer.
+_CLAUSE_OPENERS = frozenset("because since as which where when whenever so if given attained achieved obtained "
+                            "occurring reached that this not".split())
 # Two-letter words that end an answer (longer non-math words always do; short ones may be units: cm).
 _SHORT_STOPS = frozenset("is be as if so we it at in on am an are was".split())
+_TAIL_QUALIFIERS = frozenset("or more less than least most fewer greater smaller larger increase decrease".split())
 COPULAS = frozenset("is are was were be becomes equals equal".split())
 _TRAILING_JUNK = " \t,;:([{"
 
@@ -60,12 +68,20 @@ def _opens_with_prose(toks: list[tuple[str, str]]) -> bool:
 def math_run(toks: list[tuple[str, str]]) -> str | None:
     """The math at the start of `toks`, up to the first prose word; spans lose their delimiters."""
     out: list[str] = []
-    for kind, tok in toks:
+    for i, (kind, tok) in enumerate(toks):
         if out and _is_prose_word(kind, tok):      # the first token is math already (the caller checked)
+            if tok.lower() not in _CLAUSE_OPENERS and _qualified(toks[i:]):
+                return None
             break
         out.append(_span_content(tok) if kind == "span" else tok)
     text = "".join(out).strip().rstrip(_TRAILING_JUNK).strip()
     return text or None
+
+
+def _qualified(tail: list[tuple[str, str]]) -> bool:
+    """Does the text after a cut still say something about the value (`hours 30 minutes`, `or less`)?"""
+    return any(ch.isdigit() for _, t in tail for ch in t) or any(
+        k == "word" and t.lower() in _TAIL_QUALIFIERS for k, t in tail)
 
 
 def _span_content(span: str) -> str:
