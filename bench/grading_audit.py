@@ -23,6 +23,9 @@ _FORMATS = (
     "Final Answer: The final answer is ${a}$. I hope it is correct.",
     "**Answer:** ${a}$",
     "\\[ \\boxed{{{a}}} \\]",
+    "Final Answer: The value is ${a}$.",
+    "So the answer is {a}.",
+    "Thus, the answer is \\(\\boxed{{{a}}}\\). I hope this helps.",
 )
 
 
@@ -124,6 +127,8 @@ STYLES = {
     "left-right": lambda e: f"\\left( {_latex(e)} \\right)",
     "unicode-minus": lambda e: _latex(e).replace("-", "\u2212"),
     "decimal": lambda e: _decimal(e),
+    "unit": lambda e: f"{_latex(e)}\\text{{ cm}}" if e.is_Integer else _latex(e),
+    "degrees": lambda e: f"{_latex(e)}^\\circ" if e.is_Integer else _latex(e),
     "slash": lambda e: f"{e.p}/{e.q}" if e.is_Rational and not e.is_Integer else _latex(e),
 }
 
