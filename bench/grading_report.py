@@ -35,6 +35,7 @@ def corpus_section() -> list[str]:
     mine = Counter(verdict_class(c.expected, o) for c, o in zip(cases, ours, strict=True))
     other = Counter(verdict_class(c.expected, t) for c, t in zip(cases, theirs, strict=True))
     same = sum(o == t for o, t in zip(ours, theirs, strict=True))
+    differ_ours_right = sum(o != t and o == c.expected for c, o, t in zip(cases, ours, theirs, strict=True))
     lines = [
         f"**Corpus** (`tests/grading_corpus/corpus.yaml`, version {version}): {len(cases)} cases "
         f"({sum(c.grader == 'mc' for c in cases)} multiple choice), {len({c.cls for c in cases})} classes, "
@@ -45,8 +46,9 @@ def corpus_section() -> list[str]:
         _row(f"ours (`{policy_id()}`)", mine, len(cases)),
         _row(f"math-verify {math_verify_version()} default (`parse`/`verify`)", other, len(cases)),
         "",
-        f"The two give the same verdict on {same} of {len(cases)} cases. Where they differ, math-verify's "
-        "default verdicts, by class (ours are the expected ones in every case):",
+        f"The two give the same verdict on {same} of {len(cases)} cases. Where they differ ({len(cases) - same} "
+        f"cases; ours is the expected verdict in {differ_ours_right} of them), math-verify's default verdicts "
+        "against the expected ones, by class:",
         "",
         "| class | " + " | ".join(KINDS) + " |",
         "|---|" + "---|" * len(KINDS),

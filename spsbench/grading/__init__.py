@@ -3,7 +3,8 @@
 CONTRACT (owned by the grading work; other modules rely on these names):
   Outcome, Grade, GradeRequest, GradingPolicy, grade(), GraderPool, reward(), GRADERS, policy_id().
 
-Modules: `types` (value types), `extract` (think rule, last box, anchors, normalisation), `mc` (letter
+Modules: `types` (value types), `extract` (think rule, last box, anchors), `sentence` (the math an
+anchored sentence names), `normalize` (the one normalisation of answers and golds), `mc` (letter
 extractor), `verify` (math-verify calls, run in workers), `pool` (worker processes, watchdog, cache),
 `core` (the per-sample pipeline). The policy is documented in docs/grading.md.
 """

@@ -1,4 +1,4 @@
-"""Answer extraction for math: the think-block rule, the last complete box, "answer is" anchors, normalisation.
+"""Answer extraction for math: the think-block rule, the last complete box, "answer is" anchors.
 
 Pure Python and linear-time in the completion length (one regex pass for braces), so it runs in the
 parent process before anything reaches math-verify; the extracted string is then the cache key.
