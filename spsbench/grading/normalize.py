@@ -70,7 +70,13 @@ _DOT_GROUPED_RE = re.compile(r"(?<![\d.,])[1-9]\d{0,2}(?:\.\d{3}){2,}(?![\d.])")
 _GROUP_COMMA_RE = re.compile(r"(?<!\\)\{\s*([1-9]\d{0,2}(?:,\d{3})+)\s*\}")
 
 
+# Digits after a decimal point grouped by thin spaces (`3.141\,592\,65`): the last group may be short.
+_DECIMAL_GROUPS_RE = re.compile(r"\d\.\d{3}(?:(?:\\,|\\;|\\:|\\ |~|[\u2009\u202f])\d{1,3})+(?!\d)")
+_GROUP_SEP_RE = re.compile(r"\\,|\\;|\\:|\\ |~|[\u2009\u202f]")
+
+
 def strip_thousands(s: str) -> str:
+    s = _DECIMAL_GROUPS_RE.sub(lambda m: _GROUP_SEP_RE.sub("", m.group()), s)
     s = _SPACED_SEP_RE.sub("", s)
     s = _GROUP_COMMA_RE.sub(lambda m: "{" + m.group(1).replace(",", "") + "}", s)
     s = _SPACE_GROUPED_RE.sub(lambda m: m.group().replace(" ", ""), s)
