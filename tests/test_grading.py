@@ -52,7 +52,10 @@ def test_last_box(text, expected):
     ("**Answer:** 33", "33"),
     ("ANSWER: 1,000", "1,000"),
     ("Final Answer:\n\n17", "17"),
-    ("answer = 3.5 is what we get", "3.5 is what we get"),
+    ("answer = 3.5 is what we get", "3.5"),                 # prose after the math ends it (x=4)
+    ("Final Answer: The largest $n$ is 34.", "34"),           # a sentence: the math after its copula
+    ("Answer: The roots are $1$ and $2$.", "1 and 2"),
+    ("Answer: The largest $n$ is not 34.", None),             # names nothing: never parsed as math
     ("The answer is 5 cm. That is all.", "5 cm"),
     ("I computed 33", None),
 ])
@@ -117,7 +120,7 @@ def test_anchored_answers_that_stay_answers(text, gold):
     ("Answer: simply, 7", "7"),
     ("The final answer is then equal to 3 cm", "3 cm"),
     ("The answer is so(3)", "so(3)"),                        # a connective needs a space after it
-    ("The answer is something like 4", "something like 4"),  # not a connective: kept (graded incorrect)
+    ("The answer is something like 4", None),                # a sentence with no copula names nothing (x=4)
     ("The answer is thus", None),                            # nothing after it: words only, no answer
 ])
 def test_connectives_after_an_anchor_are_skipped(text, expected):
@@ -366,8 +369,8 @@ def test_grade_leaves_the_callers_interval_timer_alone():
 
 
 def test_policy_id_and_validation():
-    assert GradingPolicy().id() == "math-verify==0.9.0;strict;last-box;t=5;x=3"
-    assert GradingPolicy(timeout_s=0.5).id().endswith(";t=0.5;x=3")
+    assert GradingPolicy().id() == "math-verify==0.9.0;strict;last-box;t=5;x=4"
+    assert GradingPolicy(timeout_s=0.5).id().endswith(";t=0.5;x=4")
     assert ";lenient;" in GradingPolicy(strict=False, timeout_s=2).id()
     assert policy_id() == GradingPolicy().id()
     for bad in ({"timeout_s": 0}, {"timeout_s": "5"}, {"strict": "yes"}, {"timeout_s": True}):

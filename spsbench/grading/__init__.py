@@ -3,9 +3,10 @@
 Public names: Outcome, Grade, GradeRequest, GradingPolicy, grade(), GraderPool, shared_pool(), reward(),
 GRADERS, policy_id().
 
-Modules: `types` (value types), `extract` (think rule, last box, anchors, normalisation), `mc` (letter
-extractor), `verify` (math-verify calls, run in workers), `pool` (worker processes, watchdog, cache), `shared` (the pools a process keeps warm),
-`core` (the per-sample pipeline). The policy is documented in docs/grading.md.
+Modules: `types` (value types), `extract` (think rule, last box, anchors), `sentence` (the math an
+anchored sentence names), `normalize` (the one normalisation of answers and golds), `mc` (letter
+extractor), `verify` (math-verify calls, run in workers), `pool` (worker processes, watchdog, cache),
+`shared` (the pools a process keeps warm), `core` (the per-sample pipeline). The policy is documented in docs/grading.md.
 """
 
 from __future__ import annotations

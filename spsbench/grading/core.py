@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spsbench.grading.extract import extract_math, is_prose, normalize_answer, same_words, strip_think
+from spsbench.grading.extract import extract_math, is_prose, same_words, strip_think
 from spsbench.grading.mc import grade_mc
+from spsbench.grading.normalize import normalize
+from spsbench.grading.sentence import after_last_copula
 from spsbench.grading.types import Grade, GradeRequest, GradingPolicy, Outcome
 from spsbench.grading.verify import Job, Result
 
@@ -19,7 +21,8 @@ from spsbench.grading.verify import Job, Result
 # final (and cached). One timeout can be machine load; two at a doubled limit are the answer itself.
 RETRY_FACTOR = 2
 
-_NO_ANCHOR = "no \\boxed{} answer and no 'answer is' / 'Answer:' anchor (strict mode)"
+_NO_ANCHOR = ("no \\boxed{} answer and no 'answer is' / 'Answer:' anchor followed by an answer "
+              "(strict mode; a sentence after an anchor counts only for the math after its 'is')")
 _WORDS_ONLY = ("'answer is' / 'Answer:' followed only by words ({!r}), not by an answer (strict mode; "
                "words count as answers only when the gold is words)")
 _OPEN_THINK = "unclosed <think> block: the model never gave a final answer"
@@ -44,16 +47,17 @@ def prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
 def _prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
     if request.kind == "mc":
         return Prepared(grade_mc(request.completion, request.gold, request.choices, policy.strict))
-    text_gold = is_prose(request.gold)         # a text-answer question (`yes`, `\text{even}`, a name)
+    gold = normalize(request.gold)             # the gold goes through exactly the answer's normalisation
+    text_gold = is_prose(gold)                 # a text-answer question (`yes`, `\text{even}`, a name)
     found = extract_math(request.completion, words_are_answers=text_gold)
     if found.answer is not None:
         if text_gold and is_prose(found.answer):
-            return Prepared(_text_grade(found.answer, request.gold, found.how))
-        return Prepared(None, ("math", normalize_answer(found.answer), request.gold), found.answer, found.how)
+            return Prepared(_text_grade(found.answer, gold, found.how))
+        return Prepared(None, ("math", normalize(found.answer), gold), found.answer, found.how)
     if found.how == "think":
         return Prepared(Grade(Outcome.NO_ANSWER, None, _OPEN_THINK))
     if not policy.strict:
-        return Prepared(None, ("lenient", strip_think(request.completion) or "", request.gold), None, "lenient")
+        return Prepared(None, ("lenient", strip_think(request.completion) or "", gold), None, "lenient")
     if found.how == "words":
         return Prepared(Grade(Outcome.NO_ANSWER, None, _WORDS_ONLY.format(found.skipped)))
     return Prepared(Grade(Outcome.NO_ANSWER, None, _NO_ANCHOR))
@@ -62,7 +66,7 @@ def _prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
 def _text_grade(answer: str, gold: str, how: str) -> Grade:
     """Words against a words gold, compared as text: math-verify reads words as products of one-letter
     symbols, so it would call anagrams equal (`no` = `on`)."""
-    ok = same_words(answer, gold)
+    ok = same_words(answer, gold) or same_words(after_last_copula(answer), gold)   # "The number is even."
     return Grade(Outcome.CORRECT if ok else Outcome.INCORRECT, answer,
                  f"{how}: text answer {'equals' if ok else 'differs from'} the gold (case and \\text{{}} ignored)")
 

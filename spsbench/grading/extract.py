@@ -1,4 +1,4 @@
-"""Answer extraction for math: the think-block rule, the last complete box, "answer is" anchors, normalisation.
+"""Answer extraction for math: the think-block rule, the last complete box, "answer is" anchors.
 
 Pure Python and linear-time in the completion length (one regex pass for braces), so it runs in the
 parent process before anything reaches math-verify; the extracted string is then the cache key.
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from spsbench.grading.normalize import normalize
+from spsbench.grading.sentence import named_answer
 
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
@@ -125,12 +128,14 @@ def _answer_after(text: str, start: int) -> str | None:
     if filler and rest[filler.end():].strip():
         rest = rest[filler.end():]
     math = _leading_math(rest)
-    if math is not None:
-        return math[0].strip() or None
+    if math is not None and "\n" in rest[:math[1]]:
+        return math[0].strip() or None           # a display span over several lines: that span
     line = rest.split("\n", 1)[0]
     line = re.split(r"(?<=[^\s\d])\.\s|\.\s+(?=[A-Z])", line, maxsplit=1)[0]  # end of sentence, not 3.5
-    line = line.strip().strip("*_").strip().rstrip(".!;")
-    return line[:_MAX_ANCHOR_CHARS].strip() or None
+    line = line.strip().strip("*_").strip().rstrip(".!;")[:_MAX_ANCHOR_CHARS].strip()
+    if not line or is_prose(line):
+        return line or None                      # words: the caller decides whether they are an answer
+    return named_answer(line)                    # a sentence: only the math it names, never its words
 
 
 def is_prose(answer: str) -> bool:
@@ -182,22 +187,6 @@ def extract_math(completion: str, words_are_answers: bool = False) -> Extraction
     return Extraction(None, "words", last_text) if last_text is not None else Extraction(None, "none")
 
 
-# --- normalisation: applied to the extracted answer AND the gold, before both are parsed --------------
-
-_THOUSANDS_RE = re.compile(r"(?<=\d)(?:\\,|\{,\}|\\;|\\:|\\!|\\ |~|\\thinspace\s*)(?=\d{3}(?!\d))")
-_DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree\b")
-
-
 def normalize_answer(answer: str) -> str:
-    """Rewrite the known math-verify traps into forms it parses correctly (see docs/grading.md)."""
-    s = answer.strip()
-    span = _leading_math(s)
-    if span is not None and span[1] == len(s):
-        s = span[0].strip()                # the whole answer is one `$...$` / `\(...\)` span
-    s = _THOUSANDS_RE.sub("", s)          # math-verify reads `1\,000` as 1*0
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = _DEGREE_RE.sub("", s)
-    s = s.replace("\\$", "").replace("\\!", "")
-    if s.endswith(".") and not s.endswith(".."):
-        s = s[:-1]                        # `\boxed{33.}`: a sentence period inside the box
-    return s.strip()
+    """The normalisation applied to the extracted answer AND the gold (see `normalize.normalize`)."""
+    return normalize(answer)

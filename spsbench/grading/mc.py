@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from spsbench.grading.extract import find_last_box, strip_think
+from spsbench.grading.normalize import normalize
 from spsbench.grading.types import Grade, Outcome
 
 _WRAPPER_RE = re.compile(r"\\(?:text|textbf|mathrm|mathbf|textrm|mbox)\s*\{([^{}]*)\}")
@@ -47,7 +48,7 @@ def _box_letter(box: str, letters: str, choices: Sequence[str] | None) -> str | 
     if m:
         return m.group(1)
     for i, choice in enumerate(choices or ()):
-        if inner.rstrip(".").strip() == str(choice).strip():
+        if inner.rstrip(".").strip() == str(choice).strip() or normalize(box) == normalize(str(choice)):
             return letters[i]
     return None
 
@@ -81,13 +82,14 @@ def extract_letter(completion: str, choices: Sequence[str] | None = None, strict
 
 
 def gold_letter(gold: str, choices: Sequence[str] | None) -> str | None:
-    """The gold as a letter: a letter of the set, or an option's exact text."""
+    """The gold as a letter: a letter of the set (`C`, `(c)`, `$\\text{C}$`), or an option's text; the
+    gold and the options are normalised as math answers are (`$1\\,000$` is option `1000`)."""
     letters = letters_for(choices)
-    g = gold.strip().strip("()").upper()
+    g = normalize(gold).strip("()").upper()
     if len(g) == 1 and g in letters:
         return g
     for i, choice in enumerate(choices or ()):
-        if gold.strip() == str(choice).strip():
+        if gold.strip() == str(choice).strip() or normalize(gold) == normalize(str(choice)):
             return letters[i]
     return None
 

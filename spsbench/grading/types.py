@@ -14,8 +14,10 @@ GRADERS = ("math", "mc")
 # Bump when extraction, normalisation or timeout rules change: stored outcomes graded under another
 # version differ. 2: MC box position from its match; anchors followed only by words are skipped; text
 # answers compared as text; a timeout is retried once with a doubled limit. 3: connectives after an
-# anchor are skipped ("the answer is therefore 42" -> 42).
-EXTRACTOR_VERSION = 3
+# anchor are skipped ("the answer is therefore 42" -> 42). 4: one normalisation for answer and gold
+# (`grading/normalize.py`: upright constants and operators, every thousands-separator form, trailing
+# units), and an anchored sentence yields only the math it names (`grading/sentence.py`).
+EXTRACTOR_VERSION = 4
 
 
 class Outcome(StrEnum):
