@@ -15,6 +15,7 @@ from spsbench.engines.vllm import cpu_env_defaults
 from spsbench.errors import ConfigError, TrainingError
 from spsbench.models import resolve_model
 from spsbench.system import busy_cpus
+from spsbench.train.budget import apply_rollout_budget
 from spsbench.train.config import TrainConfig
 from spsbench.train.data import build_dataset
 from spsbench.train.reward import make_reward_fn
@@ -167,6 +168,7 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     if config.algo == "sps":
         refuse_sharding_for_sps(config)
     output_dir = fill_names(config, resolve_model(config.model))
+    apply_rollout_budget(config)            # prompt + completion vs the context, before the model loads
     args = grpo_args(config, output_dir)
     if args.use_vllm and args.vllm_mode == "colocate":
         _colocate_env()
