@@ -72,15 +72,26 @@ def checkpoints(run: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def run_info(run: str | Path) -> dict[str, Any]:
+    """The trainer's `spsbench_run.json` in a run folder ({} when absent or unreadable)."""
+    try:
+        loaded = json.loads((Path(run) / paths.RUN_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def recorded_sampling(run: str | Path) -> dict[str, Any]:
+    """The setting the run's training callback evaluated (or would have) its checkpoints at: tasks, n,
+    temperature, top_p, max_tokens, seed, k, limit; {} for a run folder without one."""
+    recorded = run_info(run).get("eval")
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def run_tags(run: str | Path, step: int) -> ModelTags:
     """Tags for a checkpoint: run name, step, and algo/base model from the trainer's run info file."""
     run = Path(run)
-    info: dict[str, Any] = {}
-    try:
-        loaded = json.loads((run / paths.RUN_INFO).read_text(encoding="utf-8"))
-        info = loaded if isinstance(loaded, dict) else {}
-    except (OSError, ValueError):
-        pass
+    info = run_info(run)
     return ModelTags(run_name=str(info.get("run_name") or run.resolve().name), step=step,
                      algo=info.get("algo"), base_model=info.get("base_model"))
 
