@@ -114,3 +114,26 @@ def test_training_prompt_that_fills_the_context_stops_before_the_model_loads(tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "the longest prompt is 143 tokens" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_vllm_max_model_len_option_is_the_context(tiny_model_dir, tmp_path, fake_factory, capsys):
+    req = request(str(tiny_model_dir), tmp_path / "s.db", "vllm", max_model_len=CONTEXT)
+    [result] = evaluate(req, engine_factory=fake_factory)
+    assert f"using {CONTEXT - LONGEST}" in capsys.readouterr().err
+    with Store(tmp_path / "s.db") as db:
+        assert db.evaluation(result.eval_id).sampling["max_tokens"] == CONTEXT - LONGEST
+
+
+def test_a_run_folder_scanned_again_finds_its_clamped_evaluations_stored(short_model, tmp_path, fake_factory,
+                                                                        capsys):
+    from spsbench.evaluation.scan import scan_run
+    from tests.test_scan import make_checkpoint
+
+    make_checkpoint(tmp_path / "run", 5, short_model)
+    req = request(None, tmp_path / "s.db", "hf")
+    first = scan_run(tmp_path / "run", req, engine_factory=fake_factory)
+    assert capsys.readouterr().err.count("warning") == 1
+    again = scan_run(tmp_path / "run", req, engine_factory=fake_factory)
+    assert [c.status for c in first.checkpoints] == ["evaluated"]
+    assert [c.status for c in again.checkpoints] == ["stored"] and len(fake_factory.engines) == 1
+    assert "warning" not in capsys.readouterr().err                  # nothing evaluated, nothing to warn

@@ -32,7 +32,7 @@ class BudgetResolver:
         self.engine, self.model_path, self.options = engine, model_path, options
         self._warned_uncounted = False
 
-    def sampling_for(self, task: Task, sampling: SamplingConfig) -> SamplingConfig:
+    def sampling_for(self, task: Task, sampling: SamplingConfig, warn: bool = True) -> SamplingConfig:
         """`sampling` with max_tokens clamped to what fits after the task's longest prompt (one warning)."""
         if self.context is None:
             return sampling
@@ -42,7 +42,8 @@ class BudgetResolver:
         budget = completion_budget(sampling.max_tokens, self.context, longest, f"{task.spec.name}: max_tokens")
         if not budget.clamped:
             return sampling
-        print(budget.warning(f"{task.spec.name}: max_tokens"), file=sys.stderr)
+        if warn:
+            print(budget.warning(f"{task.spec.name}: max_tokens"), file=sys.stderr)
         return dataclasses.replace(sampling, max_tokens=budget.effective)
 
     @functools.cached_property

@@ -124,15 +124,23 @@ def load_eval_task(name: str, data: dict[str, str] | None, limit: int | None) ->
     return load_task(name, data=override, limit=limit)
 
 
-def _budgeted(tasks: list[Task], request: EvalRequest, model_path: str) -> list[EvalRequest]:
+def _budgeted(tasks: list[Task], request: EvalRequest, model_path: str, warn: bool = True) -> list[EvalRequest]:
     """One request per task, its max_tokens clamped to what fits the model's context after the task's
     longest prompt (spsbench.evaluation.budget): the effective budget is the one stored."""
     resolver = BudgetResolver(request.engine, model_path, request.engine_options)
     try:
-        samplings = [resolver.sampling_for(task, request.sampling) for task in tasks]
+        samplings = [resolver.sampling_for(task, request.sampling, warn) for task in tasks]
     finally:
         resolver.close()
     return [request if s == request.sampling else request.replace(sampling=s) for s in samplings]
+
+
+def effective_samplings(request: EvalRequest, model_path: str) -> dict[str, SamplingConfig]:
+    """Task name -> the sampling `evaluate` stores the request under for this model (its max_tokens
+    clamped to the context), without a warning: to look up what is stored before evaluating."""
+    full = [load_eval_task(name, request.data, None) for name in request.tasks]
+    return {t.spec.name: r.sampling for t, r in zip(full, _budgeted(full, request, model_path, warn=False),
+                                                     strict=True)}
 
 
 def _limited(task: Task, limit: int | None) -> Task:

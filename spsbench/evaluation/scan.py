@@ -22,7 +22,7 @@ from typing import Any
 from spsbench import paths
 from spsbench.config import SamplingConfig
 from spsbench.errors import CheckpointError, ConfigError, EngineError
-from spsbench.evaluation.evaluate import SharedEngine, evaluate, load_eval_task
+from spsbench.evaluation.evaluate import SharedEngine, effective_samplings, evaluate, load_eval_task
 from spsbench.evaluation.records import EvalRequest, EvalResult, ModelTags, Scores
 from spsbench.grading import GradingPolicy, policy_id
 from spsbench.models import check_loadable, weights_hash
@@ -209,10 +209,10 @@ def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
     evaluated = False
     try:
         for req, loaded in groups:
-            with Store(req.store or paths.default_store_path()) as db:
-                if is_stored(db, folder, loaded, req.sampling, req.grading):
-                    results += stored_results(db, folder, loaded, req.sampling, req.grading)
-                    continue
+            stored = _stored(req, loaded, folder)
+            if stored is not None:
+                results += stored
+                continue
             if not evaluated:
                 _say(console, f"evaluating {folder.name} (step {step})")
             evaluated = True
@@ -225,6 +225,16 @@ def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
     if not evaluated:
         _say(console, f"[dim]{folder.name}: already in the store, skipped")
     return CheckpointResult(step, folder, "evaluated" if evaluated else "stored", results)
+
+
+def _stored(req: EvalRequest, loaded: list[Task], folder: Path) -> list[EvalResult] | None:
+    """The group's stored results for this checkpoint, under the sampling `evaluate` stores (max_tokens
+    clamped to the checkpoint's context), or None when something is missing."""
+    sampling = effective_samplings(req, str(folder))
+    with Store(req.store or paths.default_store_path()) as db:
+        if not all(is_stored(db, folder, [t], sampling[t.spec.name], req.grading) for t in loaded):
+            return None
+        return [r for t in loaded for r in stored_results(db, folder, [t], sampling[t.spec.name], req.grading)]
 
 
 def _say(console: Any, text: str) -> None:

@@ -157,6 +157,8 @@ class EvaluateCheckpointCallback(TrainerCallback):
         spec = json.dumps(self._spec(model, tags))
         proc = subprocess.run([sys.executable, "-m", "spsbench.train.eval_worker", spec], capture_output=True,
                               text=True)
+        for warning in (ln for ln in proc.stderr.splitlines() if ln.startswith("spsbench: warning:")):
+            logger.warning("%s", warning.removeprefix("spsbench: warning: "))   # e.g. a clamped budget
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
