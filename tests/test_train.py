@@ -234,9 +234,9 @@ def test_rng_streams_survive_the_eval_callback(model_dir, tmp_path, monkeypatch)
 
     calls = []
 
-    def fake_evaluate(model, tasks, sampling, **kwargs):
+    def fake_evaluate(request, **kwargs):
         torch.rand(10), np.random.rand(3), random.random()      # an evaluator that consumes randomness
-        calls.append((model, tuple(tasks), kwargs["tags"]))
+        calls.append((request.model, tuple(request.tasks), request.tags))
         return []
 
     monkeypatch.setattr("spsbench.train.eval_worker.evaluate", fake_evaluate)
@@ -267,7 +267,7 @@ def test_base_model_is_evaluated_untagged_before_training_but_not_on_resume(mode
 
     calls = []
     monkeypatch.setattr("spsbench.train.eval_worker.evaluate",
-                        lambda model, tasks, sampling, **kw: calls.append((model, kw["tags"])) or ["scores"])
+                        lambda request, **kw: calls.append((request.model, request.tags)) or ["scores"])
     cfg = load_config("sps", overrides=[*SMALL, "eval.enabled=true", "eval.isolate=false"], model=model_dir)
     callback = EvaluateCheckpointCallback(cfg, base_model=model_dir)
 
@@ -324,9 +324,9 @@ def test_evaluating_checkpoints_changes_neither_weights_nor_rng_stream(model_dir
 
     calls = []
 
-    def evaluating(model, tasks, sampling, **kwargs):     # what the hf engine does: its own model instance
-        calls.append(model)
-        policy = AutoModelForCausalLM.from_pretrained(model)
+    def evaluating(request, **kwargs):     # what the hf engine does: its own model instance
+        calls.append(request.model)
+        policy = AutoModelForCausalLM.from_pretrained(request.model)
         policy.generate(torch.tensor([[5, 6, 7]]), do_sample=True, max_new_tokens=4)
         return []
 
