@@ -137,3 +137,20 @@ def test_a_run_folder_scanned_again_finds_its_clamped_evaluations_stored(short_m
     assert [c.status for c in first.checkpoints] == ["evaluated"]
     assert [c.status for c in again.checkpoints] == ["stored"] and len(fake_factory.engines) == 1
     assert "warning" not in capsys.readouterr().err                  # nothing evaluated, nothing to warn
+
+
+@pytest.mark.slow
+def test_real_vllm_gets_the_same_effective_setting_as_hf(tmp_path, capsys):
+    pytest.importorskip("vllm")
+    # head_dim 32: the CPU attention backend has no kernels for the default tiny model's head_dim 8.
+    model = str(tiny_model(tmp_path / "model", hidden=128, max_positions=CONTEXT))
+    store = tmp_path / "s.db"
+    [by_vllm] = evaluate(request(model, store, "vllm"))
+    [by_hf] = evaluate(request(model, store, "hf", dtype="fp32"))
+    assert capsys.readouterr().err.count(f"using {CONTEXT - LONGEST}") == 2
+    # The same identity whichever engine: hf finds vLLM's evaluation complete and generates nothing.
+    assert by_hf.eval_id == by_vllm.eval_id and by_hf.generated == 0 and by_vllm.generated == 2
+    with Store(store) as db:
+        [row] = db.evaluations()
+        lengths = [s["completion_tokens"] for s in db.samples(row.id)]
+    assert row.sampling["max_tokens"] == CONTEXT - LONGEST and max(lengths) <= CONTEXT - LONGEST
