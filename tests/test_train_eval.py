@@ -122,3 +122,21 @@ def test_an_older_store_gains_the_run_failures_table(tmp_path):
         assert [(f.run_name, f.step, f.kind, f.message) for f in db.run_failures("r")] == [("r", 4, "leaderboard",
                                                                                            "boom")]
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_failed_leaderboard_refresh_is_a_recorded_failure(model_dir, tmp_path, monkeypatch):
+    from spsbench.train.callbacks import EvaluateCheckpointCallback
+
+    def broken_refresh(store):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("spsbench.train.eval_worker.evaluate", lambda request, **kw: ["scores"])
+    monkeypatch.setattr("spsbench.train.callbacks.leaderboard_refresh", broken_refresh)
+    store = tmp_path / "s.db"
+    config = load_config("grpo", overrides=[*SMALL, *EVAL, f"eval.store={store}", "run_name=lb"], model=model_dir)
+    callback = EvaluateCheckpointCallback(config, base_model=model_dir)
+    assert callback.evaluate_model(str(tmp_path / "checkpoint-3"), 3, tags=None) == ["scores"]
+    [failure] = callback.failures
+    assert (failure["kind"], failure["step"]) == ("leaderboard", 3) and "OSError: disk full" in failure["message"]
+    with Store(store) as db:
+        assert [(f.run_name, f.kind, f.step) for f in db.run_failures("lb")] == [("lb", "leaderboard", 3)]
