@@ -40,8 +40,9 @@ RECORDED = ("tasks", "n", "temperature", "top_p", "max_tokens", "seed", "k", "li
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help="Model folder, hub id, run folder (checkpoint-*/), or served model name "
-                             "(--engine openai). Default: the embedded SmolLM2-135M-Instruct.")
+                        help="Model folder, hub id, run folder (checkpoint-*/; sampling flags not given take "
+                             "the run's recorded evaluation setting), or served model name (--engine openai). "
+                             "Default: the embedded SmolLM2-135M-Instruct.")
     parser.add_argument("--tasks", help="Comma-separated task names (default: arith).")
     parser.add_argument("--task-file", action="append", default=[], metavar="YAML",
                         help="A task YAML of your own (repeatable); added to --tasks.")

@@ -6,7 +6,9 @@ store lacks are generated, each with `sample_seed(seed, problem_id, idx)`, so a 
 exactly what an uninterrupted one would have. The engine runs in the calling thread; a writer thread
 grades its completions in batches (GraderPool worker processes) and commits them, so grading and
 storage overlap with generation. A finished evaluation is rescored from the store without loading
-the engine at all.
+the engine at all. Before anything is stored or loaded, each task's max_tokens is clamped to what fits
+the model's context after the task's longest prompt (spsbench.evaluation.budget), and the evaluation is
+stored under that effective budget.
 """
 
 from __future__ import annotations
