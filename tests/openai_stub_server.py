@@ -31,6 +31,7 @@ class StubState:
     chat_template: bool = True                         # False: /chat/completions answers 400 like vLLM
     owned_by: str = "stub"
     max_model_len: int | None = None                  # reported on the model card when set (vLLM does)
+    tokenize: bool = True                              # False: no POST /tokenize (a server other than vLLM)
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -110,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        if self.path.rstrip("/") == "/tokenize":
+        if self.path.rstrip("/") == "/tokenize" and self.state.tokenize:
             return self._tokenize(body)
         fault, drop = self.state.enter(self.path, body)
         try:

@@ -154,3 +154,22 @@ def test_real_vllm_gets_the_same_effective_setting_as_hf(tmp_path, capsys):
         [row] = db.evaluations()
         lengths = [s["completion_tokens"] for s in db.samples(row.id)]
     assert row.sampling["max_tokens"] == CONTEXT - LONGEST and max(lengths) <= CONTEXT - LONGEST
+
+
+def test_a_server_that_reports_a_context_but_cannot_count_tokens_is_warned_not_clamped(tmp_path, capsys):
+    state = StubState(model="m", max_model_len=100, tokenize=False)    # echo answers, no /tokenize
+    with StubServer(state) as server:
+        [result] = evaluate(request("m", tmp_path / "s.db", "openai", base_url=server.url))
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "reports a 100-token context but cannot count prompt tokens" in err
+    with Store(tmp_path / "s.db") as db:
+        assert db.evaluation(result.eval_id).sampling["max_tokens"] == 40
+
+
+def test_a_server_counts_prompts_with_its_tokenize_endpoint(tmp_path, capsys):
+    # The echo stub counts one token per word: arith's longest prompt has 25 words.
+    with StubServer(StubState(model="m", max_model_len=50)) as server:
+        [result] = evaluate(request("m", tmp_path / "s.db", "openai", base_url=server.url))
+    assert "using 25" in capsys.readouterr().err
+    with Store(tmp_path / "s.db") as db:
+        assert db.evaluation(result.eval_id).sampling["max_tokens"] == 25
