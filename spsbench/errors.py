@@ -31,3 +31,7 @@ class CheckpointError(SpsbenchError):
 
 class TrainingError(SpsbenchError):
     """Training cannot continue (bad reward, NaN loss, unusable model); message is one line."""
+
+
+class BudgetError(ConfigError):
+    """A prompt does not fit the model's context at all (no room left for a single completion token)."""

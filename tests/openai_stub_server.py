@@ -30,6 +30,8 @@ class StubState:
     engine: Any = None                                 # optional spsbench engine to generate real text
     chat_template: bool = True                         # False: /chat/completions answers 400 like vLLM
     owned_by: str = "stub"
+    max_model_len: int | None = None                  # reported on the model card when set (vLLM does)
+    tokenize: bool = True                              # False: no POST /tokenize (a server other than vLLM)
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -103,10 +105,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/v1/models":
             return self._send(404, {"error": {"message": f"no route {self.path}"}})
         card = {"id": self.state.model, "object": "model", "root": "/stub", "owned_by": self.state.owned_by}
+        if self.state.max_model_len is not None:
+            card["max_model_len"] = self.state.max_model_len
         self._send(200, {"object": "list", "data": [card]})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self.path.rstrip("/") == "/tokenize" and self.state.tokenize:
+            return self._tokenize(body)
         fault, drop = self.state.enter(self.path, body)
         try:
             if drop:
@@ -119,6 +125,20 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(body)
         finally:
             self.state.leave()
+
+    def _tokenize(self, body: dict) -> None:
+        """vLLM's POST /tokenize: {"count", "max_model_len", "tokens"} for a prompt or chat messages."""
+        chat = "messages" in body
+        if chat and not self.state.chat_template:
+            return self._send(400, {"error": {"message": "no chat template"}})
+        text = body["messages"][-1]["content"] if chat else body.get("prompt", "")
+        if self.state.engine is None:
+            tokens = list(range(len(text.split())))
+        else:
+            from spsbench.engines.chat import encode_prompt
+
+            tokens = encode_prompt(self.state.engine.tokenizer, text, "on" if chat else "off")
+        self._send(200, {"count": len(tokens), "max_model_len": self.state.max_model_len, "tokens": tokens})
 
     def _answer(self, body: dict) -> None:
         if body.get("model") != self.state.model:

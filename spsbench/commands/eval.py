@@ -8,7 +8,7 @@ results and leaderboards went.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from spsbench.config import SamplingConfig
 from spsbench.errors import ConfigError
 from spsbench.evaluation.evaluate import SharedEngine, evaluate, score_table
 from spsbench.evaluation.records import EvalRequest, EvalResult
-from spsbench.evaluation.scan import is_run_folder, scan_groups
+from spsbench.evaluation.scan import is_run_folder, recorded_sampling, scan_groups
 from spsbench.grading import GradingPolicy
 from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
 from spsbench.tasks import load_spec, parse_data_args
@@ -33,12 +33,16 @@ DEFAULT_ENGINE = "auto"
 DEFAULT_TASKS = ("arith",)
 DEFAULT_MAX_TOKENS = 96
 MAX_TOKENS = 4096             # with a MODEL: long enough for reasoning models' answers
+SAMPLING_DEFAULTS = {"temperature": 0.7, "top_p": 1.0, "seed": 0}
+# A run folder's recorded evaluation setting (spsbench_run.json) fills these flags when not given.
+RECORDED = ("tasks", "n", "temperature", "top_p", "max_tokens", "seed", "k", "limit")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help="Model folder, hub id, run folder (checkpoint-*/), or served model name "
-                             "(--engine openai). Default: the embedded SmolLM2-135M-Instruct.")
+                        help="Model folder, hub id, run folder (checkpoint-*/; sampling flags not given take "
+                             "the run's recorded evaluation setting), or served model name (--engine openai). "
+                             "Default: the embedded SmolLM2-135M-Instruct.")
     parser.add_argument("--tasks", help="Comma-separated task names (default: arith).")
     parser.add_argument("--task-file", action="append", default=[], metavar="YAML",
                         help="A task YAML of your own (repeatable); added to --tasks.")
@@ -47,12 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, help="Samples per problem (default: each task's n).")
     parser.add_argument("--k", help="Comma-separated k for pass@k, each <= n (powers of two up to n are "
                                     "always reported).")
-    parser.add_argument("--temperature", type=float, default=0.7, help="Sampling temperature (default 0.7).")
-    parser.add_argument("--top-p", type=float, default=1.0, help="Nucleus sampling mass (default 1.0).")
+    parser.add_argument("--temperature", type=float, help="Sampling temperature (default 0.7).")
+    parser.add_argument("--top-p", type=float, help="Nucleus sampling mass (default 1.0).")
     parser.add_argument("--max-tokens", type=int,
                         help=f"Max new tokens per sample (default {MAX_TOKENS}; {DEFAULT_MAX_TOKENS} for the "
                              "embedded default).")
-    parser.add_argument("--seed", type=int, default=0, help="Base seed (per-sample seeds derive from it).")
+    parser.add_argument("--seed", type=int, help="Base seed (per-sample seeds derive from it; default 0).")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="Stop string (repeatable).")
     parser.add_argument("--chat-template", choices=("auto", "on", "off"), default="auto",
                         help="Apply the model's chat template: auto (if it has one), on, off.")
@@ -85,12 +89,16 @@ class EvalPlan:
     tasks: list[str]
     run_folder: bool
     requests: list[EvalRequest]          # one per sampling group (tasks sharing n), every check done
+    recorded: dict[str, Any] = field(default_factory=dict)   # run folder: the run's settings used
 
 
 def run(args: argparse.Namespace) -> int:
     console = output_console()
     plan = make_plan(args)
     store = Path(args.store or paths.default_store_path())
+    if plan.recorded:
+        used = ", ".join(f"{k}={v}" for k, v in plan.recorded.items())
+        console.print(f"[dim]continuing the run's evaluations at its recorded setting ({used})[/]", highlight=False)
     if plan.run_folder:
         report = scan_groups(args.model, plan.requests, watch=args.watch, interval=args.interval,
                              until_idle=args.until_idle, console=console)
@@ -111,6 +119,9 @@ def make_plan(args: argparse.Namespace) -> EvalPlan:
     """Check the arguments (one-line errors before anything loads) and resolve defaults: tasks, ks,
     engine and its options, grading policy, whether MODEL is a run folder, one request per n."""
     _check_numbers(args)
+    run_folder = _is_run_folder(args)
+    recorded = _recorded_defaults(args) if run_folder else {}
+    args = argparse.Namespace(**(vars(args) | recorded))
     data = parse_data_args(args.data)
     tasks = [t for t in (args.tasks or "").split(",") if t.strip()] + list(args.task_file)
     tasks = [t.strip() for t in tasks] or list(DEFAULT_TASKS)
@@ -121,7 +132,21 @@ def make_plan(args: argparse.Namespace) -> EvalPlan:
                     progress=not args.quiet, grading=GradingPolicy(strict=not args.lenient))
     requests = [EvalRequest(args.model, tuple(group), sampling, **template)
                 for sampling, group in _sampling_groups(args, tasks)]
-    return EvalPlan(tasks, _is_run_folder(args), requests)
+    return EvalPlan(tasks, run_folder, requests, recorded)
+
+
+def _recorded_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's recorded evaluation setting for every flag the user left out, so scanning a run folder
+    continues the evaluations its training callback started (same identity) instead of starting new ones."""
+    recorded = recorded_sampling(args.model)
+    given = {"tasks": bool(args.tasks or args.task_file), "k": args.k is not None}
+    out: dict[str, Any] = {}
+    for key in RECORDED:
+        value = recorded.get(key)
+        if value is None or value == [] or given.get(key, getattr(args, key) is not None):
+            continue
+        out[key] = ",".join(map(str, value)) if key in ("tasks", "k") else value
+    return out
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -193,8 +218,9 @@ def _sampling_groups(args: argparse.Namespace, tasks: list[str]) -> list[tuple[S
     for task in tasks:
         n = args.n if args.n is not None else load_spec(task).n
         by_n.setdefault(n, []).append(task)
-    return [(SamplingConfig(n=n, temperature=args.temperature, top_p=args.top_p, max_tokens=max_tokens,
-                            seed=args.seed, stop=tuple(args.stop), chat_template=args.chat_template), tasks)
+    given = {k: getattr(args, k) for k in SAMPLING_DEFAULTS if getattr(args, k) is not None}
+    return [(SamplingConfig(n=n, max_tokens=max_tokens, stop=tuple(args.stop), chat_template=args.chat_template,
+                            **(SAMPLING_DEFAULTS | given)), tasks)
             for n, tasks in by_n.items()]
 
 

@@ -58,7 +58,19 @@ def run(args: argparse.Namespace) -> int:
                   + (f" ({threads} CPU thread{'s' * (threads > 1)}; set OMP_NUM_THREADS to choose)" if threads else ""))
     summary = train(config, resume=args.resume)
     _print_summary(console, summary)
-    return 0
+    return _report_failures(console, summary)
+
+
+def _report_failures(console, summary) -> int:
+    """Training is kept either way; a failed evaluation or leaderboard refresh makes the exit code 1."""
+    for f in summary.failures:
+        where = "base model" if f["step"] == 0 else f"step {f['step']}" if f["step"] is not None else "run"
+        console.print(f"[red]failed[/] {f['kind']} ({where}): {f['message']}", highlight=False, soft_wrap=True)
+    if summary.failures:
+        console.print(f"{len(summary.failures)} failure(s) during training, recorded in the store and "
+                      f"{summary.output_dir}/spsbench_run.json; evaluate the checkpoints again with "
+                      f"`spsbench eval {summary.output_dir}`", highlight=False)
+    return 1 if summary.failures else 0
 
 
 def _print_summary(console, summary) -> None:
@@ -76,6 +88,9 @@ def _print_summary(console, summary) -> None:
         rows += [(f"checkpoint-{step}", r) for step, results in summary.evaluations for r in results]
         console.print(score_table(rows))
         console.print(f"evaluated {len(summary.evaluations)} checkpoint(s) into the results store")
+    elif summary.eval_mode == "watch":
+        console.print(f"eval.mode watch: checkpoints are left to `spsbench eval {summary.output_dir} --watch` "
+                      "(at the sampling recorded in the run folder)")
     else:
         console.print(f"no checkpoint was evaluated during training; evaluate them with "
                       f"`spsbench eval {summary.output_dir}`")

@@ -6,12 +6,15 @@ store lacks are generated, each with `sample_seed(seed, problem_id, idx)`, so a 
 exactly what an uninterrupted one would have. The engine runs in the calling thread; a writer thread
 grades its completions in batches (GraderPool worker processes) and commits them, so grading and
 storage overlap with generation. A finished evaluation is rescored from the store without loading
-the engine at all.
+the engine at all. Before anything is stored or loaded, each task's max_tokens is clamped to what fits
+the model's context after the task's longest prompt (spsbench.evaluation.budget), and the evaluation is
+stored under that effective budget.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -25,6 +28,7 @@ from spsbench.config import SamplingConfig, sample_seed
 from spsbench.engines import load_engine
 from spsbench.engines.base import Completion, Engine, GenRequest
 from spsbench.errors import ConfigError, StoreError
+from spsbench.evaluation.budget import BudgetResolver
 from spsbench.evaluation.provenance import provenance as session_provenance
 from spsbench.evaluation.provenance import tag_fields
 from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores, check_ks
@@ -45,14 +49,16 @@ def evaluate(request: EvalRequest, *, engine_factory: EngineFactory | None = Non
     warm engine). The request's grading policy is part of the evaluation's identity, so strict and
     lenient results are stored as separate evaluations and never mix.
     """
-    loaded = [load_eval_task(name, request.data, request.limit) for name in request.tasks]
+    full = [load_eval_task(name, request.data, None) for name in request.tasks]
     model_path, digest = _identify(request.model, request.engine, request.engine_options)
+    requests = _budgeted(full, request, model_path)       # before anything is stored or loaded
     factory = engine_factory or _default_factory(request.engine_options)
     holder = _EngineHolder(lambda: factory(request.engine, model_path))
     db = Store(request.store or paths.default_store_path())
     try:
         model_id = db.upsert_model(model_path, digest, **tag_fields(request.tags))
-        return [_evaluate_task(db, holder, model_id, model_path, task, request) for task in loaded]
+        return [_evaluate_task(db, holder, model_id, model_path, _limited(task, request.limit), req)
+                for task, req in zip(full, requests, strict=True)]
     finally:
         holder.close()
         db.close()
@@ -119,6 +125,29 @@ def load_eval_task(name: str, data: Mapping[str, str] | None, limit: int | None)
     spec = load_spec(name)
     override = (data or {}).get(spec.name) or (data or {}).get(str(name))
     return load_task(name, data=override, limit=limit)
+
+
+def _budgeted(tasks: list[Task], request: EvalRequest, model_path: str, warn: bool = True) -> list[EvalRequest]:
+    """One request per task, its max_tokens clamped to what fits the model's context after the task's
+    longest prompt (spsbench.evaluation.budget): the effective budget is the one stored."""
+    resolver = BudgetResolver(request.engine, model_path, request.engine_options)
+    try:
+        samplings = [resolver.sampling_for(task, request.sampling, warn) for task in tasks]
+    finally:
+        resolver.close()
+    return [request if s == request.sampling else request.replace(sampling=s) for s in samplings]
+
+
+def effective_samplings(request: EvalRequest, model_path: str) -> dict[str, SamplingConfig]:
+    """Task name -> the sampling `evaluate` stores the request under for this model (its max_tokens
+    clamped to the context), without a warning: to look up what is stored before evaluating."""
+    full = [load_eval_task(name, request.data, None) for name in request.tasks]
+    return {t.spec.name: r.sampling for t, r in zip(full, _budgeted(full, request, model_path, warn=False),
+                                                     strict=True)}
+
+
+def _limited(task: Task, limit: int | None) -> Task:
+    return dataclasses.replace(task, problems=task.problems[:limit]) if limit else task
 
 
 def _identify(model: str | None, engine: str, options: Mapping[str, Any]) -> tuple[str, str]:

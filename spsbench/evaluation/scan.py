@@ -22,7 +22,7 @@ from typing import Any
 from spsbench import paths
 from spsbench.config import SamplingConfig
 from spsbench.errors import CheckpointError, ConfigError, EngineError
-from spsbench.evaluation.evaluate import SharedEngine, evaluate, load_eval_task
+from spsbench.evaluation.evaluate import SharedEngine, effective_samplings, evaluate, load_eval_task
 from spsbench.evaluation.records import EvalRequest, EvalResult, ModelTags, Scores
 from spsbench.grading import GradingPolicy, policy_id
 from spsbench.models import check_loadable, weights_hash
@@ -72,15 +72,26 @@ def checkpoints(run: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def run_info(run: str | Path) -> dict[str, Any]:
+    """The trainer's `spsbench_run.json` in a run folder ({} when absent or unreadable)."""
+    try:
+        loaded = json.loads((Path(run) / paths.RUN_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def recorded_sampling(run: str | Path) -> dict[str, Any]:
+    """The setting the run's training callback evaluated (or would have) its checkpoints at: tasks, n,
+    temperature, top_p, max_tokens, seed, k, limit; {} for a run folder without one."""
+    recorded = run_info(run).get("eval")
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def run_tags(run: str | Path, step: int) -> ModelTags:
     """Tags for a checkpoint: run name, step, and algo/base model from the trainer's run info file."""
     run = Path(run)
-    info: dict[str, Any] = {}
-    try:
-        loaded = json.loads((run / paths.RUN_INFO).read_text(encoding="utf-8"))
-        info = loaded if isinstance(loaded, dict) else {}
-    except (OSError, ValueError):
-        pass
+    info = run_info(run)
     return ModelTags(run_name=str(info.get("run_name") or run.resolve().name), step=step,
                      algo=info.get("algo"), base_model=info.get("base_model"))
 
@@ -198,10 +209,10 @@ def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
     evaluated = False
     try:
         for req, loaded in groups:
-            with Store(req.store or paths.default_store_path()) as db:
-                if is_stored(db, folder, loaded, req.sampling, req.grading):
-                    results += stored_results(db, folder, loaded, req.sampling, req.grading)
-                    continue
+            stored = _stored(req, loaded, folder)
+            if stored is not None:
+                results += stored
+                continue
             if not evaluated:
                 _say(console, f"evaluating {folder.name} (step {step})")
             evaluated = True
@@ -214,6 +225,16 @@ def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
     if not evaluated:
         _say(console, f"[dim]{folder.name}: already in the store, skipped")
     return CheckpointResult(step, folder, "evaluated" if evaluated else "stored", results)
+
+
+def _stored(req: EvalRequest, loaded: list[Task], folder: Path) -> list[EvalResult] | None:
+    """The group's stored results for this checkpoint, under the sampling `evaluate` stores (max_tokens
+    clamped to the checkpoint's context), or None when something is missing."""
+    sampling = effective_samplings(req, str(folder))
+    with Store(req.store or paths.default_store_path()) as db:
+        if not all(is_stored(db, folder, [t], sampling[t.spec.name], req.grading) for t in loaded):
+            return None
+        return [r for t in loaded for r in stored_results(db, folder, [t], sampling[t.spec.name], req.grading)]
 
 
 def _say(console: Any, text: str) -> None:

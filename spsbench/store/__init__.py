@@ -3,8 +3,8 @@
 """
 
 from spsbench.store.db import Store, now, store_error
-from spsbench.store.rows import EvalRow, ModelRow, SampleRow, ScoreRow, SessionRow
+from spsbench.store.rows import EvalRow, ModelRow, RunFailureRow, SampleRow, ScoreRow, SessionRow
 from spsbench.store.schema import SCHEMA, SCHEMA_VERSION
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "EvalRow", "ModelRow", "SampleRow", "ScoreRow", "SessionRow", "Store", "now",
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "EvalRow", "ModelRow", "RunFailureRow", "SampleRow", "ScoreRow", "SessionRow", "Store", "now",
            "store_error"]

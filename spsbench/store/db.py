@@ -30,7 +30,7 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.errors import StoreError
-from spsbench.store.rows import EvalRow, ModelRow, SampleRow, ScoreRow, SessionRow
+from spsbench.store.rows import EvalRow, ModelRow, RunFailureRow, SampleRow, ScoreRow, SessionRow
 from spsbench.store.schema import (
     BUSY_TIMEOUT_MS,
     EVAL_COLUMNS,
@@ -360,6 +360,19 @@ class Store:
                           "d.metric")
         keys = ("model_id", "model_path", "task", "metric", "value", "details", "created_at")
         return [dict(zip(keys, (*r[:5], json.loads(r[5] or "{}"), r[6]), strict=True)) for r in rows]
+
+    def add_run_failure(self, run_name: str, kind: str, message: str, *, step: int | None = None,
+                        model_path: str | None = None) -> int:
+        with self._tx() as con:
+            cur = con.execute("INSERT INTO run_failures(run_name, step, model_path, kind, message, created_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?)", (run_name, step, model_path, kind, message, now()))
+            return int(cur.lastrowid)
+
+    def run_failures(self, run_name: str | None = None) -> list[RunFailureRow]:
+        where, params = ("WHERE run_name = ?", (run_name,)) if run_name is not None else ("", ())
+        rows = self._read("SELECT id, run_name, step, model_path, kind, message, created_at FROM run_failures "
+                          f"{where} ORDER BY id", params)
+        return [RunFailureRow(*r) for r in rows]
 
     def close(self) -> None:
         with self._lock:

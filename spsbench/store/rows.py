@@ -77,3 +77,16 @@ class ScoreRow:
     ci_low: float | None
     ci_high: float | None
     n: int
+
+
+@dataclass(frozen=True)
+class RunFailureRow:
+    """Something that failed during a training run (a checkpoint evaluation, a leaderboard refresh)."""
+
+    id: int
+    run_name: str
+    step: int | None
+    model_path: str | None
+    kind: str                       # evaluation | leaderboard
+    message: str
+    created_at: str

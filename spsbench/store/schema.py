@@ -6,7 +6,8 @@ backfill, and the column lists the `Store` reads. Data only; `spsbench.store` ow
 # is upgraded in place on open: the new table is created, old evaluations read as "all stored problems").
 # 3 added `eval_sessions`, the provenance history (an older store gains the table on open, with one
 # 'upgrade' session per evaluation carrying the provenance it had kept and the samples stored so far).
-SCHEMA_VERSION = 3
+# 4 added `run_failures` (what failed during a training run; an older store gains the empty table on open).
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000         # how long a writer waits for another process's transaction
 
 SCHEMA = """
@@ -81,6 +82,15 @@ CREATE TABLE IF NOT EXISTS eval_sessions(     -- one row per run that opened the
   last_at TEXT                     -- when it last stored a sample
 );
 CREATE INDEX IF NOT EXISTS eval_sessions_by_eval ON eval_sessions(eval_id);
+CREATE TABLE IF NOT EXISTS run_failures(      -- what failed during a training run (v4)
+  id INTEGER PRIMARY KEY,
+  run_name TEXT NOT NULL,
+  step INTEGER,                    -- the checkpoint's global step (0: the base model, NULL: the run)
+  model_path TEXT,                 -- the checkpoint or model being evaluated (NULL: the run)
+  kind TEXT NOT NULL,              -- evaluation | leaderboard
+  message TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS diagnostics(
   model_id INTEGER NOT NULL REFERENCES models(id),
   task TEXT NOT NULL,

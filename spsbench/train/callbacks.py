@@ -5,8 +5,11 @@ the checkpoint folder into its own model (or engine), so the training weights ar
 torch / numpy / Python RNG states are saved and restored around it, so training draws exactly the
 random numbers it would have drawn without evaluation. Results go to the same store as
 `spsbench eval`, tagged with the run name, step and algorithm; then the leaderboard is refreshed.
-An evaluation failure is logged and training goes on (the checkpoint can be evaluated later with
-`spsbench eval RUN_DIR`).
+A failed evaluation or leaderboard refresh does not stop training: it is recorded in the store
+(`run_failures`), in `spsbench_run.json` and in the run's summary, and `spsbench train` exits non-zero
+at the end (the checkpoint can be evaluated later with `spsbench eval RUN_DIR`). With `eval.mode: watch`
+the callback evaluates nothing: a second process runs `spsbench eval RUN_DIR --watch`, at the sampling
+this module records in `spsbench_run.json`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import dataclasses
 import json
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +39,25 @@ logger = logging.getLogger(__name__)
 def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str) -> Path:
     """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints."""
     path = Path(output_dir) / paths.RUN_INFO
+    ev = config.eval
     info = {"run_name": config.run_name, "algo": config.label, "base": config.base, "base_model": base_model,
-            "recipe": config.recipe, "task": config.task, "spsbench_version": __version__}
+            "recipe": config.recipe, "task": config.task, "spsbench_version": __version__,
+            "max_completion_length": (config.rl or {}).get("max_completion_length"),
+            # the checkpoint evaluations' setting: `spsbench eval RUN_DIR` continues them at it
+            "eval": {"mode": ev.mode if ev.enabled else "off", "engine": ev.engine, **ev.sampling()}}
     atomic_write_json(path, info, indent=2)
+    return path
+
+
+def record_run_end(output_dir: str | Path, steps: int, failures: list[dict[str, Any]]) -> Path:
+    """Add the run's outcome (steps, what failed) to its `spsbench_run.json`."""
+    path = Path(output_dir) / paths.RUN_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    atomic_write_json(path, {**(info if isinstance(info, dict) else {}), "steps": steps, "failures": failures},
+                      indent=2)
     return path
 
 
@@ -68,16 +87,17 @@ class EvaluateCheckpointCallback(TrainerCallback):
         self.base_model = base_model
         self.results: list[tuple[int, Any]] = []          # (step, evaluate() output) for the summary
         self.base_results: Any = None                      # the base model's, when eval.base
+        self.failures: list[dict[str, Any]] = []           # what failed (kind, step, model, message)
 
     def on_train_begin(self, args, state, control, **kwargs):
         ev = self.config.eval
-        if not (ev.enabled and ev.base and state.is_world_process_zero) or state.global_step > 0:
+        if not (ev.in_training and ev.base and state.is_world_process_zero) or state.global_step > 0:
             return
         with preserved_rng():
             self.evaluate_model(self.base_model, step=0, tags=None)
 
     def on_save(self, args, state, control, **kwargs):
-        if not self.config.eval.enabled or not state.is_world_process_zero:
+        if not self.config.eval.in_training or not state.is_world_process_zero:
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         with preserved_rng():
@@ -97,13 +117,24 @@ class EvaluateCheckpointCallback(TrainerCallback):
             later = Path(model).parent if tags is not None else model
             logger.warning("evaluation of %s failed (%s: %s); training continues, evaluate it later with "
                            "`spsbench eval %s`", model, type(exc).__name__, exc, later)
+            self.record_failure("evaluation", f"{type(exc).__name__}: {exc}", step=step, model=model)
             return None
         if tags is None:
             self.base_results = result
         else:
             self.results.append((step, result))
-        refresh_leaderboard(self.config.eval.store)
+        refresh_leaderboard(self.config.eval.store, lambda msg: self.record_failure("leaderboard", msg, step=step))
         return result
+
+    def record_failure(self, kind: str, message: str, step: int | None = None, model: str | None = None) -> None:
+        """Keep a failure for the run's summary and record it in the store (best effort: the store may be
+        what failed)."""
+        self.failures.append({"kind": kind, "step": step, "model": model, "message": message})
+        try:
+            with Store(self.config.eval.store or paths.default_store_path()) as store:
+                store.add_run_failure(self.config.run_name or "", kind, message, step=step, model_path=model)
+        except Exception as exc:  # noqa: BLE001 - the summary and the exit code still report it
+            logger.warning("could not record the failure in the store: %s: %s", type(exc).__name__, exc)
 
     def _spec(self, model: str, tags: Any) -> dict[str, Any]:
         ev = self.config.eval
@@ -126,6 +157,8 @@ class EvaluateCheckpointCallback(TrainerCallback):
         spec = json.dumps(self._spec(model, tags))
         proc = subprocess.run([sys.executable, "-m", "spsbench.train.eval_worker", spec], capture_output=True,
                               text=True)
+        for warning in (ln for ln in proc.stderr.splitlines() if ln.startswith("spsbench: warning:")):
+            logger.warning("%s", warning.removeprefix("spsbench: warning: "))   # e.g. a clamped budget
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
@@ -144,12 +177,14 @@ class EvaluateCheckpointCallback(TrainerCallback):
             return out
 
 
-def refresh_leaderboard(store: str | None) -> Path | None:
-    """Regenerate the store's leaderboards; returns their folder."""
+def refresh_leaderboard(store: str | None, on_error: Callable[[str], None] | None = None) -> Path | None:
+    """Regenerate the store's leaderboards; returns their folder (None on failure, told to `on_error`)."""
     try:
         store = store or paths.default_store_path()
         leaderboard_refresh(store)
     except Exception as exc:  # noqa: BLE001 - a leaderboard problem must not stop training
         logger.warning("leaderboard refresh failed: %s: %s", type(exc).__name__, exc)
+        if on_error is not None:
+            on_error(f"leaderboard refresh failed: {type(exc).__name__}: {exc}")
         return None
     return paths.default_leaderboard_dir(store)

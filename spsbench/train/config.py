@@ -27,6 +27,11 @@ from spsbench.errors import ConfigError
 
 ALGOS = ("grpo", "dapo", "gspo", "sps")
 L2TE_LOGPROBS = ("sum", "mean")
+EVAL_MODES = ("inline", "watch")
+# vLLM's share of a GPU when it evaluates beside training (eval.engine vllm/auto and no
+# eval.engine_options.gpu_memory_utilization): the policy, its optimizer state and a colocated rollout
+# vLLM (TRL's vllm_gpu_memory_utilization default 0.3) already hold the rest; vLLM's own 0.9 cannot fit.
+EVAL_GPU_MEMORY_UTILIZATION = 0.3
 BASES = ("grpo", "dapo", "gspo")
 DEMO_RECIPE = "cpu-demo.yaml"
 # YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
@@ -91,6 +96,9 @@ class EvalConfig:
     """Evaluation of every saved checkpoint by the spsbench evaluator (same store as `spsbench eval`)."""
 
     enabled: bool = _f(True, "Evaluate each checkpoint when it is saved.")
+    mode: str = _f("inline", "inline: the training process evaluates each checkpoint (callback); watch: it "
+                             "does not, a second process runs `spsbench eval RUN --watch` with the sampling "
+                             "recorded in the run folder's spsbench_run.json.")
     base: bool = _f(True, "Also evaluate the base model before the first step, with the same settings (the "
                           "step-0 point and the comparison table's base row; reused from the store when there).")
     tasks: list[str] = _f(["arith"], "Tasks to evaluate on (registry names or task YAML paths).")
@@ -101,8 +109,9 @@ class EvalConfig:
     max_tokens: int = _f(256, "Max new tokens per evaluation sample.")
     seed: int = _f(0, "Base sampling seed.")
     engine: str = _f("hf", "Generation engine for evaluation: hf | vllm | auto | openai.")
-    engine_options: dict[str, Any] = _f({}, "Engine options, like `spsbench eval --engine-opt` (e.g. "
-                                            "gpu_memory_utilization: 0.3 next to a training job).")
+    engine_options: dict[str, Any] = _f({}, "Engine options, like `spsbench eval --engine-opt`. For vllm and "
+                                            f"auto, gpu_memory_utilization defaults to {EVAL_GPU_MEMORY_UTILIZATION} "
+                                            "(beside the training job on the same GPU), not vLLM's 0.9.")
     isolate: bool = _f(True, "Evaluate in a child process (own memory, threads and engine; the training "
                              "process is untouched). false: in the training process.")
     store: str | None = _f(None, "Results store path (default: the `spsbench eval` default store).")
@@ -116,6 +125,20 @@ class EvalConfig:
             raise ConfigError(f"eval.k: {max(self.k)} is larger than eval.n={self.n}")
         if isinstance(self.tasks, str):
             self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        if self.mode not in EVAL_MODES:
+            raise ConfigError(f"eval.mode: must be one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
+        if self.engine in ("vllm", "auto"):
+            self.engine_options = {"gpu_memory_utilization": EVAL_GPU_MEMORY_UTILIZATION, **(self.engine_options or {})}
+
+    @property
+    def in_training(self) -> bool:
+        """Whether the training process evaluates checkpoints itself (not off, not left to a watcher)."""
+        return self.enabled and self.mode == "inline"
+
+    def sampling(self) -> dict[str, Any]:
+        """The checkpoint evaluations' setting, as recorded in the run info for `spsbench eval RUN`."""
+        return {"tasks": list(self.tasks), "n": self.n, "temperature": self.temperature, "top_p": self.top_p,
+                "max_tokens": self.max_tokens, "seed": self.seed, "k": list(self.k), "limit": self.limit}
 
 
 @dataclass

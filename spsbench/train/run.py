@@ -15,11 +15,18 @@ from spsbench.engines.vllm import cpu_env_defaults
 from spsbench.errors import ConfigError, TrainingError
 from spsbench.models import resolve_model
 from spsbench.system import busy_cpus
+from spsbench.train.budget import apply_rollout_budget
 from spsbench.train.config import TrainConfig
 from spsbench.train.data import build_dataset
 from spsbench.train.reward import make_reward_fn
 
 CPU_DEFAULTS = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "disable_tqdm": True}
+# The DDP collective timeout (TrainingArguments.ddp_timeout, seconds; recipe key rl.ddp_timeout wins).
+# While rank 0 evaluates a checkpoint inline the other ranks wait in the next collective, and the
+# paper's evaluation (5 benchmarks x n=128 x <= 4,096 tokens, ~19,000 samples, ~40M tokens at most) on
+# a vLLM that holds 0.3 of one GPU takes hours, not torch's default 30 minutes. 8 hours covers it at
+# ~1,500 tokens/s; with `eval.mode: watch` nothing waits.
+DDP_TIMEOUT_S = 8 * 3600
 
 
 @dataclass
@@ -32,6 +39,8 @@ class RunSummary:
     evaluations: list[tuple[int, Any]] = field(default_factory=list)
     base_evaluations: list[Any] = field(default_factory=list)
     leaderboard: Path | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)   # failed evaluations / refreshes
+    eval_mode: str = "inline"                                       # inline | watch | off
 
 
 def pick_cpu_threads() -> int | None:
@@ -70,7 +79,7 @@ def grpo_args(config: TrainConfig, output_dir: Path):
 
     # TRL 1.16 defaults to bf16=True, which TrainingArguments refuses without a GPU.
     gpu = torch.cuda.is_available()
-    defaults = CPU_DEFAULTS | {"bf16": gpu}
+    defaults = CPU_DEFAULTS | {"bf16": gpu, "ddp_timeout": DDP_TIMEOUT_S}
     if not gpu:  # without use_cpu + gloo, a torchrun launch on CPU trains every rank alone (no DDP)
         defaults["use_cpu"] = True
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -167,6 +176,7 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     if config.algo == "sps":
         refuse_sharding_for_sps(config)
     output_dir = fill_names(config, resolve_model(config.model))
+    apply_rollout_budget(config)            # prompt + completion vs the context, before the model loads
     args = grpo_args(config, output_dir)
     if args.use_vllm and args.vllm_mode == "colocate":
         _colocate_env()
@@ -200,7 +210,7 @@ def shutdown_distributed(wait: bool = True) -> None:
 
 def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list[Any] | None = None) -> RunSummary:
     """Run training to the end; returns what the CLI prints."""
-    from spsbench.train.callbacks import refresh_leaderboard
+    from spsbench.train.callbacks import record_run_end, refresh_leaderboard
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     trainer, evaluator = build_trainer(config, callbacks)
@@ -220,5 +230,10 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
                          sps_phases=list(trainer.irl_phases()), evaluations=evaluator.results,
                          base_evaluations=list(evaluator.base_results or []))
     if evaluator.results:
-        summary.leaderboard = refresh_leaderboard(config.eval.store)
+        summary.leaderboard = refresh_leaderboard(
+            config.eval.store, lambda msg: evaluator.record_failure("leaderboard", msg, step=summary.steps))
+    summary.failures = list(evaluator.failures)
+    summary.eval_mode = config.eval.mode if config.eval.enabled else "off"
+    if trainer.args.should_save:
+        record_run_end(output_dir, summary.steps, summary.failures)
     return summary
