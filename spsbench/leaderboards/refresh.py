@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spsbench import paths
-from spsbench.errors import ConfigError, StoreError
+from spsbench.errors import ConfigError
 from spsbench.io import atomic_write_text
 from spsbench.leaderboards import plots
 from spsbench.leaderboards.comparison import comparison_page
@@ -40,12 +40,11 @@ from spsbench.leaderboards.snapshot import (
     Entry,
     Snapshot,
     diag_setting,
-    load_snapshot,
     majority,
     plural,
     reference_setting,
 )
-from spsbench.store import Store
+from spsbench.leaderboards.sources import load_sources, published_folder
 
 PLOT_INDEX = "plots/.inputs.json"  # PNG -> hash of its inputs; unchanged inputs are not redrawn
 
@@ -68,20 +67,17 @@ def refresh(
     budget: int | None = None,
     plots: bool = True,
     store_label: str | None = None,
+    published: str | Path | bool | None = True,
 ) -> list[Path]:
-    """Regenerate every leaderboard file from the store; returns every generated file (sorted).
+    """Regenerate every leaderboard file from the store and the published export; returns every
+    generated file (sorted).
 
-    Paths on the pages (the store label too, unless `store_label` is given) are shown relative to the
-    current working directory when they are inside it."""
+    `published`: True = the default export for this store (`results/published` for the default store,
+    none for another), a folder, or False for none. Paths on the pages (the store label too, unless
+    `store_label` is given) are shown relative to the current working directory when they are inside it."""
     store_path = Path(store_path or paths.default_store_path())
-    if not store_path.is_file():
-        raise StoreError(f"results store {store_path} does not exist; run `spsbench eval` first")
     out = Path(out_dir or paths.default_leaderboard_dir(store_path))
-    store = Store(store_path)
-    try:
-        snap = load_snapshot(store, store_label or paths.display_path(store_path), store_path)
-    finally:
-        store.close()
+    snap = load_sources(store_path, published_folder(store_path, published), store_label)
     site = build_site(snap, metric=parse_metric(metric), budget=budget)
     return _write(site, out, plots)
 

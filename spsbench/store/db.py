@@ -234,6 +234,10 @@ class Store:
             except sqlite3.Error as exc:
                 raise store_error(self.path, exc) from None
 
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction for bulk copies between stores (`spsbench.store.merge`)."""
+        return self._tx()
+
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
             try:
