@@ -178,7 +178,8 @@ def _run_page(site: Site, run: str) -> None:
         f"{plural(len(models), 'checkpoint')} (steps {', '.join(map(str, steps))}).",
         "",
         f"{BEST} = best checkpoint per task: highest Avg@n among comparable rows (the paper's rule). "
-        f"Scores in %, [95% bootstrap CI over problems]. {NOT_COMPARABLE} = different setting, see footnote.",
+        f"Scores in %, [95% interval: Wilson score interval with the problems' design effect, docs/grading.md]. "
+        f"{NOT_COMPARABLE} = different setting, see footnote.",
         "",
     ]
     for task in snap.tasks():
