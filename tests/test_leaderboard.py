@@ -287,8 +287,9 @@ def test_store_written_through_the_store_api(tmp_path):
     store.close()
     refresh(tmp_path / "s.db", tmp_path / "lb", plots=False, store_label=LABEL)
     run = (tmp_path / "lb/runs/r.md").read_text()
-    assert "| base | `base` | 50.0 [50.0, 50.0] |" in run and "| 1 / 0 / 0 |" in run
-    assert "| 10 ★ | `checkpoint-10` | 100.0 [100.0, 100.0] |" in run
+    # Intervals are recomputed from the stored samples (one problem, 2 samples: Wilson over 2 trials).
+    assert "| base | `base` | 50.0 [9.5, 90.5] |" in run and "| 1 / 0 / 0 |" in run
+    assert "| 10 ★ | `checkpoint-10` | 100.0 [34.2, 100.0] |" in run
 
 
 # ---------------------------------------------------------------------------- where leaderboards go
