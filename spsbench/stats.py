@@ -5,8 +5,8 @@ of a single score is `spsbench.metrics.score_interval`.)
 Paired bootstrap (`paired_difference`): replicate r draws problems with replacement (the same draws for
 both evaluations: the pairing) and, within each drawn problem, each evaluation's n samples with
 replacement (a binomial count at its observed rate); the statistic is the difference of the two means
-of Pass@k (unbiased estimator on the redrawn counts) or of c/n. 95% percentile interval; significant
-when it excludes 0.
+of Pass@k (unbiased estimator on the redrawn counts) or of c/n. 95% percentile interval, centred on the
+observed difference (see `_diff`); significant when it excludes 0.
 """
 
 from __future__ import annotations
@@ -68,7 +68,10 @@ def _replicates(rng: np.random.Generator, rows: int, na: np.ndarray, ca: np.ndar
 
 
 def _diff(point: float, boots: np.ndarray) -> Difference:
-    low, high = np.percentile(boots, [2.5, 97.5])
+    """Percentile interval of the replicates, moved so that their mean sits on the observed difference:
+    redrawing a problem's samples with replacement repeats some of them, which lowers Pass@k (fewer
+    distinct correct samples); the shift removes that bias and keeps the spread."""
+    low, high = np.percentile(boots, [2.5, 97.5]) + (point - float(boots.mean()))
     # Rounded so float noise in a degenerate case (every replicate equal) cannot fake significance.
     return Difference(float(point), round(float(low), 12), round(float(high), 12))
 

@@ -4,7 +4,10 @@ Rows are the base model itself (a plain model whose path equals the runs'
 `base_model`) and every run started from it; per task, each row shows the checkpoint with the highest
 Avg@n among evaluations with the column's reference setting, its Pass@K at the largest k all rows share,
 its Avg@n and its outcome counts. An SPS cell (algo `sps*`) is bold when it beats every GRPO run from the
-same base model on that task and metric, and from the same training task where both runs' are known.
+same base model on that task and metric (and from the same training task where both runs' are known)
+by a paired difference whose 95% interval excludes 0 (`spsbench.leaderboards.pairs`). Below the table:
+the paired differences themselves (each run vs the base model, and runs of different methods) and
+the change of the solvable set between them.
 
 The store records a run's base model but not its training data; the training task comes from the
 trainer's `spsbench_run.json` beside the checkpoints when it is readable (`Snapshot.run_info`), and the
@@ -26,6 +29,8 @@ from spsbench.leaderboards.markdown import (
     slug,
     table,
 )
+from spsbench.leaderboards.paired_section import paired_section
+from spsbench.leaderboards.pairs import paired
 from spsbench.leaderboards.snapshot import Entry, Snapshot, reference_setting, unique_short_names
 
 
@@ -69,8 +74,9 @@ def comparison_page(site: Site) -> None:
         f"Like the paper's Table 1: for each run, the best checkpoint per task ({budget}; best = highest "
         "Avg@n among comparable evaluations), its Pass@K at the largest k all rows share (Pass@128 when "
         "n ≥ 128) and its Avg@n. **Bold** = an SPS run (algo `sps*`) beats every GRPO run from the same "
-        "base model and training task on that task. Scores in %; outcome counts are no_answer / timeout / "
-        "error.",
+        "base model and training task on that task, each by a paired difference whose 95% interval "
+        "excludes 0 (paired bootstrap over problems and samples, see *Paired differences*). Scores in %; "
+        "outcome counts are no_answer / timeout / error.",
         "",
         _matching_note(snap),
         "",
@@ -126,7 +132,8 @@ def _comparison_group(site: Site, base: str, name: str) -> list[str]:
     lines += [f"- {note}" for note in notes_out]
     chosen = [f"{rows[i].run} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
-    return lines + [""] + _comparison_plots(site, base, name, rows, picks, settings)
+    lines += [""] + paired_section(rows, picks, settings)
+    return lines + ([""] if lines[-1] else []) + _comparison_plots(site, base, name, rows, picks, settings)
 
 
 def _fallback(entries: list[Entry], task: str) -> Entry | None:
@@ -153,13 +160,14 @@ def _fill_task_columns(
         ]
         pk, avg = e.passk.get(k) if k else None, e.avg
         bold = row.method.startswith("sps") and grpo and e.setting == notes.ref
+        diffs = [paired(g, e, k) for g in grpo] if bold else []
         pk_txt = _bold(
             pct(pk.value) if pk else "—",
-            bold and pk and all(g.passk.get(k) and pk.value > g.passk[k].value for g in grpo),
+            bold and pk and all(d and d.passk and d.passk.significant and d.passk.value > 0 for d in diffs),
         )
         avg_txt = _bold(
             pct(avg.value) if avg else "—",
-            bold and avg and all(g.avg and avg.value > g.avg.value for g in grpo),
+            bold and avg and all(d and d.avg.significant and d.avg.value > 0 for d in diffs),
         )
         cells[i] += [pk_txt + notes.mark(e.setting), avg_txt, flags_text(e.counts)]
 

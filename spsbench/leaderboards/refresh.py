@@ -36,6 +36,7 @@ from spsbench.leaderboards.markdown import (
     slug,
     table,
 )
+from spsbench.leaderboards.pairs import solved_change, solved_lines
 from spsbench.leaderboards.snapshot import (
     Entry,
     Snapshot,
@@ -200,7 +201,17 @@ def _run_task_section(site: Site, run: str, task: str, entries: list[Entry], bas
         rows, ["step", "checkpoint"], lambda e: _step_cells(e), best.eval_id if best else None
     )
     lines += [""] + _run_plots(site, run, task, [e for e in rows if e.setting == ref], best)
-    return lines + [""]
+    return lines + [""] + _run_solvable(base_rows, best, ref)
+
+
+def _run_solvable(base_rows: list[Entry], best: Entry | None, ref) -> list[str]:
+    """Problems the best checkpoint solves that the base model does not, and the reverse."""
+    base = next((e for e in base_rows if e.setting == ref), None)
+    change = solved_change(base, best) if base is not None and best is not None else None
+    if change is None:
+        return []
+    return ["### Solvable set: best checkpoint vs base model", "",
+            *solved_lines(change, "base", f"step {best.model.step}"), ""]
 
 
 def _step_cells(e: Entry) -> list[str]:
