@@ -49,3 +49,26 @@ def test_solved_change_counts_gains_losses_and_the_sign_test():
     assert change.problems == 3                                   # p4 and p5 are not paired
     assert [g[0] for g in change.gained] == ["p1", "p3"] and change.gained[1][2] == 0.75
     assert [x[0] for x in change.lost] == ["p2"] and change.p_value == 1.0
+
+
+def test_half_split_is_fixed_disjoint_and_stable_when_problems_are_added():
+    from spsbench.leaderboards.selection import split_halves
+
+    ids = [f"p{i:02d}" for i in range(20)]
+    a, b = split_halves(ids)
+    assert a.isdisjoint(b) and a | b == set(ids) and len(a) == 10
+    assert split_halves(list(reversed(ids))) == (a, b)
+
+
+def test_selection_without_peeking_is_reported_beside_the_papers_rule(store, tmp_path, capsys):
+    assert main(["leaderboard", "--store", str(store), "--out", str(tmp_path), "--no-plots",
+                 "--select-on", "aime25"]) == 0
+    page = (tmp_path / "comparison.md").read_text()
+    section = page.split("### Checkpoint selection", 1)[1]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| grpo-qwen") or
+            line.startswith("| sps-qwen")]
+    assert len(rows) == 6                  # 2 runs x 2 tasks (half split) + 2 runs on arith (--select-on)
+    assert all(float(r[-1].rstrip(" |")) >= 0 for r in rows)        # the best on B is never beaten
+    assert "| grpo-qwen | arith | step 200 | 37.0 | aime25 |" in section
+    assert main(["leaderboard", "--store", str(store), "--select-on", " , "]) == 2
+    assert "--select-on" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from spsbench.leaderboards.markdown import (
 )
 from spsbench.leaderboards.paired_section import paired_section
 from spsbench.leaderboards.pairs import paired
+from spsbench.leaderboards.selection import selection_section
 from spsbench.leaderboards.snapshot import Entry, Snapshot, reference_setting, unique_short_names
 
 
@@ -133,6 +134,7 @@ def _comparison_group(site: Site, base: str, name: str) -> list[str]:
     chosen = [f"{rows[i].run} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
     lines += [""] + paired_section(rows, picks, settings)
+    lines += selection_section(rows, {task: ref for task, ref, _ in settings}, site.select_on)
     return lines + ([""] if lines[-1] else []) + _comparison_plots(site, base, name, rows, picks, settings)
 
 

@@ -143,6 +143,7 @@ class Site:
     snap: Snapshot
     metric: tuple[str, int | None]
     budget: int | None
+    select_on: tuple[str, ...] = ()        # comparison page: also select checkpoints on these tasks
     pages: dict[str, str] = field(default_factory=dict)
     plots: dict[str, tuple[str, tuple]] = field(default_factory=dict)
 

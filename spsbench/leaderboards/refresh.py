@@ -69,6 +69,7 @@ def refresh(
     plots: bool = True,
     store_label: str | None = None,
     published: str | Path | bool | None = True,
+    select_on: tuple[str, ...] = (),
 ) -> list[Path]:
     """Regenerate every leaderboard file from the store and the published export; returns every
     generated file (sorted).
@@ -79,14 +80,15 @@ def refresh(
     store_path = Path(store_path or paths.default_store_path())
     out = Path(out_dir or paths.default_leaderboard_dir(store_path))
     snap = load_sources(store_path, published_folder(store_path, published), store_label)
-    site = build_site(snap, metric=parse_metric(metric), budget=budget)
+    site = build_site(snap, metric=parse_metric(metric), budget=budget, select_on=select_on)
     return _write(site, out, plots)
 
 
 def build_site(
-    snap: Snapshot, metric: tuple[str, int | None] = ("avg", None), budget: int | None = None
+    snap: Snapshot, metric: tuple[str, int | None] = ("avg", None), budget: int | None = None,
+    select_on: tuple[str, ...] = (),
 ) -> Site:
-    site = Site(snap, metric, budget)
+    site = Site(snap, metric, budget, tuple(select_on))
     for run in snap.runs():
         _run_page(site, run)
     for task in snap.tasks():
