@@ -11,7 +11,7 @@ from pathlib import Path
 from spsbench import paths
 from spsbench.commands.results import select
 from spsbench.errors import ConfigError, StoreError
-from spsbench.leaderboards.snapshot import current_evaluations, read_run_info
+from spsbench.leaderboards.snapshot import current_evaluations, plural, read_run_info
 from spsbench.store import Store
 from spsbench.store.published import export_evaluation
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         written = [export_evaluation(store, ev, out, root, info.get(ev.run_name or "")) for ev in evals]
     for path in written:
         print(f"published {paths.display_path(path)}", file=sys.stderr)
-    print(f"{len(written)} evaluations in {paths.display_path(out)}/; commit them and run `spsbench "
+    print(f"{plural(len(written), 'evaluation')} in {paths.display_path(out)}/; commit them and run `spsbench "
           "leaderboard` (the local copies stay and are shown once)", file=sys.stderr)
     return 0
 

@@ -29,7 +29,7 @@ from spsbench.leaderboards.markdown import (
     slug,
     table,
 )
-from spsbench.leaderboards.paired_section import paired_section
+from spsbench.leaderboards.paired_section import pair_diffs, paired_section, plot_rows
 from spsbench.leaderboards.pairs import paired
 from spsbench.leaderboards.selection import selection_section
 from spsbench.leaderboards.snapshot import Entry, Snapshot, reference_setting, unique_short_names
@@ -133,9 +133,10 @@ def _comparison_group(site: Site, base: str, name: str) -> list[str]:
     lines += [f"- {note}" for note in notes_out]
     chosen = [f"{rows[i].run} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
-    lines += [""] + paired_section(rows, picks, settings)
+    diffs = pair_diffs(rows, picks, settings)
+    lines += [""] + paired_section(rows, picks, settings, diffs)
     lines += selection_section(rows, {task: ref for task, ref, _ in settings}, site.select_on)
-    return lines + ([""] if lines[-1] else []) + _comparison_plots(site, base, name, rows, picks, settings)
+    return lines + ([""] if lines[-1] else []) + _comparison_plots(site, base, name, rows, picks, settings, diffs)
 
 
 def _fallback(entries: list[Entry], task: str) -> Entry | None:
@@ -178,21 +179,32 @@ def _bold(text: str, on) -> str:
     return f"**{text}**" if on else text
 
 
-def _comparison_plots(site: Site, base: str, name: str, rows: list[Row], picks, settings) -> list[str]:
-    """Pass@k vs k per method and task; rows with another setting († in the table) are left out.
+def _comparison_plots(site: Site, base: str, name: str, rows: list[Row], picks, settings, diffs) -> list[str]:
+    """Pass@k vs k per method and task with 95% interval bands, and the paired differences; rows with
+    another setting († in the table) are left out.
 
     File names and titles use the base model's short name (`name`), not its stored path, which may be
     an absolute path on the machine that trained it."""
     out = []
-    for task, ref, _ in settings:
-        curves = {
-            f"{r.method} ({r.run})" if r.run != "—" else "base": {k: s.value for k, s in picks[i, task].passk.items()}
-            for i, r in enumerate(rows)
-            if (i, task) in picks and picks[i, task].setting == ref
-        }
-        if not curves:
+    for task, ref, k in settings:
+        shown = [(r, picks[i, task]) for i, r in enumerate(rows) if (i, task) in picks and picks[i, task].setting == ref]
+        if not shown:
             continue
+        label = {id(r): f"{r.method} ({r.run})" if r.run != "—" else "base" for r, _ in shown}
+        curves = {label[id(r)]: {kk: s.value for kk, s in e.passk.items()} for r, e in shown}
+        bands = {label[id(r)]: interval_bands(e) for r, e in shown}
         rel = f"plots/compare-{slug(name)}-{slug(task)}-passk.png"
-        site.plot(rel, "passk_curves", f"{name} · {task}: Pass@k vs k by method", curves)
+        site.plot(rel, "passk_curves", f"{name} · {task}: Pass@k vs k by method (bands: 95% intervals)", curves,
+                  bands)
         out.append(f"![Pass@k vs k by method, {task}]({rel})")
+        if diff_rows := plot_rows(rows, diffs, task):
+            rel = f"plots/compare-{slug(name)}-{slug(task)}-paired.png"
+            site.plot(rel, "paired_differences", f"{name} · {task}: paired differences B − A",
+                      diff_rows, [f"Pass@{k}", f"Avg@{ref.n}"])
+            out.append(f"![Paired differences with 95% intervals, {task}]({rel})")
     return out + [""]
+
+
+def interval_bands(e: Entry) -> dict[int, tuple[float, float]]:
+    """k -> (low, high) of the entry's Pass@k intervals (where it has them)."""
+    return {k: (s.ci_low, s.ci_high) for k, s in e.passk.items() if s.ci_low is not None and s.ci_high is not None}

@@ -8,7 +8,7 @@ from itertools import combinations
 from typing import Any
 
 from spsbench.leaderboards.markdown import table
-from spsbench.leaderboards.pairs import SIGNIFICANT, diff_text, paired, solved_change, solved_lines
+from spsbench.leaderboards.pairs import SIGNIFICANT, Paired, diff_text, paired, solved_change, solved_lines
 
 
 def compared_pairs(rows: list[Any]) -> list[tuple[int, int]]:
@@ -25,7 +25,28 @@ def _label(row: Any) -> str:
     return "base" if row.method == "base" else f"{row.method} ({row.run})"
 
 
-def paired_section(rows: list[Any], picks: dict, settings: list) -> list[str]:
+def pair_diffs(rows: list[Any], picks: dict, settings: list) -> dict[tuple[int, int, str], Paired]:
+    """(A row, B row, task) -> the paired difference of their chosen checkpoints (table setting only)."""
+    out = {}
+    for i, j in compared_pairs(rows):
+        for task, ref, k in settings:
+            a, b = picks.get((i, task)), picks.get((j, task))
+            d = paired(a, b, k) if a and b and a.setting == ref and b.setting == ref else None
+            if d is not None:
+                out[i, j, task] = d
+    return out
+
+
+def plot_rows(rows: list[Any], diffs: dict, task: str) -> dict[str, list[tuple[float, float, float]]]:
+    """'B − A' -> [(ΔPass@K, low, high), (ΔAvg@n, low, high)] for the paired-difference plot."""
+    out = {}
+    for (i, j, t), d in sorted(diffs.items()):
+        if t == task and d.passk is not None:
+            out[f"{_label(rows[j])} − {_label(rows[i])}"] = [(x.value, x.low, x.high) for x in (d.passk, d.avg)]
+    return out
+
+
+def paired_section(rows: list[Any], picks: dict, settings: list, diffs: dict) -> list[str]:
     pairs = compared_pairs(rows)
     if not pairs:
         return []
@@ -35,9 +56,8 @@ def paired_section(rows: list[Any], picks: dict, settings: list) -> list[str]:
     cells = []
     for i, j in pairs:
         row = [_label(rows[j]), _label(rows[i])]
-        for task, ref, k in settings:
-            a, b = picks.get((i, task)), picks.get((j, task))
-            d = paired(a, b, k) if a and b and a.setting == ref and b.setting == ref else None
+        for task, _, _ in settings:
+            d = diffs.get((i, j, task))
             row += [diff_text(d.passk), diff_text(d.avg), str(d.problems)] if d else ["—", "—", "—"]
         cells.append(row)
     lines = ["### Paired differences", "",

@@ -23,7 +23,7 @@ from spsbench import paths
 from spsbench.errors import ConfigError
 from spsbench.io import atomic_write_text
 from spsbench.leaderboards import plots
-from spsbench.leaderboards.comparison import comparison_page
+from spsbench.leaderboards.comparison import comparison_page, interval_bands
 from spsbench.leaderboards.markdown import (
     BEST,
     DIAG_METRICS,
@@ -230,7 +230,9 @@ def _run_plots(site: Site, run: str, task: str, rows: list[Entry], best: Entry |
     stem = f"plots/run-{slug(run)}-{slug(task)}"
     labels = {e.eval_id: ("base" if e.model.run_name is None else f"step {e.model.step}") for e in rows}
     curves = {labels[e.eval_id]: {k: s.value for k, s in e.passk.items()} for e in rows}
-    p1 = site.plot(f"{stem}-passk.png", "passk_curves", f"{run} · {task}: Pass@k vs k", curves)
+    bands = {labels[e.eval_id]: interval_bands(e) for e in rows}
+    p1 = site.plot(f"{stem}-passk.png", "passk_curves", f"{run} · {task}: Pass@k vs k (bands: 95% intervals)",
+                   curves, bands)
     out = [f"![Pass@k vs k, {run} on {task}](../{p1})"]
     out += _steps_plot(site, run, task, rows, stem)
     first = rows[0]
@@ -264,11 +266,20 @@ def _steps_plot(site: Site, run: str, task: str, rows: list[Entry], stem: str) -
         f"Pass@{k}": [e.passk[k].value for e in points],
         f"Avg@{n}": [e.avg.value if e.avg else None for e in points],
     }
+    bands = {
+        f"Pass@{k}": [_bounds(e.passk[k]) for e in points],
+        f"Avg@{n}": [_bounds(e.avg) for e in points],
+    }
     rel = site.plot(
-        f"{stem}-steps.png", "step_curves", f"{run} · {task}: Pass@{k} and Avg@{n} vs step", steps, series, ticks
+        f"{stem}-steps.png", "step_curves", f"{run} · {task}: Pass@{k} and Avg@{n} vs step (bands: 95% intervals)",
+        steps, series, ticks, bands,
     )
     what = ", base model as step 0" if base else ""
     return [f"![Pass@{k} and Avg@{n} vs training step{what}, {run} on {task}](../{rel})"]
+
+
+def _bounds(score) -> tuple[float, float] | None:
+    return (score.ci_low, score.ci_high) if score and score.ci_low is not None and score.ci_high is not None else None
 
 
 def _rates(e: Entry) -> list[float]:
