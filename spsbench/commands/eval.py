@@ -20,7 +20,10 @@ from spsbench.evaluation.evaluate import SharedEngine, check_ks, evaluate, score
 from spsbench.evaluation.scan import is_run_folder, scan_groups
 from spsbench.grading import GradingPolicy
 from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
+from spsbench.quiet import engine_log
 from spsbench.tasks import load_spec, parse_data_args
+
+ENGINE_LOG = "engine.log"     # beside the store: vLLM / torch / transformers output of every eval
 
 HELP = "Evaluate a model, a run folder of checkpoints, or a served model (Pass@k, Avg@n) into the store."
 
@@ -74,22 +77,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--watch: stop after S seconds without a new checkpoint (default: never).")
     parser.add_argument("--no-leaderboard", action="store_true", help="Do not refresh the leaderboards.")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="Show the engines' own log lines and warnings (default: they go to engine.log beside "
+                             "the store).")
 
 
 def run(args: argparse.Namespace) -> int:
     console = output_console()
     plan = _plan(args, parse_data_args(args.data))
     store = Path(args.store or paths.default_store_path())
-    if plan["run_folder"]:
-        report = _scan(args, plan, store, console)
-        results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
-    else:
-        results = [(_label(r.model), r) for r in _evaluate_model(args, plan, store)]
-
+    with engine_log(store.parent / ENGINE_LOG, args.verbose) as log:
+        if plan["run_folder"]:
+            report = _scan(args, plan, store, console)
+            results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
+        else:
+            results = [(_label(r.model), r) for r in _evaluate_model(args, plan, store)]
     console.print(score_table(results))
     if plan["run_folder"]:
         _print_best(console, report, plan["tasks"])
     _print_destinations(console, store, args.no_leaderboard)
+    if log is not None:
+        console.print(f"engine messages: {paths.display_path(log)} (-v shows them here)", highlight=False)
     return 0
 
 

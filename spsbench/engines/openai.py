@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -38,6 +37,7 @@ from spsbench.config import SamplingConfig
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten
 from spsbench.engines.options import Opt, check_options
 from spsbench.errors import EngineError
+from spsbench.quiet import terminal
 from spsbench.system import package_versions
 
 OPTIONS: dict[str, Any] = {
@@ -174,7 +174,7 @@ class OpenAIEngine:
             if not self._no_chat_template:
                 self._no_chat_template = True     # threads may race here; the warning is cosmetic
                 print(f"spsbench: {self.model!r} has no chat template on {self.base_url}; sending raw "
-                      "prompts to /completions (chat_template=auto)", file=sys.stderr)
+                      "prompts to /completions (chat_template=auto)", file=terminal())
             return self._request(sample, sampling, False)
 
     def _request(self, sample: Sample, sampling: SamplingConfig, chat: bool) -> Completion:
