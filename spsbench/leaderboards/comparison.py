@@ -124,16 +124,16 @@ def _comparison_group(site: Site, base: str, name: str) -> list[str]:
         settings.append((task, ref, k))
         headers += [f"{task} Pass@{k or 'k'}", f"{task} Avg@{ref.n}", f"{task} flags"]
     cells = [[r.method, r.run, "—" if r.method == "base" else (r.trained or "?")] for r in rows]
+    diffs = pair_diffs(rows, picks, settings)
     for task, ref, k in settings:
         notes = Footnotes(ref)
-        _fill_task_columns(rows, picks, task, k, notes, cells)
+        _fill_task_columns(rows, picks, task, k, notes, cells, diffs)
         notes_out += [f"{task}: {line.strip()}" for line in notes.lines() if line]
     lines = [title, ""] + table(headers, cells, right_from=3) + [""]
     lines += [f"- `{task}`: {setting_line(ref)}" for task, ref, _ in settings]
     lines += [f"- {note}" for note in notes_out]
     chosen = [f"{rows[i].run} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
-    diffs = pair_diffs(rows, picks, settings)
     lines += [""] + paired_section(rows, picks, settings, diffs)
     lines += selection_section(rows, {task: ref for task, ref, _ in settings}, site.select_on)
     return lines + ([""] if lines[-1] else []) + _comparison_plots(site, base, name, rows, picks, settings, diffs)
@@ -146,7 +146,7 @@ def _fallback(entries: list[Entry], task: str) -> Entry | None:
 
 
 def _fill_task_columns(
-    rows: list[Row], picks, task: str, k: int | None, notes: Footnotes, cells: list[list[str]]
+    rows: list[Row], picks, task: str, k: int | None, notes: Footnotes, cells: list[list[str]], diffs: dict
 ) -> None:
     for i, row in enumerate(rows):
         e = picks.get((i, task))
@@ -156,21 +156,22 @@ def _fill_task_columns(
         # The GRPO runs this row is compared with: same base model (the group), same training task
         # where both are known, and the table's setting.
         grpo = [
-            picks[j, task]
+            j
             for j, other in enumerate(rows)
             if other.method == "grpo" and (j, task) in picks and picks[j, task].setting == notes.ref
             and row.same_data(other)
         ]
         pk, avg = e.passk.get(k) if k else None, e.avg
         bold = row.method.startswith("sps") and grpo and e.setting == notes.ref
-        diffs = [paired(g, e, k) for g in grpo] if bold else []
+        # The paired differences of the section below (computed once), in this order: B = this row.
+        found = [diffs.get((j, i, task)) or paired(picks[j, task], e, k) for j in grpo] if bold else []
         pk_txt = _bold(
             pct(pk.value) if pk else "—",
-            bold and pk and all(d and d.passk and d.passk.significant and d.passk.value > 0 for d in diffs),
+            bold and pk and all(d and d.passk and d.passk.significant and d.passk.value > 0 for d in found),
         )
         avg_txt = _bold(
             pct(avg.value) if avg else "—",
-            bold and avg and all(d and d.avg.significant and d.avg.value > 0 for d in diffs),
+            bold and avg and all(d and d.avg.significant and d.avg.value > 0 for d in found),
         )
         cells[i] += [pk_txt + notes.mark(e.setting), avg_txt, flags_text(e.counts)]
 
