@@ -430,6 +430,12 @@ class Store:
         for row in rows:
             yield {"eval_id": eval_id, **dict(zip(SAMPLE_COLUMNS, row, strict=True))}
 
+    def sample_outcomes(self, eval_id: int) -> list[tuple[str, int, int, str]]:
+        """(problem_id, sample_idx, seed, outcome) of every stored sample: the grades without the text."""
+        rows = self._read("SELECT problem_id, sample_idx, seed, outcome FROM samples WHERE eval_id = ? "
+                          "ORDER BY problem_id, sample_idx", (eval_id,))
+        return [(str(p), int(i), int(seed), str(o)) for p, i, seed, o in rows]
+
     def count_samples(self, eval_id: int) -> int:
         return int(self._read("SELECT COUNT(*) FROM samples WHERE eval_id = ?", (eval_id,))[0][0])
 

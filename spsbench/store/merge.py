@@ -137,7 +137,7 @@ def _copy_local(con: sqlite3.Connection, copy: _Copy, local: Store, ev: Any) -> 
     eval_id = _evaluation(con, model_id, head)
     _rows(con, eval_id, [(s.metric, s.k, s.value, s.ci_low, s.ci_high, s.n) for s in local.scores(ev.id)],
           local.scored_problems(ev.id),
-          [(s["problem_id"], s["sample_idx"], s["seed"], s["outcome"]) for s in local.samples(ev.id)])
+          local.sample_outcomes(ev.id))
 
 
 def _copy_local_diagnostics(con: sqlite3.Connection, copy: _Copy, local: Store) -> None:
