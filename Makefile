@@ -71,6 +71,7 @@ demo:
 	$(TIMED) $(BIN)/spsbench train --algo grpo
 	$(TIMED) $(BIN)/spsbench diagnose runs/sps-smollm2-135m-instruct --limit 16 --max-tokens 96
 	$(TIMED) $(BIN)/spsbench diagnose runs/grpo-smollm2-135m-instruct --limit 16 --max-tokens 96
+	$(BIN)/spsbench publish --all  # the samples behind the pages, committed beside them
 	$(BIN)/spsbench leaderboard
 
 # The same two runs at lr 1e-5 (RL and IRL): at the paper's rates (5e-7, 5e-10) six CPU steps move the weights
@@ -81,6 +82,7 @@ demo-lr:
 	$(TIMED) $(BIN)/spsbench train --algo sps $(LR_SET) --set sps.irl_learning_rate=1e-5 --set run_name=sps-lr1e-5
 	$(TIMED) $(BIN)/spsbench diagnose runs/grpo-lr1e-5 --limit 16 --max-tokens 96
 	$(TIMED) $(BIN)/spsbench diagnose runs/sps-lr1e-5 --limit 16 --max-tokens 96
+	$(BIN)/spsbench publish --all
 	$(BIN)/spsbench leaderboard
 
 leaderboard:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "results": "spsbench.commands.results",
     "diagnose": "spsbench.commands.diagnose",
     "serve": "spsbench.commands.serve",
+    "publish": "spsbench.commands.publish",
 }
 
 

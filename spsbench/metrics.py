@@ -1,6 +1,6 @@
-"""Metrics: unbiased Pass@k (Chen et al. 2021), Avg@n, bootstrap CIs, chance floors. numpy only.
+"""Metrics: unbiased Pass@k (Chen et al. 2021), Avg@n, 95% intervals, chance floors. numpy only.
 
-Public: pass_at_k, report_ks, summarize, chance_pass_at_k.
+Public: pass_at_k, report_ks, summarize, score_interval, wilson, chance_pass_at_k.
 
 pass@k per problem is 1 - C(n-c, k)/C(n, k) = 1 - prod_{i=n-c+1}^{n} (1 - k/i). The product is
 evaluated as a difference of cumulative sums of log1p(-k/i), one table per distinct k in extended
@@ -9,11 +9,13 @@ precision, so 10^6 (n, c, k) triples cost a few vectorised passes instead of a P
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 _BOOT_CHUNK_CELLS = 2_000_000     # bootstrap count-matrix cells held in memory at once
+Z95 = 1.959963984540054
 
 
 def _as_int_array(name: str, value) -> np.ndarray:
@@ -106,14 +108,18 @@ def _interval(value: float, boots: np.ndarray) -> dict[str, float]:
     return {"value": float(value), "ci_low": float(low), "ci_high": float(high)}
 
 
-def summarize(n: Sequence[int], c: Sequence[int], ks: Sequence[int], n_boot: int = 1000, seed: int = 0) -> dict:
-    """Per-problem sample counts n_i and correct counts c_i -> aggregate scores with 95% bootstrap CIs.
+def summarize(n: Sequence[int], c: Sequence[int], ks: Sequence[int], n_boot: int = 1000, seed: int = 0,
+              interval: str = "wilson") -> dict:
+    """Per-problem sample counts n_i and correct counts c_i -> aggregate scores with 95% intervals.
 
     Returns {"avg@n": {"value", "ci_low", "ci_high"}, "pass@k": {k: {"value", "ci_low", "ci_high"}},
              "problems": int, "n": int (min n_i)}.
-    Avg@n is the mean over problems of c_i/n_i; CIs are percentile intervals over problems resampled
-    with replacement (seeded, so reruns agree). Every k must be <= min n_i.
+    Avg@n is the mean over problems of c_i/n_i. Intervals: "wilson" (default) = `score_interval`;
+    "bootstrap" = percentile intervals over problems resampled with replacement (seeded, so reruns
+    agree; collapses at 0% and 100%). Every k must be <= min n_i.
     """
+    if interval not in ("wilson", "bootstrap"):
+        raise ValueError(f"summarize: interval must be wilson or bootstrap, got {interval!r}")
     n_a = _as_int_array("n", list(n))
     c_a = _as_int_array("c", list(c))
     if n_a.ndim != 1 or n_a.shape != c_a.shape or n_a.size == 0:
@@ -124,13 +130,52 @@ def summarize(n: Sequence[int], c: Sequence[int], ks: Sequence[int], n_boot: int
     columns = [c_a / n_a] + [pass_at_k(n_a, c_a, k) for k in ks]
     values = np.stack(columns, axis=1).astype(np.float64)
     means = values.mean(axis=0)
-    boots = _bootstrap_means(values, n_boot, seed) if n_boot else np.empty((0, len(columns)))
+    if interval == "wilson":
+        low_n = int(n_a.min())
+        bounds = [score_interval(values[:, j], low_n, k) for j, k in enumerate([1, *ks])]
+        found = [{"value": float(means[j]), "ci_low": lo, "ci_high": hi} for j, (lo, hi) in enumerate(bounds)]
+    else:
+        boots = _bootstrap_means(values, n_boot, seed) if n_boot else np.empty((0, len(columns)))
+        found = [_interval(means[j], boots[:, j]) for j in range(len(columns))]
     return {
-        "avg@n": _interval(means[0], boots[:, 0]),
-        "pass@k": {k: _interval(means[j + 1], boots[:, j + 1]) for j, k in enumerate(ks)},
+        "avg@n": found[0],
+        "pass@k": {k: found[j + 1] for j, k in enumerate(ks)},
         "problems": int(n_a.size),
         "n": int(n_a.min()),
     }
+
+
+def score_interval(values: Sequence[float], samples_per_problem: int, k: int = 1) -> tuple[float, float]:
+    """95% interval of the mean of per-problem scores: a Wilson score interval over an effective number
+    of trials from the problems' design effect.
+
+    The mean m of P per-problem scores in [0, 1] is treated as a rate over N_eff independent trials,
+    N_eff = m(1-m)/v with v the variance of the mean across problems (cluster-robust: what a bootstrap
+    over problems estimates), clipped to [P, P*n/k]: never more trials than samples (Pass@k: n/k
+    disjoint k-draws per problem), never fewer than problems. Unlike a bootstrap over problems it does
+    not collapse at 0% or 100% or when few problems vary (0 of 80 samples: [0, 4.6] %, not [0, 0]).
+    Coverage is checked by simulation in tests/test_stats.py."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("score_interval: no problems")
+    m = float(x.mean())
+    trials_max = x.size * max(1.0, samples_per_problem / max(1, k))
+    v = float(x.var(ddof=1)) / x.size if x.size > 1 else 0.0
+    n_eff = trials_max if v <= 0 else min(trials_max, max(float(x.size), m * (1 - m) / v))
+    return wilson(m, n_eff)
+
+
+def wilson(rate: float, trials: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a rate observed over `trials` (may be fractional) trials."""
+    if trials <= 0:
+        return (0.0, 1.0)
+    rate = min(1.0, max(0.0, rate))
+    z2 = z * z / trials
+    center = (rate + z2 / 2) / (1 + z2)
+    half = z / (1 + z2) * math.sqrt(rate * (1 - rate) / trials + z2 / (4 * trials))
+    low, high = max(0.0, center - half), min(1.0, center + half)
+    # Exact ends at 0 and 1 (float rounding would print 100.0 as the bound of a 99.99... interval).
+    return (0.0 if rate == 0 else low, 1.0 if rate == 1 else high)
 
 
 def chance_pass_at_k(num_choices: int, k: int) -> float:

@@ -35,6 +35,17 @@ def default_store_path() -> Path:
     return Path(os.environ.get("SPSBENCH_STORE", "results/spsbench.db"))
 
 
+def default_published_dir(store: str | Path | None = None) -> Path | None:
+    """The committed export of published results (`results/published`, or $SPSBENCH_PUBLISHED) that the
+    default store's leaderboards include; None for any other store (a scratch store shows only itself)."""
+    env = os.environ.get("SPSBENCH_PUBLISHED")
+    if env:
+        return Path(env)
+    if store is None or Path(store).resolve() == default_store_path().resolve():
+        return Path("results/published")
+    return None
+
+
 def default_leaderboard_dir(store: str | Path | None = None) -> Path:
     """Where `store`'s leaderboards go: $SPSBENCH_LEADERBOARDS, else `leaderboards/` for the default store,
     else a `leaderboards/` folder beside the store file.

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "spsbench"
 
 # Lowest first; a module may import from its own layer or any lower one (docs/architecture.md).
 LAYERS = [
-    {"errors", "paths", "io", "config", "system", "__init__"},
-    {"grading", "metrics"},
+    {"errors", "paths", "io", "config", "system", "quiet", "__init__"},
+    {"grading", "metrics", "stats"},
     {"tasks", "store", "models"},
     {"engines"},
     {"evaluation"},
@@ -107,7 +107,8 @@ def test_the_trainer_reaches_the_evaluator_only_through_its_callback():
 
 
 def test_the_leaderboards_read_only_the_store():
-    lower = {"errors", "paths", "io", "config", "system", "store", "metrics", "leaderboards", "diagnostics"}
+    lower = {"errors", "paths", "io", "config", "system", "quiet", "store", "metrics", "stats", "leaderboards",
+             "diagnostics"}
     wrong = [f"{name} -> {t}" for name, p in modules().items() if name.startswith("spsbench.leaderboards")
              for t in imports(p) if t.startswith("spsbench.") and top(t) not in lower]
     assert not wrong

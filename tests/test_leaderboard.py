@@ -145,7 +145,9 @@ def test_sps_bold_where_it_beats_grpo(site):
         for line in (site / "comparison.md").read_text().splitlines()
         if line.startswith("| ")
     }
-    assert rows["sps"].count("**") == 8  # Pass@128/Avg@128 on aime25, Pass@32/Avg@32 on arith
+    # Avg@128 on aime25 and Avg@32 on arith; SPS's Pass@128 and Pass@32 are higher too, but on 12
+    # problems their paired intervals include 0: not bold.
+    assert rows["sps"].count("**") == 4 and "| 100.0 | **47.5** |" in rows["sps"]
     assert "**" not in rows["grpo"] and "**" not in rows["base"]
 
 
@@ -158,7 +160,17 @@ def _entry(eval_id: int, model: Model, avg: float, p2: float, setting: Setting) 
         Score(avg, None, None),
         {1: Score(avg, None, None), 2: Score(p2, None, None)},
         {"no_answer": 1},
+        _problems(avg, p2),
     )
+
+
+def _problems(avg: float, p2: float, count: int = 400) -> list[tuple[str, int, int]]:
+    """Per-problem counts at n=2 with these Avg@2 and Pass@2: problems solved twice first, then once
+    (so two such evaluations pair up and a 10-point difference is significant)."""
+    solved, correct = round(p2 * count), round(2 * avg * count)
+    twice = correct - solved
+    counts = [2] * twice + [1] * (solved - twice) + [0] * (count - solved)
+    return [(f"p{i:03d}", 2, c) for i, c in enumerate(counts)]
 
 
 def test_no_bold_when_grpo_wins_and_only_the_metric_sps_wins_is_bold():
@@ -287,8 +299,9 @@ def test_store_written_through_the_store_api(tmp_path):
     store.close()
     refresh(tmp_path / "s.db", tmp_path / "lb", plots=False, store_label=LABEL)
     run = (tmp_path / "lb/runs/r.md").read_text()
-    assert "| base | `base` | 50.0 [50.0, 50.0] |" in run and "| 1 / 0 / 0 |" in run
-    assert "| 10 ★ | `checkpoint-10` | 100.0 [100.0, 100.0] |" in run
+    # Intervals are recomputed from the stored samples (one problem, 2 samples: Wilson over 2 trials).
+    assert "| base | `base` | 50.0 [9.5, 90.5] |" in run and "| 1 / 0 / 0 |" in run
+    assert "| 10 ★ | `checkpoint-10` | 100.0 [34.2, 100.0] |" in run
 
 
 # ---------------------------------------------------------------------------- where leaderboards go

@@ -95,9 +95,9 @@ def test_summarize_values_and_intervals():
 
 
 def test_summarize_is_seeded_and_mixed_n_is_handled():
-    a = summarize([16, 8, 12], [3, 0, 12], ks=[1, 8], n_boot=200, seed=7)
-    b = summarize([16, 8, 12], [3, 0, 12], ks=[1, 8], n_boot=200, seed=7)
-    c = summarize([16, 8, 12], [3, 0, 12], ks=[1, 8], n_boot=200, seed=8)
+    a = summarize([16, 8, 12], [3, 0, 12], ks=[1, 8], n_boot=200, seed=7, interval="bootstrap")
+    b = summarize([16, 8, 12], [3, 0, 12], ks=[1, 8], n_boot=200, seed=7, interval="bootstrap")
+    c = summarize([16, 8, 12], [3, 0, 12], ks=[1, 8], n_boot=200, seed=8, interval="bootstrap")
     assert a == b and a != c
     assert a["n"] == 8
     with pytest.raises(ValueError, match="k=16 is larger than n=8"):

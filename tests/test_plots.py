@@ -35,6 +35,34 @@ def test_passk_curves_one_line_per_series(tmp_path):
     assert s.xs == (1.0, 2.0, 4.0)
 
 
+def test_interval_bands_are_drawn_under_the_lines(tmp_path):
+    import matplotlib.pyplot as plt
+
+    seen = {}
+    real_close = plt.close
+
+    def keep(fig):                       # look at the axes before the figure is closed
+        seen["bands"] = sum(len(ax.collections) for ax in fig.axes)
+        real_close(fig)
+
+    plt.close = keep
+    try:
+        s = plots.passk_curves(tmp_path / "b.png", "t", {"a": {1: 0.1, 2: 0.2}, "b": {1: 0.3, 2: 0.4}},
+                               {"a": {1: (0.0, 0.2), 2: (0.1, 0.3)}})
+        assert s.series == 2 and seen["bands"] == 1            # one band: only "a" has intervals
+        plots.step_curves(tmp_path / "c.png", "t", [0, 10], {"Avg@8": [0.1, 0.2]}, None,
+                          {"Avg@8": [(0.0, 0.3), None]})
+        assert seen["bands"] == 1                               # a single point: a bar, not a band
+    finally:
+        plt.close = real_close
+
+
+def test_paired_differences_one_bar_per_pair_and_metric(tmp_path):
+    s = plots.paired_differences(tmp_path / "d.png", "t", {"B − A": [(0.1, 0.02, 0.2), (0.05, -0.01, 0.1)]},
+                                 ["Pass@8", "Avg@8"])
+    assert s.series == 2 and s.labels == ("B − A",) and _is_png(s.path)
+
+
 def test_score_axes_are_fixed_to_0_100_percent(tmp_path):
     low = plots.passk_curves(tmp_path / "low.png", "t", {"a": {1: 0.01, 2: 0.02}})
     high = plots.passk_curves(tmp_path / "high.png", "t", {"a": {1: 0.98, 2: 1.0}})
@@ -79,7 +107,7 @@ def renders(tmp_path_factory):
     store = synthetic_store(root / "spsbench.db")
     summaries = {}
     with pytest.MonkeyPatch.context() as mp:
-        for kind in ("passk_curves", "step_curves", "bucket_histogram"):
+        for kind in ("passk_curves", "step_curves", "bucket_histogram", "paired_differences"):
             real = getattr(plots, kind)
 
             def record(path, *args, _real=real):
@@ -105,7 +133,7 @@ def drawn(renders):
 def test_refresh_writes_referenced_pngs(two_renders):
     (files, _), root = two_renders
     pngs = [f for f in files if f.suffix == ".png"]
-    assert len(pngs) == 14  # 2 runs x 2 tasks x (passk, steps, buckets) + 2 comparison plots
+    assert len(pngs) == 16  # 2 runs x 2 tasks x (passk, steps, buckets) + 2 x (passk, paired) comparison plots
     assert all(_is_png(p) for p in pngs)
     markdown = "".join(p.read_text() for p in (root / "one").rglob("*.md"))
     for p in pngs:
@@ -136,7 +164,10 @@ def test_refresh_passk_plots_have_every_comparable_row(drawn):
     assert compare.labels == ("base", "grpo (grpo-qwen)", "sps (sps-qwen)")
     assert drawn["compare-Qwen2.5-Math-1.5B-arith-passk.png"].xs[-1] == 32.0
     assert drawn["run-sps-qwen-arith-buckets.png"].labels == ("base (first)", "step 300 (best)")
-    assert len(drawn) == 14
+    paired = drawn["compare-Qwen2.5-Math-1.5B-arith-paired.png"]
+    assert paired.labels == ("grpo (grpo-qwen) − base", "sps (sps-qwen) − base", "sps (sps-qwen) − grpo (grpo-qwen)")
+    assert paired.series == 6                                         # 3 pairs x (Pass@32, Avg@32)
+    assert len(drawn) == 16
 
 
 def test_unchanged_plots_are_not_redrawn_and_missing_ones_are(tmp_path):

@@ -21,7 +21,10 @@ from spsbench.evaluation.records import EvalRequest, EvalResult
 from spsbench.evaluation.scan import is_run_folder, recorded_sampling, scan_groups
 from spsbench.grading import GradingPolicy
 from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
+from spsbench.quiet import engine_log
 from spsbench.tasks import load_spec, parse_data_args
+
+ENGINE_LOG = "engine.log"     # beside the store: vLLM / torch / transformers output of every eval
 
 HELP = "Evaluate a model, a run folder of checkpoints, or a served model (Pass@k, Avg@n) into the store."
 
@@ -80,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--watch: stop after S seconds without a new checkpoint (default: never).")
     parser.add_argument("--no-leaderboard", action="store_true", help="Do not refresh the leaderboards.")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="Show the engines' own log lines and warnings (default: they go to engine.log beside "
+                             "the store).")
 
 
 @dataclass(frozen=True)
@@ -99,16 +105,19 @@ def run(args: argparse.Namespace) -> int:
     if plan.recorded:
         used = ", ".join(f"{k}={v}" for k, v in plan.recorded.items())
         console.print(f"[dim]continuing the run's evaluations at its recorded setting ({used})[/]", highlight=False)
-    if plan.run_folder:
-        report = scan_groups(args.model, plan.requests, watch=args.watch, interval=args.interval,
-                             until_idle=args.until_idle, console=console)
-        results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
-    else:
-        results = [(_label(r.model), r) for r in _evaluate_model(plan)]
+    with engine_log(store.parent / ENGINE_LOG, args.verbose) as log:
+        if plan.run_folder:
+            report = scan_groups(args.model, plan.requests, watch=args.watch, interval=args.interval,
+                                 until_idle=args.until_idle, console=console)
+            results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
+        else:
+            results = [(_label(r.model), r) for r in _evaluate_model(plan)]
     console.print(score_table(results))
     if plan.run_folder:
         _print_best(console, report, plan.tasks)
     _print_destinations(console, store, args.no_leaderboard)
+    if log is not None:
+        console.print(f"engine messages: {paths.display_path(log)} (-v shows them here)", highlight=False)
     return 0
 
 

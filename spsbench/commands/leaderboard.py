@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STEPS",
         help="Comparison table: only checkpoints with step <= STEPS (paper: best within a budget).",
     )
+    parser.add_argument(
+        "--select-on",
+        metavar="TASKS",
+        help="Comparison page: also pick each run's checkpoint by mean Avg@n on these other tasks "
+        "(comma-separated; no peeking at the reported task). A seeded half split is always shown.",
+    )
     parser.add_argument("--no-plots", action="store_true", help="Write the Markdown only (no matplotlib).")
 
 
@@ -40,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
     if args.budget is not None and args.budget < 0:
         raise ConfigError(f"--budget: must be >= 0, got {args.budget}")
     out = args.out or paths.default_leaderboard_dir(args.store)
-    files = refresh(args.store, out, metric=args.metric, budget=args.budget, plots=not args.no_plots)
+    select_on = tuple(t.strip() for t in (args.select_on or "").split(",") if t.strip())
+    if args.select_on is not None and not select_on:
+        raise ConfigError("--select-on: expected comma-separated task names")
+    files = refresh(args.store, out, metric=args.metric, budget=args.budget, plots=not args.no_plots,
+                    select_on=select_on)
     pages = sum(1 for f in files if f.suffix == ".md")
     where = paths.display_path(Path(out).absolute())
     # soft_wrap: a long path must stay one copy-pasteable line; markup off: paths may contain [ ].

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spsbench import paths
+from spsbench.commands.compare import run_compare
 from spsbench.errors import StoreError
 from spsbench.store import Store
 
-HELP = "Export scores, samples or the run history (provenance) from the results store as JSONL or CSV."
+HELP = ("Export scores, samples or the run history (provenance) from the results store as JSONL or CSV; compare "
+        "two evaluations problem by problem (--compare, --solved-diff).")
 
 EVAL_FIELDS = ("eval_id", "task", "task_version", "model", "weights_hash", "run_name", "step", "algo",
                "base_model", "grader_policy", "engine", "status")
@@ -40,12 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--sessions", action="store_true",
                       help="Export every run (session) of each evaluation: its provenance and the samples it "
                            "stored.")
+    what.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                      help="Paired difference B - A of Pass@k and Avg@n per task, with its 95%% interval (A, B: a "
+                           "run = its best checkpoint, run@step, or a model).")
+    what.add_argument("--solved-diff", nargs=2, metavar=("A", "B"),
+                      help="Problems solved (>= 1 correct sample) by only one of A and B per task, with pass rates "
+                           "and the exact sign test of the net change.")
     parser.add_argument("--all", action="store_true", help="Include unfinished (running/killed) evaluations.")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="Output format.")
     parser.add_argument("--out", metavar="FILE", help="Write here instead of stdout.")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.compare or args.solved_diff:
+        return run_compare(args)
     path = Path(args.store or paths.default_store_path())
     if not path.is_file():
         raise StoreError(f"results store {path} does not exist; run `spsbench eval` first")

@@ -14,6 +14,7 @@ from typing import Any
 from spsbench.engines.base import Completion, Engine, GenRequest
 from spsbench.engines.options import check_option
 from spsbench.errors import EngineError
+from spsbench.quiet import terminal
 
 # Explicit registry. Importing this module must not import torch, transformers or vllm.
 ENGINES: dict[str, str] = {
@@ -48,7 +49,7 @@ def load_engine(name: str, model: str, **options: Any) -> Engine:
     try:
         return engine_class("vllm")(model, **_options_for("vllm", options))
     except EngineError as exc:
-        print(f"spsbench: vLLM could not start ({exc}); using the hf engine", file=sys.stderr)
+        print(f"spsbench: vLLM could not start ({exc}); using the hf engine", file=terminal())
         return engine_class("hf")(model, **_options_for("hf", options))
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -45,6 +44,7 @@ from spsbench.engines.base import Completion, GenRequest, Sample, flatten
 from spsbench.engines.options import Opt, check_options
 from spsbench.engines.servers import Server, ServerPool, split_urls
 from spsbench.errors import EngineError
+from spsbench.quiet import terminal
 from spsbench.system import package_versions
 
 OPTIONS: dict[str, Any] = {
@@ -187,7 +187,7 @@ class OpenAIEngine:
             if not self._no_chat_template:
                 self._no_chat_template = True     # threads may race here; the warning is cosmetic
                 print(f"spsbench: {self.model!r} has no chat template on {self.base_url}; sending raw "
-                      "prompts to /completions (chat_template=auto)", file=sys.stderr)
+                      "prompts to /completions (chat_template=auto)", file=terminal())
             return self._request(sample, sampling, False)
 
     def _request(self, sample: Sample, sampling: SamplingConfig, chat: bool) -> Completion:

@@ -35,6 +35,7 @@ from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelT
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy, shared_pool
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
 from spsbench.models import resolve_model, weights_hash
+from spsbench.quiet import terminal
 from spsbench.store import SampleRow, Store
 from spsbench.tasks import Problem, Task, load_spec, load_task
 
@@ -337,7 +338,8 @@ def _warm_grader(workers: int, policy: GradingPolicy | None = None) -> None:
 
 
 class _Bars:
-    """Generation and grading progress bars (rich, on stderr); no-ops when progress is off."""
+    """Generation and grading progress bars (rich, on the terminal's stderr even while engine output goes
+    to the log, `spsbench.quiet`); no-ops when progress is off."""
 
     def __init__(self, enabled: bool, label: str, total: int, source: str = "generating") -> None:
         self._progress = None
@@ -346,7 +348,7 @@ class _Bars:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=Console(stderr=True))
+                                      TimeElapsedColumn(), console=Console(file=terminal()))
             self._gen = self._progress.add_task(f"{label}: {source}", total=total)
             self._grade = self._progress.add_task(f"{label}: grading + storing", total=total)
 

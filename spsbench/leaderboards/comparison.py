@@ -4,7 +4,10 @@ Rows are the base model itself (a plain model whose path equals the runs'
 `base_model`) and every run started from it; per task, each row shows the checkpoint with the highest
 Avg@n among evaluations with the column's reference setting, its Pass@K at the largest k all rows share,
 its Avg@n and its outcome counts. An SPS cell (algo `sps*`) is bold when it beats every GRPO run from the
-same base model on that task and metric, and from the same training task where both runs' are known.
+same base model on that task and metric (and from the same training task where both runs' are known)
+by a paired difference whose 95% interval excludes 0 (`spsbench.leaderboards.pairs`). Below the table:
+the paired differences themselves (each run vs the base model, and runs of different methods) and
+the change of the solvable set between them.
 
 The store records a run's base model but not its training data; the training task comes from the
 trainer's `spsbench_run.json` beside the checkpoints when it is readable (`Snapshot.run_info`), and the
@@ -26,6 +29,9 @@ from spsbench.leaderboards.markdown import (
     slug,
     table,
 )
+from spsbench.leaderboards.paired_section import pair_diffs, paired_section, plot_rows
+from spsbench.leaderboards.pairs import paired
+from spsbench.leaderboards.selection import selection_section
 from spsbench.leaderboards.snapshot import Entry, Snapshot, reference_setting, unique_short_names
 
 
@@ -69,8 +75,9 @@ def comparison_page(site: Site) -> None:
         f"Like the paper's Table 1: for each run, the best checkpoint per task ({budget}; best = highest "
         "Avg@n among comparable evaluations), its Pass@K at the largest k all rows share (Pass@128 when "
         "n ≥ 128) and its Avg@n. **Bold** = an SPS run (algo `sps*`) beats every GRPO run from the same "
-        "base model and training task on that task. Scores in %; outcome counts are no_answer / timeout / "
-        "error.",
+        "base model and training task on that task, each by a paired difference whose 95% interval "
+        "excludes 0 (paired bootstrap over problems and samples, see *Paired differences*). Scores in %; "
+        "outcome counts are no_answer / timeout / error.",
         "",
         _matching_note(snap),
         "",
@@ -117,16 +124,19 @@ def _comparison_group(site: Site, base: str, name: str) -> list[str]:
         settings.append((task, ref, k))
         headers += [f"{task} Pass@{k or 'k'}", f"{task} Avg@{ref.n}", f"{task} flags"]
     cells = [[r.method, r.run, "—" if r.method == "base" else (r.trained or "?")] for r in rows]
+    diffs = pair_diffs(rows, picks, settings)
     for task, ref, k in settings:
         notes = Footnotes(ref)
-        _fill_task_columns(rows, picks, task, k, notes, cells)
+        _fill_task_columns(rows, picks, task, k, notes, cells, diffs)
         notes_out += [f"{task}: {line.strip()}" for line in notes.lines() if line]
     lines = [title, ""] + table(headers, cells, right_from=3) + [""]
     lines += [f"- `{task}`: {setting_line(ref)}" for task, ref, _ in settings]
     lines += [f"- {note}" for note in notes_out]
     chosen = [f"{rows[i].run} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
-    return lines + [""] + _comparison_plots(site, base, name, rows, picks, settings)
+    lines += [""] + paired_section(rows, picks, settings, diffs)
+    lines += selection_section(rows, {task: ref for task, ref, _ in settings}, site.select_on)
+    return lines + ([""] if lines[-1] else []) + _comparison_plots(site, base, name, rows, picks, settings, diffs)
 
 
 def _fallback(entries: list[Entry], task: str) -> Entry | None:
@@ -136,7 +146,7 @@ def _fallback(entries: list[Entry], task: str) -> Entry | None:
 
 
 def _fill_task_columns(
-    rows: list[Row], picks, task: str, k: int | None, notes: Footnotes, cells: list[list[str]]
+    rows: list[Row], picks, task: str, k: int | None, notes: Footnotes, cells: list[list[str]], diffs: dict
 ) -> None:
     for i, row in enumerate(rows):
         e = picks.get((i, task))
@@ -146,20 +156,22 @@ def _fill_task_columns(
         # The GRPO runs this row is compared with: same base model (the group), same training task
         # where both are known, and the table's setting.
         grpo = [
-            picks[j, task]
+            j
             for j, other in enumerate(rows)
             if other.method == "grpo" and (j, task) in picks and picks[j, task].setting == notes.ref
             and row.same_data(other)
         ]
         pk, avg = e.passk.get(k) if k else None, e.avg
         bold = row.method.startswith("sps") and grpo and e.setting == notes.ref
+        # The paired differences of the section below (computed once), in this order: B = this row.
+        found = [diffs.get((j, i, task)) or paired(picks[j, task], e, k) for j in grpo] if bold else []
         pk_txt = _bold(
             pct(pk.value) if pk else "—",
-            bold and pk and all(g.passk.get(k) and pk.value > g.passk[k].value for g in grpo),
+            bold and pk and all(d and d.passk and d.passk.significant and d.passk.value > 0 for d in found),
         )
         avg_txt = _bold(
             pct(avg.value) if avg else "—",
-            bold and avg and all(g.avg and avg.value > g.avg.value for g in grpo),
+            bold and avg and all(d and d.avg.significant and d.avg.value > 0 for d in found),
         )
         cells[i] += [pk_txt + notes.mark(e.setting), avg_txt, flags_text(e.counts)]
 
@@ -168,21 +180,32 @@ def _bold(text: str, on) -> str:
     return f"**{text}**" if on else text
 
 
-def _comparison_plots(site: Site, base: str, name: str, rows: list[Row], picks, settings) -> list[str]:
-    """Pass@k vs k per method and task; rows with another setting († in the table) are left out.
+def _comparison_plots(site: Site, base: str, name: str, rows: list[Row], picks, settings, diffs) -> list[str]:
+    """Pass@k vs k per method and task with 95% interval bands, and the paired differences; rows with
+    another setting († in the table) are left out.
 
     File names and titles use the base model's short name (`name`), not its stored path, which may be
     an absolute path on the machine that trained it."""
     out = []
-    for task, ref, _ in settings:
-        curves = {
-            f"{r.method} ({r.run})" if r.run != "—" else "base": {k: s.value for k, s in picks[i, task].passk.items()}
-            for i, r in enumerate(rows)
-            if (i, task) in picks and picks[i, task].setting == ref
-        }
-        if not curves:
+    for task, ref, k in settings:
+        shown = [(r, picks[i, task]) for i, r in enumerate(rows) if (i, task) in picks and picks[i, task].setting == ref]
+        if not shown:
             continue
+        label = {id(r): f"{r.method} ({r.run})" if r.run != "—" else "base" for r, _ in shown}
+        curves = {label[id(r)]: {kk: s.value for kk, s in e.passk.items()} for r, e in shown}
+        bands = {label[id(r)]: interval_bands(e) for r, e in shown}
         rel = f"plots/compare-{slug(name)}-{slug(task)}-passk.png"
-        site.plot(rel, "passk_curves", f"{name} · {task}: Pass@k vs k by method", curves)
+        site.plot(rel, "passk_curves", f"{name} · {task}: Pass@k vs k by method (bands: 95% intervals)", curves,
+                  bands)
         out.append(f"![Pass@k vs k by method, {task}]({rel})")
+        if diff_rows := plot_rows(rows, diffs, task):
+            rel = f"plots/compare-{slug(name)}-{slug(task)}-paired.png"
+            site.plot(rel, "paired_differences", f"{name} · {task}: paired differences B − A",
+                      diff_rows, [f"Pass@{k}", f"Avg@{ref.n}"])
+            out.append(f"![Paired differences with 95% intervals, {task}]({rel})")
     return out + [""]
+
+
+def interval_bands(e: Entry) -> dict[int, tuple[float, float]]:
+    """k -> (low, high) of the entry's Pass@k intervals (where it has them)."""
+    return {k: (s.ci_low, s.ci_high) for k, s in e.passk.items() if s.ci_low is not None and s.ci_high is not None}

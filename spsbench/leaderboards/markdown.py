@@ -1,8 +1,8 @@
 """Markdown building blocks for the leaderboards: the `Site` being built (pages + plot jobs), number
 formatting, tables, and the score block (settings line + table + non-comparable footnotes) every page uses.
 
-Scores are shown as percentages with one decimal and the 95% bootstrap
-CI in brackets; outcome counts (no_answer / grader_timeout / grader_error) sit next to every score.
+Scores are shown as percentages with one decimal and the 95% interval (`metrics.score_interval`)
+in brackets; outcome counts (no_answer / grader_timeout / grader_error) sit next to every score.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ class Site:
     snap: Snapshot
     metric: tuple[str, int | None]
     budget: int | None
+    select_on: tuple[str, ...] = ()        # comparison page: also select checkpoints on these tasks
     pages: dict[str, str] = field(default_factory=dict)
     plots: dict[str, tuple[str, tuple]] = field(default_factory=dict)
 

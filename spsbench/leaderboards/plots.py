@@ -1,4 +1,5 @@
-"""Leaderboard plots (PNG): Pass@k vs k, Pass@K / Avg@n vs training step, per-problem accuracy buckets.
+"""Leaderboard plots (PNG): Pass@k vs k and Pass@K / Avg@n vs training step (with 95% interval bands),
+per-problem accuracy buckets, and the paired differences of a method comparison.
 
 matplotlib is imported lazily with the Agg backend (no display). PNGs
 are saved without the "Software" metadata chunk and at a fixed dpi (Agg writes no timestamp), so the
@@ -99,13 +100,28 @@ def _line_summary(path: Path, ax, labels: Sequence[str]) -> PlotSummary:
     return PlotSummary(path, len(lines), tuple(labels), styles, tuple(xs), tuple(ax.get_ylim()))
 
 
-def passk_curves(path: str | Path, title: str, series: Mapping[str, Mapping[int, float]]) -> PlotSummary:
-    """One line per label: Pass@k (%) against k on a log2 axis, y fixed to 0–100 %."""
+def _band(ax, xs: Sequence[float], bounds: Sequence[tuple[float, float] | None], i: int) -> None:
+    """The 95% interval around series i as a translucent band in its colour (points without one skipped)."""
+    pts = [(x, b) for x, b in zip(xs, bounds, strict=True) if b is not None]
+    if len(pts) >= 2:
+        ax.fill_between([x for x, _ in pts], [100 * b[0] for _, b in pts], [100 * b[1] for _, b in pts],
+                        color=f"C{i % 10}", alpha=0.15, linewidth=0, zorder=1)
+    elif pts:
+        x, (low, high) = pts[0]
+        ax.vlines([x], [100 * low], [100 * high], color=f"C{i % 10}", alpha=0.4, linewidth=6, zorder=1)
+
+
+def passk_curves(path: str | Path, title: str, series: Mapping[str, Mapping[int, float]],
+                 bands: Mapping[str, Mapping[int, tuple[float, float]]] | None = None) -> PlotSummary:
+    """One line per label: Pass@k (%) against k on a log2 axis, y fixed to 0–100 %; `bands`: the 95%
+    interval per label and k, drawn as a translucent band."""
     path = Path(path)
     fig, ax = _figure(title)
     for i, (label, points) in enumerate(series.items()):
         ks = sorted(points)
         ax.plot(ks, [100 * points[k] for k in ks], label=label, **_line_style(i, len(series)))
+        if bands and label in bands:
+            _band(ax, ks, [bands[label].get(k) for k in ks], i)
     ks_all = sorted({k for points in series.values() for k in points})
     if ks_all:
         ax.set_xscale("log", base=2)
@@ -127,16 +143,19 @@ def step_curves(
     steps: Sequence[int],
     curves: Mapping[str, Sequence[float | None]],
     tick_labels: Sequence[str] | None = None,
+    bands: Mapping[str, Sequence[tuple[float, float] | None]] | None = None,
 ) -> PlotSummary:
     """Metrics (%) against training step (paper Fig. 2c); None values are gaps (not evaluated).
 
     `tick_labels` names the evaluated steps on the x axis (e.g. "base" for step 0) when there are at
-    most MAX_STEP_TICKS of them."""
+    most MAX_STEP_TICKS of them; `bands` the 95% interval per curve and step (a translucent band)."""
     path = Path(path)
     fig, ax = _figure(title)
     for i, (label, values) in enumerate(curves.items()):
         pts = [(s, 100 * v) for s, v in zip(steps, values, strict=True) if v is not None]
         ax.plot([s for s, _ in pts], [v for _, v in pts], label=label, **_line_style(i, len(curves)))
+        if bands and label in bands:
+            _band(ax, list(steps), list(bands[label]), i)
     if 0 < len(steps) <= MAX_STEP_TICKS:
         ax.set_xticks(list(steps), list(tick_labels) if tick_labels else [str(s) for s in steps])
     ax.set_xlabel("training step")
@@ -184,5 +203,34 @@ def bucket_histogram(path: str | Path, title: str, groups: Mapping[str, Sequence
     ax.set_ylabel("problems")
     _legend(ax)
     summary = PlotSummary(path, len(containers), tuple(groups), ylim=tuple(ax.get_ylim()))
+    _save(fig, path)
+    return summary
+
+
+def paired_differences(path: str | Path, title: str,
+                       rows: Mapping[str, Sequence[tuple[float, float, float]]], metrics: Sequence[str]) -> PlotSummary:
+    """Method comparison: per pair (a row label 'B − A'), each metric's paired difference in percentage
+    points with its 95% interval as a horizontal error bar; a dashed line at 0. A bar that crosses the
+    line is not significant (drawn hollow)."""
+    path = Path(path)
+    fig, ax = _figure(title)
+    labels = list(rows)
+    height = 0.8 / max(1, len(metrics))
+    for m, metric in enumerate(metrics):
+        for r, label in enumerate(labels):
+            value, low, high = rows[label][m]
+            y = r + (m - (len(metrics) - 1) / 2) * height
+            significant = low > 0 or high < 0
+            ax.errorbar([100 * value], [y], xerr=[[100 * (value - low)], [100 * (high - value)]], fmt=MARKERS[m],
+                        color=f"C{m % 10}", capsize=4, markerfacecolor=f"C{m % 10}" if significant else "white",
+                        label=metric if r == 0 else None)
+    ax.axvline(0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(labels)), [textwrap.fill(label, 28) for label in labels])
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.invert_yaxis()
+    ax.set_xlabel("B − A (percentage points); filled = 95% interval excludes 0")
+    ax.grid(True, axis="x", alpha=0.3)
+    _legend(ax)
+    summary = PlotSummary(path, len(labels) * len(metrics), tuple(labels), ylim=tuple(ax.get_ylim()))
     _save(fig, path)
     return summary

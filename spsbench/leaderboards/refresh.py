@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spsbench import paths
-from spsbench.errors import ConfigError, StoreError
+from spsbench.errors import ConfigError
 from spsbench.io import atomic_write_text
 from spsbench.leaderboards import plots
 from spsbench.leaderboards.comparison import comparison_page
@@ -30,22 +30,22 @@ from spsbench.leaderboards.markdown import (
     NOT_COMPARABLE,
     Site,
     best_entry,
-    common_k,
     pct,
     score_block,
     slug,
     table,
 )
+from spsbench.leaderboards.pairs import solved_change, solved_lines
+from spsbench.leaderboards.run_plots import run_plots
 from spsbench.leaderboards.snapshot import (
     Entry,
     Snapshot,
     diag_setting,
-    load_snapshot,
     majority,
     plural,
     reference_setting,
 )
-from spsbench.store import Store
+from spsbench.leaderboards.sources import load_sources, published_folder
 
 PLOT_INDEX = "plots/.inputs.json"  # PNG -> hash of its inputs; unchanged inputs are not redrawn
 
@@ -68,28 +68,27 @@ def refresh(
     budget: int | None = None,
     plots: bool = True,
     store_label: str | None = None,
+    published: str | Path | bool | None = True,
+    select_on: tuple[str, ...] = (),
 ) -> list[Path]:
-    """Regenerate every leaderboard file from the store; returns every generated file (sorted).
+    """Regenerate every leaderboard file from the store and the published export; returns every
+    generated file (sorted).
 
-    Paths on the pages (the store label too, unless `store_label` is given) are shown relative to the
-    current working directory when they are inside it."""
+    `published`: True = the default export for this store (`results/published` for the default store,
+    none for another), a folder, or False for none. Paths on the pages (the store label too, unless
+    `store_label` is given) are shown relative to the current working directory when they are inside it."""
     store_path = Path(store_path or paths.default_store_path())
-    if not store_path.is_file():
-        raise StoreError(f"results store {store_path} does not exist; run `spsbench eval` first")
     out = Path(out_dir or paths.default_leaderboard_dir(store_path))
-    store = Store(store_path)
-    try:
-        snap = load_snapshot(store, store_label or paths.display_path(store_path), store_path)
-    finally:
-        store.close()
-    site = build_site(snap, metric=parse_metric(metric), budget=budget)
+    snap = load_sources(store_path, published_folder(store_path, published), store_label)
+    site = build_site(snap, metric=parse_metric(metric), budget=budget, select_on=select_on)
     return _write(site, out, plots)
 
 
 def build_site(
-    snap: Snapshot, metric: tuple[str, int | None] = ("avg", None), budget: int | None = None
+    snap: Snapshot, metric: tuple[str, int | None] = ("avg", None), budget: int | None = None,
+    select_on: tuple[str, ...] = (),
 ) -> Site:
-    site = Site(snap, metric, budget)
+    site = Site(snap, metric, budget, tuple(select_on))
     for run in snap.runs():
         _run_page(site, run)
     for task in snap.tasks():
@@ -181,7 +180,8 @@ def _run_page(site: Site, run: str) -> None:
         f"{plural(len(models), 'checkpoint')} (steps {', '.join(map(str, steps))}).",
         "",
         f"{BEST} = best checkpoint per task: highest Avg@n among comparable rows (the paper's rule). "
-        f"Scores in %, [95% bootstrap CI over problems]. {NOT_COMPARABLE} = different setting, see footnote.",
+        f"Scores in %, [95% interval: Wilson score interval with the problems' design effect, docs/grading.md]. "
+        f"{NOT_COMPARABLE} = different setting, see footnote.",
         "",
     ]
     for task in snap.tasks():
@@ -201,67 +201,24 @@ def _run_task_section(site: Site, run: str, task: str, entries: list[Entry], bas
     lines += score_block(
         rows, ["step", "checkpoint"], lambda e: _step_cells(e), best.eval_id if best else None
     )
-    lines += [""] + _run_plots(site, run, task, [e for e in rows if e.setting == ref], best)
-    return lines + [""]
+    lines += [""] + run_plots(site, run, task, [e for e in rows if e.setting == ref], best)
+    return lines + [""] + _run_solvable(base_rows, best, ref)
+
+
+def _run_solvable(base_rows: list[Entry], best: Entry | None, ref) -> list[str]:
+    """Problems the best checkpoint solves that the base model does not, and the reverse."""
+    base = next((e for e in base_rows if e.setting == ref), None)
+    change = solved_change(base, best) if base is not None and best is not None else None
+    if change is None:
+        return []
+    return ["### Solvable set: best checkpoint vs base model", "",
+            *solved_lines(change, "base", f"step {best.model.step}"), ""]
 
 
 def _step_cells(e: Entry) -> list[str]:
     if e.model.run_name is None:
         return ["base", f"`{e.model.short_name}`"]
     return [str(e.model.step), f"`{e.model.short_name}`"]
-
-
-def _run_plots(site: Site, run: str, task: str, rows: list[Entry], best: Entry | None) -> list[str]:
-    """Pass@k vs k, scores vs step (the base model as step 0) and accuracy buckets, for the rows with
-    the table's setting (`rows`: base model rows first, then checkpoints by step)."""
-    if not rows:
-        return []
-    stem = f"plots/run-{slug(run)}-{slug(task)}"
-    labels = {e.eval_id: ("base" if e.model.run_name is None else f"step {e.model.step}") for e in rows}
-    curves = {labels[e.eval_id]: {k: s.value for k, s in e.passk.items()} for e in rows}
-    p1 = site.plot(f"{stem}-passk.png", "passk_curves", f"{run} · {task}: Pass@k vs k", curves)
-    out = [f"![Pass@k vs k, {run} on {task}](../{p1})"]
-    out += _steps_plot(site, run, task, rows, stem)
-    first = rows[0]
-    if best is not None and first.problems and best.problems:
-        if first.eval_id == best.eval_id:  # one row only: one bar group, not the same one twice
-            groups = {f"{labels[first.eval_id]} (first = best)": _rates(first)}
-        else:
-            groups = {
-                f"{labels[first.eval_id]} (first)": _rates(first),
-                f"{labels[best.eval_id]} (best)": _rates(best),
-            }
-        p3 = site.plot(
-            f"{stem}-buckets.png", "bucket_histogram", f"{run} · {task}: per-problem accuracy", groups
-        )
-        out.append(f"![Per-problem accuracy buckets, first vs best, {run} on {task}](../{p3})")
-    return out
-
-
-def _steps_plot(site: Site, run: str, task: str, rows: list[Entry], stem: str) -> list[str]:
-    """Pass@K and Avg@n against training step. The trainer evaluates the base model before training,
-    so the base model (the run's base_model tag) is step 0; fewer than two points make no plot."""
-    base = [e for e in rows if e.model.run_name is None][:1]  # one base point even if stored twice
-    points = base + [e for e in rows if e.model.run_name is not None]
-    k = common_k(points)
-    if k is None or len(points) < 2:
-        return []
-    steps = [0 if e.model.run_name is None else (e.model.step or 0) for e in points]
-    ticks = ["base" if e.model.run_name is None else str(e.model.step) for e in points]
-    n = rows[0].setting.n
-    series = {
-        f"Pass@{k}": [e.passk[k].value for e in points],
-        f"Avg@{n}": [e.avg.value if e.avg else None for e in points],
-    }
-    rel = site.plot(
-        f"{stem}-steps.png", "step_curves", f"{run} · {task}: Pass@{k} and Avg@{n} vs step", steps, series, ticks
-    )
-    what = ", base model as step 0" if base else ""
-    return [f"![Pass@{k} and Avg@{n} vs training step{what}, {run} on {task}](../{rel})"]
-
-
-def _rates(e: Entry) -> list[float]:
-    return [c / n for _, n, c in e.problems if n]
 
 
 def _run_diagnostics(snap: Snapshot, models, base: str | None) -> list[str]:

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from spsbench.metrics import pass_at_k, score_interval
 from spsbench.paths import RUN_INFO, display_path
 from spsbench.store import ModelRow
 
@@ -345,7 +348,26 @@ def _entry(store: Any, ev: Any, model: Model) -> Entry:
         len(problems),
     )
     counts = {str(k): int(v) for k, v in store.outcome_counts(ev.id, n=avg_n, problems=scored).items()}
+    if problems:
+        avg, passk = _intervals(problems, avg, passk)
     return Entry(ev.id, model, ev.task, setting, avg, dict(sorted(passk.items())), counts, problems)
+
+
+def _intervals(problems: list[tuple[str, int, int]], avg: Score | None,
+               passk: dict[int, Score]) -> tuple[Score | None, dict[int, Score]]:
+    """The scores with intervals recomputed from the per-problem counts by `metrics.score_interval`, so
+    every page uses one interval method whatever an older spsbench stored (a bootstrap over problems,
+    which collapses to [0, 0] at 0%)."""
+    n = np.array([p[1] for p in problems])
+    c = np.array([p[2] for p in problems])
+    low = int(n.min())
+
+    def redo(score: Score, k: int) -> Score:
+        if k > low:
+            return score
+        return Score(score.value, *score_interval(pass_at_k(n, c, k), low, k))
+
+    return (redo(avg, 1) if avg else None), {k: redo(s, k) for k, s in passk.items()}
 
 
 def _pass_k(metric: str, k: int) -> int | None:

@@ -159,6 +159,10 @@ class Store:
             except sqlite3.Error as exc:
                 raise store_error(self.path, exc) from None
 
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction for bulk copies between stores (`spsbench.store.merge`)."""
+        return self._tx()
+
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
             try:
@@ -350,6 +354,12 @@ class Store:
                           "ORDER BY problem_id, sample_idx", (eval_id,))
         for row in rows:
             yield {"eval_id": eval_id, **dict(zip(SAMPLE_COLUMNS, row, strict=True))}
+
+    def sample_outcomes(self, eval_id: int) -> list[tuple[str, int, int, str]]:
+        """(problem_id, sample_idx, seed, outcome) of every stored sample: the grades without the text."""
+        rows = self._read("SELECT problem_id, sample_idx, seed, outcome FROM samples WHERE eval_id = ? "
+                          "ORDER BY problem_id, sample_idx", (eval_id,))
+        return [(str(p), int(i), int(seed), str(o)) for p, i, seed, o in rows]
 
     def count_samples(self, eval_id: int) -> int:
         return int(self._read("SELECT COUNT(*) FROM samples WHERE eval_id = ?", (eval_id,))[0][0])

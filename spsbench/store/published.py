@@ -1,0 +1,170 @@
+"""Published results: the committed export of chosen evaluations, and its merge with a local store.
+
+The export holds everything the leaderboards need to rebuild a published page on another machine: per
+evaluation its model (path, weights hash, run tags), identity, sampling, provenance sessions, scores,
+scored problems, every sample, the diagnostics of its model on its task and the run's training task.
+One gzip-compressed JSONL file per evaluation, `<dir>/<task>--<model label>--<hash>.jsonl.gz`, written
+deterministically (records and keys sorted, gzip header without file name or mtime), so publishing the
+same evaluation again writes the same bytes and `git diff` shows only real changes (`zcat` to read).
+
+Model paths inside the working directory are written relative to it, so a clone elsewhere shows and
+matches them the same way. `merged_store` copies the export and a local store into one in-memory store
+for the leaderboards: an evaluation is identified by (model path as displayed, weights hash, task,
+task version, grader policy, sampling key); one present in both is shown once (the published one,
+unless the local one has more samples per problem).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spsbench.config import SamplingConfig
+from spsbench.errors import StoreError
+from spsbench.paths import display_path
+from spsbench.store.db import Store
+
+FORMAT = 1                       # bump when a record changes meaning
+SUFFIX = ".jsonl.gz"
+SAMPLE_KEYS = ("problem_id", "sample_idx", "seed", "prompt", "completion", "prompt_tokens", "completion_tokens",
+               "finish_reason", "extracted", "outcome", "created_at")
+
+
+@dataclass
+class Published:
+    """One exported evaluation, as read back."""
+
+    head: dict[str, Any]                  # the "evaluation" record (model, identity, run info ...)
+    sessions: list[dict[str, Any]]
+    scores: list[dict[str, Any]]
+    diagnostics: list[dict[str, Any]]
+    samples: list[dict[str, Any]]
+    source: str = ""                      # file name, for error messages
+
+    @property
+    def identity(self) -> tuple:
+        h, m = self.head, self.head["model"]
+        return (m["path"], m["weights_hash"], h["task"], h["task_version"], h["grader_policy"], h["sampling_key"])
+
+
+def sampling_key(sampling: dict[str, Any]) -> str:
+    """The store's sampling key of a stored sampling dict (what `begin_evaluation` derives)."""
+    try:
+        return SamplingConfig(**sampling).key()
+    except (TypeError, ValueError):      # a hand-made store: fall back to a hash of the stored fields
+        blob = json.dumps({k: v for k, v in sampling.items() if k != "n"}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def export_evaluation(store: Store, ev: Any, out_dir: str | Path, root: str | Path,
+                      run_info: dict[str, str] | None = None) -> Path:
+    """Write evaluation `ev` (an EvalRow of `store`) to `out_dir`; returns the file written."""
+    head = _head(ev, root, run_info, store.scored_problems(ev.id))
+    records: list[dict[str, Any]] = [head]
+    records += [{"kind": "session", "kind_of_run": s.kind, "started_at": s.started_at, "engine": s.engine,
+                 "n": s.n, "provenance": s.provenance, "samples": s.samples, "min_idx": s.min_idx,
+                 "max_idx": s.max_idx, "last_at": s.last_at} for s in store.sessions(ev.id)]
+    records += [{"kind": "score", "metric": s.metric, "k": s.k, "value": s.value, "ci_low": s.ci_low,
+                 "ci_high": s.ci_high, "n": s.n} for s in store.scores(ev.id)]
+    records += [{"kind": "diagnostic", "metric": d["metric"], "value": d["value"], "details": d["details"],
+                 "created_at": d["created_at"]}
+                for d in store.diagnostics() if d["model_id"] == ev.model_id and d["task"] == ev.task]
+    records += [{"kind": "sample", **{k: s[k] for k in SAMPLE_KEYS}} for s in store.samples(ev.id)]
+    path = Path(out_dir) / file_name(head)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_records(path, records)
+    return path
+
+
+def _head(ev: Any, root: str | Path, run_info: dict[str, str] | None, scored: set[str] | None) -> dict[str, Any]:
+    model = {"path": display_path(ev.model_path, root), "weights_hash": ev.weights_hash, "run_name": ev.run_name,
+             "step": ev.step, "algo": ev.algo, "base_model": display_path(ev.base_model, root) if ev.base_model
+             else None,
+             # which of the two were folders inside the project (a hub id looks relative too)
+             "in_project": sorted(k for k, v in (("path", ev.model_path), ("base_model", ev.base_model))
+                                  if v and _in_project(v, root))}
+    return {"kind": "evaluation", "format": FORMAT, "model": model, "task": ev.task,
+            "task_version": str(ev.task_version), "grader_policy": ev.grader_policy, "sampling": ev.sampling,
+            "sampling_key": sampling_key(ev.sampling), "n": ev.n, "engine": ev.engine,
+            "created_at": ev.created_at, "finished_at": ev.finished_at,
+            "scored_problems": sorted(scored) if scored is not None else None,
+            "run_info": {"task": run_info["task"]} if run_info and run_info.get("task") else None}
+
+
+def _in_project(path: str, root: str | Path) -> bool:
+    return Path(path).is_absolute() and not display_path(path, root).startswith(("/", "~"))
+
+
+def project_path(model: dict[str, Any], key: str, root: str | Path) -> str | None:
+    """A published model's `path` or `base_model` as this machine stores it: a folder that was inside
+    the project is put back under `root` (so it is still shown and short-named as a folder)."""
+    value = model.get(key)
+    if value and key in model.get("in_project", ()):
+        return str(Path(root) / value)
+    return value
+
+
+def file_name(head: dict[str, Any]) -> str:
+    """`<task>--<run@step or model name>--<8 hex of the identity>.jsonl.gz`."""
+    m = head["model"]
+    label = f"{m['run_name']}@{m['step']}" if m["run_name"] else Path(m["path"]).name or m["path"]
+    ident = json.dumps([m["path"], m["weights_hash"], head["task"], head["task_version"], head["grader_policy"],
+                        head["sampling_key"]])
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:8]
+    return f"{_slug(head['task'])}--{_slug(label)}--{digest}{SUFFIX}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "-", text).strip("-") or "unnamed"
+
+
+def write_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Gzip JSONL with a fixed header (no name, mtime 0): the same records give the same bytes."""
+    raw = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+        for record in records:
+            gz.write((json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+    data = raw.getvalue()
+    if not path.is_file() or path.read_bytes() != data:     # unchanged files keep their mtime
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def read_published(folder: str | Path) -> list[Published]:
+    """Every exported evaluation in `folder` (sorted by file name); [] when the folder does not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [read_file(path) for path in sorted(folder.glob("*" + SUFFIX))]
+
+
+def read_file(path: Path) -> Published:
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+    except (OSError, ValueError, EOFError) as exc:
+        raise StoreError(f"published results {path}: not a readable export ({exc})") from None
+    if not records or records[0].get("kind") != "evaluation":
+        raise StoreError(f"published results {path}: the first record must be the evaluation")
+    if int(records[0].get("format", 0)) > FORMAT:
+        raise StoreError(f"published results {path} has format {records[0]['format']}, newer than this "
+                         f"spsbench understands ({FORMAT}); upgrade spsbench")
+    by_kind: dict[str, list[dict[str, Any]]] = {"session": [], "score": [], "diagnostic": [], "sample": []}
+    for record in records[1:]:
+        by_kind.setdefault(record.get("kind", "?"), []).append(record)
+    return Published(records[0], by_kind["session"], by_kind["score"], by_kind["diagnostic"], by_kind["sample"],
+                     path.name)
