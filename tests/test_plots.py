@@ -195,6 +195,6 @@ def test_leaderboard_is_byte_identical_across_processes(tmp_path):
         assert proc.returncode == 0, proc.stderr
     a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
-    assert a == b and sum(p.suffix == ".png" for p in a) == 14
+    assert a == b and sum(p.suffix == ".png" for p in a) == 16
     for rel in a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
