@@ -33,6 +33,7 @@ from spsbench.errors import StoreError
 from spsbench.store_schema import (  # noqa: F401  (SCHEMA and the version are part of the API)
     BUSY_TIMEOUT_MS,
     EVAL_COLUMNS,
+    EXTERNAL_GRADES,
     SAMPLE_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -142,6 +143,7 @@ class Store:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._sessions: dict[int, int] = {}          # eval_id -> the session this object opened for it
+        self._grouped = False                        # inside transaction(): writes join its transaction
         if self.path.is_dir():
             raise StoreError(f"results store {self.path} is a folder; pass a file path (e.g. results/spsbench.db)")
         try:
@@ -210,6 +212,9 @@ class Store:
         a one-line StoreError; earlier transactions stay committed."""
         with self._lock:
             con = self._con
+            if self._grouped:           # part of an enclosing transaction(): it commits or rolls back
+                yield con
+                return
             try:
                 con.execute("BEGIN IMMEDIATE")
                 try:
@@ -222,6 +227,21 @@ class Store:
                     raise
             except sqlite3.Error as exc:
                 raise store_error(self.path, exc) from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes (upsert_model, begin_evaluation, add_samples, ...) into one transaction:
+        all of them commit at the end, or none does (an import must never leave half an evaluation)."""
+        sessions = dict(self._sessions)
+        with self._tx():
+            self._grouped = True
+            try:
+                yield
+            except BaseException:
+                self._sessions = sessions          # sessions opened inside were rolled back
+                raise
+            finally:
+                self._grouped = False
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
@@ -317,6 +337,15 @@ class Store:
                             [(eval_id, str(p)) for p in sorted(set(problems))])
             con.execute("UPDATE evaluations SET status = 'done', finished_at = ? WHERE id = ?", (now(), eval_id))
 
+    def add_external_grades(self, eval_id: int, source: str,
+                            rows: Iterable[tuple[str, int, str | None, str]]) -> None:
+        """Another evaluator's (problem_id, sample_idx, extracted, verdict) per sample, kept beside ours."""
+        with self._tx() as con:
+            con.execute(EXTERNAL_GRADES)            # an existing v3 store gains the table here
+            con.executemany("INSERT OR REPLACE INTO external_grades(eval_id, problem_id, sample_idx, source, "
+                            "extracted, verdict) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(eval_id, str(p), int(i), source, x, str(v)) for p, i, x, v in rows])
+
     def add_diagnostic(self, model_id: int, task: str, metric: str, value: float, details: dict) -> None:
         with self._tx() as con:
             con.execute("INSERT OR REPLACE INTO diagnostics(model_id, task, metric, value, details_json, "
@@ -409,6 +438,15 @@ class Store:
                           "ORDER BY problem_id, sample_idx", (eval_id,))
         for row in rows:
             yield {"eval_id": eval_id, **dict(zip(SAMPLE_COLUMNS, row, strict=True))}
+
+    def external_grades(self, eval_id: int) -> list[dict[str, Any]]:
+        """Other evaluators' verdicts on the evaluation's samples (empty when none were imported)."""
+        if not self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'external_grades'"):
+            return []
+        rows = self._read("SELECT problem_id, sample_idx, source, extracted, verdict FROM external_grades "
+                          "WHERE eval_id = ? ORDER BY source, problem_id, sample_idx", (eval_id,))
+        keys = ("problem_id", "sample_idx", "source", "extracted", "verdict")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def count_samples(self, eval_id: int) -> int:
         return int(self._read("SELECT COUNT(*) FROM samples WHERE eval_id = ?", (eval_id,))[0][0])
