@@ -84,14 +84,17 @@ def _review(layout: str, index: int, prompt: str, target: str, key: str, value: 
     return {"index": index, "input": prompt, "target": target, "sample_score": sample}
 
 
-def aime_rows(layout: str) -> tuple[list[dict], list[dict]]:
+def aime_rows(layout: str, errored: bool = False) -> tuple[list[dict], list[dict]]:
+    """`errored`: every request of the last problem failed (EvalScope then excludes its scores)."""
     preds, reviews = [], []
     for p, (question, gold, attempts) in enumerate(AIME_PROBLEMS):
         prompt = AIME.format(q=question)
+        failed = errored and p == len(AIME_PROBLEMS) - 1
         for r, (text, reasoning, stop, verdict, extracted) in enumerate(attempts):
             index = p * REPEATS + r
-            preds.append(_prediction(index, prompt, text, reasoning, stop))
-            reviews.append(_review(layout, index, prompt, gold, "acc", verdict, extracted, text))
+            preds.append(_prediction(index, prompt, text, reasoning, stop, error="timeout" if failed else None))
+            reviews.append(_review(layout, index, prompt, gold, "acc", verdict, extracted, text,
+                                   status="excluded" if failed else "success"))
     return preds, reviews
 
 
@@ -140,13 +143,13 @@ def _write_jsonl(path: Path, rows: list[dict], shuffle_seed: int | None = 0, fir
 
 
 def write_run(root: Path, layout: str = "1.14", *, stamp: str = "20260101_120000", reports: bool = True,
-              generation: str | None = None, duplicate: bool = True) -> Path:
+              generation: str | None = None, duplicate: bool = True, errored: bool = False) -> Path:
     """A run folder `root/<stamp>` with aime25 (3 x 4), gpqa_diamond (2 x 4) and math_500 `Level 1` (2 x 4)."""
     run = root / stamp
     config = run / "configs" / ("task_config_3f2a1b.yaml" if layout == "1.0" else "task_config.yaml")
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(config_text(layout, generation=generation), encoding="utf-8")
-    for name, (preds, reviews) in {"aime25_default": aime_rows(layout), "gpqa_diamond_default": gpqa_rows(layout),
+    for name, (preds, reviews) in {"aime25_default": aime_rows(layout, errored), "gpqa_diamond_default": gpqa_rows(layout),
                                    "math_500_Level 1": math500_rows(layout)}.items():
         first = ()
         if duplicate and name == "aime25_default":   # index 6 written twice: the later row wins
