@@ -203,3 +203,14 @@ def test_a_failure_while_storing_rolls_the_evaluation_back(tmp_path, monkeypatch
                            "ON s.eval_id = e.id GROUP BY e.id").fetchall()
     con.close()
     assert per_eval == [("aime25", 12)]           # the first is whole, the failed one left nothing behind
+
+
+def test_results_disagreements_lists_both_answers(imported, capsys):
+    _, store, _ = imported
+    assert main(["results", "--store", str(store), "--disagreements", "--task", "aime25"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr()[0].splitlines()]
+    assert [(r["problem_id"], r["sample_idx"], r["ours"], r["theirs"]) for r in rows] == [
+        ("0", 1, "no_answer", "correct"), ("0", 2, "correct", "incorrect")]
+    assert rows[1]["ours_extracted"] == "70" and rows[1]["theirs_extracted"] == "71,70"
+    assert main(["results", "--store", str(store), "--disagreements", "--with", "lighteval"]) == 0
+    assert capsys.readouterr()[0] == ""            # no verdicts from that source
