@@ -214,3 +214,15 @@ def test_results_disagreements_lists_both_answers(imported, capsys):
     assert rows[1]["ours_extracted"] == "70" and rows[1]["theirs_extracted"] == "71,70"
     assert main(["results", "--store", str(store), "--disagreements", "--with", "lighteval"]) == 0
     assert capsys.readouterr()[0] == ""            # no verdicts from that source
+
+
+def test_graders_side_by_side_section(imported):
+    from spsbench.interop.evalscope_compare import comparison_markdown
+
+    _, store, _ = imported
+    with Store(store) as db:
+        lines = comparison_markdown(db)
+    rows = [line for line in lines if line.startswith("| http")]
+    assert len(rows) == 6                          # 3 evaluations x (spsbench, evalscope@...)
+    gpqa = [r for r in rows if "gpqa_diamond" in r]
+    assert "| spsbench | 62.5 |" in gpqa[0] and "| 75.0 |" in gpqa[1] and gpqa[1].endswith("| 7/8 |")

@@ -80,3 +80,23 @@ def dual_passk(db: Any, eval_id: int, source: str = "evalscope") -> dict[str, di
     top = max(ours_n + their_n)
     ks = sorted({1 << e for e in range(top.bit_length())} | {s.k for s in db.scores(eval_id) if s.metric == "pass@k"})
     return {"spsbench": passk(ours_n, ours_c, ks), theirs_name: passk(their_n, their_c, ks)}
+
+
+def comparison_markdown(db: Any, evals: list[Any] | None = None) -> list[str]:
+    """A markdown section: for every evaluation with another evaluator's verdicts, Pass@k under both graders
+    side by side and how often they agree (for a leaderboard page; empty when nothing was imported)."""
+    lines: list[str] = []
+    for ev in evals if evals is not None else db.evaluations():
+        dual = dual_passk(db, ev.id, source="")
+        if not dual:
+            continue
+        agreed, total = agreement(db, ev.id)
+        ks = sorted(set().union(*(set(v) for v in dual.values())))
+        if not lines:
+            lines = ["## Graders side by side (imported runs)", "",
+                     "| model | task | grader | " + " | ".join(f"pass@{k}" for k in ks) + " | verdicts agree |",
+                     "|---|---|---|" + "--:|" * (len(ks) + 1)]
+        for name, values in dual.items():
+            cells = " | ".join(f"{100 * values[k]:.1f}" if k in values else "—" for k in ks)
+            lines.append(f"| {ev.model_path} | {ev.task} | {name} | {cells} | {agreed}/{total} |")
+    return lines + [""] if lines else []
