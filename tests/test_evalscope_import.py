@@ -226,3 +226,46 @@ def test_graders_side_by_side_section(imported):
     assert len(rows) == 6                          # 3 evaluations x (spsbench, evalscope@...)
     gpqa = [r for r in rows if "gpqa_diamond" in r]
     assert "| spsbench | 62.5 |" in gpqa[0] and "| 75.0 |" in gpqa[1] and gpqa[1].endswith("| 7/8 |")
+
+
+def _config(tmp_path: Path, **fields):
+    from spsbench.interop.evalscope_parse import RunConfig
+
+    base = {"path": tmp_path / "task_config.yaml", "version": "1.14.1", "model": "m", "api_url": None,
+            "generation": {"temperature": 0.6}, "repeats": 2, "datasets": ("hmmt25",), "dataset_args": {}}
+    return RunConfig(**(base | fields))
+
+
+def test_mapping_rules(tmp_path):
+    from spsbench.interop.evalscope_map import model_identity, parse_options, split_prompt, task_for
+
+    brumo = _config(tmp_path, dataset_args={"hmmt25": {"dataset_id": "/data/BrUMO_2025"}})
+    assert task_for("hmmt25", brumo) == "brumo25" and task_for("hmmt25", _config(tmp_path)) == "hmmt_feb25"
+    assert task_for("math_500", _config(tmp_path)) == "math500"
+    assert model_identity(_config(tmp_path, api_url="http://h:8000/v1/chat/completions")) == "http://h:8000/v1#m"
+    assert model_identity(_config(tmp_path, api_url="http://h:8000/v1/"), "other") == "http://h:8000/v1#other"
+    assert model_identity(_config(tmp_path, model="/models/qwen")) == "/models/qwen"
+    question, choices = split_prompt("hmmt25", "Problem:\nFind x.\nPlease reason step by step, and put your "
+                                     "final answer within \\boxed{}.", _config(tmp_path))
+    assert question == "Find x." and choices is None
+    assert parse_options("A) one\nB) two\nlines\nC) three") == ("one", "two\nlines", "three")
+    custom = _config(tmp_path, dataset_args={"hmmt25": {"prompt_template": "Q: {question}\nA:"}})
+    assert split_prompt("hmmt25", "Q: 1+1?\nA:", custom) == ("1+1?", None)
+    assert split_prompt("hmmt25", "something else", custom) is None
+
+
+def test_problems_map_to_our_ids_through_the_cached_task_rows(tmp_path, monkeypatch):
+    from evalscope_fixtures import AIME_PROBLEMS
+
+    from spsbench.tasks import load_spec
+
+    monkeypatch.setenv("SPSBENCH_CACHE", str(tmp_path / "cache"))
+    cache = load_spec("aime25").cache_path()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("".join(json.dumps({"problem_idx": 11 + i, "problem": "  " + q + "\n", "answer": a}) + "\n"
+                             for i, (q, a, _) in enumerate(AIME_PROBLEMS)))
+    write_run(tmp_path / "w")
+    import_evalscope(tmp_path / "w", store=tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as db:
+        ids = {s["problem_id"] for s in db.samples(_by_task(tmp_path / "s.db")["aime25"].id)}
+    assert ids == {"11", "12", "13"}
