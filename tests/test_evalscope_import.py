@@ -269,3 +269,24 @@ def test_problems_map_to_our_ids_through_the_cached_task_rows(tmp_path, monkeypa
     with Store(tmp_path / "s.db") as db:
         ids = {s["problem_id"] for s in db.samples(_by_task(tmp_path / "s.db")["aime25"].id)}
     assert ids == {"11", "12", "13"}
+
+
+def test_external_grades_on_a_v3_store_without_the_table_and_grouped_rollback(tmp_path):
+    from spsbench.config import SamplingConfig
+
+    path = tmp_path / "s.db"
+    with Store(path) as db:
+        model = db.upsert_model("m", "")
+        eval_id = db.begin_evaluation(model, "aime25", "1", "p", SamplingConfig(n=1), "x", {})
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE external_grades")      # a store written before the table existed (still v3)
+    con.commit()
+    con.close()
+    with Store(path) as db:
+        assert db.external_grades(eval_id) == []
+        db.add_external_grades(eval_id, "evalscope@1", [("1", 0, "70", "correct")])
+        assert db.external_grades(eval_id)[0]["verdict"] == "correct"
+        with pytest.raises(RuntimeError), db.transaction():
+            db.upsert_model("n", "")
+            raise RuntimeError("abort")
+        assert db.find_model("n", "") is None        # the grouped write was rolled back with it
