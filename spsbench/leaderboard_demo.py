@@ -293,6 +293,9 @@ class SchemaReader:
         ):
             yield dict(r)
 
+    def external_grades(self, eval_id: int):
+        return []
+
     def diagnostics(self):
         return [
             dict(r) for r in self.con.execute("SELECT * FROM diagnostics ORDER BY model_id, task, metric")

@@ -290,3 +290,14 @@ def test_external_grades_on_a_v3_store_without_the_table_and_grouped_rollback(tm
             db.upsert_model("n", "")
             raise RuntimeError("abort")
         assert db.find_model("n", "") is None        # the grouped write was rolled back with it
+
+
+def test_task_page_shows_both_graders_for_an_imported_run(imported, tmp_path):
+    from spsbench.leaderboard import refresh
+
+    _, store, _ = imported
+    refresh(store, tmp_path / "boards", plots=False)
+    page = (tmp_path / "boards" / "tasks" / "aime25.md").read_text()
+    assert "### Graders side by side" in page
+    rows = [line for line in page.splitlines() if "| spsbench |" in line or "| evalscope@" in line]
+    assert len(rows) == 2 and all(row.endswith("| 10/12 |") for row in rows)

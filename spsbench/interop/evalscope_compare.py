@@ -82,21 +82,31 @@ def dual_passk(db: Any, eval_id: int, source: str = "evalscope") -> dict[str, di
     return {"spsbench": passk(ours_n, ours_c, ks), theirs_name: passk(their_n, their_c, ks)}
 
 
-def comparison_markdown(db: Any, evals: list[Any] | None = None) -> list[str]:
-    """A markdown section: for every evaluation with another evaluator's verdicts, Pass@k under both graders
-    side by side and how often they agree (for a leaderboard page; empty when nothing was imported)."""
-    lines: list[str] = []
-    for ev in evals if evals is not None else db.evaluations():
-        dual = dual_passk(db, ev.id, source="")
-        if not dual:
-            continue
-        agreed, total = agreement(db, ev.id)
-        ks = sorted(set().union(*(set(v) for v in dual.values())))
-        if not lines:
-            lines = ["## Graders side by side (imported runs)", "",
-                     "| model | task | grader | " + " | ".join(f"pass@{k}" for k in ks) + " | verdicts agree |",
-                     "|---|---|---|" + "--:|" * (len(ks) + 1)]
+def grader_view(db: Any, eval_id: int) -> tuple[dict[str, dict[int, float]], tuple[int, int]] | None:
+    """(Pass@k per grader, (agreeing, graded)) for an evaluation with another evaluator's verdicts, else None."""
+    dual = dual_passk(db, eval_id, source="")
+    return (dual, agreement(db, eval_id)) if dual else None
+
+
+def graders_table(rows: list[tuple[str, tuple[dict[str, dict[int, float]], tuple[int, int]]]]) -> list[str]:
+    """Markdown: per (label, grader_view) one line per grader with its Pass@k, and the verdict agreement."""
+    if not rows:
+        return []
+    ks = sorted({k for _, (dual, _) in rows for values in dual.values() for k in values})
+    lines = ["| model | grader | " + " | ".join(f"pass@{k}" for k in ks) + " | verdicts agree |",
+             "|---|---|" + "--:|" * (len(ks) + 1)]
+    for label, (dual, (agreed, total)) in rows:
         for name, values in dual.items():
             cells = " | ".join(f"{100 * values[k]:.1f}" if k in values else "—" for k in ks)
-            lines.append(f"| {ev.model_path} | {ev.task} | {name} | {cells} | {agreed}/{total} |")
-    return lines + [""] if lines else []
+            lines.append(f"| {label} | {name} | {cells} | {agreed}/{total} |")
+    return lines
+
+
+def comparison_markdown(db: Any, evals: list[Any] | None = None) -> list[str]:
+    """A markdown section: for every evaluation with another evaluator's verdicts, Pass@k under both graders
+    side by side and how often they agree (empty when nothing was imported or cross-checked)."""
+    rows = [(f"{ev.model_path} ({ev.task})", view) for ev in (evals if evals is not None else db.evaluations())
+            if (view := grader_view(db, ev.id))]
+    if not rows:
+        return []
+    return ["## Graders side by side (imported or cross-checked runs)", "", *graders_table(rows), ""]
