@@ -133,7 +133,10 @@ def test_warnings_for_greedy_fixed_seed_and_failed_problems(tmp_path):
     write_run(tmp_path / "v", generation="  temperature: 0.6\n  seed: 7\n  max_tokens: 64\n")
     report = import_evalscope(tmp_path / "v", store=tmp_path / "t.db")[0]
     assert any("seed=7 is sent on every repeat" in w for w in report.warnings)
-    assert _by_task(tmp_path / "t.db")["aime25"].sampling["seed"] == 7
+    ev = _by_task(tmp_path / "t.db")["aime25"]
+    assert ev.sampling["seed"] == -1                  # apart from any native evaluation's identity
+    with Store(tmp_path / "t.db") as db:
+        assert {s["seed"] for s in db.samples(ev.id)} == {7}      # the seed EvalScope sent, on every repeat
 
 
 def _counts(store: Path) -> tuple[int, int]:

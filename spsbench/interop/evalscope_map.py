@@ -21,6 +21,10 @@ from spsbench.interop.evalscope_parse import Attempt, RunConfig, SubsetFile
 BENCH_TASKS = {"aime24": "aime24", "aime25": "aime25", "hmmt25": "hmmt_feb25", "hmmt_nov25": "hmmt_nov25",
                "math_500": "math500", "gsm8k": "gsm8k", "mmlu": "mmlu", "gpqa_diamond": "gpqa_diamond"}
 MAX_TOKENS_UNSET = 1_000_000      # stored when the run left max_tokens to the server
+# Base seed of every imported evaluation: EvalScope derives no per-sample seeds (it sends one fixed seed,
+# or none), and a seed no native run uses keeps the evaluation's identity apart from native ones, so
+# `spsbench eval` can never resume into an imported evaluation. Setting (and so leaderboards) ignores it.
+IMPORTED_SEED = -1
 _BOXED = "Please reason step by step, and put your final answer within \\boxed{{}}."
 _MC = ("Answer the following multiple choice question. The last line of your response should be of the following "
        "format: 'ANSWER: [LETTER]' (without quotes) where [LETTER] is one of {letters}. Think step by step "
@@ -66,7 +70,8 @@ def model_identity(config: RunConfig, name: str | None = None) -> str:
 
 
 def sampling(config: RunConfig) -> tuple[Any, list[str]]:
-    """(SamplingConfig with n = repeats, warnings) from the run's generation_config."""
+    """(SamplingConfig with n = repeats, warnings) from the run's generation_config (seed: IMPORTED_SEED;
+    the seed EvalScope sent, if any, is each sample's stored seed)."""
     from spsbench.config import SamplingConfig
     from spsbench.errors import ConfigError
 
@@ -85,7 +90,7 @@ def sampling(config: RunConfig) -> tuple[Any, list[str]]:
         warnings.append(f"generation_config sets no max_tokens (the server's default); stored as {MAX_TOKENS_UNSET}")
     try:
         cfg = SamplingConfig(n=config.repeats, temperature=float(temperature or 0), top_p=float(gen.get("top_p") or 1),
-                             max_tokens=int(max_tokens or MAX_TOKENS_UNSET), seed=int(gen.get("seed") or 0),
+                             max_tokens=int(max_tokens or MAX_TOKENS_UNSET), seed=IMPORTED_SEED,
                              stop=tuple(gen.get("stop_seqs") or gen.get("stop") or ()), chat_template="on")
     except (ConfigError, TypeError, ValueError) as exc:
         raise InteropError(f"{config.path}: generation_config: {exc}") from None
