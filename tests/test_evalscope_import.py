@@ -304,3 +304,16 @@ def test_task_page_shows_both_graders_for_an_imported_run(imported, tmp_path):
     assert "### Graders side by side" in page
     rows = [line for line in page.splitlines() if "| spsbench |" in line or "| evalscope@" in line]
     assert len(rows) == 2 and all(row.endswith("| 10/12 |") for row in rows)
+
+
+def test_an_interrupted_run_scores_what_is_there(tmp_path):
+    run = write_run(tmp_path / "w", duplicate=False)
+    for kind in ("predictions", "reviews"):             # indices 10 and 11 (problem 2, attempts 2-3) never written
+        path = run / kind / "stub-model" / "aime25_default.jsonl"
+        keep = [line for line in path.read_text().splitlines() if json.loads(line)["index"] not in (10, 11)]
+        path.write_text("\n".join(keep) + "\n")
+    report = next(r for r in import_evalscope(tmp_path / "w", store=tmp_path / "s.db") if r.task == "aime25")
+    assert report.samples == 10 and any("fewer than repeats=4" in w for w in report.warnings)
+    assert sorted(report.scores["pass@k"]) == [1, 2]      # k <= the fewest attempts (2)
+    with Store(tmp_path / "s.db") as db:
+        assert db.problem_counts(report.eval_id) == [("0", 4, 2), ("1", 4, 3), ("2", 2, 0)]

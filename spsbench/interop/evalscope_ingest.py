@@ -174,13 +174,15 @@ def _finish_plan(plan: Plan) -> None:
                              f"{plan.task_version}, never compared with native evaluations")
     if plan.spec.grader == "mc" and any(p.choices is None for p in problems.values()):
         plan.warnings.append("options of some questions could not be read from their prompt; graded as A-D")
-    failed = [pid for pid in problems if all(i.attempt.error for i in plan.items if i.problem.id == pid)]
+    attempts: dict[str, list[bool]] = {}          # problem -> errored? per attempt (one pass: MMLU is large)
+    for item in plan.items:
+        attempts.setdefault(item.problem.id, []).append(bool(item.attempt.error))
+    failed = [pid for pid, errors in attempts.items() if all(errors)]
     if failed:
         plan.warnings.append(f"{len(failed)} problem(s) have no successful attempt ({', '.join(failed[:5])}"
                              f"{', ...' if len(failed) > 5 else ''}): stored as no_answer, counted as wrong "
                              "(EvalScope drops them from its denominator)")
-    counts = {pid: sum(1 for i in plan.items if i.problem.id == pid) for pid in problems}
-    short = [pid for pid, c in counts.items() if c < plan.run.config.repeats]
+    short = [pid for pid, errors in attempts.items() if len(errors) < plan.run.config.repeats]
     if short:
         plan.warnings.append(f"{len(short)} problem(s) have fewer than repeats={plan.run.config.repeats} "
                              "attempts (an interrupted run); Pass@k uses what is there, k <= the fewest")
