@@ -317,3 +317,11 @@ def test_an_interrupted_run_scores_what_is_there(tmp_path):
     assert sorted(report.scores["pass@k"]) == [1, 2]      # k <= the fewest attempts (2)
     with Store(tmp_path / "s.db") as db:
         assert db.problem_counts(report.eval_id) == [("0", 4, 2), ("1", 4, 3), ("2", 2, 0)]
+
+
+def test_two_runs_of_one_work_dir_that_would_merge_are_refused_before_writing(tmp_path, capsys):
+    write_run(tmp_path / "w")
+    write_run(tmp_path / "w", stamp="20260102_080000")
+    assert main(["import", "evalscope", str(tmp_path / "w"), "--store", str(tmp_path / "s.db")]) == 2
+    assert "import them one at a time with --model-name" in capsys.readouterr()[1]
+    assert _counts(tmp_path / "s.db") == (0, 0)

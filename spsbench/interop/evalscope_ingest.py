@@ -90,6 +90,7 @@ def import_evalscope(work_dir: str | Path, *, model_name: str | None = None, sto
     from spsbench.store import Store
 
     plans = [plan for path in find_runs(work_dir) for plan in plan_run(read_run(path), model_name)]
+    _check_distinct(plans)
     policy = grading or GradingPolicy()
     grade_plans(plans, policy, grader_workers)
     with Store(store or paths.default_store_path()) as db:
@@ -97,6 +98,17 @@ def import_evalscope(work_dir: str | Path, *, model_name: str | None = None, sto
 
 
 # --------------------------------------------------------------------------- planning
+
+
+def _check_distinct(plans: list[Plan]) -> None:
+    """Two runs of one WORK_DIR with the same model, task and sampling would merge: refuse before writing."""
+    seen: dict[tuple, Plan] = {}
+    for plan in plans:
+        key = (plan.model, plan.spec.name, plan.task_version, plan.sampling.key())
+        if key in seen:
+            raise InteropError(f"runs {seen[key].run.path.name} and {plan.run.path.name} both hold {plan.bench} for "
+                               f"{plan.model} with the same sampling; import them one at a time with --model-name")
+        seen[key] = plan
 
 
 def plan_run(run: Run, model_name: str | None) -> list[Plan]:
