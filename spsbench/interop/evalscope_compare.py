@@ -73,7 +73,8 @@ def dual_passk(db: Any, eval_id: int, source: str = "evalscope") -> dict[str, di
     pairs = list(_pairs(db, eval_id, source))
     if not pairs:
         return {}
-    theirs_name = pairs[0][1]["source"]
+    theirs_name = pairs[0][1]["source"]           # one source (an import and a later cross-check may differ)
+    pairs = [(s, g) for s, g in pairs if g["source"] == theirs_name]
     ours_n, ours_c = counts_by_problem([(s["problem_id"], "correct" if s["outcome"] == "correct" else "incorrect")
                                         for s, _ in pairs])
     their_n, their_c = counts_by_problem([(g["problem_id"], g["verdict"]) for _, g in pairs])
@@ -85,7 +86,8 @@ def dual_passk(db: Any, eval_id: int, source: str = "evalscope") -> dict[str, di
 def grader_view(db: Any, eval_id: int) -> tuple[dict[str, dict[int, float]], tuple[int, int]] | None:
     """(Pass@k per grader, (agreeing, graded)) for an evaluation with another evaluator's verdicts, else None."""
     dual = dual_passk(db, eval_id, source="")
-    return (dual, agreement(db, eval_id)) if dual else None
+    theirs = next((name for name in dual if name != "spsbench"), None)
+    return (dual, agreement(db, eval_id, theirs)) if theirs else None
 
 
 def graders_table(rows: list[tuple[str, tuple[dict[str, dict[int, float]], tuple[int, int]]]]) -> list[str]:
