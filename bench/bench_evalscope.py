@@ -71,8 +71,10 @@ class Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-                            "VLLM_LOGGING_LEVEL": "WARNING"}
+        # One unbound thread unless the environment says otherwise: on 2 shared cores, bound OpenMP threads
+        # spin-wait against other load (bench_engines measured ~8x slower); the user's settings win.
+        env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_LOGGING_LEVEL": "WARNING",
+               "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"} | dict(os.environ)
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
                "--served-model-name", self.served, "--host", "127.0.0.1", "--port", str(port),
                "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "2048"]
