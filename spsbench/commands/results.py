@@ -18,8 +18,8 @@ from spsbench.commands.compare import run_compare
 from spsbench.errors import StoreError
 from spsbench.store import Store
 
-HELP = ("Export scores, samples or the run history (provenance) from the results store as JSONL or CSV; compare "
-        "two evaluations problem by problem (--compare, --solved-diff).")
+HELP = ("Export scores, samples, the run history (provenance) or the samples where another evaluator's verdict "
+        "differs from ours as JSONL or CSV; compare two evaluations problem by problem (--compare, --solved-diff).")
 
 EVAL_FIELDS = ("eval_id", "task", "task_version", "model", "weights_hash", "run_name", "step", "algo",
                "base_model", "grader_policy", "engine", "status")
@@ -28,6 +28,8 @@ SCORE_FIELDS = (*EVAL_FIELDS, "metric", "k", "value", "ci_low", "ci_high", "n", 
 SAMPLE_FIELDS = ("eval_id", "task", "model", "run_name", "step", "problem_id", "sample_idx", "seed", "outcome",
                  "extracted", "finish_reason", "prompt_tokens", "completion_tokens", "prompt", "completion",
                  "created_at")
+DISAGREEMENT_FIELDS = ("eval_id", "task", "model", "problem_id", "sample_idx", "ours", "ours_extracted", "source",
+                      "theirs", "theirs_extracted", "finish_reason")
 SESSION_FIELDS = ("eval_id", "task", "model", "session", "kind", "started_at", "engine", "n", "samples",
                   "min_idx", "max_idx", "last_at", "host", "spsbench", "provenance")
 
@@ -48,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--solved-diff", nargs=2, metavar=("A", "B"),
                       help="Problems solved (>= 1 correct sample) by only one of A and B per task, with pass rates "
                            "and the exact sign test of the net change.")
+    what.add_argument("--disagreements", action="store_true",
+                      help="Export the samples where an imported evaluator's verdict differs from ours, with both "
+                           "extracted answers (see `spsbench import`).")
+    parser.add_argument("--with", dest="with_source", default="evalscope", metavar="SOURCE",
+                        help="With --disagreements: whose verdicts to compare with (default: evalscope).")
     parser.add_argument("--all", action="store_true", help="Include unfinished (running/killed) evaluations.")
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="Output format.")
     parser.add_argument("--out", metavar="FILE", help="Write here instead of stdout.")
@@ -78,6 +85,8 @@ def _export(store: Any, evals: list[Any], args: argparse.Namespace) -> tuple[Ite
         return sample_rows(store, evals), SAMPLE_FIELDS, "samples"
     if args.sessions:
         return session_rows(store, evals), SESSION_FIELDS, "sessions"
+    if args.disagreements:
+        return disagreement_rows(store, evals, args.with_source), DISAGREEMENT_FIELDS, "disagreements"
     return score_rows(store, evals), SCORE_FIELDS, "score rows"
 
 
@@ -110,6 +119,14 @@ def sample_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
         base = {"task": ev.task, "model": ev.model_path, "run_name": ev.run_name, "step": ev.step}
         for s in store.samples(ev.id):
             yield base | s
+
+
+def disagreement_rows(store: Any, evals: list[Any], source: str) -> Iterator[dict[str, Any]]:
+    from spsbench.leaderboards.external import disagreements
+
+    for ev in evals:
+        for row in disagreements(store, ev.id, source):
+            yield {"eval_id": ev.id, "task": ev.task, "model": ev.model_path} | row
 
 
 def session_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:

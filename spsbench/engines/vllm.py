@@ -166,7 +166,6 @@ class VLLMEngine:
                         sampling: SamplingConfig) -> Iterator[Completion]:
         from vllm import SamplingParams
 
-        from spsbench.engines.vllm_replicas import output_fields
 
         prompts = [{"prompt_token_ids": encoded[s.prompt]} for s in chunk]
         params = [SamplingParams(**sample_params(s, sampling)) for s in chunk]
@@ -180,6 +179,15 @@ class VLLMEngine:
         for i, results in self.replicas.run(jobs):
             yield from _completions(chunks[i], results, encoded)
 
+
+
+Result = tuple[str, int, str, int]       # text, completion tokens, finish reason, prompt tokens
+
+
+def output_fields(out: Any) -> Result:
+    """The parts of a vLLM RequestOutput spsbench keeps (picklable, for replica processes too)."""
+    best = out.outputs[0]
+    return best.text, len(best.token_ids), best.finish_reason or "length", len(out.prompt_token_ids or ())
 
 def sample_params(s: Sample, sampling: SamplingConfig) -> dict[str, Any]:
     """`vllm.SamplingParams` keyword arguments of one sample: n=1 with its own seed."""
@@ -298,7 +306,7 @@ def _start_replicas(model_id: str, kwargs: dict[str, Any], dp: int, on_cpu: bool
     """data_parallel_size replicas in their own processes, and the tokenizer for prompts in this one."""
     from transformers import AutoTokenizer
 
-    from spsbench.engines import vllm_replicas
+    from spsbench.engines import vllm_replicas  # it imports this module: lazily, one way
 
     envs = vllm_replicas.replica_envs(dp, int(kwargs["tensor_parallel_size"]), on_cpu)
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=bool(kwargs["trust_remote_code"]))

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from spsbench.engines.vllm import Result, output_fields, unbound_threads_env
 from spsbench.errors import EngineError
 
 # The module providing LLM and SamplingParams in the replica processes (tests substitute a fake).
@@ -30,7 +31,6 @@ VLLM_MODULE = "vllm"
 # One job: (job id, prompt token ids per sample, SamplingParams keyword arguments per sample).
 Job = tuple[int, list[list[int]], list[dict[str, Any]]]
 # One sample's result: (text, completion token count, finish reason, prompt token count).
-Result = tuple[str, int, str, int]
 
 
 def replica_devices(dp: int, tp: int, visible: list[str]) -> list[str]:
@@ -55,7 +55,6 @@ def replica_envs(dp: int, tp: int, on_cpu: bool, cores: int | None = None) -> li
     """Per-replica environment: its GPUs, or on CPU an equal share of the cores as unbound threads."""
     if not on_cpu:
         return [{"CUDA_VISIBLE_DEVICES": d} for d in replica_devices(dp, tp, visible_gpus())]
-    from spsbench.engines.vllm import unbound_threads_env
 
     cores = cores or len(os.sched_getaffinity(0))
     return [unbound_threads_env(max(1, cores // dp)) for _ in range(dp)]
@@ -93,12 +92,6 @@ def _run_job(vllm: Any, llm: Any, job: Job) -> tuple[str, Any]:
         return "ok", (job_id, [output_fields(out) for out in outputs])
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
         return "error", _first_line(exc)
-
-
-def output_fields(out: Any) -> Result:
-    """The parts of a vLLM RequestOutput spsbench keeps (picklable)."""
-    best = out.outputs[0]
-    return best.text, len(best.token_ids), best.finish_reason or "length", len(out.prompt_token_ids or ())
 
 
 class ReplicaPool:

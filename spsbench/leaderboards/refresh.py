@@ -24,6 +24,7 @@ from spsbench.errors import ConfigError
 from spsbench.io import atomic_write_text
 from spsbench.leaderboards import plots
 from spsbench.leaderboards.comparison import comparison_page
+from spsbench.leaderboards.external import graders_table
 from spsbench.leaderboards.markdown import (
     BEST,
     DIAG_METRICS,
@@ -321,7 +322,20 @@ def _task_page(site: Site, task: str) -> None:
             e.model.algo or "—",
         ],
     )
+    body += _graders_section(snap, ranked, labels)
     site.page(f"tasks/{slug(task)}.md", f"Task `{task}`", body)
+
+
+def _graders_section(snap: Snapshot, entries: list[Entry], labels: dict[int, str]) -> list[str]:
+    """For imported runs: Pass@k under our grader and the other evaluator's, on the same samples."""
+
+    rows = [(labels[e.model.id], snap.graders[e.eval_id]) for e in entries if e.eval_id in snap.graders]
+    if not rows:
+        return []
+    return ["", "### Graders side by side", "",
+            "Imported (or cross-checked) evaluations: Pass@k of the same samples under our grader and under "
+            "the evaluator that produced them (`spsbench results --disagreements` lists the samples that differ).",
+            "", *graders_table(rows)]
 
 
 # ---------------------------------------------------------------------------- models/index

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from spsbench.leaderboards.external import grader_view
 from spsbench.metrics import pass_at_k, score_interval
 from spsbench.paths import RUN_INFO, display_path
 from spsbench.store import ModelRow
@@ -128,6 +129,8 @@ class Snapshot:
     diagnostics: list[dict[str, Any]]
     root: str = "."                                              # paths inside it are shown relative
     run_info: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> {"task", "source"}
+    # eval_id -> (Pass@k per grader, (agreeing, graded)) for evaluations with another evaluator's verdicts
+    graders: dict[int, tuple[dict[str, dict[int, float]], tuple[int, int]]] = field(default_factory=dict)
 
     def show(self, path: str) -> str:
         """A stored path as pages display it (relative to `root`, `~/...`, or a hub id as is)."""
@@ -279,7 +282,15 @@ def load_snapshot(
         (_diag_row(d) for d in store.diagnostics()), key=lambda d: (d["model_id"], d["task"], d["metric"])
     )
     models = dict(sorted(models.items()))
-    return Snapshot(store_label, models, entries, diagnostics, root, read_run_info(models.values(), root))
+    snap = Snapshot(store_label, models, entries, diagnostics, root, read_run_info(models.values(), root))
+    snap.graders = _grader_views(store, entries)
+    return snap
+
+
+def _grader_views(store: Any, entries: list[Entry]) -> dict[int, Any]:
+    """Imported (or cross-checked) evaluations: Pass@k under our grader and theirs, side by side."""
+
+    return {e.eval_id: view for e in entries if (view := grader_view(store, e.eval_id))}
 
 
 def current_evaluations(evals: list[Any]) -> list[Any]:

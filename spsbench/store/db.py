@@ -34,6 +34,7 @@ from spsbench.store.rows import EvalRow, ModelRow, RunFailureRow, SampleRow, Sco
 from spsbench.store.schema import (
     BUSY_TIMEOUT_MS,
     EVAL_COLUMNS,
+    EXTERNAL_GRADES,
     SAMPLE_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -78,6 +79,7 @@ class Store:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._sessions: dict[int, int] = {}          # eval_id -> the session this object opened for it
+        self._grouped = False                        # inside transaction(): writes join its transaction
         if self.path.is_dir():
             raise StoreError(f"results store {self.path} is a folder; pass a file path (e.g. results/spsbench.db)")
         try:
@@ -146,6 +148,9 @@ class Store:
         a one-line StoreError; earlier transactions stay committed."""
         with self._lock:
             con = self._con
+            if self._grouped:           # part of an enclosing transaction(): it commits or rolls back
+                yield con
+                return
             try:
                 con.execute("BEGIN IMMEDIATE")
                 try:
@@ -159,9 +164,21 @@ class Store:
             except sqlite3.Error as exc:
                 raise store_error(self.path, exc) from None
 
-    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """A write transaction for bulk copies between stores (`spsbench.store.merge`)."""
-        return self._tx()
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Group several writes (upsert_model, begin_evaluation, add_samples, ...) into one transaction:
+        all of them commit at the end, or none does (an import must never leave half an evaluation; a merge
+        of stores writes through the yielded connection)."""
+        sessions = dict(self._sessions)
+        with self._tx() as con:
+            self._grouped = True
+            try:
+                yield con
+            except BaseException:
+                self._sessions = sessions          # sessions opened inside were rolled back
+                raise
+            finally:
+                self._grouped = False
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
@@ -256,6 +273,15 @@ class Store:
             con.executemany("INSERT INTO scored_problems(eval_id, problem_id) VALUES (?, ?)",
                             [(eval_id, str(p)) for p in sorted(set(problems))])
             con.execute("UPDATE evaluations SET status = 'done', finished_at = ? WHERE id = ?", (now(), eval_id))
+
+    def add_external_grades(self, eval_id: int, source: str,
+                            rows: Iterable[tuple[str, int, str | None, str]]) -> None:
+        """Another evaluator's (problem_id, sample_idx, extracted, verdict) per sample, kept beside ours."""
+        with self._tx() as con:
+            con.execute(EXTERNAL_GRADES)            # an existing v3 store gains the table here
+            con.executemany("INSERT OR REPLACE INTO external_grades(eval_id, problem_id, sample_idx, source, "
+                            "extracted, verdict) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(eval_id, str(p), int(i), source, x, str(v)) for p, i, x, v in rows])
 
     def add_diagnostic(self, model_id: int, task: str, metric: str, value: float, details: dict) -> None:
         with self._tx() as con:
@@ -360,6 +386,15 @@ class Store:
         rows = self._read("SELECT problem_id, sample_idx, seed, outcome FROM samples WHERE eval_id = ? "
                           "ORDER BY problem_id, sample_idx", (eval_id,))
         return [(str(p), int(i), int(seed), str(o)) for p, i, seed, o in rows]
+
+    def external_grades(self, eval_id: int) -> list[dict[str, Any]]:
+        """Other evaluators' verdicts on the evaluation's samples (empty when none were imported)."""
+        if not self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'external_grades'"):
+            return []
+        rows = self._read("SELECT problem_id, sample_idx, source, extracted, verdict FROM external_grades "
+                          "WHERE eval_id = ? ORDER BY source, problem_id, sample_idx", (eval_id,))
+        keys = ("problem_id", "sample_idx", "source", "extracted", "verdict")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def count_samples(self, eval_id: int) -> int:
         return int(self._read("SELECT COUNT(*) FROM samples WHERE eval_id = ?", (eval_id,))[0][0])

@@ -10,6 +10,20 @@ backfill, and the column lists the `Store` reads. Data only; `spsbench.store` ow
 SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000         # how long a writer waits for another process's transaction
 
+# Verdicts of another evaluator (e.g. an imported EvalScope run) beside ours, one per sample and source.
+# Created IF NOT EXISTS by the first write (`Store.add_external_grades`) too, so an existing v3 store
+# gains it without a version bump; readers treat a missing table as "no external verdicts".
+EXTERNAL_GRADES = """
+CREATE TABLE IF NOT EXISTS external_grades(
+  eval_id INTEGER NOT NULL REFERENCES evaluations(id),
+  problem_id TEXT NOT NULL,
+  sample_idx INTEGER NOT NULL,
+  source TEXT NOT NULL,            -- e.g. 'evalscope@1.14.1'
+  extracted TEXT,                  -- the answer that evaluator extracted
+  verdict TEXT NOT NULL,           -- correct | incorrect | or the evaluator's own status (e.g. excluded)
+  PRIMARY KEY(eval_id, problem_id, sample_idx, source)
+)"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models(
   id INTEGER PRIMARY KEY,
@@ -100,7 +114,7 @@ CREATE TABLE IF NOT EXISTS diagnostics(
   created_at TEXT NOT NULL,
   PRIMARY KEY(model_id, task, metric)
 );
-"""
+""" + EXTERNAL_GRADES + ";\n"
 
 EVAL_COLUMNS = ("SELECT e.id, e.model_id, m.path, m.weights_hash, m.run_name, m.step, m.algo, m.base_model, "
                 "e.task, e.task_version, e.grader_policy, e.sampling_json, e.n, e.engine, e.status, "
