@@ -83,13 +83,15 @@ class EvalRequest:
 @dataclass(frozen=True)
 class EvalKey:
     """The identity of a stored evaluation. n is not part of it: raising n extends an evaluation and
-    lowering it scores a subset."""
+    lowering it scores a subset. `task_digest` is what the task is (problems, gold answers, prompts,
+    grader: `spsbench.tasks.identity`), so a task changed under the same name and version is new."""
 
     model_id: int
     task: str
     task_version: str
     grader_policy: str
     sampling_key: str
+    task_digest: str = ""
 
 
 @dataclass(frozen=True)

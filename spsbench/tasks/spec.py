@@ -106,6 +106,7 @@ class TaskSpec:
 class Task:
     spec: TaskSpec
     problems: list[Problem]
+    digest: str = ""        # tasks.identity.task_digest over ALL problems (before --limit); '' = not computed
 
 
 
