@@ -12,6 +12,7 @@ import sys
 
 from spsbench import __version__
 from spsbench.errors import SpsbenchError
+from spsbench.validate import no_empty_arguments
 
 # Explicit registry: subcommand -> module. Order is the order shown in --help.
 COMMANDS: dict[str, str] = {
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        no_empty_arguments(args)             # `--store ""` is a mistake, never "the default"
         return int(args._run(args) or 0)
     except SpsbenchError as exc:
         print(f"spsbench {args.command}: error: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Where spsbench keeps things: task files, recipes, the cache and the results store.
 
-Every location can be overridden by an environment variable so CI and users can redirect it.
+Every location can be overridden by an environment variable so CI and users can redirect it. 
 Cache directories of vLLM / torch inductor are pointed inside our cache (they default to $HOME and /tmp).
 """
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from spsbench.validate import text, writable_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_INFO = "spsbench_run.json"   # the trainer's record of a run, beside its checkpoint-*/ folders
@@ -23,11 +25,17 @@ def recipes_dir() -> Path:
     return Path(os.environ.get("SPSBENCH_RECIPES_DIR", REPO_ROOT / "recipes"))
 
 
+def default_cache_dir() -> Path:
+    return REPO_ROOT / ".cache"
+
+
 def cache_dir() -> Path:
-    """Cache root: converted default model, downloaded task data, compile caches."""
-    path = Path(os.environ.get("SPSBENCH_CACHE", REPO_ROOT / ".cache"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Cache root (created): converted default model, downloaded task data, weights hashes, compile caches."""
+    env = os.environ.get("SPSBENCH_CACHE")
+    if env is not None:
+        text("SPSBENCH_CACHE", env)
+    path = Path(env).expanduser() if env else default_cache_dir()
+    return writable_dir(path, "cache folder" + (" ($SPSBENCH_CACHE)" if env else ""))
 
 
 def default_store_path() -> Path:

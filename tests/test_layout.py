@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "spsbench"
 
 # Lowest first; a module may import from its own layer or any lower one (docs/architecture.md).
 LAYERS = [
-    {"errors", "paths", "io", "config", "system", "__init__"},
+    {"errors", "validate", "paths", "io", "config", "system", "__init__"},
     {"grading", "metrics"},
     {"tasks", "store", "models"},
     {"engines"},

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from spsbench import paths
 from spsbench.errors import StoreError
 from spsbench.store import Store
+from spsbench.validate import output_file
 
 HELP = "Export scores, samples or the run history (provenance) from the results store as JSONL or CSV."
 
@@ -133,6 +134,5 @@ def _output(out: str | None) -> Iterator[TextIO]:
     if not out:
         yield sys.stdout
         return
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8", newline="") as fh:
+    with open(output_file(out, "--out"), "w", encoding="utf-8", newline="") as fh:   # a folder: one line
         yield fh

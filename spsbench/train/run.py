@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from spsbench.engines.vllm import cpu_env_defaults
-from spsbench.errors import ConfigError, TrainingError
+from spsbench.errors import ConfigError, TrainingError, one_line
 from spsbench.models import resolve_model
 from spsbench.system import busy_cpus
 from spsbench.train.config import TrainConfig
 from spsbench.train.data import build_dataset
+from spsbench.train.preflight import preflight
 from spsbench.train.reward import make_reward_fn
 
 CPU_DEFAULTS = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "disable_tqdm": True}
@@ -83,7 +84,7 @@ def grpo_args(config: TrainConfig, output_dir: Path):
     try:
         args = GRPOConfig(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{config.recipe}: rl: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{config.recipe}: rl: {one_line(exc)}") from None
     per_rank = args.per_device_train_batch_size * args.steps_per_generation
     if (config.algo == "sps" or config.dynamic_sampling.enabled) and per_rank % args.num_generations:
         raise ConfigError(f"{config.recipe}: rl: per_device_train_batch_size x steps_per_generation ({per_rank}) "
@@ -122,7 +123,7 @@ def load_policy(name: str | None, dtype: str = "float32"):
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as exc:
-        raise TrainingError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+        raise TrainingError(f"cannot load model {path!r}: {one_line(exc)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, path
@@ -166,7 +167,9 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
 
     if config.algo == "sps":
         refuse_sharding_for_sps(config)
-    output_dir = fill_names(config, resolve_model(config.model))
+    model_path = resolve_model(config.model)
+    output_dir = fill_names(config, model_path)
+    preflight(config, output_dir, model_path)     # tasks, eval settings, engine options, paths: before weights
     args = grpo_args(config, output_dir)
     if args.use_vllm and args.vllm_mode == "colocate":
         _colocate_env()
