@@ -1,6 +1,9 @@
 """Where spsbench keeps things: task files, recipes, the cache and the results store.
 
-Every location can be overridden by an environment variable so CI and users can redirect it. 
+Every location can be overridden by an environment variable so CI and users can redirect it. The cache
+is a user cache folder ($SPSBENCH_CACHE, else $XDG_CACHE_HOME/spsbench, else ~/.cache/spsbench), never
+the source checkout unless asked (SPSBENCH_CACHE=.cache): a checkout may be read-only, shared or
+committed, and the cache holds converted models, hub rows and the weights-hash records.
 Cache directories of vLLM / torch inductor are pointed inside our cache (they default to $HOME and /tmp).
 """
 
@@ -26,7 +29,10 @@ def recipes_dir() -> Path:
 
 
 def default_cache_dir() -> Path:
-    return REPO_ROOT / ".cache"
+    """The user cache folder: $XDG_CACHE_HOME/spsbench, else ~/.cache/spsbench."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg and os.path.isabs(os.path.expanduser(xdg)) else Path.home() / ".cache"
+    return base / "spsbench"
 
 
 def cache_dir() -> Path:
