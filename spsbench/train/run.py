@@ -33,6 +33,8 @@ class RunSummary:
     evaluations: list[tuple[int, Any]] = field(default_factory=list)
     base_evaluations: list[Any] = field(default_factory=list)
     leaderboard: Path | None = None
+    preempted: str | None = None        # 'SIGTERM' / 'SIGINT' when a signal stopped the run at a checkpoint
+    exit_code: int = 0                  # 128 + signal number when preempted
 
 
 def pick_cpu_threads() -> int | None:
@@ -204,13 +206,18 @@ def shutdown_distributed(wait: bool = True) -> None:
 def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list[Any] | None = None) -> RunSummary:
     """Run training to the end; returns what the CLI prints."""
     from spsbench.train.callbacks import refresh_leaderboard
+    from spsbench.train.preempt import PreemptCallback, Preemption, catching, resume_point
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer, evaluator = build_trainer(config, callbacks)
+    preemption = Preemption()
+    # The preemption checkpoint is not evaluated now (the job is being stopped); `spsbench eval RUN` later.
+    stop = PreemptCallback(preemption, on_stop=lambda: setattr(config.eval, "enabled", False))
+    trainer, evaluator = build_trainer(config, [stop, *(callbacks or [])])
     # With vLLM colocate, vLLM owns the process groups and destroys them itself at exit.
     owns_group = not trainer.use_vllm
     try:
-        trainer.train(resume_from_checkpoint=resume or None)
+        with catching(preemption):
+            trainer.train(resume_from_checkpoint=resume_point(trainer.args.output_dir, resume))
     except BaseException:
         if owns_group:
             shutdown_distributed(wait=False)     # a failed rank must not wait in a barrier for the others
@@ -222,6 +229,8 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
                          checkpoints=sorted(p.name for p in output_dir.glob("checkpoint-*")),
                          sps_phases=list(trainer.irl_phases()), evaluations=evaluator.results,
                          base_evaluations=list(evaluator.base_results or []))
+    if preemption.requested:
+        summary.preempted, summary.exit_code = preemption.name, 128 + int(preemption.signum)
     if evaluator.results:
         summary.leaderboard = refresh_leaderboard(config.eval.store)
     return summary
