@@ -31,7 +31,9 @@ from spsbench.tasks import load_task
 from spsbench.tasks.sources import build_problems, read_local
 
 NOT_UTF8 = b"name: x\nversion: '1'\n# caf\xe9 in Latin-1\n"
-HYPO = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# No example database: a test run must not write into the checkout (.hypothesis/).
+HYPO = settings(max_examples=25, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def fails(capsys, argv: list[str], *expected: str) -> str:
