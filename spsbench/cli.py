@@ -7,11 +7,16 @@ and imports heavy libraries inside `run`. A SpsbenchError becomes one line on st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from spsbench import __version__
 from spsbench.errors import SpsbenchError
+from spsbench.validate import no_empty_arguments
 
 # Explicit registry: subcommand -> module. Order is the order shown in --help.
 COMMANDS: dict[str, str] = {
@@ -41,6 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop), handled like Ctrl-C: work in flight is committed on the way out."""
+
+
+def _terminate(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handler signature
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_like_sigint() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(args._run(args) or 0)
+        with _sigterm_like_sigint():
+            no_empty_arguments(args)             # `--store ""` is a mistake, never "the default"
+            return int(args._run(args) or 0)
     except SpsbenchError as exc:
         print(f"spsbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"spsbench {args.command}: terminated (SIGTERM); finished work is in the store", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"spsbench {args.command}: interrupted; finished work is in the store", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spsbench.errors import ConfigError
+from spsbench.validate import check_fields, number
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,17 @@ class SamplingConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ConfigError(f"sampling: n must be >= 1, got {self.n}")
-        if self.temperature < 0:
-            raise ConfigError(f"sampling: temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"sampling: top_p must be in (0, 1], got {self.top_p}")
-        if self.max_tokens < 1:
-            raise ConfigError(f"sampling: max_tokens must be >= 1, got {self.max_tokens}")
+        # Non-finite numbers are refused here, before any model loads: NaN compares false with every bound,
+        # and an infinite temperature used to run to a crash, leaving a `running` evaluation behind.
+        check_fields(self, "sampling.")
+        number("sampling.n", self.n, low=1, integer=True)
+        number("sampling.temperature", self.temperature, low=0)
+        number("sampling.top_p", self.top_p, low=0, low_open=True, high=1)
+        number("sampling.max_tokens", self.max_tokens, low=1, integer=True)
         if self.chat_template not in ("auto", "on", "off"):
-            raise ConfigError(f"sampling: chat_template must be auto|on|off, got {self.chat_template!r}")
+            raise ConfigError(f"sampling.chat_template: must be auto|on|off, got {self.chat_template!r}")
+        if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
+            raise ConfigError(f"sampling.stop: must be a list of non-empty strings, got {self.stop!r:.60}")
         object.__setattr__(self, "stop", tuple(self.stop))
 
     def to_dict(self) -> dict[str, Any]:

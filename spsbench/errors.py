@@ -35,3 +35,13 @@ class TrainingError(SpsbenchError):
 
 class BudgetError(ConfigError):
     """A prompt does not fit the model's context at all (no room left for a single completion token)."""
+
+
+def one_line(exc: BaseException | str, limit: int = 400) -> str:
+    """A library's message as one line: every line joined (a first line alone can end mid-sentence, as
+    "Couldn't instantiate the backend tokenizer from one of:" does), whitespace collapsed, and shortened
+    at a word boundary with a visible ellipsis past `limit` characters."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " …"
+    return text

@@ -221,15 +221,23 @@ def weights_hash(folder: str | Path) -> str:
     cached = _read_json(sidecar)
     if cached and cached.get("files") == stamp:
         return cached["sha256"]
+    value = _hash_files(folder, files)
+    with contextlib.suppress(OSError):     # the record only saves time: an unwritable one is not an error
+        atomic_write_json(sidecar, {"folder": str(folder), "files": stamp, "sha256": value})
+    return value
+
+
+def _hash_files(folder: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
     for p in files:
         digest.update(p.name.encode() + b"\0")
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    value = digest.hexdigest()
-    atomic_write_json(sidecar, {"folder": str(folder), "files": stamp, "sha256": value})
-    return value
+        try:
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:     # permission denied, a file vanishing under a running save
+            raise CheckpointError(f"{folder}: cannot read weight file {p.name}: {exc.strerror or exc}") from None
+    return digest.hexdigest()
 
 
 def _hash_sidecar(folder: Path) -> Path:

@@ -1,6 +1,9 @@
 """Where spsbench keeps things: task files, recipes, the cache and the results store.
 
-Every location can be overridden by an environment variable so CI and users can redirect it.
+Every location can be overridden by an environment variable so CI and users can redirect it. The cache
+is a user cache folder ($SPSBENCH_CACHE, else $XDG_CACHE_HOME/spsbench, else ~/.cache/spsbench), never
+the source checkout unless asked (SPSBENCH_CACHE=.cache): a checkout may be read-only, shared or
+committed, and the cache holds converted models, hub rows and the weights-hash records.
 Cache directories of vLLM / torch inductor are pointed inside our cache (they default to $HOME and /tmp).
 """
 
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from spsbench.validate import text, writable_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_INFO = "spsbench_run.json"   # the trainer's record of a run, beside its checkpoint-*/ folders
@@ -23,11 +28,20 @@ def recipes_dir() -> Path:
     return Path(os.environ.get("SPSBENCH_RECIPES_DIR", REPO_ROOT / "recipes"))
 
 
+def default_cache_dir() -> Path:
+    """The user cache folder: $XDG_CACHE_HOME/spsbench, else ~/.cache/spsbench."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg and os.path.isabs(os.path.expanduser(xdg)) else Path.home() / ".cache"
+    return base / "spsbench"
+
+
 def cache_dir() -> Path:
-    """Cache root: converted default model, downloaded task data, compile caches."""
-    path = Path(os.environ.get("SPSBENCH_CACHE", REPO_ROOT / ".cache"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Cache root (created): converted default model, downloaded task data, weights hashes, compile caches."""
+    env = os.environ.get("SPSBENCH_CACHE")
+    if env is not None:
+        text("SPSBENCH_CACHE", env)
+    path = Path(env).expanduser() if env else default_cache_dir()
+    return writable_dir(path, "cache folder" + (" ($SPSBENCH_CACHE)" if env else ""))
 
 
 def default_store_path() -> Path:

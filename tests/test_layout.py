@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "spsbench"
 
 # Lowest first; a module may import from its own layer or any lower one (docs/architecture.md).
 LAYERS = [
-    {"errors", "paths", "io", "config", "system", "quiet", "__init__"},
+    {"errors", "validate", "paths", "io", "config", "system", "quiet", "__init__"},
     {"grading", "metrics", "stats"},
     {"tasks", "store", "models"},
     {"engines"},

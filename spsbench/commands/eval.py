@@ -15,7 +15,7 @@ from typing import Any
 from spsbench import paths
 from spsbench.commands import output_console
 from spsbench.config import SamplingConfig
-from spsbench.errors import ConfigError
+from spsbench.errors import CheckpointError, ConfigError
 from spsbench.evaluation.evaluate import SharedEngine, evaluate, score_table
 from spsbench.evaluation.records import EvalRequest, EvalResult
 from spsbench.evaluation.scan import is_run_folder, recorded_sampling, scan_groups
@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             report = scan_groups(args.model, plan.requests, watch=args.watch, interval=args.interval,
                                  until_idle=args.until_idle, console=console)
             results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
+            _refuse_all_broken(report)
         else:
             results = [(_label(r.model), r) for r in _evaluate_model(plan)]
     console.print(score_table(results))
@@ -211,9 +212,9 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for item in args.engine_opt:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        if not sep or not key.strip() or not value.strip():
             raise ConfigError(f"--engine-opt: expected KEY=VALUE (e.g. dtype=fp32), got {item!r}")
-        options[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        options[key.strip()] = yaml.safe_load(value)
     if args.base_url:
         options["base_url"] = args.base_url
     return options
@@ -243,6 +244,14 @@ def _evaluate_model(plan: EvalPlan) -> list[EvalResult]:
         return [r for req in plan.requests for r in evaluate(req, engine_factory=shared.get)]
     finally:
         shared.close()
+
+
+def _refuse_all_broken(report: Any) -> None:
+    """A run folder whose every checkpoint is broken evaluated nothing: that is an error, not an empty table."""
+    broken = [c for c in report.checkpoints if c.status == "broken"]
+    if broken and len(broken) == len(report.checkpoints):
+        raise CheckpointError(f"{report.run}: all {len(broken)} checkpoint(s) are broken, nothing was evaluated "
+                              f"(first: {broken[0].reason})")
 
 
 # --------------------------------------------------------------------------- output

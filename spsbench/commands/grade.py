@@ -9,11 +9,12 @@ import argparse
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from spsbench.errors import SpsbenchError
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy
+from spsbench.validate import decode, output_file, read_text
+from spsbench.validate import number as check_number
 
 HELP = "Grade one completion (FILE or stdin) against --gold, or a JSONL batch with --jsonl."
 
@@ -38,9 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_number("--timeout", args.timeout, low=0, low_open=True)
     policy = GradingPolicy(strict=not args.lenient, timeout_s=args.timeout)
     if args.workers < 1:
         raise SpsbenchError(f"--workers must be >= 1, got {args.workers}")
+    if args.out:
+        output_file(args.out, "--out")
     if args.jsonl:
         return _run_batch(args, policy)
     if args.gold is None:
@@ -52,11 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_text(path: str) -> str:
     if path == "-":
-        return sys.stdin.read()
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpsbenchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raw = getattr(sys.stdin, "buffer", None)          # bytes when it is a real stream: decode ourselves
+        return decode(raw.read(), "<stdin>", "input", error=SpsbenchError) if raw else sys.stdin.read()
+    return read_text(path, "input", error=SpsbenchError)
 
 
 def _parse_choices(value: Any, where: str) -> tuple[str, ...] | None:

@@ -9,6 +9,7 @@ from spsbench import paths
 from spsbench.commands import output_console
 from spsbench.errors import ConfigError
 from spsbench.leaderboards.refresh import refresh
+from spsbench.validate import writable_dir
 
 HELP = "Regenerate leaderboards/*.md and plots from the results store (deterministic; never runs a model)."
 
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.budget is not None and args.budget < 0:
         raise ConfigError(f"--budget: must be >= 0, got {args.budget}")
-    out = args.out or paths.default_leaderboard_dir(args.store)
+    out = writable_dir(args.out or paths.default_leaderboard_dir(args.store), "--out")   # not a file
     select_on = tuple(t.strip() for t in (args.select_on or "").split(",") if t.strip())
     if args.select_on is not None and not select_on:
         raise ConfigError("--select-on: expected comma-separated task names")

@@ -17,6 +17,7 @@ from spsbench import paths
 from spsbench.commands.compare import run_compare
 from spsbench.errors import StoreError
 from spsbench.store import Store
+from spsbench.validate import output_file
 
 HELP = ("Export scores, samples, the run history (provenance) or the samples where another evaluator's verdict "
         "differs from ours as JSONL or CSV; compare two evaluations problem by problem (--compare, --solved-diff).")
@@ -160,6 +161,5 @@ def _output(out: str | None) -> Iterator[TextIO]:
     if not out:
         yield sys.stdout
         return
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8", newline="") as fh:
+    with open(output_file(out, "--out"), "w", encoding="utf-8", newline="") as fh:   # a folder: one line
         yield fh

@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
                   + (f" ({threads} CPU thread{'s' * (threads > 1)}; set OMP_NUM_THREADS to choose)" if threads else ""))
     summary = train(config, resume=args.resume)
     _print_summary(console, summary)
-    return _report_failures(console, summary)
+    if summary.preempted:
+        console.print(f"stopped by {summary.preempted} at step {summary.steps}: checkpoint-{summary.steps} saved in "
+                      f"{summary.output_dir}; continue with the same command plus --resume", highlight=False)
+    return summary.exit_code or _report_failures(console, summary)
 
 
 def _report_failures(console, summary) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spsbench.engines.chat import encode_prompt
-from spsbench.errors import EngineError
+from spsbench.errors import EngineError, one_line
 
 # ---------------------------------------------------------------------------- model stats
 
@@ -43,7 +43,7 @@ def load_model(path: str, chat_template: str = "auto") -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
         raise EngineError(
-            f"diagnose: cannot load model {path!r}: {str(exc).strip().splitlines()[0]}"
+            f"diagnose: cannot load model {path!r}: {one_line(exc)}"
         ) from None
     return LoadedModel(path, model.eval(), tokenizer, chat_template)
 

@@ -24,7 +24,7 @@ from spsbench.config import SamplingConfig
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
 from spsbench.engines.chat import encode_prompt, eos_token_ids, trim_at_stop
 from spsbench.engines.options import Opt, check_options
-from spsbench.errors import CheckpointError, EngineError
+from spsbench.errors import CheckpointError, EngineError, one_line
 from spsbench.models import resolve_model
 from spsbench.system import cpu_auto_dtype, package_versions
 
@@ -232,8 +232,8 @@ def check_loading_info(model_id: str, info: dict[str, Any], tied: bool) -> None:
 
 
 def _load_error(model_id: str, exc: BaseException) -> Exception:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return _checkpoint_error(model_id, f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+    text = one_line(exc)
+    return _checkpoint_error(model_id, f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def _checkpoint_error(model_id: str, reason: str) -> Exception:

@@ -1,6 +1,7 @@
 """The evaluation pipeline: task problems -> engine -> grader pool -> store -> scores.
 
-An evaluation is identified by (model, task, task version, grader policy, sampling key); n is not part
+An evaluation is identified by (model, task, task version, grader policy, sampling key, task digest:
+what the task's problems, gold answers and prompts are, see evaluation/identity.py); n is not part
 of it, so raising n extends a stored evaluation and lowering it scores a subset. Only the samples the
 store lacks are generated, each with `sample_seed(seed, problem_id, idx)`, so a resumed run produces
 exactly what an uninterrupted one would have. The engine runs in the calling thread; a writer thread
@@ -19,7 +20,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from spsbench.engines import load_engine
 from spsbench.engines.base import Completion, Engine, GenRequest
 from spsbench.errors import ConfigError, StoreError
 from spsbench.evaluation.budget import BudgetResolver
+from spsbench.evaluation.identity import find_existing
 from spsbench.evaluation.provenance import provenance as session_provenance
 from spsbench.evaluation.provenance import tag_fields
 from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores, check_ks
@@ -179,8 +180,8 @@ def _evaluate_task(db: Store, holder: _EngineHolder, model_id: int, model_path: 
                    req: EvalRequest) -> EvalResult:
     start = time.perf_counter()
     spec, sampling, n = task.spec, req.sampling, req.sampling.n
-    key = EvalKey(model_id, spec.name, spec.version, req.grading.id(), sampling.key())
-    existing = db.find_evaluation(*astuple(key))
+    key = EvalKey(model_id, spec.name, spec.version, req.grading.id(), sampling.key(), task.digest)
+    existing = find_existing(db, key, task)
     done = db.done_samples(existing.id) if existing else set()
     missing = [(p, i) for p in task.problems for i in range(n) if (p.id, i) not in done]
     eval_id, generated = (existing.id if existing else None), 0
@@ -199,7 +200,7 @@ def _evaluate_task(db: Store, holder: _EngineHolder, model_id: int, model_path: 
 
 def _begin(db: Store, key: EvalKey, sampling: SamplingConfig, engine: str, provenance: dict[str, Any]) -> int:
     return db.begin_evaluation(key.model_id, key.task, key.task_version, key.grader_policy, sampling, engine,
-                               provenance)
+                               provenance, task_digest=key.task_digest)
 
 
 def _regrade_siblings(db: Store, key: EvalKey, task: Task, missing: list[tuple[Problem, int]], req: EvalRequest,
@@ -214,8 +215,8 @@ def _regrade_siblings(db: Store, key: EvalKey, task: Task, missing: list[tuple[P
     sources: dict[int, str] = {}
     sampling = req.sampling
     for ev in db.sibling_evaluations(key.model_id, key.task, key.task_version, key.sampling_key):
-        if ev.grader_policy == key.grader_policy:
-            continue
+        if ev.grader_policy == key.grader_policy and ev.task_digest == key.task_digest:
+            continue            # the evaluation itself; another digest's completions are reusable by prompt
         for s in db.samples(ev.id):
             slot = (str(s["problem_id"]), int(s["sample_idx"]))
             p = wanted.get(slot)

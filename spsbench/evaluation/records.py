@@ -15,7 +15,7 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.engines import check_engine_options
-from spsbench.errors import ConfigError
+from spsbench.errors import ConfigError, StoreError
 from spsbench.grading import GradingPolicy
 from spsbench.metrics import report_ks
 from spsbench.store import ScoreRow
@@ -69,6 +69,8 @@ class EvalRequest:
         set_(self, "grading", self.grading or GradingPolicy())
         if not self.tasks:
             raise ConfigError("--tasks: give at least one task")
+        if self.store is not None and self.store.is_dir():      # before any model loads, not after
+            raise StoreError(f"results store {self.store} is a folder; pass a file path (e.g. results/spsbench.db)")
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
                                        or self.limit < 1):
             raise ConfigError(f"--limit: must be a positive integer, got {self.limit!r}")
@@ -83,13 +85,15 @@ class EvalRequest:
 @dataclass(frozen=True)
 class EvalKey:
     """The identity of a stored evaluation. n is not part of it: raising n extends an evaluation and
-    lowering it scores a subset."""
+    lowering it scores a subset. `task_digest` is what the task is (problems, gold answers, prompts,
+    grader: `spsbench.tasks.identity`), so a task changed under the same name and version is new."""
 
     model_id: int
     task: str
     task_version: str
     grader_policy: str
     sampling_key: str
+    task_digest: str = ""
 
 
 @dataclass(frozen=True)

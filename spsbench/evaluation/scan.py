@@ -23,7 +23,8 @@ from spsbench import paths
 from spsbench.config import SamplingConfig
 from spsbench.errors import CheckpointError, ConfigError, EngineError
 from spsbench.evaluation.evaluate import SharedEngine, effective_samplings, evaluate, load_eval_task
-from spsbench.evaluation.records import EvalRequest, EvalResult, ModelTags, Scores
+from spsbench.evaluation.identity import find_existing
+from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores
 from spsbench.grading import GradingPolicy, policy_id
 from spsbench.models import check_loadable, weights_hash
 from spsbench.store import Store
@@ -115,7 +116,7 @@ def is_stored(store: Store, folder: Path, tasks: Sequence[Task], sampling: Sampl
     if model_id is None:
         return False
     for task in tasks:
-        ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, _policy(grading), sampling.key())
+        ev = _stored(store, model_id, task, sampling, grading)
         if ev is None or ev.status != "done":
             return False
         done = store.done_samples(ev.id)
@@ -136,7 +137,7 @@ def stored_results(store: Store, folder: Path, tasks: Sequence[Task], sampling: 
     model_id = store.find_model(path, weights_hash(folder))
     out = []
     for task in tasks:
-        ev = store.find_evaluation(model_id, task.spec.name, task.spec.version, _policy(grading), sampling.key())
+        ev = _stored(store, model_id, task, sampling, grading)
         scores = Scores.from_rows(store.scores(ev.id), sampling.n)
         out.append(EvalResult(task.spec.name, ev.id, path, scores.n, scores))
     return out
@@ -144,6 +145,11 @@ def stored_results(store: Store, folder: Path, tasks: Sequence[Task], sampling: 
 
 def _policy(grading: Any) -> str:
     return policy_id(grading)
+
+
+def _stored(store: Store, model_id: int, task: Task, sampling: SamplingConfig, grading: Any) -> Any:
+    key = EvalKey(model_id, task.spec.name, task.spec.version, _policy(grading), sampling.key(), task.digest)
+    return find_existing(store, key, task, notify=lambda _: None)   # evaluate() says it, once
 
 
 # --------------------------------------------------------------------------- scanning
@@ -209,7 +215,7 @@ def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
     evaluated = False
     try:
         for req, loaded in groups:
-            stored = _stored(req, loaded, folder)
+            stored = _stored_group(req, loaded, folder)
             if stored is not None:
                 results += stored
                 continue
@@ -227,7 +233,7 @@ def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
     return CheckpointResult(step, folder, "evaluated" if evaluated else "stored", results)
 
 
-def _stored(req: EvalRequest, loaded: list[Task], folder: Path) -> list[EvalResult] | None:
+def _stored_group(req: EvalRequest, loaded: list[Task], folder: Path) -> list[EvalResult] | None:
     """The group's stored results for this checkpoint, under the sampling `evaluate` stores (max_tokens
     clamped to the checkpoint's context), or None when something is missing."""
     sampling = effective_samplings(req, str(folder))

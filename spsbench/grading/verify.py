@@ -20,6 +20,7 @@ is replaced, and `grade()` verifies in a worker process from then on.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -134,11 +135,35 @@ def _compare(gold_parsed, pred_parsed) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+# Integers longer than this are compared as digit strings: Python refuses int(str) past 4300 digits
+# (sys.get_int_max_str_digits), so sympy could not even read a 5,000-digit answer.
+LONG_INTEGER_DIGITS = 1000
+INTEGER_RE = re.compile(r"[-+]?\d+")
+
+
+def _long_integers(answer: str, gold: str) -> Result | None:
+    """The verdict for two integer literals when one is too long for sympy; None otherwise."""
+    a, g = answer.strip(), normalize_answer(gold).strip()
+    if not (INTEGER_RE.fullmatch(a) and INTEGER_RE.fullmatch(g)) or max(len(a), len(g)) <= LONG_INTEGER_DIGITS:
+        return None
+
+    def canon(text: str) -> str:
+        sign, digits = ("-" if text[0] == "-" else ""), text.lstrip("+-").lstrip("0") or "0"
+        return (sign if digits != "0" else "") + digits
+
+    same = canon(a) == canon(g)
+    return ("correct" if same else "incorrect"), None, f"compared as {len(a)}- and {len(g)}-digit integers"
+
+
 def _verify(job: Job) -> Result:
     mode, answer, gold = job
+    if mode != "lenient" and (verdict := _long_integers(answer, gold)) is not None:
+        return verdict
     gold_parsed = _parse_gold(gold)
     if not gold_parsed:
         return "grader_error", None, f"gold answer {gold!r} is not parsable by math-verify"
+    if all(isinstance(x, str) for x in gold_parsed):     # only the raw text came back: no expression in it
+        return "grader_error", None, f"gold answer {gold[:60]!r} is malformed: math-verify found no expression in it"
     extracted = None
     if mode == "lenient":
         pred_parsed = _parse(answer)

@@ -41,6 +41,7 @@ class Setting:
     top_p: float
     max_tokens: int
     problems: int = 0          # how many problems the scores cover (a --limit run covers fewer)
+    task_digest: str = ""      # what the task was (problems, gold, prompts); legacy '' takes the task's majority
 
     def describe(self) -> str:
         return (
@@ -52,7 +53,8 @@ class Setting:
     def diff(self, ref: Setting) -> str:
         """'n=64 (table: 128); temperature=1 (table: 0.7)' for every field that differs from `ref`."""
         parts = []
-        for name in ("n", "temperature", "top_p", "max_tokens", "problems", "task_version", "grader_policy"):
+        for name in ("n", "temperature", "top_p", "max_tokens", "problems", "task_version", "task_digest",
+                     "grader_policy"):
             mine, theirs = getattr(self, name), getattr(ref, name)
             if mine != theirs:
                 parts.append(f"{name}={_fmt_value(mine)} (table: {_fmt_value(theirs)})")
@@ -277,6 +279,7 @@ def load_snapshot(
             Model(ev.model_id, ev.model_path, ev.weights_hash, ev.run_name, ev.step, ev.algo, ev.base_model),
         )
         entries.append(_entry(store, ev, model))
+    _fill_legacy_digests(entries)
     entries.sort(key=lambda e: (e.task, e.model.run_name or "", e.model.step or 0, e.model.id, e.eval_id))
     diagnostics = sorted(
         (_diag_row(d) for d in store.diagnostics()), key=lambda d: (d["model_id"], d["task"], d["metric"])
@@ -291,6 +294,19 @@ def _grader_views(store: Any, entries: list[Entry]) -> dict[int, Any]:
     """Imported (or cross-checked) evaluations: Pass@k under our grader and theirs, side by side."""
 
     return {e.eval_id: view for e in entries if (view := grader_view(store, e.eval_id))}
+
+
+def _fill_legacy_digests(entries: list[Entry]) -> None:
+    """A legacy evaluation (stored before task digests, never resumed since) is assumed to be of the
+    content most evaluations of its task and version have: it was compared with them before."""
+    digests: dict[tuple[str, str], Counter] = {}
+    for e in entries:
+        if e.setting.task_digest:
+            digests.setdefault((e.task, e.setting.task_version), Counter())[e.setting.task_digest] += 1
+    for e in entries:
+        known = digests.get((e.task, e.setting.task_version))
+        if not e.setting.task_digest and known:
+            e.setting = dataclasses.replace(e.setting, task_digest=max(known, key=lambda d: (known[d], d)))
 
 
 def current_evaluations(evals: list[Any]) -> list[Any]:
@@ -357,6 +373,7 @@ def _entry(store: Any, ev: Any, model: Model) -> Entry:
         float(sampling.get("top_p", 1.0)),
         int(sampling.get("max_tokens", 0)),
         len(problems),
+        str(getattr(ev, "task_digest", "") or ""),
     )
     counts = {str(k): int(v) for k, v in store.outcome_counts(ev.id, n=avg_n, problems=scored).items()}
     if problems:

@@ -35,6 +35,7 @@ from spsbench.store.schema import (
     BUSY_TIMEOUT_MS,
     EVAL_COLUMNS,
     EXTERNAL_GRADES,
+    REBUILD_EVALUATIONS,
     SAMPLE_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -106,7 +107,6 @@ class Store:
     def _setup(self) -> None:
         con = self._con
         con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        con.execute("PRAGMA foreign_keys = ON")
         version = con.execute("PRAGMA user_version").fetchone()[0]   # reads the header: fails if not SQLite
         self._check_version(version)
         if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -114,7 +114,8 @@ class Store:
         con.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             with self._tx():        # IF NOT EXISTS + the write lock: concurrent first opens agree
-                self._upgrade()
+                self._upgrade()     # foreign keys still off: the v4 upgrade rebuilds a parent table
+        con.execute("PRAGMA foreign_keys = ON")
 
     def _upgrade(self) -> None:
         """Create the tables (a new store) or add what an older version lacks; runs under the write lock."""
@@ -122,11 +123,18 @@ class Store:
         version = con.execute("PRAGMA user_version").fetchone()[0]   # another process may have done it
         if version >= SCHEMA_VERSION:
             return
+        columns = {row[1] for row in con.execute("PRAGMA table_info(evaluations)")}
+        if columns and "task_digest" not in columns:        # v1-v3: rebuild with the digest in the key
+            for statement in REBUILD_EVALUATIONS:
+                con.execute(statement)
         for statement in SCHEMA.split(";"):    # executescript would commit our transaction
             if statement.strip():
                 con.execute(statement)
         if version < 3:
             con.execute(UPGRADE_SESSIONS)
+        if con.execute("PRAGMA foreign_key_check").fetchone() is not None:
+            raise StoreError(f"results store {self.path}: upgrade to schema {SCHEMA_VERSION} found rows "
+                             "pointing at missing ones; left unchanged")
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_version(self, version: int) -> None:
@@ -204,22 +212,21 @@ class Store:
         return int(row[0])
 
     def begin_evaluation(self, model_id: int, task: str, task_version: str, grader_policy: str,
-                         sampling: Any, engine: str, provenance: dict[str, Any]) -> int:
+                         sampling: Any, engine: str, provenance: dict[str, Any], task_digest: str = "") -> int:
         """Id of the evaluation with this identity, created or reopened (status 'running', n = max).
 
         Also opens a session (this run's provenance) that later `add_samples` calls of this Store credit."""
         key, sampling_dict, n = _sampling_parts(sampling)
         prov = json.dumps(provenance, sort_keys=True, default=str)
+        ident = (model_id, task, task_version, grader_policy, key, task_digest)
         with self._tx() as con:
             con.execute("INSERT OR IGNORE INTO evaluations(model_id, task, task_version, grader_policy, "
-                        "sampling_key, sampling_json, n, engine, provenance_json, status, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
-                        (model_id, task, task_version, grader_policy, key, json.dumps(sampling_dict), n,
-                         engine, prov, now()))
+                        "sampling_key, task_digest, sampling_json, n, engine, provenance_json, status, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                        (*ident, json.dumps(sampling_dict), n, engine, prov, now()))
             eval_id, old_n, old_engine = con.execute(
                 "SELECT id, n, engine FROM evaluations WHERE model_id = ? AND task = ? AND task_version = ? "
-                "AND grader_policy = ? AND sampling_key = ?",
-                (model_id, task, task_version, grader_policy, key)).fetchone()
+                "AND grader_policy = ? AND sampling_key = ? AND task_digest = ?", ident).fetchone()
             sampling_dict["n"] = max(n, old_n)
             # A resumed evaluation may use another engine: keep every engine that produced samples.
             engines = old_engine.split(",") + [engine] if engine not in old_engine.split(",") else [old_engine]
@@ -310,12 +317,37 @@ class Store:
         return self._eval_row(rows[0]) if rows else None
 
     def find_evaluation(self, model_id: int, task: str, task_version: str, grader_policy: str,
-                        sampling_key: str) -> EvalRow | None:
+                        sampling_key: str, task_digest: str = "") -> EvalRow | None:
         """The evaluation with this identity, if any (what begin_evaluation would reopen)."""
         rows = self._read(EVAL_COLUMNS + " WHERE e.model_id = ? AND e.task = ? AND e.task_version = ? AND "
-                          "e.grader_policy = ? AND e.sampling_key = ?",
-                          (model_id, task, task_version, grader_policy, sampling_key))
+                          "e.grader_policy = ? AND e.sampling_key = ? AND e.task_digest = ?",
+                          (model_id, task, task_version, grader_policy, sampling_key, task_digest))
         return self._eval_row(rows[0]) if rows else None
+
+    def digests(self, model_id: int, task: str, task_version: str, grader_policy: str,
+                sampling_key: str) -> list[EvalRow]:
+        """Every evaluation with this identity whatever its task digest ('' = legacy), oldest first."""
+        rows = self._read(EVAL_COLUMNS + " WHERE e.model_id = ? AND e.task = ? AND e.task_version = ? AND "
+                          "e.grader_policy = ? AND e.sampling_key = ? ORDER BY e.id",
+                          (model_id, task, task_version, grader_policy, sampling_key))
+        return [self._eval_row(r) for r in rows]
+
+    def claim_legacy(self, eval_id: int, task_digest: str) -> bool:
+        """Give a legacy evaluation (task_digest '') this digest; False if it is not legacy any more or
+        an evaluation with the digest already exists (another process claimed first)."""
+        with self._tx() as con:
+            cur = con.execute(
+                "UPDATE OR IGNORE evaluations SET task_digest = ? WHERE id = ? AND task_digest = ''",
+                (task_digest, eval_id))
+            return cur.rowcount == 1
+
+    def stored_prompts(self, eval_id: int) -> dict[str, set[str]]:
+        """problem_id -> the distinct prompts stored for it (one, unless the task changed under it)."""
+        out: dict[str, set[str]] = {}
+        for pid, prompt in self._read("SELECT DISTINCT problem_id, prompt FROM samples WHERE eval_id = ?",
+                                      (eval_id,)):
+            out.setdefault(str(pid), set()).add(prompt)
+        return out
 
     def sibling_evaluations(self, model_id: int, task: str, task_version: str, sampling_key: str) -> list[EvalRow]:
         """Evaluations with this identity under any grader policy: same model, task version and sampling

@@ -50,6 +50,7 @@ class EvalRow:
     status: str
     created_at: str
     finished_at: str | None
+    task_digest: str = ""           # '' = legacy: stored before v4, not yet resumed by a run that checked it
 
 
 @dataclass(frozen=True)

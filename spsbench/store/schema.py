@@ -7,7 +7,9 @@ backfill, and the column lists the `Store` reads. Data only; `spsbench.store` ow
 # 3 added `eval_sessions`, the provenance history (an older store gains the table on open, with one
 # 'upgrade' session per evaluation carrying the provenance it had kept and the samples stored so far).
 # 4 added `run_failures` (what failed during a training run; an older store gains the empty table on open).
-SCHEMA_VERSION = 4
+# 5 added `evaluations.task_digest` to the identity (the table is rebuilt on open, old rows get '' =
+# legacy, claimed by the first run whose prompts match what they stored; see docs/store.md).
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 60_000         # how long a writer waits for another process's transaction
 
 # Verdicts of another evaluator (e.g. an imported EvalScope run) beside ours, one per sample and source.
@@ -24,19 +26,8 @@ CREATE TABLE IF NOT EXISTS external_grades(
   PRIMARY KEY(eval_id, problem_id, sample_idx, source)
 )"""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS models(
-  id INTEGER PRIMARY KEY,
-  path TEXT NOT NULL,              -- folder, hub id, or '<base_url>#<served name>'
-  weights_hash TEXT NOT NULL,      -- sha256 over weight files ('' when not local)
-  run_name TEXT,                   -- training run this checkpoint belongs to (NULL for plain models)
-  step INTEGER,                    -- global step of the checkpoint (NULL for plain models)
-  algo TEXT,                       -- grpo | dapo | gspo | sps | sps+dapo ... (NULL for plain models)
-  base_model TEXT,                 -- model the run started from (for SPS-vs-GRPO comparisons)
-  created_at TEXT NOT NULL,
-  UNIQUE(path, weights_hash)
-);
-CREATE TABLE IF NOT EXISTS evaluations(
+EVALUATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name}(
   id INTEGER PRIMARY KEY,
   model_id INTEGER NOT NULL REFERENCES models(id),
   task TEXT NOT NULL,
@@ -50,8 +41,24 @@ CREATE TABLE IF NOT EXISTS evaluations(
   status TEXT NOT NULL,            -- running | done
   created_at TEXT NOT NULL,
   finished_at TEXT,
-  UNIQUE(model_id, task, task_version, grader_policy, sampling_key)
+  task_digest TEXT NOT NULL DEFAULT '',   -- tasks.identity.task_digest, empty = legacy (v1-v4, not yet resumed)
+  UNIQUE(model_id, task, task_version, grader_policy, sampling_key, task_digest)
 );
+"""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models(
+  id INTEGER PRIMARY KEY,
+  path TEXT NOT NULL,              -- folder, hub id, or '<base_url>#<served name>'
+  weights_hash TEXT NOT NULL,      -- sha256 over weight files ('' when not local)
+  run_name TEXT,                   -- training run this checkpoint belongs to (NULL for plain models)
+  step INTEGER,                    -- global step of the checkpoint (NULL for plain models)
+  algo TEXT,                       -- grpo | dapo | gspo | sps | sps+dapo ... (NULL for plain models)
+  base_model TEXT,                 -- model the run started from (for SPS-vs-GRPO comparisons)
+  created_at TEXT NOT NULL,
+  UNIQUE(path, weights_hash)
+);
+""" + EVALUATIONS_TABLE.format(name="evaluations") + """
 CREATE TABLE IF NOT EXISTS samples(
   eval_id INTEGER NOT NULL REFERENCES evaluations(id),
   problem_id TEXT NOT NULL,
@@ -118,7 +125,7 @@ CREATE TABLE IF NOT EXISTS diagnostics(
 
 EVAL_COLUMNS = ("SELECT e.id, e.model_id, m.path, m.weights_hash, m.run_name, m.step, m.algo, m.base_model, "
                 "e.task, e.task_version, e.grader_policy, e.sampling_json, e.n, e.engine, e.status, "
-                "e.created_at, e.finished_at FROM evaluations e JOIN models m ON m.id = e.model_id")
+                "e.created_at, e.finished_at, e.task_digest FROM evaluations e JOIN models m ON m.id = e.model_id")
 SESSION_COLUMNS = ("id", "eval_id", "kind", "started_at", "engine", "n", "provenance_json", "samples", "min_idx",
                    "max_idx", "last_at")
 # Backfill for a store older than v3: one 'upgrade' session per evaluation from what it kept.
@@ -131,5 +138,15 @@ FROM evaluations e LEFT JOIN samples s ON s.eval_id = e.id
 WHERE e.id NOT IN (SELECT eval_id FROM eval_sessions)
 GROUP BY e.id
 """
+# v4 -> v5: rebuild `evaluations` with task_digest in its UNIQUE key (SQLite cannot alter a constraint).
+# Run with foreign keys off (the documented SQLite procedure); ids are kept, so samples etc. still match.
+EVAL_V3_COLUMNS = ("id, model_id, task, task_version, grader_policy, sampling_key, sampling_json, n, engine, "
+                   "provenance_json, status, created_at, finished_at")
+REBUILD_EVALUATIONS = (
+    EVALUATIONS_TABLE.format(name="evaluations_v4"),
+    f"INSERT INTO evaluations_v4({EVAL_V3_COLUMNS}, task_digest) SELECT {EVAL_V3_COLUMNS}, '' FROM evaluations",
+    "DROP TABLE evaluations",
+    "ALTER TABLE evaluations_v4 RENAME TO evaluations",
+)
 SAMPLE_COLUMNS = ("problem_id", "sample_idx", "seed", "prompt", "completion", "prompt_tokens",
                   "completion_tokens", "finish_reason", "extracted", "outcome", "created_at")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from spsbench import paths
 from spsbench.errors import TaskError
+from spsbench.tasks.identity import task_digest
 from spsbench.tasks.sources import build_problems, load_rows
 from spsbench.tasks.spec import Task, TaskSpec, read_spec
 
@@ -34,7 +35,8 @@ def load_task(name_or_path: str | Path, data: str | Path | None = None, limit: i
     spec = load_spec(name_or_path)
     rows, label = load_rows(spec, data)
     problems = build_problems(spec, rows, label)
-    return Task(spec=spec, problems=problems[:limit] if limit else problems)
+    # The digest covers every problem, so a --limit run and a full run of one task share an evaluation.
+    return Task(spec=spec, problems=problems[:limit] if limit else problems, digest=task_digest(spec, problems))
 
 
 def parse_data_args(items: list[str] | None) -> dict[str, str]:

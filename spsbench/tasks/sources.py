@@ -15,10 +15,11 @@ import string
 from pathlib import Path
 from typing import Any
 
-from spsbench.errors import TaskError
+from spsbench.errors import TaskError, one_line
 from spsbench.io import atomic_write_lines
 from spsbench.tasks import arith
 from spsbench.tasks.spec import Problem, TaskSpec, fill_template
+from spsbench.validate import read_text
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -60,7 +61,7 @@ def read_local(path: Path, what: str = "data file") -> list[dict[str, Any]]:
 
 
 def _read_json(path: Path, what: str) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, what, error=TaskError)     # unreadable, a folder, not UTF-8: one line
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -104,7 +105,7 @@ def _load_hub(spec: TaskSpec) -> list[dict[str, Any]]:
     try:
         ds = datasets.load_dataset(src["hub"], src.get("config"), split=src["split"], revision=src["revision"])
     except Exception as exc:  # offline, gated, renamed...: datasets raises many types; keep it to one line
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = one_line(exc, 200)
         raise TaskError(f"task {spec.name}: cannot load {src['hub']} from the Hugging Face hub "
                         f"({type(exc).__name__}: {first}); offline? {hint}") from None
     return [dict(row) for row in ds]
@@ -128,8 +129,7 @@ def known_count(spec: TaskSpec) -> int | None:
 
         return pq.ParquetFile(path).metadata.num_rows
     if path.suffix.lower() == ".jsonl":  # counting lines is enough and avoids parsing 14k MMLU rows
-        with path.open(encoding="utf-8") as fh:
-            return sum(1 for line in fh if line.strip())
+        return sum(1 for line in read_text(path, f"task {spec.name}", error=TaskError).splitlines() if line.strip())
     try:
         return len(read_local(path))
     except TaskError:

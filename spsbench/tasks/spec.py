@@ -22,6 +22,7 @@ from spsbench import paths
 from spsbench.errors import TaskError
 from spsbench.grading.types import GRADERS
 from spsbench.tasks import arith
+from spsbench.validate import read_text
 
 GRADER_NAMES = tuple(GRADERS)
 ANSWER_FORMATS = ("text", "index", "letter")
@@ -106,6 +107,7 @@ class TaskSpec:
 class Task:
     spec: TaskSpec
     problems: list[Problem]
+    digest: str = ""        # tasks.identity.task_digest over ALL problems (before --limit); '' = not computed
 
 
 
@@ -117,13 +119,12 @@ def schema() -> list[tuple[str, str, bool, str]]:
 
 
 def read_spec(path: Path) -> TaskSpec:
+    content = read_text(path, "task file", error=TaskError)      # a folder, unreadable, not UTF-8: one line
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(content)
     except yaml.YAMLError as exc:  # includes !!python/object tags: safe_load refuses to build objects
         first = str(exc).strip().splitlines()[0]
         raise TaskError(f"{path}: not a valid task file (data-only YAML): {first}") from None
-    except OSError as exc:
-        raise TaskError(f"{path}: cannot read: {exc.strerror}") from None
     if not isinstance(raw, dict):
         raise TaskError(f"{path}: top level must be a mapping of keys (name, version, grader, ...)")
     return _spec_from_mapping(raw, path)

@@ -24,6 +24,7 @@ import yaml
 
 from spsbench import paths
 from spsbench.errors import ConfigError
+from spsbench.validate import check_fields, number, read_text, text
 
 ALGOS = ("grpo", "dapo", "gspo", "sps")
 L2TE_LOGPROBS = ("sum", "mean")
@@ -55,6 +56,7 @@ class DynamicSamplingConfig:
                                                "last N tokens of max_completion_length (paper: 2048); only with enabled: true. null = off.")
 
     def __post_init__(self) -> None:
+        check_fields(self, "dynamic_sampling.")
         if self.max_resample_times < 0:
             raise ConfigError(f"dynamic_sampling.max_resample_times: must be >= 0, got {self.max_resample_times}")
         if self.soft_overlong_cache is not None and self.soft_overlong_cache < 1:
@@ -80,6 +82,7 @@ class SPSConfig:
     seed: int = _f(0, "Seed of the L2TE draws and the IRL batch order.")
 
     def __post_init__(self) -> None:
+        check_fields(self, "sps.")
         for name in ("rl_steps_per_phase", "sampling_size", "irl_steps", "irl_batch_size", "irl_micro_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sps.{name}: must be >= 1, got {getattr(self, name)}")
@@ -119,6 +122,9 @@ class EvalConfig:
     data: dict[str, str] = _f({}, "Local data files per task name (offline use), like `spsbench eval --data`.")
 
     def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        check_fields(self, "eval.")
         if self.n < 1:
             raise ConfigError(f"eval.n: must be >= 1, got {self.n}")
         if any(k > self.n for k in self.k):
@@ -129,6 +135,7 @@ class EvalConfig:
             raise ConfigError(f"eval.mode: must be one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
         if self.engine in ("vllm", "auto"):
             self.engine_options = {"gpu_memory_utilization": EVAL_GPU_MEMORY_UTILIZATION, **(self.engine_options or {})}
+        self._check_values()
 
     @property
     def in_training(self) -> bool:
@@ -139,6 +146,25 @@ class EvalConfig:
         """The checkpoint evaluations' setting, as recorded in the run info for `spsbench eval RUN`."""
         return {"tasks": list(self.tasks), "n": self.n, "temperature": self.temperature, "top_p": self.top_p,
                 "max_tokens": self.max_tokens, "seed": self.seed, "k": list(self.k), "limit": self.limit}
+
+    def _check_values(self) -> None:
+        """Every value a checkpoint evaluation would refuse, refused when the recipe loads."""
+        number("eval.temperature", self.temperature, low=0)
+        number("eval.top_p", self.top_p, low=0, low_open=True, high=1)
+        number("eval.max_tokens", self.max_tokens, low=1, integer=True)
+        if self.limit is not None:
+            number("eval.limit", self.limit, low=1, integer=True)
+        if not self.tasks:
+            raise ConfigError("eval.tasks: give at least one task (or eval.enabled: false)")
+        for i, task in enumerate(self.tasks):
+            text(f"eval.tasks[{i}]", task)
+        for key, value in (self.k and {f"eval.k[{i}]": k for i, k in enumerate(self.k)} or {}).items():
+            number(key, value, low=1, integer=True)
+        for name, path in self.data.items():
+            text(f"eval.data.{name}", path)
+        if self.store is not None:
+            text("eval.store", self.store)
+        text("eval.engine", self.engine)
 
 
 @dataclass
@@ -165,6 +191,10 @@ class TrainConfig:
     recipe: str | None = None        # the recipe file(s) it came from (provenance, not a YAML key)
 
     def __post_init__(self) -> None:
+        check_fields(self, "")
+        for name in ("task", "model", "data", "run_name", "output_dir"):
+            if getattr(self, name) is not None:
+                text(name, getattr(self, name))
         if self.algo not in ALGOS:
             raise ConfigError(f"algo: must be one of {', '.join(ALGOS)}, got {self.algo!r}")
         if self.algo == "sps":
@@ -204,10 +234,11 @@ SECTIONS = {"dynamic_sampling": DynamicSamplingConfig, "sps": SPSConfig, "eval":
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """A recipe file as a mapping; one-line ConfigError on anything else."""
+    if not path.exists():
+        raise ConfigError(f"recipe not found: {path}")
+    content = read_text(path, "recipe")          # a folder, unreadable, not UTF-8: one line
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"recipe not found: {path}") from None
+        raw = yaml.safe_load(content)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if raw is None:
@@ -232,8 +263,10 @@ def parse_override(item: str) -> dict[str, Any]:
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set: expected KEY=VALUE (e.g. sps.irl_steps=2), got {item!r}")
+    if not text.strip():
+        raise ConfigError(f"--set {key.strip()}: needs a value, got an empty string (write null for none)")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
     out: dict[str, Any] = {}

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from spsbench.engines.vllm import cpu_env_defaults
-from spsbench.errors import ConfigError, TrainingError
+from spsbench.errors import ConfigError, TrainingError, one_line
 from spsbench.models import resolve_model
 from spsbench.system import busy_cpus
 from spsbench.train.budget import apply_rollout_budget
 from spsbench.train.config import TrainConfig
 from spsbench.train.data import build_dataset
+from spsbench.train.preflight import preflight
 from spsbench.train.reward import make_reward_fn
 
 CPU_DEFAULTS = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "disable_tqdm": True}
@@ -41,6 +42,8 @@ class RunSummary:
     leaderboard: Path | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)   # failed evaluations / refreshes
     eval_mode: str = "inline"                                       # inline | watch | off
+    preempted: str | None = None        # 'SIGTERM' / 'SIGINT' when a signal stopped the run at a checkpoint
+    exit_code: int = 0                  # 128 + signal number when preempted
 
 
 def pick_cpu_threads() -> int | None:
@@ -92,7 +95,7 @@ def grpo_args(config: TrainConfig, output_dir: Path):
     try:
         args = GRPOConfig(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{config.recipe}: rl: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{config.recipe}: rl: {one_line(exc)}") from None
     per_rank = args.per_device_train_batch_size * args.steps_per_generation
     if (config.algo == "sps" or config.dynamic_sampling.enabled) and per_rank % args.num_generations:
         raise ConfigError(f"{config.recipe}: rl: per_device_train_batch_size x steps_per_generation ({per_rank}) "
@@ -131,7 +134,7 @@ def load_policy(name: str | None, dtype: str = "float32"):
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as exc:
-        raise TrainingError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+        raise TrainingError(f"cannot load model {path!r}: {one_line(exc)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, path
@@ -175,7 +178,9 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
 
     if config.algo == "sps":
         refuse_sharding_for_sps(config)
-    output_dir = fill_names(config, resolve_model(config.model))
+    model_path = resolve_model(config.model)
+    output_dir = fill_names(config, model_path)
+    preflight(config, output_dir, model_path)     # tasks, eval settings, engine options, paths: before weights
     apply_rollout_budget(config)            # prompt + completion vs the context, before the model loads
     args = grpo_args(config, output_dir)
     if args.use_vllm and args.vllm_mode == "colocate":
@@ -211,13 +216,18 @@ def shutdown_distributed(wait: bool = True) -> None:
 def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list[Any] | None = None) -> RunSummary:
     """Run training to the end; returns what the CLI prints."""
     from spsbench.train.callbacks import record_run_end, refresh_leaderboard
+    from spsbench.train.preempt import PreemptCallback, Preemption, catching, resume_point
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    trainer, evaluator = build_trainer(config, callbacks)
+    preemption = Preemption()
+    # The preemption checkpoint is not evaluated now (the job is being stopped); `spsbench eval RUN` later.
+    stop = PreemptCallback(preemption, on_stop=lambda: setattr(config.eval, "enabled", False))
+    trainer, evaluator = build_trainer(config, [stop, *(callbacks or [])])
     # With vLLM colocate, vLLM owns the process groups and destroys them itself at exit.
     owns_group = not trainer.use_vllm
     try:
-        trainer.train(resume_from_checkpoint=resume or None)
+        with catching(preemption):
+            trainer.train(resume_from_checkpoint=resume_point(trainer.args.output_dir, resume))
     except BaseException:
         if owns_group:
             shutdown_distributed(wait=False)     # a failed rank must not wait in a barrier for the others
@@ -229,6 +239,8 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
                          checkpoints=sorted(p.name for p in output_dir.glob("checkpoint-*")),
                          sps_phases=list(trainer.irl_phases()), evaluations=evaluator.results,
                          base_evaluations=list(evaluator.base_results or []))
+    if preemption.requested:
+        summary.preempted, summary.exit_code = preemption.name, 128 + int(preemption.signum)
     if evaluator.results:
         summary.leaderboard = refresh_leaderboard(
             config.eval.store, lambda msg: evaluator.record_failure("leaderboard", msg, step=summary.steps))

@@ -1,0 +1,109 @@
+"""Preemption: SIGTERM (what a cluster scheduler sends before it kills a job) and SIGINT (Ctrl-C) during
+training ask for a checkpoint at the next safe point instead of killing the run mid-step.
+
+The signal handler only sets a flag. `PreemptCallback` reads it at the end of each optimizer step
+(an SPS IRL phase runs inside the RL step that triggers it, so it has finished by then): it sets
+`should_save` and `should_training_stop`, so the Trainer writes a complete checkpoint (weights,
+optimizer, scheduler, RNG states, the SPS phase state) and leaves its loop. `spsbench train --resume`
+continues from that checkpoint.
+
+Checkpoint saves are not atomic (the Trainer writes several files into `checkpoint-N/`), so a SIGKILL
+during one leaves a partial folder. `on_save` (called after every file of the save, the SPS and
+dynamic-sampling state included) writes COMPLETE into it, and `resume_point` resumes from the newest
+checkpoint that has it, skipping a partial one. A second signal while the first is pending restores the default
+behaviour and interrupts at once (a user who presses Ctrl-C twice means it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from spsbench.errors import TrainingError
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+COMPLETE = "spsbench_checkpoint_complete"      # written last into a checkpoint folder
+TRAINER_STATE = "trainer_state.json"            # the Trainer's last file: completeness for older runs
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+class Preemption:
+    """The signal received (None until one arrives), set from the handler."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal handler signature
+        if self.signum is not None:          # the second signal: stop now
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def catching(preemption: Preemption) -> Iterator[Preemption]:
+    """Route SIGTERM and SIGINT to `preemption` (main thread only: elsewhere signals cannot be caught)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield preemption
+        return
+    previous = {s: signal.signal(s, preemption.handle) for s in SIGNALS}
+    try:
+        yield preemption
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class PreemptCallback(TrainerCallback):
+    """Save and stop at the end of the optimizer step during which a signal arrived."""
+
+    def __init__(self, preemption: Preemption, on_stop: Any = None) -> None:
+        self.preemption, self.on_stop = preemption, on_stop
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.preemption.requested and self.stopped_at is None:
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+            if self.on_stop is not None:
+                self.on_stop()
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            (Path(args.output_dir) / f"checkpoint-{state.global_step}" / COMPLETE).write_text("")
+        return control
+
+
+def resume_point(output_dir: str | Path, resume: str | bool | None) -> str | None:
+    """What to resume from: an explicit CHECKPOINT as given; for `--resume` alone, the newest complete
+    checkpoint (one a SIGKILL cut short during its save is skipped, with a note)."""
+    if resume is not True:
+        return resume or None
+    found = sorted((int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*")
+                   if p.is_dir() and (m := CHECKPOINT_RE.match(p.name)))
+    marked = [p for _, p in found if (p / COMPLETE).is_file()]
+    complete = marked or [p for _, p in found if (p / TRAINER_STATE).is_file()]
+    if not complete:
+        raise TrainingError(f"--resume: no complete checkpoint in {output_dir} to resume from")
+    for _, p in found:
+        if p not in complete and int(CHECKPOINT_RE.match(p.name).group(1)) > int(complete[-1].name.split("-")[1]):
+            print(f"spsbench: skipping {p.name}: its save did not finish (interrupted)", file=sys.stderr)
+    return str(complete[-1])
