@@ -8,6 +8,7 @@ Runs until interrupted (Ctrl-C or SIGTERM stop the server and its engine process
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 from typing import Any
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "max_model_len, tensor_parallel_size, data_parallel_size, gpu_memory_utilization, "
                              "kv_cache_space_gib, cpu_threads, ...")
     parser.add_argument("--dry-run", action="store_true", help="Print the server command, do not start it.")
-    parser.add_argument("--vllm-args", default="", metavar='"FLAGS"',
+    parser.add_argument("--vllm-args", default=None, metavar='"FLAGS"',
                         help='More `vllm serve` flags, passed as they are (shell-quoted, e.g. '
                              '--vllm-args="--max-num-seqs 64 --api-key KEY").')
 
@@ -87,11 +88,8 @@ def _options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def _vllm_args(text: str) -> list[str]:
-    import shlex
-
-
+def _vllm_args(text: str | None) -> list[str]:
     try:
-        return shlex.split(text)
+        return shlex.split(text or "")
     except ValueError as exc:
         raise ConfigError(f"--vllm-args: {exc} in {text!r}") from None

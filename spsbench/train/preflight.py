@@ -18,7 +18,7 @@ from spsbench.errors import ConfigError, StoreError
 from spsbench.models import check_loadable
 from spsbench.tasks import load_spec
 from spsbench.train.config import TrainConfig
-from spsbench.validate import existing_file, output_file, writable_dir
+from spsbench.validate import existing_file, output_file
 
 
 def preflight(config: TrainConfig, output_dir: Path, model_path: str) -> None:
@@ -28,7 +28,6 @@ def preflight(config: TrainConfig, output_dir: Path, model_path: str) -> None:
         existing_file(config.data, "data")
     if Path(model_path).is_dir():
         check_loadable(model_path)
-    writable_dir(output_dir, "output_dir")
     if config.eval.enabled:
         check_eval(config)
 

@@ -20,6 +20,7 @@ from spsbench.train.config import TrainConfig
 from spsbench.train.data import build_dataset
 from spsbench.train.preflight import preflight
 from spsbench.train.reward import make_reward_fn
+from spsbench.validate import writable_dir
 
 CPU_DEFAULTS = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "disable_tqdm": True}
 # The DDP collective timeout (TrainingArguments.ddp_timeout, seconds; recipe key rl.ddp_timeout wins).
@@ -182,6 +183,7 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     output_dir = fill_names(config, model_path)
     preflight(config, output_dir, model_path)     # tasks, eval settings, engine options, paths: before weights
     apply_rollout_budget(config)            # prompt + completion vs the context, before the model loads
+    writable_dir(output_dir, "output_dir")        # created last: a refused run leaves no folder behind
     args = grpo_args(config, output_dir)
     if args.use_vllm and args.vllm_mode == "colocate":
         _colocate_env()
