@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "grade": "spsbench.commands.grade",
     "results": "spsbench.commands.results",
     "diagnose": "spsbench.commands.diagnose",
+    "lab": "spsbench.commands.lab",
 }
 
 
