@@ -73,3 +73,86 @@ def test_lab_cli_bad_set_exits_2(capsys):
 
     assert main(["lab", "squeeze", "--set", "nope=1"]) == 2
     assert "unknown squeeze setting" in capsys.readouterr().err
+
+
+def test_lab_task_data_is_the_generators_output(tmp_path):
+    from spsbench import paths
+    from spsbench.lab import task
+    from spsbench.tasks import load_task
+
+    assert (paths.tasks_dir() / task.DATA_FILE).read_text() == task.write_data(tmp_path / "x.jsonl").read_text()
+    loaded = load_task(task.TASK)
+    assert len(loaded.problems) == 47 and loaded.spec.grader == "math"
+    assert {len(task.correct_decompositions(13, 3)), len(task.correct_decompositions(0, 2))} == {75, 1}
+
+
+def test_lab_exact_cached_prefix_matches_full_sequences(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from spsbench.lab.exact import completion_logprobs, shared_prefix_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    prompts, conts = [[5, 6, 7], [8, 9, 10]], [[11, 12], [13, 14], [12, 11]]
+    with torch.no_grad():
+        cached = shared_prefix_logprobs(model, prompts, [20], conts)
+        full = completion_logprobs(model, [p for p in prompts for _ in conts], [[20, *c] for _ in prompts for c in conts])
+    assert torch.allclose(cached.flatten(), full, atol=1e-4)
+
+
+def test_lab_dynamics_settings_errors():
+    from spsbench.lab.dynamics import DynamicsConfig
+    from spsbench.lab.settings import apply_overrides, parse_sweep
+
+    with pytest.raises(ConfigError, match="lab.arms"):
+        apply_overrides(DynamicsConfig, ["lab.arms=grpo,ppo"], "lab")
+    with pytest.raises(ConfigError, match="at least two"):
+        parse_sweep("sps.irl_learning_rate=1e-6")
+    assert parse_sweep("sps.irl_learning_rate=1e-6,1e-5") == ("sps.irl_learning_rate", [1e-6, 1e-5])
+
+
+def test_lab_cli_unknown_recipe_key_fails_before_training(capsys, tmp_path):
+    from spsbench.cli import main
+
+    assert main(["lab", "dynamics", "--store", str(tmp_path / "l.db"), "--set", "rl.nope=1"]) == 2
+    assert "unknown key rl.nope" in capsys.readouterr().err
+    assert not (tmp_path / "l.db").exists()
+
+
+def test_lab_dynamics_shrunken_end_to_end(tmp_path, monkeypatch):
+    """Warm-up, GRPO and SPS through the product's trainer, exact + sampled measurement, page: all measured."""
+    import torch
+
+    from spsbench.lab.dynamics import DynamicsConfig, run_dynamics
+    from spsbench.lab.page import write_page
+    from spsbench.lab.page_dynamics import View, latest_session
+    from spsbench.lab.warmup import WarmupConfig
+    from spsbench.store import Store
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("SPSBENCH_CACHE", str(tmp_path / "cache"))
+    store = tmp_path / "lab.db"
+    extra = ["rl.max_steps=2", "rl.save_steps=1", "sps.rl_steps_per_phase=1", "rl.per_device_train_batch_size=16"]
+    session = run_dynamics(store, DynamicsConfig(arms=["grpo", "sps"], seeds=1, eval_n=4),
+                           WarmupConfig(steps=60, hidden=32), extra, log=lambda m: None)
+    assert [r["run_name"] for r in session["runs"]] == ["lab-grpo-s0", "lab-sps-s0"]
+    sps = session["runs"][1]
+    assert sps["irl_steps"] == [1, 2] and all(p["rel_weight_change"] > 0 for p in sps["sps_phases"])
+    with Store(store) as db:
+        view = View(*latest_session(db))
+        evals = db.evaluations(task="lab-sums")
+    base = view.base
+    ks = [base["pass_at_k"][str(k)] for k in (1, 16, 256)]
+    assert 0 < ks[0] < ks[1] < ks[2] <= 1 and 0 <= base["leak_mean"] <= base["leak_max"] <= 1
+    for runs in view.groups.values():
+        assert [c["step"] for c in runs[0]["checkpoints"]] == [1, 2]
+    # SPS's IRL phases moved the weights, so its exact measures differ from the base's (GRPO may not move at
+    # all here: with a 1%-accurate base most 2-prompt batches hold no reward, hence no advantage)
+    assert view.final(view.groups[(None, "sps")])[0]["pass_at_k"] != base["pass_at_k"]
+    assert len(evals) == 3 and all(ev.n == 4 for ev in evals)   # base + each run's last checkpoint, sampled
+    files = write_page(store, tmp_path / "page")
+    text = (tmp_path / "page" / "README.md").read_text()
+    assert "## 2. The dynamics" in text and "| grpo (step 2) | 1 |" in text
+    before = {f.name: f.read_bytes() for f in files}
+    write_page(store, tmp_path / "page")
+    assert {f.name: f.read_bytes() for f in files} == before

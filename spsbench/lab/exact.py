@@ -45,3 +45,33 @@ def entropy(probs: torch.Tensor) -> float:
     """Shannon entropy (nats) of a probability vector (zeros contribute nothing)."""
     p = probs[probs > 0]
     return float(-(p * p.log()).sum())
+
+
+def shared_prefix_logprobs(model, prompts: Sequence[Sequence[int]], prefix: Sequence[int],
+                           continuations: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Log-probabilities (rows x continuations, float64) of prefix + continuation after each prompt.
+
+    Prompts must have equal length. The prompts + shared prefix go through the model once, and their KV
+    cache is repeated for the continuations (equal length too): the same numbers as
+    `completion_logprobs` on the full sequences, at a fraction of the cost.
+    """
+    device = next(model.parameters()).device
+    head = torch.tensor([list(p) + list(prefix) for p in prompts], device=device)
+    plen, n = len(prompts[0]), len(continuations)
+    first = model(input_ids=head, use_cache=True)
+    logp_head = torch.log_softmax(first.logits.double(), dim=-1)
+    prefix_ids = head[:, plen:]
+    # log p(prefix | prompt) per row, and the distribution of the continuation's first token
+    pre = logp_head[:, plen - 1:-1].gather(-1, prefix_ids.unsqueeze(-1)).squeeze(-1).sum(dim=1) if len(prefix) else \
+        torch.zeros(len(prompts), dtype=torch.float64, device=device)
+    cont = torch.tensor([list(c) for c in continuations], device=device)
+    first_tok = logp_head[:, -1].index_select(1, cont[:, 0])                     # rows x n
+    cache = first.past_key_values
+    cache.batch_repeat_interleave(n)
+    ids = cont.repeat(len(prompts), 1)
+    logits = model(input_ids=ids[:, :-1], past_key_values=cache, use_cache=False).logits if cont.size(1) > 1 else None
+    rest = torch.zeros(len(prompts) * n, dtype=torch.float64, device=device)
+    if logits is not None:
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        rest = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1).sum(dim=1)
+    return pre.unsqueeze(1) + first_tok + rest.view(len(prompts), n)

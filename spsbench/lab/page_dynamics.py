@@ -1,10 +1,230 @@
-"""The dynamics sections of the lab page (filled in by the dynamics experiment)."""
+"""The dynamics sections of the lab page: tables, plots and findings of the latest `lab dynamics` session.
+
+Seed-level intervals: mean over seeds ± t(0.975, seeds-1) x sd / sqrt(seeds) (none with one seed).
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+from spsbench.lab.measure import KS
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high) over seeds."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, mean, mean
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = T975.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def latest_session(db: Any) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+    """The newest session record and {model_id: exact measures}."""
+    from spsbench.lab.dynamics import EXACT, SESSION
+
+    diags = db.diagnostics()
+    sessions = [d for d in diags if d["metric"] == SESSION]
+    exact = {d["model_id"]: d["details"] for d in diags if d["metric"] == EXACT}
+    if not sessions:
+        return None, exact
+    return max(sessions, key=lambda d: (d["created_at"], d["model_id"]))["details"], exact
+
+
+def sampled_scores(db: Any) -> dict[int, dict[str, float]]:
+    """{model_id: {"avg": Avg@n, "pass": Pass@n, "n": n}} of the lab task's evaluations."""
+    out = {}
+    for ev in db.evaluations(task="lab-sums"):
+        scores = {(s.metric, s.k): s.value for s in db.scores(ev.id)}
+        passes = [k for m, k in scores if m == "pass@k"]
+        if passes:
+            top = max(passes)
+            out[ev.model_id] = {"avg": scores.get(("avg@n", 0), float("nan")), "pass": scores[("pass@k", top)],
+                                "n": top, "no_answer": scores.get(("count:no_answer", 0), 0.0)}
+    return out
+
+
+class View:
+    """The session's runs grouped by (sweep value, arm), with their exact measures per step."""
+
+    def __init__(self, session: dict[str, Any], exact: dict[int, dict[str, Any]]) -> None:
+        self.session, self.exact = session, exact
+        self.base = exact.get(session["base_model_id"])
+        self.groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+        for run in session["runs"]:
+            self.groups.setdefault((run["sweep_value"], run["arm"]), []).append(run)
+
+    def final(self, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.exact[r["checkpoints"][-1]["model_id"]] for r in runs if r["checkpoints"]]
+
+    def steps(self, runs: list[dict[str, Any]]) -> list[int]:
+        return sorted({c["step"] for r in runs for c in r["checkpoints"]})
+
+    def at(self, runs: list[dict[str, Any]], step: int) -> list[dict[str, Any]]:
+        if step == 0:
+            return [self.base] * len(runs) if self.base else []
+        return [self.exact[c["model_id"]] for r in runs for c in r["checkpoints"] if c["step"] == step]
+
+    def label(self, key: tuple[Any, str]) -> str:
+        value, arm = key
+        sweep = self.session.get("sweep")
+        return f"{arm} ({sweep['key']}={value})" if sweep else arm
+
+
+METRICS = (("Pass@1", lambda e: e["pass_at_k"]["1"], True), ("Pass@16", lambda e: e["pass_at_k"]["16"], True),
+           ("Pass@256", lambda e: e["pass_at_k"]["256"], True),
+           ("greedy log-prob", lambda e: e["greedy_logp"], False),
+           ("distinct correct", lambda e: e["distinct"], False), ("exp(H) correct", lambda e: e["effective"], False),
+           ("leak", lambda e: e["leak_mean"], True))
+
+
+def _cell(values: list[float], percent: bool) -> str:
+    mean, low, high = interval(values)
+    f = (lambda v: f"{100 * v:.1f}") if percent else (lambda v: f"{v:.2f}")
+    return f(mean) if len(values) < 2 else f"{f(mean)} [{f(low)}, {f(high)}]"
+
+
+def final_table(view: View, sampled: dict[int, dict[str, float]]) -> list[str]:
+    head = [name + (" %" if pct else "") for name, _, pct in METRICS]
+    lines = ["| policy | seeds | " + " | ".join(head) + " | sampled Avg@n % | sampled Pass@n % |",
+             "|---|--:|" + "--:|" * (len(METRICS) + 2)]
+    if view.base:
+        s = sampled.get(view.session["base_model_id"], {})
+        lines.append("| base | - | " + " | ".join(_cell([fn(view.base)], pct) for _, fn, pct in METRICS)
+                     + f" | {_pct(s.get('avg'))} | {_pct(s.get('pass'))} |")
+    for key, runs in view.groups.items():
+        finals = view.final(runs)
+        if not finals:
+            continue
+        s = [sampled[r["checkpoints"][-1]["model_id"]] for r in runs if r["checkpoints"][-1]["model_id"] in sampled]
+        lines.append(f"| {view.label(key)} (step {view.steps(runs)[-1]}) | {len(finals)} | "
+                     + " | ".join(_cell([fn(e) for e in finals], pct) for _, fn, pct in METRICS)
+                     + f" | {_cell([x['avg'] for x in s], True) if s else '-'} | "
+                     f"{_cell([x['pass'] for x in s], True) if s else '-'} |")
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def passk_series(view: View) -> dict[str, list[tuple | None]]:
+    series = {"base": [(view.base["pass_at_k"][str(k)],) * 3 for k in KS]} if view.base else {}
+    for key, runs in view.groups.items():
+        finals = view.final(runs)
+        series[view.label(key)] = [interval([e["pass_at_k"][str(k)] for e in finals]) for k in KS]
+    return series
+
+
+def step_series(view: View, fn) -> tuple[list[int], dict[str, list[tuple | None]]]:
+    steps = sorted({0} | {s for runs in view.groups.values() for s in view.steps(runs)})
+    series = {}
+    for key, runs in view.groups.items():
+        series[view.label(key)] = [interval([fn(e) for e in view.at(runs, s)]) if view.at(runs, s) else None
+                                   for s in steps]
+    return steps, series
+
+
+def irl_markers(view: View) -> list[int]:
+    return sorted({s for runs in view.groups.values() for r in runs for s in r["irl_steps"]})
+
+
+def histogram_groups(view: View) -> dict[str, list[float]]:
+    """Per-problem probability of a correct answer, averaged over seeds (paper Figure 2 (a)/(b))."""
+    groups = {"base": [v["p"] for v in view.base["per_problem"].values()]} if view.base else {}
+    for key, runs in view.groups.items():
+        finals = view.final(runs)
+        ids = list(finals[0]["per_problem"]) if finals else []
+        groups[view.label(key)] = [sum(e["per_problem"][i]["p"] for e in finals) / len(finals) for i in ids]
+    return groups
+
+
+def plots(view: View, out: Path) -> list[Path]:
+    from spsbench.lab.plots import band_curves
+    from spsbench.plots import bucket_histogram
+
+    files = [band_curves(out / "passk.png", "Exact Pass@k of the final checkpoints (band: seed-level 95% CI)",
+                         list(KS), passk_series(view), "k", "Pass@k (%)", logx=True)]
+    marks = irl_markers(view)
+    for name, fn, pct, title in (
+            ("pass256_steps.png", lambda e: e["pass_at_k"]["256"], True, "Exact Pass@256 against training step"),
+            ("pass1_steps.png", lambda e: e["pass_at_k"]["1"], True, "Exact Pass@1 against training step"),
+            ("greedy_steps.png", lambda e: e["greedy_logp"], False, "Greedy-path log-prob (squeezing, Table 6)"),
+            ("distinct_steps.png", lambda e: e["distinct"], False,
+             "Distinct correct trajectories with p >= tau, per problem")):
+        steps, series = step_series(view, fn)
+        files.append(band_curves(out / name, title + " (dotted: IRL phases of SPS)", steps, series,
+                                 "training step (0 = base)", "%" if pct else "value", markers=marks, percent=pct))
+    bucket_histogram(out / "buckets.png", "Per-problem P(correct), base vs final (mean over seeds)",
+                     histogram_groups(view))
+    return [*files, out / "buckets.png"]
+
+
+def findings(view: View) -> list[str]:
+    """What the numbers say, computed (null and contrary results included)."""
+    if not view.base:
+        return []
+    b1, b256 = view.base["pass_at_k"]["1"], view.base["pass_at_k"]["256"]
+    lines = []
+    for key, runs in view.groups.items():
+        finals = view.final(runs)
+        if not finals:
+            continue
+        p1 = interval([e["pass_at_k"]["1"] for e in finals])
+        p256 = interval([e["pass_at_k"]["256"] for e in finals])
+        g = interval([e["greedy_logp"] for e in finals])
+        d = interval([e["distinct"] for e in finals])
+        sharpen = p1[1] > b1 and p256[2] <= b256 + 0.01
+        lines.append(f"{view.label(key)}: Pass@1 {100 * b1:.1f} -> {100 * p1[0]:.1f}% [{100 * p1[1]:.1f}, "
+                     f"{100 * p1[2]:.1f}], Pass@256 {100 * b256:.1f} -> {100 * p256[0]:.1f}% [{100 * p256[1]:.1f}, "
+                     f"{100 * p256[2]:.1f}], greedy log-prob {view.base['greedy_logp']:.2f} -> {g[0]:.2f}, distinct "
+                     f"correct trajectories {view.base['distinct']:.1f} -> {d[0]:.1f}: "
+                     + ("sharpening (Pass@1 up, Pass@256 not up)." if sharpen else
+                        "exploration (Pass@1 and Pass@256 up)." if p1[1] > b1 and p256[1] > b256 else
+                        "no clear improvement of Pass@1 over the base."))
+    lines += _compare(view, "grpo", "sps")
+    return lines
+
+
+def _compare(view: View, a: str, b: str) -> list[str]:
+    out = []
+    for (value, arm), runs in view.groups.items():
+        if arm != b or (value, a) not in view.groups:
+            continue
+        x = interval([e["pass_at_k"]["256"] for e in view.final(view.groups[(value, a)])])
+        y = interval([e["pass_at_k"]["256"] for e in view.final(runs)])
+        overlap = not (y[1] > x[2] or x[1] > y[2])
+        verdict = ("the seed intervals overlap: no difference shown" if overlap else
+                   f"{b} higher" if y[0] > x[0] else f"{b} lower")
+        where = f" at {view.session['sweep']['key']}={value}" if view.session.get("sweep") else ""
+        out.append(f"{b} vs {a}{where}: Pass@256 {100 * y[0]:.1f}% vs {100 * x[0]:.1f}% ({verdict}).")
+    return out
+
 
 def dynamics_sections(db: Any, out: Path) -> tuple[list[str], list[Path]]:
-    return [], []
+    session, exact = latest_session(db)
+    if session is None:
+        return [], []
+    view = View(session, exact)
+    files = plots(view, out)
+    lab, warm = session["lab"], session["warmup"]
+    lines = ["## 2. The dynamics (`spsbench lab dynamics`)", "",
+             f"Task `lab-sums` (47 problems: a number as a sum of 2 or 3 digits, graded by the math grader). Base: "
+             f"a LlamaForCausalLM (hidden {warm['hidden']}, {warm['layers']} layers) after {warm['steps']} supervised "
+             f"warm-up steps ({warm['targeted']:.0%} of demonstrations correct). Arms {', '.join(lab['arms'])}, "
+             f"{lab['seeds']} seeds each, recipe `recipes/<algo>.yaml` + `recipes/{session['recipe']}`"
+             + (f" + `{' '.join(session['overrides'])}`" if session["overrides"] else "") + ". Exact measures at "
+             f"temperature 1 from enumerated probabilities (distinct: correct trajectories with p >= {lab['tau']:g}); "
+             f"sampled scores from `evaluate` with n = {lab['eval_n']}.", "",
+             f"Wall time {session['seconds'] / 60:.1f} min on {session['cpus']} CPUs, {session['threads']} torch "
+             f"thread(s), load average {session['load_before'][0]:.1f} before and {session['load_after'][0]:.1f} "
+             "after (other processes shared the cores).", "", *final_table(view, sampled_scores(db)), "",
+             *[f"* {s}" for s in findings(view)], ""]
+    lines += [f"![{p.stem}]({p.name})" for p in files] + [""]
+    return lines, files
