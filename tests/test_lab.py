@@ -120,7 +120,7 @@ def test_lab_cli_unknown_recipe_key_fails_before_training(capsys, tmp_path):
 
 
 def test_lab_dynamics_shrunken_end_to_end(tmp_path, monkeypatch):
-    """Warm-up, GRPO and SPS through the product's trainer, exact + sampled measurement, page: all measured."""
+    """Warm-up, an SPS sweep through the product's trainer, exact + sampled measurement, page: all measured."""
     import torch
 
     from spsbench.lab.dynamics import DynamicsConfig, run_dynamics
@@ -133,11 +133,15 @@ def test_lab_dynamics_shrunken_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("SPSBENCH_CACHE", str(tmp_path / "cache"))
     store = tmp_path / "lab.db"
     extra = ["rl.max_steps=2", "rl.save_steps=1", "sps.rl_steps_per_phase=1", "rl.per_device_train_batch_size=16"]
-    session = run_dynamics(store, DynamicsConfig(arms=["grpo", "sps"], seeds=1, eval_n=4),
-                           WarmupConfig(steps=60, hidden=32), extra, log=lambda m: None)
-    assert [r["run_name"] for r in session["runs"]] == ["lab-grpo-s0", "lab-sps-s0"]
-    sps = session["runs"][1]
-    assert sps["irl_steps"] == [1, 2] and all(p["rel_weight_change"] > 0 for p in sps["sps_phases"])
+    session = run_dynamics(store, DynamicsConfig(arms=["sps"], seeds=1, eval_n=4), WarmupConfig(steps=60, hidden=32),
+                           extra, sweep=("sps.irl_learning_rate", [1e-3, 1e-2]), log=lambda m: None)
+    assert [r["run_name"] for r in session["runs"]] == ["lab-sps-s0-sps.irl_learning_rate=0.001",
+                                                        "lab-sps-s0-sps.irl_learning_rate=0.01"]
+    low, high = session["runs"]
+    assert low["irl_steps"] == high["irl_steps"] == [1, 2]
+    # ten times the IRL learning rate moved the weights more in every phase (AdamW: step ~ lr)
+    assert all(h["rel_weight_change"] > 3 * lo["rel_weight_change"] > 0
+               for lo, h in zip(low["sps_phases"], high["sps_phases"], strict=True))
     with Store(store) as db:
         view = View(*latest_session(db))
         evals = db.evaluations(task="lab-sums")
@@ -146,13 +150,27 @@ def test_lab_dynamics_shrunken_end_to_end(tmp_path, monkeypatch):
     assert 0 < ks[0] < ks[1] < ks[2] <= 1 and 0 <= base["leak_mean"] <= base["leak_max"] <= 1
     for runs in view.groups.values():
         assert [c["step"] for c in runs[0]["checkpoints"]] == [1, 2]
-    # SPS's IRL phases moved the weights, so its exact measures differ from the base's (GRPO may not move at
-    # all here: with a 1%-accurate base most 2-prompt batches hold no reward, hence no advantage)
-    assert view.final(view.groups[(None, "sps")])[0]["pass_at_k"] != base["pass_at_k"]
+        assert view.final(runs)[0]["pass_at_k"] != base["pass_at_k"]       # the IRL phases moved the policy
     assert len(evals) == 3 and all(ev.n == 4 for ev in evals)   # base + each run's last checkpoint, sampled
     files = write_page(store, tmp_path / "page")
     text = (tmp_path / "page" / "README.md").read_text()
-    assert "## 2. The dynamics" in text and "| grpo (step 2) | 1 |" in text
+    assert "## 2. The dynamics" in text and "| sps (sps.irl_learning_rate=0.01) (step 2) | 1 |" in text
     before = {f.name: f.read_bytes() for f in files}
     write_page(store, tmp_path / "page")
     assert {f.name: f.read_bytes() for f in files} == before
+
+
+def test_lab_arm_config_layers_algorithm_recipe_lab_overlay_and_sweep(tmp_path):
+    from spsbench.lab.dynamics import arm_config, run_name
+
+    name = run_name("sps", 2, ("sps.irl_learning_rate", 1e-5))
+    assert name == "lab-sps-s2-sps.irl_learning_rate=1e-05"
+    cfg = arm_config("sps", tmp_path / "base", 2, ["sps.irl_learning_rate=1e-05"], name, tmp_path / "run")
+    assert (cfg.algo, cfg.base, cfg.task, cfg.run_name) == ("sps", "grpo", "lab-sums", name)
+    assert cfg.sps.irl_learning_rate == 1e-5 and cfg.sps.seed == 2 and cfg.rl["seed"] == 2
+    assert cfg.rl["loss_type"] == "grpo" and cfg.rl["beta"] == 0.01          # from recipes/grpo.yaml
+    assert cfg.rl["max_completion_length"] == 10 and not cfg.eval.enabled    # from recipes/lab/dynamics.yaml
+    gspo = arm_config("gspo", tmp_path / "base", 0, [], "g", tmp_path / "g")
+    assert gspo.rl["importance_sampling_level"] == "sequence" and gspo.optimizer_steps_per_generation == 4
+    dapo = arm_config("dapo", tmp_path / "base", 0, [], "d", tmp_path / "d")
+    assert dapo.dynamic_sampling.enabled and dapo.dynamic_sampling.soft_overlong_cache is None
