@@ -154,7 +154,8 @@ def test_lab_dynamics_shrunken_end_to_end(tmp_path, monkeypatch):
     assert len(evals) == 3 and all(ev.n == 4 for ev in evals)   # base + each run's last checkpoint, sampled
     files = write_page(store, tmp_path / "page")
     text = (tmp_path / "page" / "README.md").read_text()
-    assert "## 2. The dynamics" in text and "| sps (sps.irl_learning_rate=0.01) (step 2) | 1 |" in text
+    assert "## 3. Ablation: `--sweep sps.irl_learning_rate=0.001,0.01`" in text
+    assert "| sps (sps.irl_learning_rate=0.01) (step 2) | 1 |" in text
     before = {f.name: f.read_bytes() for f in files}
     write_page(store, tmp_path / "page")
     assert {f.name: f.read_bytes() for f in files} == before
@@ -174,3 +175,15 @@ def test_lab_arm_config_layers_algorithm_recipe_lab_overlay_and_sweep(tmp_path):
     assert gspo.rl["importance_sampling_level"] == "sequence" and gspo.optimizer_steps_per_generation == 4
     dapo = arm_config("dapo", tmp_path / "base", 0, [], "d", tmp_path / "d")
     assert dapo.dynamic_sampling.enabled and dapo.dynamic_sampling.soft_overlong_cache is None
+
+
+def test_lab_page_verdicts_follow_the_seed_intervals():
+    from spsbench.lab.page_dynamics import interval, verdict
+
+    mean, low, high = interval([0.1, 0.2, 0.3])
+    assert mean == pytest.approx(0.2) and low == pytest.approx(0.2 - 4.303 * 0.1 / 3 ** 0.5)
+    assert interval([0.5]) == (0.5, 0.5, 0.5)
+    assert verdict(0.08, 1.0, (0.11, 0.10, 0.12), (1.0, 0.999, 1.0)).startswith("sharpening (Pass@1 up, Pass@256 not up")
+    assert verdict(0.08, 1.0, (0.06, 0.01, 0.11), (0.88, 0.7, 0.95)).startswith("squeezing without gain")
+    assert verdict(0.08, 0.9, (0.2, 0.15, 0.25), (0.97, 0.95, 0.99)).startswith("exploration")
+    assert verdict(0.08, 1.0, (0.06, 0.01, 0.11), (0.9, 0.6, 1.2)).startswith("no change")

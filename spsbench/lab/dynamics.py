@@ -152,7 +152,9 @@ def one_run(db, store, arm: str, seed: int, base: Path, extra: list[str], sweep,
         sampled_eval(Path(entry["folder"]), store, {"run_name": name, "step": entry["step"], "algo": config.label,
                                                     "base_model": str(base)}, cfg.eval_n)
     log(f"{name}: {summary.steps} steps in {seconds:.1f} s, {len(steps)} checkpoints measured")
-    return {"run_name": name, "arm": arm, "algo": config.label, "seed": seed,
+    settings = {"rl.learning_rate": config.rl.get("learning_rate"), "rl.max_steps": config.rl.get("max_steps"),
+                "sps.irl_learning_rate": config.sps.irl_learning_rate if arm == "sps" else None}
+    return {"run_name": name, "arm": arm, "algo": config.label, "seed": seed, "settings": settings,
             "sweep_value": sweep[1] if sweep else None, "train_seconds": seconds, "checkpoints": steps,
             "irl_steps": [p["step"] for p in summary.sps_phases], "log": step_log(out),
             "sps_phases": [{k: p[k] for k in ("step", "irl_loss_before", "irl_loss_after", "rel_weight_change",

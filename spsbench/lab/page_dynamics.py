@@ -11,6 +11,7 @@ from typing import Any
 
 from spsbench.lab.measure import KS
 
+EPS = 0.005
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -25,12 +26,13 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def latest_session(db: Any) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
-    """The newest session record and {model_id: exact measures}."""
+def latest_session(db: Any, sweep: bool | None = None) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+    """The newest session record (with or without a sweep when `sweep` says) and {model_id: exact measures}."""
     from spsbench.lab.dynamics import EXACT, SESSION
 
     diags = db.diagnostics()
-    sessions = [d for d in diags if d["metric"] == SESSION]
+    sessions = [d for d in diags if d["metric"] == SESSION
+                and (sweep is None or bool(d["details"].get("sweep")) == sweep)]
     exact = {d["model_id"]: d["details"] for d in diags if d["metric"] == EXACT}
     if not sessions:
         return None, exact
@@ -86,6 +88,8 @@ METRICS = (("Pass@1", lambda e: e["pass_at_k"]["1"], True), ("Pass@16", lambda e
 
 def _cell(values: list[float], percent: bool) -> str:
     mean, low, high = interval(values)
+    if percent:                       # probabilities: the interval stops at 0 and 100 %
+        low, high = max(0.0, low), min(1.0, high)
     f = (lambda v: f"{100 * v:.1f}") if percent else (lambda v: f"{v:.2f}")
     return f(mean) if len(values) < 2 else f"{f(mean)} [{f(low)}, {f(high)}]"
 
@@ -145,11 +149,10 @@ def histogram_groups(view: View) -> dict[str, list[float]]:
     return groups
 
 
-def plots(view: View, out: Path) -> list[Path]:
-    from spsbench.lab.plots import band_curves
-    from spsbench.plots import bucket_histogram
+def plots(view: View, out: Path, prefix: str = "") -> list[Path]:
+    from spsbench.lab.plots import band_curves, p_buckets
 
-    files = [band_curves(out / "passk.png", "Exact Pass@k of the final checkpoints (band: seed-level 95% CI)",
+    files = [band_curves(out / f"{prefix}passk.png", "Exact Pass@k of the final checkpoints (band: seed-level 95% CI)",
                          list(KS), passk_series(view), "k", "Pass@k (%)", logx=True)]
     marks = irl_markers(view)
     for name, fn, pct, title in (
@@ -159,11 +162,11 @@ def plots(view: View, out: Path) -> list[Path]:
             ("distinct_steps.png", lambda e: e["distinct"], False,
              "Distinct correct trajectories with p >= tau, per problem")):
         steps, series = step_series(view, fn)
-        files.append(band_curves(out / name, title + " (dotted: IRL phases of SPS)", steps, series,
+        files.append(band_curves(out / f"{prefix}{name}", title + " (dotted: IRL phases of SPS)", steps, series,
                                  "training step (0 = base)", "%" if pct else "value", markers=marks, percent=pct))
-    bucket_histogram(out / "buckets.png", "Per-problem P(correct), base vs final (mean over seeds)",
-                     histogram_groups(view))
-    return [*files, out / "buckets.png"]
+    files.append(p_buckets(out / f"{prefix}buckets.png", "Per-problem P(correct), base vs final (mean over seeds)",
+                           histogram_groups(view)))
+    return files
 
 
 def findings(view: View) -> list[str]:
@@ -180,16 +183,26 @@ def findings(view: View) -> list[str]:
         p256 = interval([e["pass_at_k"]["256"] for e in finals])
         g = interval([e["greedy_logp"] for e in finals])
         d = interval([e["distinct"] for e in finals])
-        sharpen = p1[1] > b1 and p256[2] <= b256 + 0.01
         lines.append(f"{view.label(key)}: Pass@1 {100 * b1:.1f} -> {100 * p1[0]:.1f}% [{100 * p1[1]:.1f}, "
                      f"{100 * p1[2]:.1f}], Pass@256 {100 * b256:.1f} -> {100 * p256[0]:.1f}% [{100 * p256[1]:.1f}, "
                      f"{100 * p256[2]:.1f}], greedy log-prob {view.base['greedy_logp']:.2f} -> {g[0]:.2f}, distinct "
-                     f"correct trajectories {view.base['distinct']:.1f} -> {d[0]:.1f}: "
-                     + ("sharpening (Pass@1 up, Pass@256 not up)." if sharpen else
-                        "exploration (Pass@1 and Pass@256 up)." if p1[1] > b1 and p256[1] > b256 else
-                        "no clear improvement of Pass@1 over the base."))
+                     f"correct trajectories {view.base['distinct']:.1f} -> {d[0]:.1f}: " + verdict(b1, b256, p1, p256))
     lines += _compare(view, "grpo", "sps")
     return lines
+
+
+def verdict(b1: float, b256: float, p1: tuple, p256: tuple) -> str:
+    """Sharpening / squeezing / exploration, judged by the seed intervals against the base (a change smaller
+    than EPS = half a point does not count)."""
+    up1, down1 = p1[1] > b1 + EPS, p1[2] < b1 - EPS
+    up256, down256 = p256[1] > b256 + EPS, p256[2] < b256 - EPS
+    if up1 and up256:
+        return "exploration (Pass@1 and Pass@256 up)."
+    if up1:
+        return "sharpening (Pass@1 up, Pass@256 " + ("down)." if down256 else "not up).")
+    if down256:
+        return "squeezing without gain (Pass@256 down, Pass@1 " + ("down too)." if down1 else "not up).")
+    return "no change beyond the seed intervals."
 
 
 def _compare(view: View, a: str, b: str) -> list[str]:
@@ -208,23 +221,49 @@ def _compare(view: View, a: str, b: str) -> list[str]:
 
 
 def dynamics_sections(db: Any, out: Path) -> tuple[list[str], list[Path]]:
-    session, exact = latest_session(db)
-    if session is None:
-        return [], []
-    view = View(session, exact)
-    files = plots(view, out)
+    """Section 2 (the latest session without a sweep) and section 3 (the latest sweep), when stored."""
+    lines: list[str] = []
+    files: list[Path] = []
+    sampled = sampled_scores(db)
+    for sweep, prefix in ((False, ""), (True, "sweep_")):
+        session, exact = latest_session(db, sweep)
+        if session is not None:
+            more, pngs = session_section(View(session, exact), sampled, out, prefix)
+            lines += more
+            files += pngs
+    return lines, files
+
+
+def _settings(session: dict[str, Any]) -> str:
+    runs = [r for r in session["runs"] if r.get("settings")]
+    if not runs:
+        return ""
+    rl = {r["settings"]["rl.learning_rate"] for r in runs}
+    steps = {r["settings"]["rl.max_steps"] for r in runs}
+    irl = {r["settings"]["sps.irl_learning_rate"] for r in runs if r["settings"]["sps.irl_learning_rate"] is not None}
+    return (f"RL learning rate {', '.join(f'{v:g}' for v in sorted(rl))}, {', '.join(str(v) for v in sorted(steps))} "
+            "steps" + (f", IRL learning rate {', '.join(f'{v:g}' for v in sorted(irl))}" if irl else "") + ".")
+
+
+def session_section(view: View, sampled: dict[int, dict[str, float]], out: Path, prefix: str):
+    session = view.session
+    files = plots(view, out, prefix)
     lab, warm = session["lab"], session["warmup"]
-    lines = ["## 2. The dynamics (`spsbench lab dynamics`)", "",
+    sweep = session.get("sweep")
+    title = (f"## 3. Ablation: `--sweep {sweep['key']}={','.join(str(v) for v in sweep['values'])}`" if sweep
+             else "## 2. The dynamics (`spsbench lab dynamics`)")
+    lines = [title, "",
              f"Task `lab-sums` (47 problems: a number as a sum of 2 or 3 digits, graded by the math grader). Base: "
              f"a LlamaForCausalLM (hidden {warm['hidden']}, {warm['layers']} layers) after {warm['steps']} supervised "
              f"warm-up steps ({warm['targeted']:.0%} of demonstrations correct). Arms {', '.join(lab['arms'])}, "
              f"{lab['seeds']} seeds each, recipe `recipes/<algo>.yaml` + `recipes/{session['recipe']}`"
              + (f" + `{' '.join(session['overrides'])}`" if session["overrides"] else "") + ". Exact measures at "
              f"temperature 1 from enumerated probabilities (distinct: correct trajectories with p >= {lab['tau']:g}); "
-             f"sampled scores from `evaluate` with n = {lab['eval_n']}.", "",
+             f"sampled scores from `evaluate` with n = {lab['eval_n']}. " + _settings(session) + " Intervals: "
+             "mean over seeds ± t x sd / sqrt(seeds), probabilities clipped to [0, 100] %.", "",
              f"Wall time {session['seconds'] / 60:.1f} min on {session['cpus']} CPUs, {session['threads']} torch "
              f"thread(s), load average {session['load_before'][0]:.1f} before and {session['load_after'][0]:.1f} "
-             "after (other processes shared the cores).", "", *final_table(view, sampled_scores(db)), "",
+             "after (other processes shared the cores).", "", *final_table(view, sampled), "",
              *[f"* {s}" for s in findings(view)], ""]
     lines += [f"![{p.stem}]({p.name})" for p in files] + [""]
     return lines, files

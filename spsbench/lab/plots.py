@@ -6,6 +6,7 @@ Same conventions as `spsbench.plots`: Agg backend, fixed dpi, no metadata chunk 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,10 @@ def band_curves(path: str | Path, title: str, xs: Sequence[float], series: Mappi
         pts = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
         style = _line_style(i, len(series))
         ax.plot([x for x, _ in pts], [scale * v[0] for _, v in pts], label=label, **style)
-        ax.fill_between([x for x, _ in pts], [scale * v[1] for _, v in pts], [scale * v[2] for _, v in pts],
-                        color=style["color"], alpha=0.15, linewidth=0)
+        # probabilities: a t-interval of 3 seeds can pass 0 or 100 %, the band stops there
+        lo, hi = (0.0, 100.0) if percent else (-float("inf"), float("inf"))
+        ax.fill_between([x for x, _ in pts], [max(lo, scale * v[1]) for _, v in pts],
+                        [min(hi, scale * v[2]) for _, v in pts], color=style["color"], alpha=0.15, linewidth=0)
     for j, x in enumerate(markers):
         ax.axvline(x, color="0.35", linestyle=":", linewidth=1.0, label="IRL phase" if j == 0 else None)
     if logx:
@@ -68,6 +71,31 @@ def band_curves(path: str | Path, title: str, xs: Sequence[float], series: Mappi
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
+    _legend(ax)
+    _save(fig, path)
+    return path
+
+
+P_BUCKETS = (0.0, 1e-3, 4e-3, 0.02, 0.05, 0.1, 0.25, 1.0000001)
+
+
+def p_buckets(path: str | Path, title: str, groups: Mapping[str, Sequence[float]]) -> Path:
+    """Problems per bucket of P(correct) (paper Figure 2 (a)/(b), with finer buckets at the low end, where the
+    lab's policies live: below 1/256 ~ 0.004 a problem is mostly missed even at Pass@256)."""
+    path = Path(path)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    ax.set_title(title, fontsize=11)
+    labels = [f"[{a:g}, {b:g})" if b <= 1 else f"[{a:g}, 1]" for a, b in itertools.pairwise(P_BUCKETS)]
+    width = 0.8 / max(1, len(groups))
+    for i, (label, ps) in enumerate(groups.items()):
+        counts = [sum(a <= p < b for p in ps) for a, b in itertools.pairwise(P_BUCKETS)]
+        xs = [j + (i - (len(groups) - 1) / 2) * width for j in range(len(counts))]
+        bars = ax.bar(xs, counts, width=width, label=label, color=f"C{i % 10}", edgecolor="white")
+        ax.bar_label(bars, fontsize=8, padding=1)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("per-problem P(correct) (exact)")
+    ax.set_ylabel("problems")
     _legend(ax)
     _save(fig, path)
     return path
