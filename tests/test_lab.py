@@ -187,3 +187,7 @@ def test_lab_page_verdicts_follow_the_seed_intervals():
     assert verdict(0.08, 1.0, (0.06, 0.01, 0.11), (0.88, 0.7, 0.95)).startswith("squeezing without gain")
     assert verdict(0.08, 0.9, (0.2, 0.15, 0.25), (0.97, 0.95, 0.99)).startswith("exploration")
     assert verdict(0.08, 1.0, (0.06, 0.01, 0.11), (0.9, 0.6, 1.2)).startswith("no change")
+    from spsbench.lab.page_dynamics import squeeze_verdict
+
+    assert squeeze_verdict(-3.75, 16.7, (-2.55, -3.34, -1.77), (11.4, 10.0, 12.9)).startswith("Squeezed")
+    assert squeeze_verdict(-3.75, 16.7, (-3.96, -5.3, -2.6), (13.5, -4.7, 31.8)).startswith("Not squeezed")

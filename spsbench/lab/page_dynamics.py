@@ -183,10 +183,11 @@ def findings(view: View) -> list[str]:
         p256 = interval([e["pass_at_k"]["256"] for e in finals])
         g = interval([e["greedy_logp"] for e in finals])
         d = interval([e["distinct"] for e in finals])
-        lines.append(f"{view.label(key)}: Pass@1 {100 * b1:.1f} -> {100 * p1[0]:.1f}% [{100 * p1[1]:.1f}, "
-                     f"{100 * p1[2]:.1f}], Pass@256 {100 * b256:.1f} -> {100 * p256[0]:.1f}% [{100 * p256[1]:.1f}, "
-                     f"{100 * p256[2]:.1f}], greedy log-prob {view.base['greedy_logp']:.2f} -> {g[0]:.2f}, distinct "
-                     f"correct trajectories {view.base['distinct']:.1f} -> {d[0]:.1f}: " + verdict(b1, b256, p1, p256))
+        lines.append(f"{view.label(key)}: Pass@1 {100 * b1:.1f} -> {_pint(p1)}, Pass@256 {100 * b256:.1f} -> "
+                     f"{_pint(p256)}, greedy log-prob {view.base['greedy_logp']:.2f} -> {g[0]:.2f} [{g[1]:.2f}, "
+                     f"{g[2]:.2f}], distinct correct trajectories {view.base['distinct']:.1f} -> {d[0]:.1f} "
+                     f"[{d[1]:.1f}, {d[2]:.1f}]: " + verdict(b1, b256, p1, p256) + " "
+                     + squeeze_verdict(view.base["greedy_logp"], view.base["distinct"], g, d))
     lines += _compare(view, "grpo", "sps")
     return lines
 
@@ -203,6 +204,21 @@ def verdict(b1: float, b256: float, p1: tuple, p256: tuple) -> str:
     if down256:
         return "squeezing without gain (Pass@256 down, Pass@1 " + ("down too)." if down1 else "not up).")
     return "no change beyond the seed intervals."
+
+
+def squeeze_verdict(base_greedy: float, base_distinct: float, g: tuple, d: tuple) -> str:
+    """Paper Table 6 / Table 4 measures against the base, by the seed intervals."""
+    up, fewer = g[1] > base_greedy, d[2] < base_distinct
+    if up and fewer:
+        return "Squeezed: greedy log-prob up and fewer distinct correct trajectories (both beyond the intervals)."
+    if up or fewer:
+        return ("Partly squeezed: " + ("greedy log-prob up" if up else "fewer distinct correct trajectories")
+                + " beyond the intervals, the other measure not.")
+    return "Not squeezed beyond the intervals (greedy log-prob and distinct correct trajectories)."
+
+
+def _pint(t: tuple) -> str:
+    return f"{100 * t[0]:.1f}% [{100 * max(0.0, t[1]):.1f}, {100 * min(1.0, t[2]):.1f}]"
 
 
 def _compare(view: View, a: str, b: str) -> list[str]:
