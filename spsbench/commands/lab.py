@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-HELP = ("The squeezing lab: `squeeze` measures probability squeezing exactly (seconds); `dynamics` trains "
+HELP = ("The squeezing lab: `squeeze` measures probability squeezing exactly (tens of seconds); `dynamics` trains "
         "GRPO/SPS/... from a tiny warmed-up base and measures Pass@k, squeezing and diversity (minutes); "
         "`page` rebuilds leaderboards/lab/ from the lab store.")
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dynamics: rerun every arm for each value of one recipe key, side by side "
                              "(e.g. sps.irl_learning_rate=1e-6,1e-5,1e-4).")
     parser.add_argument("--arms", default=None, help="dynamics: comma-separated arms (grpo,sps,dapo,gspo; "
-                        "default from the lab recipe).")
+                        "default grpo,sps).")
     parser.add_argument("--seeds", type=int, default=None, help="dynamics: seeds per arm (default 3).")
     parser.add_argument("--no-page", action="store_true", help="Do not rebuild the page afterwards.")
 
