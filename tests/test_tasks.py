@@ -20,7 +20,7 @@ from spsbench.tasks import sources as task_data
 
 DATA = Path(__file__).parent / "data" / "tasks"
 REGISTERED = {"aime24", "aime25", "brumo25", "hmmt_feb25", "hmmt_nov25", "mmlu", "gpqa_diamond", "math500",
-              "gsm8k", "arith"}
+              "gsm8k", "arith", "lab-sums"}
 
 MATH_YAML = """\
 version: "1"

@@ -41,7 +41,7 @@ class PlotSummary:
     ylim: tuple[float, float] = (0.0, 0.0)
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -51,20 +51,20 @@ def _pyplot():
 
 
 def _figure(title: str):
-    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=11)
     return fig, ax
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
     # Temp file + rename: a concurrent refresh or a reader never sees a half-written PNG.
     with atomic_target(path) as tmp:
         # bbox_inches="tight" keeps the outside legend in the image (tight_layout ignores it).
         fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
-def _line_style(i: int, count: int) -> dict:
+def line_style(i: int, count: int) -> dict:
     """Series i of count: its own colour/marker/dash; earlier = wider and bigger, drawn underneath."""
     shrink = i / max(1, count - 1)
     return {
@@ -77,7 +77,7 @@ def _line_style(i: int, count: int) -> dict:
     }
 
 
-def _legend(ax) -> None:
+def legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False, borderaxespad=0)
 
@@ -119,7 +119,7 @@ def passk_curves(path: str | Path, title: str, series: Mapping[str, Mapping[int,
     fig, ax = _figure(title)
     for i, (label, points) in enumerate(series.items()):
         ks = sorted(points)
-        ax.plot(ks, [100 * points[k] for k in ks], label=label, **_line_style(i, len(series)))
+        ax.plot(ks, [100 * points[k] for k in ks], label=label, **line_style(i, len(series)))
         if bands and label in bands:
             _band(ax, ks, [bands[label].get(k) for k in ks], i)
     ks_all = sorted({k for points in series.values() for k in points})
@@ -131,9 +131,9 @@ def passk_curves(path: str | Path, title: str, series: Mapping[str, Mapping[int,
         _empty(ax, "no scores with the table's setting")
     ax.set_xlabel("k (samples per problem)")
     _score_axis(ax, "Pass@k (%)")
-    _legend(ax)
+    legend(ax)
     summary = _line_summary(path, ax, list(series))
-    _save(fig, path)
+    save_png(fig, path)
     return summary
 
 
@@ -153,16 +153,16 @@ def step_curves(
     fig, ax = _figure(title)
     for i, (label, values) in enumerate(curves.items()):
         pts = [(s, 100 * v) for s, v in zip(steps, values, strict=True) if v is not None]
-        ax.plot([s for s, _ in pts], [v for _, v in pts], label=label, **_line_style(i, len(curves)))
+        ax.plot([s for s, _ in pts], [v for _, v in pts], label=label, **line_style(i, len(curves)))
         if bands and label in bands:
             _band(ax, list(steps), list(bands[label]), i)
     if 0 < len(steps) <= MAX_STEP_TICKS:
         ax.set_xticks(list(steps), list(tick_labels) if tick_labels else [str(s) for s in steps])
     ax.set_xlabel("training step")
     _score_axis(ax, "score (%)")
-    _legend(ax)
+    legend(ax)
     summary = _line_summary(path, ax, list(curves))
-    _save(fig, path)
+    save_png(fig, path)
     return summary
 
 
@@ -201,9 +201,9 @@ def bucket_histogram(path: str | Path, title: str, groups: Mapping[str, Sequence
     ax.yaxis.get_major_locator().set_params(integer=True)  # problem counts are whole numbers
     ax.set_xlabel("per-problem pass rate (c/n)")
     ax.set_ylabel("problems")
-    _legend(ax)
+    legend(ax)
     summary = PlotSummary(path, len(containers), tuple(groups), ylim=tuple(ax.get_ylim()))
-    _save(fig, path)
+    save_png(fig, path)
     return summary
 
 
@@ -230,7 +230,7 @@ def paired_differences(path: str | Path, title: str,
     ax.invert_yaxis()
     ax.set_xlabel("B − A (percentage points); filled = 95% interval excludes 0")
     ax.grid(True, axis="x", alpha=0.3)
-    _legend(ax)
+    legend(ax)
     summary = PlotSummary(path, len(labels) * len(metrics), tuple(labels), ylim=tuple(ax.get_ylim()))
-    _save(fig, path)
+    save_png(fig, path)
     return summary
