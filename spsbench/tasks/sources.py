@@ -165,7 +165,8 @@ def _column(spec: TaskSpec, row: dict[str, Any], key: str, index: int, label: st
 
 def _get(spec: TaskSpec, row: dict[str, Any], column: str, field: str, index: int, label: str) -> Any:
     if column not in row:
-        available = ", ".join(map(str, row)) or "none"
+        # a column name may hold a newline or control characters: shown quoted, the message stays one line
+        available = ", ".join(str(c) if str(c).isprintable() else repr(c) for c in row) or "none"
         raise TaskError(f"{spec.path}: {field}: column {column!r} not found in {label} "
                         f"(row {index}; available: {available})")
     value = row[column]
