@@ -130,11 +130,7 @@ def passk_curves(path: str | Path, title: str, series: Mapping[str, Mapping[int,
     else:
         _empty(ax, "no scores with the table's setting")
     ax.set_xlabel("k (samples per problem)")
-    _score_axis(ax, "Pass@k (%)")
-    legend(ax)
-    summary = _line_summary(path, ax, list(series))
-    save_png(fig, path)
-    return summary
+    return _finish_lines(fig, ax, path, "Pass@k (%)", list(series))
 
 
 def step_curves(
@@ -159,9 +155,14 @@ def step_curves(
     if 0 < len(steps) <= MAX_STEP_TICKS:
         ax.set_xticks(list(steps), list(tick_labels) if tick_labels else [str(s) for s in steps])
     ax.set_xlabel("training step")
-    _score_axis(ax, "score (%)")
+    return _finish_lines(fig, ax, path, "score (%)", list(curves))
+
+
+def _finish_lines(fig, ax, path: Path, ylabel: str, names: list[str]) -> PlotSummary:
+    """Score axis, legend, the summary counted from the drawn axes, then the PNG."""
+    _score_axis(ax, ylabel)
     legend(ax)
-    summary = _line_summary(path, ax, list(curves))
+    summary = _line_summary(path, ax, names)
     save_png(fig, path)
     return summary
 
