@@ -48,7 +48,9 @@ def test_torchrun_two_cpu_ranks_keep_identical_parameters_after_irl(tmp_path):
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT)
     torchrun = Path(sys.executable).parent / "torchrun"
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # the script runs from tmp_path: put this checkout first on the path, not whatever spsbench is installed
+    root = str(Path(__file__).resolve().parents[1])
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
     proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script), str(model_dir), str(tmp_path)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

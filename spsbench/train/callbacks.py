@@ -34,13 +34,24 @@ from spsbench.train.eval_worker import RESULT, run
 logger = logging.getLogger(__name__)
 
 
-def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str) -> Path:
-    """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints."""
+def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str,
+                   plan: dict[str, Any] | None = None) -> Path:
+    """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints, and the
+    schedule the run was planned with (`spsbench train --dry-run`'s object)."""
     path = Path(output_dir) / paths.RUN_INFO
     info = {"run_name": config.run_name, "algo": config.label, "base": config.base, "base_model": base_model,
             "recipe": config.recipe, "task": config.task, "spsbench_version": __version__}
+    if plan is not None:
+        info["plan"] = plan
     atomic_write_json(path, info, indent=2)
     return path
+
+
+def update_run_info(output_dir: str | Path, **fields: Any) -> None:
+    """Add `fields` to the run folder's `spsbench_run.json` (e.g. how many IRL phases really ran)."""
+    path = Path(output_dir) / paths.RUN_INFO
+    info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    atomic_write_json(path, info | fields, indent=2)
 
 
 @contextlib.contextmanager

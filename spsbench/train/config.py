@@ -60,7 +60,11 @@ class DynamicSamplingConfig:
 class SPSConfig:
     """The SPS layer: RL phase of `rl_steps_per_phase` optimizer steps, then an IRL phase (paper Alg. 1)."""
 
-    rl_steps_per_phase: int = _f(8, "RL optimizer steps between two IRL phases.")
+    rl_steps_per_phase: int | str = _f("epoch", "RL optimizer steps between two IRL phases, or `epoch`: one "
+                                                 "pass over the training prompts as TRL's dataloader really "
+                                                 "yields it (paper Algorithm 1). `spsbench train --dry-run` shows it.")
+    allow_no_irl: bool = _f(False, "Let an SPS plan contain no IRL phase (rl_steps_per_phase > max_steps); "
+                                   "otherwise that is an error, since the run would be its base algorithm.")
     sampling_size: int = _f(3, "Completions kept per prompt group by L2TE (paper: 3 of 8).")
     quantile: float = _f(0.5, "L2TE: per group, sampling_size incorrect rollouts are drawn from the lowest "
                               "max(sampling_size, ceil(quantile x #incorrect)) by sequence log-prob (0 = the "
@@ -75,7 +79,12 @@ class SPSConfig:
     seed: int = _f(0, "Seed of the L2TE draws and the IRL batch order.")
 
     def __post_init__(self) -> None:
-        for name in ("rl_steps_per_phase", "sampling_size", "irl_steps", "irl_batch_size", "irl_micro_batch_size"):
+        if self.rl_steps_per_phase != "epoch" and (isinstance(self.rl_steps_per_phase, bool)
+                                                   or not isinstance(self.rl_steps_per_phase, int)):
+            raise ConfigError(f"sps.rl_steps_per_phase: must be an integer >= 1 or 'epoch', got "
+                              f"{self.rl_steps_per_phase!r}")
+        numbers = ["sampling_size", "irl_steps", "irl_batch_size", "irl_micro_batch_size"]
+        for name in numbers + ["rl_steps_per_phase"] * (self.rl_steps_per_phase != "epoch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sps.{name}: must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.quantile <= 1:
@@ -128,6 +137,9 @@ class TrainConfig:
     task: str = _f("arith", "Training prompts: task registry name or task YAML path.")
     data: str | None = _f(None, "Local JSONL/Parquet with the task's rows (offline use).")
     limit: int | None = _f(None, "Use only the first N problems of the task.")
+    world_size: int | None = _f(None, "Ranks the run is planned for (`--dry-run --set world_size=32` plans a "
+                                      "4 x 8 GPU job from a laptop). null = the launcher's WORLD_SIZE, else 1; "
+                                      "when set, training under another world size is an error.")
     run_name: str | None = _f(None, "Run name (default: <algo>[-<base>]-<model name>).")
     output_dir: str | None = _f(None, "Run folder (default: runs/<run_name>); checkpoints go in it.")
     rl: dict[str, Any] = _f({}, "TRL GRPOConfig keyword arguments (loss_type, beta, epsilon, ...).")
@@ -140,6 +152,7 @@ class TrainConfig:
     sps: SPSConfig = field(default_factory=SPSConfig, metadata={"help": "SPS layer (algo: sps)."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Checkpoint evaluation."})
     recipe: str | None = None        # the recipe file(s) it came from (provenance, not a YAML key)
+    sps_defaults: tuple[str, ...] = ()   # sps.* keys no layer set (shown by the plan, not a YAML key)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -152,6 +165,9 @@ class TrainConfig:
             raise ConfigError(f"base: only valid with algo: sps (algo is {self.algo!r})")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit: must be >= 1, got {self.limit}")
+        if self.world_size is not None and (isinstance(self.world_size, bool) or not isinstance(self.world_size, int)
+                                            or self.world_size < 1):
+            raise ConfigError(f"world_size: must be an integer >= 1, got {self.world_size!r}")
         self._check_generation_keys()
 
     def _check_generation_keys(self) -> None:
@@ -271,7 +287,9 @@ def from_mapping(raw: dict[str, Any], recipe: str | None = None) -> TrainConfig:
     try:
         for name, cls in SECTIONS.items():
             values[name] = cls(**(values.get(name) or {}))
-        return TrainConfig(recipe=recipe, **values)
+        given = set(raw.get("sps") or {})
+        unset = tuple(f.name for f in dataclasses.fields(SPSConfig) if f.name not in given)
+        return TrainConfig(recipe=recipe, sps_defaults=unset, **values)
     except TypeError as exc:  # wrong type reaching a comparison in __post_init__
         raise ConfigError(f"{recipe}: {exc}") from None
 
@@ -295,7 +313,7 @@ def grpo_config_fields() -> dict[str, dataclasses.Field]:
 
 def _check_keys(raw: dict[str, Any], where: str) -> None:
     """Unknown keys anywhere in a recipe mapping -> one ConfigError naming `where` and the key."""
-    top = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe"}
+    top = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe", "sps_defaults"}
     for key, value in raw.items():
         if key not in top:
             raise ConfigError(f"{where}: unknown key {key!r} (valid: {', '.join(sorted(top))})")
@@ -315,7 +333,7 @@ def describe_keys() -> list[tuple[str, str, str]]:
     """(key, default, help) for every spsbench-owned recipe key, for docs and `--list-keys`."""
     rows = []
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "recipe":
+        if f.name in ("recipe", "sps_defaults"):
             continue
         if f.name in SECTIONS:
             for sub in dataclasses.fields(SECTIONS[f.name]):
