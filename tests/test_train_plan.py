@@ -90,6 +90,15 @@ def test_every_shipped_gpu_recipe_plans(tmp_path, capsys, recipe):
         assert bigger["steps_per_epoch"] > plan["steps_per_epoch"]
 
 
+def test_four_node_plan_needs_whole_groups_per_rank(tmp_path, capsys):
+    data = prompts_file(tmp_path, 3000)
+    base = ["train", "--config", str(GPU / "sps-qwen2.5-math-1.5b.yaml"), "--set", f"data={data}", "--set",
+            "world_size=32", "--set", "rl.per_device_train_batch_size=4", "--dry-run"]
+    assert main(base) == 2 and "whole prompt groups" in capsys.readouterr().err
+    plan = dry_run(capsys, *base[1:-1], "--set", "optimizer_steps_per_generation=2")    # docs/training.md
+    assert plan["generation_batch"]["completions"] == 256 and plan["irl_phase_steps"] == [186, 372, 558]
+
+
 def test_recipe_without_sps_section_shows_its_default_phase_length(tmp_path, capsys):
     recipe = tmp_path / "mine.yaml"
     recipe.write_text("algo: sps\nmodel: some/model\ntask: arith\nrl: {max_steps: 64, num_generations: 8, "

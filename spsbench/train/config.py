@@ -27,6 +27,7 @@ from spsbench.errors import ConfigError
 
 ALGOS = ("grpo", "dapo", "gspo", "sps")
 L2TE_LOGPROBS = ("sum", "mean")
+L2TE_TRUNCATED = ("keep", "exclude")
 BASES = ("grpo", "dapo", "gspo")
 DEMO_RECIPE = "cpu-demo.yaml"
 # YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
@@ -71,6 +72,8 @@ class SPSConfig:
                               "least likely ones); correct rollouts only top up groups with too few negatives.")
     l2te_logprob: str = _f("sum", "L2TE's sequence log-prob: sum over completion tokens (favours long "
                                   "completions; the paper does not say) or mean (per token).")
+    l2te_truncated: str = _f("keep", "L2TE and truncated completions (cut at max_completion_length, no EOS): "
+                                      "keep (rank them like the others) or exclude (never imitate them).")
     irl_steps: int = _f(4, "IRL optimizer steps per phase (paper: 4).")
     irl_batch_size: int = _f(512, "Sequences per IRL optimizer step, over all ranks (paper: 512).")
     irl_micro_batch_size: int = _f(8, "Sequences per forward/backward on one rank (gradient accumulation).")
@@ -91,6 +94,8 @@ class SPSConfig:
             raise ConfigError(f"sps.quantile: must be in [0, 1], got {self.quantile}")
         if self.l2te_logprob not in L2TE_LOGPROBS:
             raise ConfigError(f"sps.l2te_logprob: must be one of {', '.join(L2TE_LOGPROBS)}, got {self.l2te_logprob!r}")
+        if self.l2te_truncated not in L2TE_TRUNCATED:
+            raise ConfigError(f"sps.l2te_truncated: must be one of {', '.join(L2TE_TRUNCATED)}, got {self.l2te_truncated!r}")
         if not 0 <= self.irl_learning_rate < math.inf:
             raise ConfigError(f"sps.irl_learning_rate: must be a finite number >= 0, got {self.irl_learning_rate}")
 

@@ -153,6 +153,11 @@ def make_plan(config: TrainConfig, prompts: int | None = None, world_size: int |
     """The schedule of `config`; an SPS plan without any IRL phase is a ConfigError unless allowed."""
     prompts = count_prompts(config) if prompts is None else prompts
     geo = geometry(config, world_size or planned_world_size(config))
+    per_rank = geo.per_device * geo.steps_per_generation
+    if (config.algo == "sps" or config.dynamic_sampling.enabled) and per_rank % geo.num_generations:
+        raise ConfigError(f"{config.recipe}: rl: per_device_train_batch_size x steps_per_generation ({per_rank}) must "
+                          f"be a multiple of num_generations ({geo.num_generations}) for SPS and dynamic sampling "
+                          "(each rank must hold whole prompt groups)")
     epoch_steps = steps_per_epoch(prompts, geo)
     steps = total_steps(config, epoch_steps)
     saves = save_steps(config, epoch_steps, steps)

@@ -125,11 +125,12 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         prompt_mask, completion_mask = output["prompt_mask"].bool(), output["completion_mask"].bool()
         rows, ids = [], []
         for i in range(output["prompt_ids"].size(0)):
-            row = {"prompt_ids": output["prompt_ids"][i][prompt_mask[i]].tolist(),
-                   "completion_ids": output["completion_ids"][i][completion_mask[i]].tolist(),
+            completion = output["completion_ids"][i][completion_mask[i]].tolist()
+            row = {"prompt_ids": output["prompt_ids"][i][prompt_mask[i]].tolist(), "completion_ids": completion,
                    # left padding of the prompt in its batch: TRL's positions count it, so the fill uses it too
                    "prompt_pad": int((~prompt_mask[i]).sum()),
                    "logp": logps[i] if logps is not None else None, "reward": float(output["rewards"][i]),
+                   "truncated": not set(self.eos_token_ids) & set(completion),      # cut before any EOS
                    "correct": bool(output["correct"][i])}
             rows.append(row)
             if logps is None:
@@ -207,12 +208,13 @@ class SPSTrainer(SpsbenchGRPOTrainer):
 
     def _select(self, groups: list[list[dict[str, Any]]], first_group: int) -> list[dict[str, Any]]:
         """L2TE on this rank's groups; `first_group` (this rank's global offset) seeds each group's draw."""
-        mean = self.sps.l2te_logprob == "mean"
+        mean, exclude = self.sps.l2te_logprob == "mean", self.sps.l2te_truncated == "exclude"
+        eligible = [[r for r in g if not (exclude and r.get("truncated"))] for g in groups]
         scored = [[Scored(r["logp"] / max(1, len(r["completion_ids"])) if mean else r["logp"], r["correct"])
-                   for r in g] for g in groups]
+                   for r in g] for g in eligible]
         picks = select_l2te(scored, self.sps.sampling_size, self.sps.quantile, seed=self.sps.seed,
                             phase=self.phase.index, first_group=first_group)
-        return [groups[g][i] for g, idx in enumerate(picks) for i in idx]
+        return [eligible[g][i] for g, idx in enumerate(picks) for i in idx]
 
     def _rank_counts(self, *values: int) -> torch.Tensor:
         """(world, len(values)) int64 tensor of every rank's `values`, in rank order (one small all-gather)."""
