@@ -23,6 +23,7 @@ from tests.fixtures.tiny_model import tiny_model
 SMALL = ["rl.num_generations=4", "rl.per_device_train_batch_size=8", "rl.gradient_accumulation_steps=1",
          "rl.max_completion_length=8", "rl.max_steps=2", "rl.save_steps=100", "rl.learning_rate=1e-3",
          "rl.logging_steps=100", "eval.enabled=false", "limit=16", "sps.rl_steps_per_phase=2", "sps.allow_no_irl=true",
+         "sps.l2te_truncated=keep",   # the tiny random model rarely ends a completion: keep them selectable
          "sps.irl_batch_size=6", "sps.irl_micro_batch_size=4", "sps.irl_learning_rate=1e-3",
          "dynamic_sampling.soft_overlong_cache=null"]
 

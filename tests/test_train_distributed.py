@@ -19,7 +19,8 @@ model_dir, out = sys.argv[1], sys.argv[2]
 cfg = load_config("sps", overrides=["rl.num_generations=4", "rl.per_device_train_batch_size=4",
     "rl.gradient_accumulation_steps=1", "rl.max_completion_length=8", "rl.max_steps=2", "rl.save_steps=100",
     "eval.enabled=false", "limit=16", "sps.rl_steps_per_phase=2", "sps.irl_batch_size=5",
-    "sps.irl_micro_batch_size=2", "sps.irl_learning_rate=1e-3", f"output_dir={out}/run"], model=model_dir)
+    "sps.irl_micro_batch_size=2", "sps.irl_learning_rate=1e-3", "sps.l2te_truncated=keep",
+    f"output_dir={out}/run"], model=model_dir)
 trainer, _ = build_trainer(cfg)
 trainer.train()
 rank = trainer.accelerator.process_index

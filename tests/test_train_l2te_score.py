@@ -21,7 +21,7 @@ def picked(**sps):
 
 
 def test_sum_keeps_the_truncated_rollout_and_exclude_drops_it():
-    assert picked(sampling_size=1) == [-50.0]                                  # sum: the longest is least likely
+    assert picked(sampling_size=1, l2te_truncated="keep") == [-50.0]        # sum: the longest is least likely
     assert picked(sampling_size=1, l2te_truncated="exclude") == [-9.0]
     assert picked(sampling_size=1, l2te_logprob="mean", l2te_truncated="exclude") == [-4.0]   # -2/token
     # too few eligible negatives: topped up with correct ones, the truncated one still never taken

@@ -17,7 +17,7 @@ GPU = Path(__file__).resolve().parents[1] / "recipes" / "gpu"
 GPU_RECIPES = sorted(p for p in GPU.glob("*.yaml") if not p.name.startswith("task-"))
 TINY = ["rl.num_generations=4", "rl.gradient_accumulation_steps=1", "rl.max_completion_length=8", "rl.learning_rate=1e-3", "rl.logging_steps=100",
         "rl.save_steps=100", "eval.enabled=false", "sps.irl_batch_size=4", "sps.irl_micro_batch_size=4",
-        "sps.irl_learning_rate=1e-3"]
+        "sps.irl_learning_rate=1e-3", "sps.l2te_truncated=keep"]   # tiny random model: most rollouts truncated
 
 
 def prompts_file(tmp_path: Path, n: int) -> Path:

@@ -72,7 +72,7 @@ class SPSConfig:
                               "least likely ones); correct rollouts only top up groups with too few negatives.")
     l2te_logprob: str = _f("sum", "L2TE's sequence log-prob: sum over completion tokens (favours long "
                                   "completions; the paper does not say) or mean (per token).")
-    l2te_truncated: str = _f("keep", "L2TE and truncated completions (cut at max_completion_length, no EOS): "
+    l2te_truncated: str = _f("exclude", "L2TE and truncated completions (cut at max_completion_length, no EOS): "
                                       "keep (rank them like the others) or exclude (never imitate them).")
     irl_steps: int = _f(4, "IRL optimizer steps per phase (paper: 4).")
     irl_batch_size: int = _f(512, "Sequences per IRL optimizer step, over all ranks (paper: 512).")

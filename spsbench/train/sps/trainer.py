@@ -90,7 +90,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         if self.phase.index < len(planned):
             report["shortfall"] = (f"only {self.phase.index} of {len(planned)} planned IRL phases ran (training "
                                    f"stopped at step {self.state.global_step} of {self.state.max_steps}, or a "
-                                   "phase had no rollouts and was skipped)")
+                                   "phase had nothing to select and was skipped: see the log)")
         return report
 
     def _refuse_sharded_training(self) -> None:
@@ -194,8 +194,9 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         self.phase.last_selection = selected
         counts = self._rank_counts(len(groups), len(selected), sum(not r["correct"] for r in selected))
         if counts[:, 1].sum() == 0:           # the same on every rank: all skip together
-            logger.warning("SPS: IRL phase at step %d skipped: no rollouts recorded since the last phase "
-                           "(e.g. right after a resume)", self.state.global_step)
+            logger.warning("SPS: IRL phase at step %d skipped: L2TE had nothing to select (no rollouts recorded "
+                           "since the last phase, e.g. right after a resume, or all of them truncated with "
+                           "sps.l2te_truncated: exclude)", self.state.global_step)
             return None
         record = self._irl_update(selected, [int(n) for n in counts[:, 1]])
         total = int(counts[:, 1].sum())
