@@ -1,12 +1,12 @@
 """The IRL phase's tensor work, free of any Trainer: laying out rollouts as TRL does, the completion
-cross-entropy, micro-batch shares per rank and the measured weight change. Tested on a bare model.
+cross-entropy with bounded memory, and micro-batch shares per rank. Tested on a bare model. The optimizer
+steps and the weight-change measure (DDP and FSDP2) are in `update`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,18 +107,3 @@ def _chunked_nll(module, chunk_tokens: int, input_ids, attention_mask, labels) -
 
 def _head_nll(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum")
-
-
-@torch.no_grad()
-def weight_change(before: list[torch.Tensor], params: list[torch.nn.Parameter]) -> dict[str, Any]:
-    """||Δθ||/||θ|| and max |Δθ| against a host-RAM snapshot, one parameter on the device at a time.
-    The difference of two nearby floats is exact, so no float64 copies."""
-    delta_sq = norm_sq = max_abs = 0.0
-    for b, p in zip(before, params, strict=True):
-        old = b.to(p.device, non_blocking=True)
-        delta = p.detach() - old
-        delta_sq += float(delta.float().norm()) ** 2
-        norm_sq += float(old.float().norm()) ** 2
-        max_abs = max(max_abs, float(delta.abs().max()))
-    return {"rel_weight_change": math.sqrt(delta_sq) / max(math.sqrt(norm_sq), 1e-30), "max_abs_change": max_abs,
-            "dtype": str(params[0].dtype).replace("torch.", ""), "_dtype": params[0].dtype}

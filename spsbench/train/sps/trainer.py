@@ -3,17 +3,19 @@
 The RL phase is the base trainer, unchanged. While it runs, `SPSTrainer` records every rollout of the
 batches it trains on (prompt and completion token ids, reward, grader verdict, sequence log-prob
 under the policy that generated it), grouped by prompt. Every `rl_steps_per_phase` optimizer steps
-the IRL phase runs: each rank selects from its own groups with L2TE (groups are whole on a rank; only
-three counts per rank cross the network), and takes `irl_steps` AdamW steps of token-level
-cross-entropy on the selected completions (prompt tokens masked) with its own optimizer, so the RL
-optimizer and LR schedule never see it. Under DDP every rank trains on its own selection with the same
-number of micro-batches, and DDP's gradient all-reduce keeps the parameters identical.
+the IRL phase runs (`epoch`: one pass of TRL's dataloader, spsbench.train.plan): each rank selects from
+its own groups with L2TE (groups are whole on a rank; only three counts per rank cross the network), and
+takes `irl_steps` AdamW steps of token-level cross-entropy on the selected completions (prompt tokens
+masked) with its own optimizer, so the RL optimizer and LR schedule never see it. The steps themselves
+are `update.irl_step` (DDP: all-reduce keeps parameters identical; FSDP2: reduce-scatter into the shards,
+which the IRL AdamW updates in place).
 
 Non-finite IRL loss, gradients or weights stop the run with one line; the IRL phase runs in
 `on_step_end`, before the step's checkpoint is saved, so the last saved checkpoint stays good.
 
 The buffer is not checkpointed: after a resume the phase restarts collecting (documented). The
-phase position and the IRL optimizer state are saved as `sps_state.pt` in each checkpoint folder.
+phase position and the IRL optimizer state are saved as `sps_state.pt` in each checkpoint folder
+(under FSDP2 `sps_state-rank<r>.pt` per rank, the moments being shards).
 """
 
 from __future__ import annotations
@@ -259,12 +261,6 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         raise TrainingError(f"{what} in IRL step {step + 1} of SPS phase {self.phase.index} at step "
                             f"{self.state.global_step}; stopping before checkpoint-{self.state.global_step} is saved "
                             f"(last good checkpoint kept in {self.args.output_dir})")
-
-    def _global_sums(self, values: list[float]) -> list[float]:
-        if self.accelerator.num_processes == 1:
-            return [float(v) for v in values]
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
-        return self.accelerator.reduce(tensor, reduction="sum").tolist()
 
     def _pad_id(self) -> int:
         tokenizer = getattr(self, "_tokenizer", None) or self.processing_class
