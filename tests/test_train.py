@@ -22,7 +22,8 @@ from tests.fixtures.tiny_model import tiny_model
 
 SMALL = ["rl.num_generations=4", "rl.per_device_train_batch_size=8", "rl.gradient_accumulation_steps=1",
          "rl.max_completion_length=8", "rl.max_steps=2", "rl.save_steps=100", "rl.learning_rate=1e-3",
-         "rl.logging_steps=100", "eval.enabled=false", "limit=16", "sps.rl_steps_per_phase=2",
+         "rl.logging_steps=100", "eval.enabled=false", "limit=16", "sps.rl_steps_per_phase=2", "sps.allow_no_irl=true",
+         "sps.l2te_truncated=keep",   # the tiny random model rarely ends a completion: keep them selectable
          "sps.irl_batch_size=6", "sps.irl_micro_batch_size=4", "sps.irl_learning_rate=1e-3",
          "dynamic_sampling.soft_overlong_cache=null"]
 
@@ -535,13 +536,23 @@ def test_dynamic_sampling_refill_draws_survive_a_resume(model_dir, tmp_path, mon
     assert runs[1] == {2: runs[0][2]}
 
 
-def test_sps_trainer_refuses_a_deepspeed_or_fsdp_accelerator(model_dir, tmp_path):
+def test_sps_trainer_refuses_a_deepspeed_or_fsdp1_accelerator(model_dir, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     trainer = make(model_dir, tmp_path, "sps")
-    for flag, name in (("is_deepspeed_enabled", "DeepSpeed"), ("is_fsdp_enabled", "FSDP")):
-        setattr(trainer, flag, True)
-        with pytest.raises(TrainingError, match=f"SPS runs under DDP only, not {name}"):
+    trainer.is_deepspeed_enabled = True
+    with pytest.raises(TrainingError, match="SPS does not run under DeepSpeed"):
+        trainer._refuse_sharded_training()
+    trainer.is_deepspeed_enabled, trainer.is_fsdp_enabled = False, True
+    for version, refused in ((1, True), (2, False)):
+        # the accelerator state is a process-wide singleton: monkeypatch puts it back for the other tests
+        monkeypatch.setattr(trainer.accelerator.state, "fsdp_plugin", SimpleNamespace(fsdp_version=version),
+                            raising=False)
+        if refused:
+            with pytest.raises(TrainingError, match="needs FSDP2"):
+                trainer._refuse_sharded_training()
+        else:
             trainer._refuse_sharded_training()
-        setattr(trainer, flag, False)
 
 
 def test_l2te_logprob_mean_ranks_by_per_token_log_prob():

@@ -62,28 +62,39 @@ def test_optimizer_steps_per_generation_override_and_conflicts(tmp_path):
         load_config("grpo", overrides=["optimizer_steps_per_generation=0"], model=MODEL)
 
 
-@pytest.mark.parametrize("override, env, name", [
-    ("rl.deepspeed=recipes/gpu/ds_zero1.json", None, "DeepSpeed"),
-    ("rl.fsdp=full_shard", None, "FSDP"),
-    (None, "ACCELERATE_USE_DEEPSPEED", "DeepSpeed"),     # what `accelerate launch --use_deepspeed` sets
-    (None, "ACCELERATE_USE_FSDP", "FSDP"),
+@pytest.mark.parametrize("override, env, match", [
+    ("rl.deepspeed=recipes/gpu/ds_zero1.json", None, "SPS does not run under DeepSpeed"),
+    ("rl.fsdp=full_shard", None, "needs FSDP2 .* got FSDP version 1"),
+    (None, "ACCELERATE_USE_DEEPSPEED", "SPS does not run under DeepSpeed"),  # `accelerate launch --use_deepspeed`
+    (None, "ACCELERATE_USE_FSDP", "needs FSDP2 .* got FSDP version 1"),       # FSDP_VERSION unset = 1
 ])
-def test_sps_refuses_deepspeed_and_fsdp_before_loading_anything(tmp_path, monkeypatch, override, env, name):
+def test_sps_refuses_deepspeed_and_fsdp1_before_loading_anything(tmp_path, monkeypatch, override, env, match):
     from spsbench.train.run import build_trainer
 
     if env:
         monkeypatch.setenv(env, "true")
+    monkeypatch.delenv("FSDP_VERSION", raising=False)
     cfg = load_config("sps", overrides=[override] if override else [], model=str(tmp_path / "never-loaded"))
-    with pytest.raises(ConfigError, match=f"SPS runs under DDP only, not {name}") as err:
+    with pytest.raises(ConfigError, match=match) as err:
         build_trainer(cfg)                               # the model folder does not exist: refused first
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, env", [("rl.fsdp_config={fsdp_version: 2}", {}),
+                                           (None, {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"})])
+def test_sps_accepts_fsdp2(monkeypatch, override, env):
+    from spsbench.train.run import refuse_sharding_for_sps
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    refuse_sharding_for_sps(load_config("sps", overrides=[override] if override else [], model=MODEL))
 
 
 def test_cli_sps_with_zero1_exits_2_with_one_line(capsys):
     assert main(["train", "--algo", "sps", "--model", MODEL, "--no-eval",
                  "--set", "rl.deepspeed=recipes/gpu/ds_zero1.json"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "DDP only, not DeepSpeed" in err and len(err.splitlines()) == 1
+    assert "SPS does not run under DeepSpeed" in err and len(err.splitlines()) == 1
 
 
 def test_sps_composes_over_any_base():

@@ -19,7 +19,8 @@ model_dir, out = sys.argv[1], sys.argv[2]
 cfg = load_config("sps", overrides=["rl.num_generations=4", "rl.per_device_train_batch_size=4",
     "rl.gradient_accumulation_steps=1", "rl.max_completion_length=8", "rl.max_steps=2", "rl.save_steps=100",
     "eval.enabled=false", "limit=16", "sps.rl_steps_per_phase=2", "sps.irl_batch_size=5",
-    "sps.irl_micro_batch_size=2", "sps.irl_learning_rate=1e-3", f"output_dir={out}/run"], model=model_dir)
+    "sps.irl_micro_batch_size=2", "sps.irl_learning_rate=1e-3", "sps.l2te_truncated=keep",
+    f"output_dir={out}/run"], model=model_dir)
 trainer, _ = build_trainer(cfg)
 trainer.train()
 rank = trainer.accelerator.process_index
@@ -48,7 +49,9 @@ def test_torchrun_two_cpu_ranks_keep_identical_parameters_after_irl(tmp_path):
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT)
     torchrun = Path(sys.executable).parent / "torchrun"
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # the script runs from tmp_path: put this checkout first on the path, not whatever spsbench is installed
+    root = str(Path(__file__).resolve().parents[1])
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
     proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script), str(model_dir), str(tmp_path)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,6 +7,7 @@ the CPU demo sizes (recipes/cpu-demo.yaml). Heavy imports happen inside `run`.
 from __future__ import annotations
 
 import argparse
+import json
 
 from spsbench.commands import output_console
 from spsbench.evaluation.evaluate import score_table
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Resume from the last checkpoint in the run folder, or from CHECKPOINT.")
     parser.add_argument("--no-eval", action="store_true", help="Do not evaluate checkpoints while training.")
     parser.add_argument("--list-keys", action="store_true", help="Print every spsbench recipe key and exit.")
+    parser.add_argument("--dry-run", action="store_true", help="Print the schedule as one JSON object (steps "
+                        "per epoch, max steps, IRL phase / save / evaluation steps, warnings) and exit; loads no "
+                        "model. --set world_size=N plans for N ranks.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_eval:
         overrides.append("eval.enabled=false")
     config = load_config(args.algo, args.base, args.config, overrides, model=args.model)
+    if args.dry_run:
+        from spsbench.train.plan import make_plan
+
+        print(json.dumps(make_plan(config).as_dict()))      # stdout holds only the plan (machine-readable)
+        return 0
     if config.model is None:
         console.print("[dim]embedded default: SmolLM2-135M-Instruct on the built-in arith task, CPU demo sizes "
                       "(recipes/cpu-demo.yaml)[/]")
@@ -85,6 +94,12 @@ def _print_summary(console, summary) -> None:
                       f"{phase['from_negatives_share']:.0%} negatives, IRL loss {phase['irl_loss_before']:.4f} -> "
                       f"{phase['irl_loss_after']:.4f}, ||dθ||/||θ|| {phase['rel_weight_change']:.1e}, IRL "
                       f"{phase['irl_time_share']:.1%} of the iteration", highlight=False)
+    report = summary.sps_report
+    if report and report["shortfall"]:
+        console.print(f"[bold yellow]warning:[/] SPS: {report['shortfall']}", highlight=False)
+    elif report:
+        console.print(f"SPS: {report['irl_phases_run']} of {report['planned_irl_phases']} planned IRL phases ran "
+                      f"(every {report['rl_steps_per_phase']} RL steps)", highlight=False)
     if summary.evaluations:
 
         rows = [("base (step 0)", r) for r in summary.base_evaluations]

@@ -36,8 +36,10 @@ from spsbench.train.eval_worker import RESULT, run
 logger = logging.getLogger(__name__)
 
 
-def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str) -> Path:
-    """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints."""
+def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str,
+                   plan: dict[str, Any] | None = None) -> Path:
+    """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints, and the
+    schedule the run was planned with (`spsbench train --dry-run`'s object)."""
     path = Path(output_dir) / paths.RUN_INFO
     ev = config.eval
     info = {"run_name": config.run_name, "algo": config.label, "base": config.base, "base_model": base_model,
@@ -45,20 +47,20 @@ def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str)
             "max_completion_length": (config.rl or {}).get("max_completion_length"),
             # the checkpoint evaluations' setting: `spsbench eval RUN_DIR` continues them at it
             "eval": {"mode": ev.mode if ev.enabled else "off", "engine": ev.engine, **ev.sampling()}}
+    if plan is not None:
+        info["plan"] = plan
     atomic_write_json(path, info, indent=2)
     return path
 
 
-def record_run_end(output_dir: str | Path, steps: int, failures: list[dict[str, Any]]) -> Path:
-    """Add the run's outcome (steps, what failed) to its `spsbench_run.json`."""
+def update_run_info(output_dir: str | Path, **fields: Any) -> None:
+    """Add `fields` to the run folder's `spsbench_run.json` (e.g. how many IRL phases really ran)."""
     path = Path(output_dir) / paths.RUN_INFO
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError):      # missing or cut short: the fields still land
         info = {}
-    atomic_write_json(path, {**(info if isinstance(info, dict) else {}), "steps": steps, "failures": failures},
-                      indent=2)
-    return path
+    atomic_write_json(path, (info if isinstance(info, dict) else {}) | fields, indent=2)
 
 
 @contextlib.contextmanager

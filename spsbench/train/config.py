@@ -33,6 +33,7 @@ EVAL_MODES = ("inline", "watch")
 # eval.engine_options.gpu_memory_utilization): the policy, its optimizer state and a colocated rollout
 # vLLM (TRL's vllm_gpu_memory_utilization default 0.3) already hold the rest; vLLM's own 0.9 cannot fit.
 EVAL_GPU_MEMORY_UTILIZATION = 0.3
+L2TE_TRUNCATED = ("keep", "exclude")
 BASES = ("grpo", "dapo", "gspo")
 DEMO_RECIPE = "cpu-demo.yaml"
 # YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
@@ -67,13 +68,19 @@ class DynamicSamplingConfig:
 class SPSConfig:
     """The SPS layer: RL phase of `rl_steps_per_phase` optimizer steps, then an IRL phase (paper Alg. 1)."""
 
-    rl_steps_per_phase: int = _f(8, "RL optimizer steps between two IRL phases.")
+    rl_steps_per_phase: int | str = _f("epoch", "RL optimizer steps between two IRL phases, or `epoch`: one "
+                                                 "pass over the training prompts as TRL's dataloader really "
+                                                 "yields it (paper Algorithm 1). `spsbench train --dry-run` shows it.")
+    allow_no_irl: bool = _f(False, "Let an SPS plan contain no IRL phase (rl_steps_per_phase > max_steps); "
+                                   "otherwise that is an error, since the run would be its base algorithm.")
     sampling_size: int = _f(3, "Completions kept per prompt group by L2TE (paper: 3 of 8).")
     quantile: float = _f(0.5, "L2TE: per group, sampling_size incorrect rollouts are drawn from the lowest "
                               "max(sampling_size, ceil(quantile x #incorrect)) by sequence log-prob (0 = the "
                               "least likely ones); correct rollouts only top up groups with too few negatives.")
     l2te_logprob: str = _f("sum", "L2TE's sequence log-prob: sum over completion tokens (favours long "
                                   "completions; the paper does not say) or mean (per token).")
+    l2te_truncated: str = _f("exclude", "L2TE and truncated completions (cut at max_completion_length, no EOS): "
+                                      "keep (rank them like the others) or exclude (never imitate them).")
     irl_steps: int = _f(4, "IRL optimizer steps per phase (paper: 4).")
     irl_batch_size: int = _f(512, "Sequences per IRL optimizer step, over all ranks (paper: 512).")
     irl_micro_batch_size: int = _f(8, "Sequences per forward/backward on one rank (gradient accumulation).")
@@ -82,14 +89,21 @@ class SPSConfig:
     seed: int = _f(0, "Seed of the L2TE draws and the IRL batch order.")
 
     def __post_init__(self) -> None:
+        if self.rl_steps_per_phase != "epoch" and (isinstance(self.rl_steps_per_phase, bool)
+                                                   or not isinstance(self.rl_steps_per_phase, int)):
+            raise ConfigError(f"sps.rl_steps_per_phase: must be an integer >= 1 or 'epoch', got "
+                              f"{self.rl_steps_per_phase!r}")
         check_fields(self, "sps.")
-        for name in ("rl_steps_per_phase", "sampling_size", "irl_steps", "irl_batch_size", "irl_micro_batch_size"):
+        numbers = ["sampling_size", "irl_steps", "irl_batch_size", "irl_micro_batch_size"]
+        for name in numbers + ["rl_steps_per_phase"] * (self.rl_steps_per_phase != "epoch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sps.{name}: must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.quantile <= 1:
             raise ConfigError(f"sps.quantile: must be in [0, 1], got {self.quantile}")
         if self.l2te_logprob not in L2TE_LOGPROBS:
             raise ConfigError(f"sps.l2te_logprob: must be one of {', '.join(L2TE_LOGPROBS)}, got {self.l2te_logprob!r}")
+        if self.l2te_truncated not in L2TE_TRUNCATED:
+            raise ConfigError(f"sps.l2te_truncated: must be one of {', '.join(L2TE_TRUNCATED)}, got {self.l2te_truncated!r}")
         if not 0 <= self.irl_learning_rate < math.inf:
             raise ConfigError(f"sps.irl_learning_rate: must be a finite number >= 0, got {self.irl_learning_rate}")
 
@@ -177,6 +191,9 @@ class TrainConfig:
     task: str = _f("arith", "Training prompts: task registry name or task YAML path.")
     data: str | None = _f(None, "Local JSONL/Parquet with the task's rows (offline use).")
     limit: int | None = _f(None, "Use only the first N problems of the task.")
+    world_size: int | None = _f(None, "Ranks the run is planned for (`--dry-run --set world_size=32` plans a "
+                                      "4 x 8 GPU job from a laptop). null = the launcher's WORLD_SIZE, else 1; "
+                                      "when set, training under another world size is an error.")
     run_name: str | None = _f(None, "Run name (default: <algo>[-<base>]-<model name>).")
     output_dir: str | None = _f(None, "Run folder (default: runs/<run_name>); checkpoints go in it.")
     rl: dict[str, Any] = _f({}, "TRL GRPOConfig keyword arguments (loss_type, beta, epsilon, ...).")
@@ -189,6 +206,7 @@ class TrainConfig:
     sps: SPSConfig = field(default_factory=SPSConfig, metadata={"help": "SPS layer (algo: sps)."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Checkpoint evaluation."})
     recipe: str | None = None        # the recipe file(s) it came from (provenance, not a YAML key)
+    sps_defaults: tuple[str, ...] = ()   # sps.* keys no layer set (shown by the plan, not a YAML key)
 
     def __post_init__(self) -> None:
         check_fields(self, "")
@@ -205,6 +223,9 @@ class TrainConfig:
             raise ConfigError(f"base: only valid with algo: sps (algo is {self.algo!r})")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit: must be >= 1, got {self.limit}")
+        if self.world_size is not None and (isinstance(self.world_size, bool) or not isinstance(self.world_size, int)
+                                            or self.world_size < 1):
+            raise ConfigError(f"world_size: must be an integer >= 1, got {self.world_size!r}")
         self._check_generation_keys()
 
     def _check_generation_keys(self) -> None:
@@ -327,7 +348,9 @@ def from_mapping(raw: dict[str, Any], recipe: str | None = None) -> TrainConfig:
     try:
         for name, cls in SECTIONS.items():
             values[name] = cls(**(values.get(name) or {}))
-        return TrainConfig(recipe=recipe, **values)
+        given = set(raw.get("sps") or {})
+        unset = tuple(f.name for f in dataclasses.fields(SPSConfig) if f.name not in given)
+        return TrainConfig(recipe=recipe, sps_defaults=unset, **values)
     except TypeError as exc:  # wrong type reaching a comparison in __post_init__
         raise ConfigError(f"{recipe}: {exc}") from None
 
@@ -351,7 +374,7 @@ def grpo_config_fields() -> dict[str, dataclasses.Field]:
 
 def _check_keys(raw: dict[str, Any], where: str) -> None:
     """Unknown keys anywhere in a recipe mapping -> one ConfigError naming `where` and the key."""
-    top = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe"}
+    top = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe", "sps_defaults"}
     for key, value in raw.items():
         if key not in top:
             raise ConfigError(f"{where}: unknown key {key!r} (valid: {', '.join(sorted(top))})")
@@ -371,7 +394,7 @@ def describe_keys() -> list[tuple[str, str, str]]:
     """(key, default, help) for every spsbench-owned recipe key, for docs and `--list-keys`."""
     rows = []
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "recipe":
+        if f.name in ("recipe", "sps_defaults"):
             continue
         if f.name in SECTIONS:
             for sub in dataclasses.fields(SECTIONS[f.name]):

@@ -6,6 +6,7 @@ DynamicSamplingTrainer (`dynamic_sampling.enabled`), sps -> the SPS layer over t
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from spsbench.train.preflight import preflight
 from spsbench.train.reward import make_reward_fn
 from spsbench.validate import writable_dir
 
+logger = logging.getLogger(__name__)
 CPU_DEFAULTS = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "disable_tqdm": True}
 # The DDP collective timeout (TrainingArguments.ddp_timeout, seconds; recipe key rl.ddp_timeout wins).
 # While rank 0 evaluates a checkpoint inline the other ranks wait in the next collective, and the
@@ -38,6 +40,7 @@ class RunSummary:
     steps: int
     checkpoints: list[str] = field(default_factory=list)
     sps_phases: list[dict[str, Any]] = field(default_factory=list)
+    sps_report: dict[str, Any] | None = None     # IRL phases planned vs run (SPSTrainer.phase_report)
     evaluations: list[tuple[int, Any]] = field(default_factory=list)
     base_evaluations: list[Any] = field(default_factory=list)
     leaderboard: Path | None = None
@@ -106,23 +109,25 @@ def grpo_args(config: TrainConfig, output_dir: Path):
 
 
 def refuse_sharding_for_sps(config: TrainConfig) -> None:
-    """SPS runs under DDP only: refuse DeepSpeed and FSDP from the recipe or an `accelerate launch` config.
+    """SPS runs under DDP or FSDP2: refuse DeepSpeed and FSDP1 from the recipe or an `accelerate launch` config.
 
-    The IRL phase calls .backward() and its own AdamW on the module's parameters. Under DeepSpeed that
-    bypasses the engine: gradients are not reduced across ranks and, from ZeRO-1 on, the engine's fp32
-    master partitions overwrite the IRL update at the next RL step. Under FSDP the parameters are shards.
+    The IRL phase runs its own AdamW on the module's parameters. Under FSDP2 those are the sharded fp32
+    parameters the next RL step gathers, and its backward reduce-scatters the IRL gradients (sps/update.py).
+    Under DeepSpeed the engine's fp32 master partitions would overwrite the IRL update at the next RL step,
+    and accelerate cannot run DeepSpeed on CPU, where this would have to be tested (docs/training.md).
     """
     rl = config.rl
     env = {k: os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")}
     if rl.get("deepspeed") or env["ACCELERATE_USE_DEEPSPEED"]:
-        used = "DeepSpeed"
-    elif rl.get("fsdp") or rl.get("fsdp_config") or env["ACCELERATE_USE_FSDP"]:
-        used = "FSDP"
-    else:
-        return
-    raise ConfigError(f"{config.recipe}: SPS runs under DDP only, not {used} (its IRL phase updates the "
-                      "parameters outside the DeepSpeed/FSDP engine); remove rl.deepspeed / rl.fsdp or the "
-                      "accelerate config, or train grpo/dapo/gspo")
+        raise ConfigError(f"{config.recipe}: SPS does not run under DeepSpeed (its IRL update would be overwritten "
+                          "by the engine's fp32 master weights); use FSDP2 (recipes/gpu/accelerate/fsdp2-*.yaml) or "
+                          "DDP, or train grpo/dapo/gspo under DeepSpeed")
+    fsdp_config = rl.get("fsdp_config") or {}
+    version = str(fsdp_config.get("fsdp_version", fsdp_config.get("version", "")) if isinstance(fsdp_config, dict)
+                  else "") or os.environ.get("FSDP_VERSION", "1")
+    if (rl.get("fsdp") or fsdp_config or env["ACCELERATE_USE_FSDP"]) and version != "2":
+        raise ConfigError(f"{config.recipe}: SPS under FSDP needs FSDP2 (fsdp_version: 2, fully_shard), got FSDP "
+                          f"version {version}; use recipes/gpu/accelerate/fsdp2-*.yaml")
 
 
 def load_policy(name: str | None, dtype: str = "float32"):
@@ -182,6 +187,7 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     model_path = resolve_model(config.model)
     output_dir = fill_names(config, model_path)
     preflight(config, output_dir, model_path)     # tasks, eval settings, engine options, paths: before weights
+    plan = check_plan(config)                     # the schedule (IRL phases that fire), from the real data size
     apply_rollout_budget(config)            # prompt + completion vs the context, before the model loads
     writable_dir(output_dir, "output_dir")        # created last: a refused run leaves no folder behind
     args = grpo_args(config, output_dir)
@@ -200,8 +206,20 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
                   train_dataset=dataset, processing_class=tokenizer, callbacks=[evaluator, *(callbacks or [])],
                   **extra)
     if trainer.args.should_save:
-        write_run_info(output_dir, config, str(model_path))
+        write_run_info(output_dir, config, str(model_path), plan=plan.as_dict())
     return trainer, evaluator
+
+
+def check_plan(config: TrainConfig):
+    """The run's schedule at the launcher's world size (an SPS plan without IRL phase stops here, before any
+    weights load); a recipe's `world_size` must match the launch."""
+    from spsbench.train.plan import make_plan
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.world_size is not None and config.world_size != launched:
+        raise ConfigError(f"{config.recipe}: world_size is {config.world_size} but this launch has {launched} "
+                          "process(es); drop world_size (it is for --dry-run planning) or launch that many")
+    return make_plan(config, world_size=launched)
 
 
 def shutdown_distributed(wait: bool = True) -> None:
@@ -217,7 +235,7 @@ def shutdown_distributed(wait: bool = True) -> None:
 
 def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list[Any] | None = None) -> RunSummary:
     """Run training to the end; returns what the CLI prints."""
-    from spsbench.train.callbacks import record_run_end, refresh_leaderboard
+    from spsbench.train.callbacks import refresh_leaderboard, update_run_info
     from spsbench.train.preempt import PreemptCallback, Preemption, catching, resume_point
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -243,11 +261,17 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
                          base_evaluations=list(evaluator.base_results or []))
     if preemption.requested:
         summary.preempted, summary.exit_code = preemption.name, 128 + int(preemption.signum)
+    if config.algo == "sps":
+        summary.sps_report = trainer.phase_report()
+        if summary.sps_report["shortfall"]:
+            logger.warning("SPS: %s", summary.sps_report["shortfall"])
+        if trainer.args.should_save:
+            update_run_info(output_dir, sps=summary.sps_report)
     if evaluator.results:
         summary.leaderboard = refresh_leaderboard(
             config.eval.store, lambda msg: evaluator.record_failure("leaderboard", msg, step=summary.steps))
     summary.failures = list(evaluator.failures)
     summary.eval_mode = config.eval.mode if config.eval.enabled else "off"
     if trainer.args.should_save:
-        record_run_end(output_dir, summary.steps, summary.failures)
+        update_run_info(output_dir, steps=summary.steps, failures=summary.failures)
     return summary

@@ -1,13 +1,20 @@
 """The IRL phase's tensor work, free of any Trainer: laying out rollouts as TRL does, the completion
-cross-entropy, micro-batch shares per rank and the measured weight change. Tested on a bare model.
+cross-entropy with bounded memory, and micro-batch shares per rank. Tested on a bare model. The optimizer
+steps and the weight-change measure (DDP and FSDP2) are in `update`.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import functools
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch.utils.checkpoint import checkpoint
+
+# Completion tokens per LM-head chunk: at a 152k vocabulary one chunk's fp32 logits are 0.6 GB.
+NLL_CHUNK_TOKENS = 1024
 
 
 def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
@@ -44,8 +51,15 @@ def trl_layout(rows: list[dict[str, Any]], pad_id: int, device: torch.device):
     return ids.to(device), attention.to(device), keep, completion.to(device)
 
 
-def completion_nll(model, rows: list[dict[str, Any]], pad_id: int) -> torch.Tensor:
-    """Summed negative log-likelihood of the completion tokens of `rows` (prompt tokens masked)."""
+def completion_nll(model, rows: list[dict[str, Any]], pad_id: int, chunk_tokens: int = NLL_CHUNK_TOKENS) -> torch.Tensor:
+    """Summed negative log-likelihood of the completion tokens of `rows` (prompt tokens masked).
+
+    Memory is bounded like TRL's fused LM head: the backbone runs once, then the LM head and log-softmax
+    run only on completion positions, `chunk_tokens` at a time, each chunk under activation checkpointing
+    (its logits are recomputed in the backward pass rather than kept). So no (batch x length x vocab)
+    tensor exists; the largest is one chunk's (chunk_tokens x vocab) fp32 logits. The call goes through
+    `model(...)` (a DDP or FSDP wrapper included), so its hooks (gradient reduction, parameter gathering) run.
+    """
     seqs = [r["prompt_ids"] + r["completion_ids"] for r in rows]
     width = max(len(s) for s in seqs)
     device = next(model.parameters()).device
@@ -56,21 +70,40 @@ def completion_nll(model, rows: list[dict[str, Any]], pad_id: int) -> torch.Tens
         ids[i, :len(s)] = torch.tensor(s)
         attention[i, :len(s)] = 1
         labels[i, len(r["prompt_ids"]):len(s)] = torch.tensor(r["completion_ids"], dtype=torch.long)
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
-                                             ignore_index=-100, reduction="sum")
+    inner = getattr(model, "module", model)          # DDP keeps the model in .module; FSDP2 is the model
+    with _nll_forward(inner, chunk_tokens):
+        return model(input_ids=ids, attention_mask=attention, labels=labels)
 
 
-@torch.no_grad()
-def weight_change(before: list[torch.Tensor], params: list[torch.nn.Parameter]) -> dict[str, Any]:
-    """||Δθ||/||θ|| and max |Δθ| against a host-RAM snapshot, one parameter on the device at a time.
-    The difference of two nearby floats is exact, so no float64 copies."""
-    delta_sq = norm_sq = max_abs = 0.0
-    for b, p in zip(before, params, strict=True):
-        old = b.to(p.device, non_blocking=True)
-        delta = p.detach() - old
-        delta_sq += float(delta.float().norm()) ** 2
-        norm_sq += float(old.float().norm()) ** 2
-        max_abs = max(max_abs, float(delta.abs().max()))
-    return {"rel_weight_change": math.sqrt(delta_sq) / max(math.sqrt(norm_sq), 1e-30), "max_abs_change": max_abs,
-            "dtype": str(params[0].dtype).replace("torch.", ""), "_dtype": params[0].dtype}
+@contextlib.contextmanager
+def _nll_forward(module: torch.nn.Module, chunk_tokens: int) -> Iterator[None]:
+    """While active, `module(...)` returns the summed completion NLL instead of logits (an instance attribute
+    shadows the class's forward; TRL's fused-head patch is an instance attribute too, restored on exit)."""
+    saved = module.__dict__.get("forward")
+    module.forward = functools.partial(_chunked_nll, module, chunk_tokens)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del module.forward
+        else:
+            module.forward = saved
+
+
+def _chunked_nll(module, chunk_tokens: int, input_ids, attention_mask, labels) -> torch.Tensor:
+    hidden = module.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    mask = targets != -100
+    picked, wanted = hidden[:, :-1][mask], targets[mask]
+    head = module.get_output_embeddings()
+    if picked.size(0) == 0:    # keep the head in the graph: DDP expects every parameter to get a gradient
+        return head(hidden[:, :1]).sum() * 0.0
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, picked.size(0), chunk_tokens):
+        end = start + chunk_tokens
+        total = total + checkpoint(_head_nll, head, picked[start:end], wanted[start:end], use_reentrant=False)
+    return total
+
+
+def _head_nll(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(head(hidden).float(), targets, reduction="sum")

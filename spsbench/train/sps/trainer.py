@@ -3,22 +3,24 @@
 The RL phase is the base trainer, unchanged. While it runs, `SPSTrainer` records every rollout of the
 batches it trains on (prompt and completion token ids, reward, grader verdict, sequence log-prob
 under the policy that generated it), grouped by prompt. Every `rl_steps_per_phase` optimizer steps
-the IRL phase runs: each rank selects from its own groups with L2TE (groups are whole on a rank; only
-three counts per rank cross the network), and takes `irl_steps` AdamW steps of token-level
-cross-entropy on the selected completions (prompt tokens masked) with its own optimizer, so the RL
-optimizer and LR schedule never see it. Under DDP every rank trains on its own selection with the same
-number of micro-batches, and DDP's gradient all-reduce keeps the parameters identical.
+the IRL phase runs (`epoch`: one pass of TRL's dataloader, spsbench.train.plan): each rank selects from
+its own groups with L2TE (groups are whole on a rank; only three counts per rank cross the network), and
+takes `irl_steps` AdamW steps of token-level cross-entropy on the selected completions (prompt tokens
+masked) with its own optimizer, so the RL optimizer and LR schedule never see it. The steps themselves
+are `update.irl_step` (DDP: all-reduce keeps parameters identical; FSDP2: reduce-scatter into the shards,
+which the IRL AdamW updates in place).
 
 Non-finite IRL loss, gradients or weights stop the run with one line; the IRL phase runs in
 `on_step_end`, before the step's checkpoint is saved, so the last saved checkpoint stays good.
 
 The buffer is not checkpointed: after a resume the phase restarts collecting (documented). The
-phase position and the IRL optimizer state are saved as `sps_state.pt` in each checkpoint folder.
+phase position and the IRL optimizer state are saved as `sps_state.pt` in each checkpoint folder
+(under FSDP2 `sps_state-rank<r>.pt` per rank, the moments being shards).
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import logging
 import math
@@ -32,11 +34,12 @@ import torch
 from transformers import TrainerCallback
 
 from spsbench.errors import TrainingError
+from spsbench.train import plan
 from spsbench.train.config import SPSConfig
-from spsbench.train.sps import irl
+from spsbench.train.sps import irl, update
 from spsbench.train.sps.l2te import Scored, select_l2te
 from spsbench.train.sps.state import PhaseState, Rollouts
-from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer, all_finite
+from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sps_state.pt"
@@ -50,7 +53,7 @@ class _PhaseClock(TrainerCallback):
         self.trainer = trainer
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.trainer.sps.rl_steps_per_phase == 0:
+        if state.global_step % self.trainer.phase_length == 0:
             self.trainer.run_irl_phase()
 
 
@@ -65,17 +68,42 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         self._pending_irl_state: dict[str, Any] | None = None
         super().__init__(*args, **kwargs)
         self._refuse_sharded_training()
+        self.phase_length = self._phase_length()
         self.add_callback(_PhaseClock(self))
 
     def irl_phases(self) -> list[dict[str, Any]]:
         return self.phase.log
 
+    def _phase_length(self) -> int:
+        """`sps.rl_steps_per_phase` in optimizer steps; `epoch` from this run's dataloader geometry."""
+        if self.sps.rl_steps_per_phase != "epoch":
+            return int(self.sps.rl_steps_per_phase)
+        if not hasattr(self.train_dataset, "__len__"):
+            raise TrainingError("sps.rl_steps_per_phase: 'epoch' needs a training set with a length; set a number")
+        geo = plan.Geometry.from_args(self.args, self.accelerator.num_processes)
+        return plan.steps_per_epoch(len(self.train_dataset), geo)
+
+    def phase_report(self) -> dict[str, Any]:
+        """IRL phases planned for this run's max_steps against those that ran (a shortfall is spelled out)."""
+        planned = plan.irl_steps(self.phase_length, self.state.max_steps)
+        report: dict[str, Any] = {"rl_steps_per_phase": self.phase_length, "planned_irl_phases": len(planned),
+                                  "planned_irl_steps": planned, "irl_phases_run": self.phase.index,
+                                  "irl_steps_run": [r["step"] for r in self.phase.log], "shortfall": None}
+        if self.phase.index < len(planned):
+            report["shortfall"] = (f"only {self.phase.index} of {len(planned)} planned IRL phases ran (training "
+                                   f"stopped at step {self.state.global_step} of {self.state.max_steps}, or a "
+                                   "phase had nothing to select and was skipped: see the log)")
+        return report
+
     def _refuse_sharded_training(self) -> None:
-        """DDP only (run.refuse_sharding_for_sps explains why); this catches an `accelerate launch` config."""
-        for flag, name in (("is_deepspeed_enabled", "DeepSpeed"), ("is_fsdp_enabled", "FSDP")):
-            if getattr(self, flag, False):
-                raise TrainingError(f"SPS runs under DDP only, not {name} (its IRL phase updates the parameters "
-                                    "outside the DeepSpeed/FSDP engine); train grpo/dapo/gspo under it instead")
+        """DDP or FSDP2 only (run.refuse_sharding_for_sps explains why); this catches an `accelerate launch` config."""
+        if getattr(self, "is_deepspeed_enabled", False):
+            raise TrainingError("SPS does not run under DeepSpeed (its IRL update would bypass the engine's fp32 "
+                                "master weights); use FSDP2 (recipes/gpu/accelerate/fsdp2-*.yaml) or DDP")
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if getattr(self, "is_fsdp_enabled", False) and getattr(plugin, "fsdp_version", 1) != 2:
+            raise TrainingError("SPS under FSDP needs FSDP2 (fsdp_version: 2, fully_shard): under FSDP1 its IRL "
+                                "optimizer would see flattened parameters; use recipes/gpu/accelerate/fsdp2-*.yaml")
 
     # ------------------------------------------------------------------ RL phase: record rollouts
 
@@ -99,11 +127,12 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         prompt_mask, completion_mask = output["prompt_mask"].bool(), output["completion_mask"].bool()
         rows, ids = [], []
         for i in range(output["prompt_ids"].size(0)):
-            row = {"prompt_ids": output["prompt_ids"][i][prompt_mask[i]].tolist(),
-                   "completion_ids": output["completion_ids"][i][completion_mask[i]].tolist(),
+            completion = output["completion_ids"][i][completion_mask[i]].tolist()
+            row = {"prompt_ids": output["prompt_ids"][i][prompt_mask[i]].tolist(), "completion_ids": completion,
                    # left padding of the prompt in its batch: TRL's positions count it, so the fill uses it too
                    "prompt_pad": int((~prompt_mask[i]).sum()),
                    "logp": logps[i] if logps is not None else None, "reward": float(output["rewards"][i]),
+                   "truncated": not set(self.eos_token_ids) & set(completion),      # cut before any EOS
                    "correct": bool(output["correct"][i])}
             rows.append(row)
             if logps is None:
@@ -167,8 +196,9 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         self.phase.last_selection = selected
         counts = self._rank_counts(len(groups), len(selected), sum(not r["correct"] for r in selected))
         if counts[:, 1].sum() == 0:           # the same on every rank: all skip together
-            logger.warning("SPS: IRL phase at step %d skipped: no rollouts recorded since the last phase "
-                           "(e.g. right after a resume)", self.state.global_step)
+            logger.warning("SPS: IRL phase at step %d skipped: L2TE had nothing to select (no rollouts recorded "
+                           "since the last phase, e.g. right after a resume, or all of them truncated with "
+                           "sps.l2te_truncated: exclude)", self.state.global_step)
             return None
         record = self._irl_update(selected, [int(n) for n in counts[:, 1]])
         total = int(counts[:, 1].sum())
@@ -181,12 +211,13 @@ class SPSTrainer(SpsbenchGRPOTrainer):
 
     def _select(self, groups: list[list[dict[str, Any]]], first_group: int) -> list[dict[str, Any]]:
         """L2TE on this rank's groups; `first_group` (this rank's global offset) seeds each group's draw."""
-        mean = self.sps.l2te_logprob == "mean"
+        mean, exclude = self.sps.l2te_logprob == "mean", self.sps.l2te_truncated == "exclude"
+        eligible = [[r for r in g if not (exclude and r.get("truncated"))] for g in groups]
         scored = [[Scored(r["logp"] / max(1, len(r["completion_ids"])) if mean else r["logp"], r["correct"])
-                   for r in g] for g in groups]
+                   for r in g] for g in eligible]
         picks = select_l2te(scored, self.sps.sampling_size, self.sps.quantile, seed=self.sps.seed,
                             phase=self.phase.index, first_group=first_group)
-        return [groups[g][i] for g, idx in enumerate(picks) for i in idx]
+        return [eligible[g][i] for g, idx in enumerate(picks) for i in idx]
 
     def _rank_counts(self, *values: int) -> torch.Tensor:
         """(world, len(values)) int64 tensor of every rank's `values`, in rank order (one small all-gather)."""
@@ -198,7 +229,8 @@ class SPSTrainer(SpsbenchGRPOTrainer):
     def _irl_update(self, selected: list[dict[str, Any]], per_rank: list[int]) -> dict[str, Any]:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self._irl_optimizer(params)
-        before = [p.detach().to("cpu", copy=True) for p in params]   # host RAM, not accelerator memory
+        comm = update.Collectives(self.accelerator.num_processes, self.accelerator.device)
+        before = update.snapshot(params)
         rank = self.accelerator.process_index
         order = list(range(len(selected)))
         random.Random(f"irl:{self.sps.seed}:{self.phase.index}:{rank}").shuffle(order)
@@ -206,66 +238,29 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         batches = [[selected[order[(step * sizes[rank] + j) % len(order)]] for j in range(sizes[rank])]
                    for step in range(self.sps.irl_steps)]
         micro = self.sps.irl_micro_batch_size
-        n_micro = max(1, max(math.ceil(n / micro) for n in sizes))     # equal on all ranks (DDP all-reduce)
-        tokens = self._global_sums([sum(len(r["completion_ids"]) for r in b) for b in batches])
-        losses = [self._irl_step(optimizer, b, max(1.0, t), n_micro, s)
+        n_micro = max(1, max(math.ceil(n / micro) for n in sizes))     # equal on all ranks (collectives)
+        tokens = update.token_totals(batches, comm)
+        model, pad = self.model_wrapped, self._pad_id()
+        losses = [update.irl_step(model, optimizer, b, t, n_micro, micro, pad, comm,
+                                  stop=functools.partial(self._stop, step=s))
                   for s, (b, t) in enumerate(zip(batches, tokens, strict=True))]
-        loss_after = self._irl_loss(batches[0], max(1.0, tokens[0]))
-        return {"irl_loss_before": losses[0], "irl_loss_after": loss_after, **irl.weight_change(before, params)}
+        loss_after = update.irl_loss(model, batches[0], tokens[0], n_micro, micro, pad, comm)
+        return {"irl_loss_before": losses[0], "irl_loss_after": loss_after,
+                **update.weight_change(before, params, comm)}
 
     def _irl_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         if self.irl_optimizer is None:
             self.irl_optimizer = torch.optim.AdamW(params, lr=self.sps.irl_learning_rate,
                                                    weight_decay=self.sps.irl_weight_decay)
             if self._pending_irl_state is not None:
-                self.irl_optimizer.load_state_dict(self._pending_irl_state)
+                update.load_local_optimizer_state(self.irl_optimizer, self._pending_irl_state)
                 self._pending_irl_state = None
         return self.irl_optimizer
-
-    def _irl_step(self, optimizer: torch.optim.Optimizer, batch: list[dict[str, Any]], total_tokens: float,
-                  n_micro: int, step: int) -> float:
-        """One optimizer step of token-mean cross-entropy over all ranks' `batch`es, by micro-batches."""
-        model, world, micro = self.model_wrapped, self.accelerator.num_processes, self.sps.irl_micro_batch_size
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        for m in range(n_micro):
-            chunk = batch[m * micro:(m + 1) * micro]
-            # DDP all-reduces on the last backward only; a rank out of rows runs a zero-weight dummy so
-            # every rank takes part in every collective
-            sync = contextlib.nullcontext() if m == n_micro - 1 else self.accelerator.no_sync(model)
-            with sync:
-                nll = irl.completion_nll(model, chunk or [irl.dummy_row(self._pad_id())], self._pad_id())
-                (nll * (world / total_tokens if chunk else 0.0)).backward()
-            loss_sum += float(nll.detach()) if chunk else 0.0
-        loss = self._global_sums([loss_sum])[0] / total_tokens
-        if not math.isfinite(loss):
-            self._stop(f"the IRL loss is {loss}", step)
-        params = irl.optimizer_params(optimizer)
-        if not all_finite([p.grad for p in params], self.accelerator):    # checked before they reach the weights
-            self._stop(f"the IRL gradients are not finite (IRL loss {loss:.4g})", step)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if not all_finite(params, self.accelerator):
-            self._stop("the IRL weights are not finite after the update", step)
-        return loss
 
     def _stop(self, what: str, step: int) -> None:
         raise TrainingError(f"{what} in IRL step {step + 1} of SPS phase {self.phase.index} at step "
                             f"{self.state.global_step}; stopping before checkpoint-{self.state.global_step} is saved "
                             f"(last good checkpoint kept in {self.args.output_dir})")
-
-    @torch.no_grad()
-    def _irl_loss(self, batch: list[dict[str, Any]], total_tokens: float) -> float:
-        micro = self.sps.irl_micro_batch_size
-        local = sum(float(irl.completion_nll(self.model, batch[i:i + micro], self._pad_id()))
-                    for i in range(0, len(batch), micro))
-        return self._global_sums([local])[0] / total_tokens
-
-    def _global_sums(self, values: list[float]) -> list[float]:
-        if self.accelerator.num_processes == 1:
-            return [float(v) for v in values]
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
-        return self.accelerator.reduce(tensor, reduction="sum").tolist()
 
     def _pad_id(self) -> int:
         tokenizer = getattr(self, "_tokenizer", None) or self.processing_class
@@ -298,19 +293,26 @@ class SPSTrainer(SpsbenchGRPOTrainer):
     # ------------------------------------------------------------------ checkpoint / resume
 
     def sps_state(self) -> dict[str, Any]:
+        optimizer = self.irl_optimizer.state_dict() if self.irl_optimizer else self._pending_irl_state
         return {"version": 1, "phase_index": self.phase.index, "last_irl_step": self.phase.last_irl_step,
-                "irl_optimizer": self.irl_optimizer.state_dict() if self.irl_optimizer else self._pending_irl_state,
-                "buffer": "dropped"}
+                "irl_optimizer": update.local_optimizer_state(optimizer) if optimizer else None, "buffer": "dropped"}
+
+    def _state_file(self) -> str:
+        """`sps_state.pt`; under FSDP2 one file per rank (`sps_state-rank<r>.pt`: the IRL moments are shards)."""
+        if getattr(self, "is_fsdp_enabled", False):
+            return f"sps_state-rank{self.accelerator.process_index}.pt"
+        return STATE_FILE
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        if self.args.should_save:
+        if self.args.should_save or getattr(self, "is_fsdp_enabled", False):
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            torch.save(self.sps_state(), folder / STATE_FILE)
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(self.sps_state(), folder / self._state_file())
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        path = os.path.join(checkpoint, STATE_FILE) if checkpoint else None
+        path = os.path.join(checkpoint, self._state_file()) if checkpoint else None
         if path and os.path.isfile(path):
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.phase.index, self.phase.last_irl_step = state["phase_index"], state["last_irl_step"]
