@@ -309,7 +309,7 @@ def test_resume_restores_sps_phase_and_irl_optimizer(model_dir, tmp_path):
     first = make(model_dir, tmp_path, "sps", extra=extra)
     first.train()
     state = torch.load(tmp_path / "run" / "checkpoint-2" / "sps_state.pt", weights_only=True)
-    assert state["phase_index"] == 1 and state["last_irl_step"] == 2 and state["buffer"] == "dropped"
+    assert state["phase_index"] == 1 and state["last_irl_step"] == 2 and state["buffer"] == []   # phase just ran
     assert state["irl_optimizer"]["state"][0]["step"] == 4
     resumed = make(model_dir, tmp_path, "sps", extra=extra)
     resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
@@ -495,19 +495,34 @@ def test_update_below_dtype_resolution_is_warned(model_dir, tmp_path, caplog):
     assert "SPS phase 0: IRL changed the weights" in caplog.text and "below the resolution of float32" in caplog.text
 
 
-def test_resume_mid_phase_keeps_phase_position_and_drops_the_buffer(model_dir, tmp_path):
+def test_resume_mid_phase_keeps_phase_position_and_buffer_and_ends_with_the_same_weights(model_dir, tmp_path):
+    """A checkpoint inside an RL phase (where a preemption usually lands) carries this rank's rollouts: the
+    resumed run's IRL phase selects from the same groups and the run ends with the uninterrupted weights."""
     extra = ["rl.max_steps=4", "rl.save_steps=1", "sps.rl_steps_per_phase=3"]
     first = make(model_dir, tmp_path, "sps", extra=extra)
     first.train()
     state = torch.load(tmp_path / "run" / "checkpoint-2" / "sps_state.pt", weights_only=True)
-    assert (state["phase_index"], state["last_irl_step"], state["buffer"]) == (0, 0, "dropped")
+    assert (state["phase_index"], state["last_irl_step"], len(state["buffer"])) == (0, 0, 4)   # steps 1-2
     resumed = make(model_dir, tmp_path, "sps", extra=extra)
     resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
     [whole], [after_resume] = first.phase.log, resumed.phase.log
     assert (whole["phase"], whole["step"], whole["groups"]) == (0, 3, 6)            # steps 1-3
-    assert (after_resume["phase"], after_resume["step"], after_resume["groups"]) == (0, 3, 2)   # step 3 only
+    assert (after_resume["phase"], after_resume["step"], after_resume["groups"]) == (0, 3, 6)
     assert resumed.phase.index == 1 and resumed.phase.last_irl_step == 3
     assert len(resumed.rollouts.groups) == 2                                             # step 4: the next phase's
+    a, b = snapshot(first.model), snapshot(resumed.model)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+def test_a_checkpoint_without_a_buffer_resumes_with_an_empty_one(model_dir, tmp_path):
+    """Checkpoints written before the buffer was kept say "dropped": the phase restarts collecting."""
+    extra = ["rl.max_steps=3", "rl.save_steps=1", "sps.rl_steps_per_phase=3"]
+    make(model_dir, tmp_path, "sps", extra=extra).train()
+    path = tmp_path / "run" / "checkpoint-2" / "sps_state.pt"
+    torch.save(torch.load(path, weights_only=True) | {"buffer": "dropped"}, path)
+    resumed = make(model_dir, tmp_path, "sps", extra=extra)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    assert resumed.phase.log[0]["groups"] == 2                                          # step 3 only
 
 
 def constant_reward(completions, golds, kind="math", choices=None):

@@ -13,9 +13,9 @@ which the IRL AdamW updates in place).
 Non-finite IRL loss, gradients or weights stop the run with one line; the IRL phase runs in
 `on_step_end`, before the step's checkpoint is saved, so the last saved checkpoint stays good.
 
-The buffer is not checkpointed: after a resume the phase restarts collecting (documented). The
-phase position and the IRL optimizer state are saved as `sps_state.pt` in each checkpoint folder
-(under FSDP2 `sps_state-rank<r>.pt` per rank, the moments being shards).
+The phase position, this rank's rollout buffer and the IRL optimizer state are saved as `sps_state.pt`
+in each checkpoint folder (under FSDP2 `sps_state-rank<r>.pt` per rank, the moments being shards), so a
+run resumed mid-phase selects from the same rollouts as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -295,7 +295,9 @@ class SPSTrainer(SpsbenchGRPOTrainer):
     def sps_state(self) -> dict[str, Any]:
         optimizer = self.irl_optimizer.state_dict() if self.irl_optimizer else self._pending_irl_state
         return {"version": 1, "phase_index": self.phase.index, "last_irl_step": self.phase.last_irl_step,
-                "irl_optimizer": update.local_optimizer_state(optimizer) if optimizer else None, "buffer": "dropped"}
+                "irl_optimizer": update.local_optimizer_state(optimizer) if optimizer else None,
+                # this rank's rollouts since the last IRL phase: a resume mid-phase selects from the same ones
+                "buffer": self.rollouts.groups}
 
     def _state_file(self) -> str:
         """`sps_state.pt`; under FSDP2 one file per rank (`sps_state-rank<r>.pt`: the IRL moments are shards)."""
@@ -317,7 +319,8 @@ class SPSTrainer(SpsbenchGRPOTrainer):
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.phase.index, self.phase.last_irl_step = state["phase_index"], state["last_irl_step"]
             self._pending_irl_state, self.irl_optimizer = state["irl_optimizer"], None
-            self.rollouts.groups = []
+            buffer = state.get("buffer")          # "dropped" in checkpoints written before the buffer was kept
+            self.rollouts.groups = buffer if isinstance(buffer, list) else []
 
 
 class SPSDynamicSamplingTrainer(SPSTrainer, DynamicSamplingTrainer):
