@@ -6,10 +6,13 @@ import argparse
 
 from spsbench import paths
 from spsbench.commands import output_console
-from spsbench.diagnostics.run import run_diagnostics
+from spsbench.commands.eval import ENGINE_LOG, engine_options
+from spsbench.diagnostics.run import DiagConfig, run_diagnostics
+from spsbench.engines import check_engine_options
 from spsbench.errors import ConfigError
 from spsbench.leaderboards.refresh import refresh
 from spsbench.leaderboards.snapshot import diag_setting
+from spsbench.quiet import engine_log
 from spsbench.store import Store
 from spsbench.tasks import parse_data_args
 
@@ -51,6 +54,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "drawn for token entropy (sampled), or the evaluation when there is one (auto, default). Pick one "
         "source for every model to get one comparable column.",
     )
+    parser.add_argument("--engine", choices=("auto", "vllm", "hf"), default="auto",
+                        help="Engine that generates the greedy and sampled completions, as in `spsbench eval` "
+                        "(auto = vllm when installed). Log-probs and entropies are then scored in float32.")
+    parser.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="Engine option (repeatable), e.g. dtype=fp32, batch_size=32.")
+    parser.add_argument(
+        "--samples-from",
+        choices=("auto", "fresh"),
+        default="auto",
+        help="Token-entropy samples: reuse a stored evaluation of the model sampled at the same setting "
+        "(temperature 1, top_p 1, same --max-tokens, >= n samples; auto, default) or always generate (fresh).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="Show the engine's own log lines (default: appended to engine.log beside the store).")
     parser.add_argument(
         "--force",
         action="store_true",
@@ -75,23 +92,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--tasks: give at least one task name")
     store_path = Path(args.store or paths.default_store_path())
     store_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = DiagConfig(n=args.n, max_tokens=args.max_tokens, seed=args.seed, limit=args.limit,
+                     similarity_from=args.similarity_from, engine=args.engine,
+                     engine_options=check_engine_options(args.engine, engine_options(args)),
+                     samples_from=args.samples_from)
     store = Store(store_path)
     try:
         before = _settings(store.diagnostics())
-        results = run_diagnostics(
-            args.target,
-            tasks,
-            store,
-            store.models(),
-            n=args.n,
-            data=parse_data_args(args.data),
-            limit=args.limit,
-            base=args.base,
-            max_tokens=args.max_tokens,
-            seed=args.seed,
-            similarity_from=args.similarity_from,
-            force=args.force,
-        )
+        with engine_log(store_path.parent / ENGINE_LOG, args.verbose):
+            results = run_diagnostics(args.target, tasks, store, store.models(), cfg=cfg,
+                                      data=parse_data_args(args.data), base=args.base, force=args.force)
     finally:
         store.close()
     table = Table(title="spsbench diagnostics", title_justify="left")

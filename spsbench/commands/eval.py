@@ -137,7 +137,7 @@ def make_plan(args: argparse.Namespace) -> EvalPlan:
     tasks = [t.strip() for t in tasks] or list(DEFAULT_TASKS)
     _check_data_names(tasks, data)
     engine = args.engine or ("openai" if args.base_url else DEFAULT_ENGINE)
-    template = dict(engine=engine, engine_options=_engine_options(args), data=data, ks=_int_list(args.k, "--k"),
+    template = dict(engine=engine, engine_options=engine_options(args), data=data, ks=_int_list(args.k, "--k"),
                     store=Path(args.store or paths.default_store_path()), limit=args.limit,
                     progress=not args.quiet, grading=GradingPolicy(strict=not args.lenient))
     requests = [EvalRequest(args.model, tuple(group), sampling, **template)
@@ -206,7 +206,7 @@ def _int_list(text: str | None, flag: str) -> list[int]:
     return values
 
 
-def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     options: dict[str, Any] = {}
@@ -215,7 +215,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key.strip() or not value.strip():
             raise ConfigError(f"--engine-opt: expected KEY=VALUE (e.g. dtype=fp32), got {item!r}")
         options[key.strip()] = yaml.safe_load(value)
-    if args.base_url:
+    if getattr(args, "base_url", None):
         options["base_url"] = args.base_url
     return options
 

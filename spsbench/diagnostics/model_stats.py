@@ -1,19 +1,35 @@
-"""Per-model statistics computed with the model itself (torch): log-probabilities and entropies of
-completions, greedy decoding and sampling for the squeezing and entropy diagnostics.
+"""Per-token statistics of given completions under a model (torch): log-probabilities and entropies,
+scored in length-sorted batches, and the two diagnostics built from them.
+
+Generation is not done here: the completions come from an evaluation engine (`diagnostics.sampling`) or
+from stored evaluation samples. Scoring runs the model in float32 (log-probs are compared between models,
+so no reduced precision) on many (prompt, completion) pairs at once:
+
+* the completions of one prompt (a problem's greedy and sampled ones) share one run of the prompt and its
+  KV cache, so each costs only its own tokens (prompts with a chat template are often as long as the
+  completions); they are sorted by length and cut into batches of at most `batch_tokens` padded
+  tokens, so memory is bounded whatever the number of completions;
+* the decoder body runs once per batch, and the vocabulary projection (the largest tensor: positions x
+  vocabulary) runs only on completion positions, in chunks of at most `max_logits` elements. A model
+  whose body + head do not reproduce its own logits (a custom scaling we do not know) is scored with
+  full logits instead: this is checked once per model on a short probe.
 
 torch / transformers are imported lazily, inside the functions that run a model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from spsbench.engines.chat import encode_prompt
 from spsbench.errors import EngineError, one_line
 
-# ---------------------------------------------------------------------------- model stats
+Pair = tuple[list[int], list[int]]              # (prompt ids, completion ids)
+Scored = tuple[list[float], list[float]]        # per completion token: (log-prob, entropy in nats)
+BATCH_TOKENS = 8192          # padded tokens per scoring forward (rows x width)
+MAX_LOGITS = 1 << 25         # logits elements per projection chunk (128 MB in float32)
 
 
 @dataclass
@@ -22,6 +38,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     chat_template: str = "auto"
+    _split: Any = field(default=None, repr=False)   # (body, head) once checked; False = use full logits
 
     def encode(self, prompt: str) -> list[int]:
         return encode_prompt(self.tokenizer, prompt, self.chat_template)
@@ -42,144 +59,168 @@ def load_model(path: str, chat_template: str = "auto") -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
-        raise EngineError(
-            f"diagnose: cannot load model {path!r}: {one_line(exc)}"
-        ) from None
+        raise EngineError(f"diagnose: cannot load model {path!r}: {one_line(exc)}") from None
     return LoadedModel(path, model.eval(), tokenizer, chat_template)
 
 
-def _cut(ids: Sequence[int], eos: set[int]) -> list[int]:
-    """Generated ids up to and including the first EOS (drops the padding after it)."""
-    out = []
-    for i in ids:
-        out.append(int(i))
-        if int(i) in eos:
-            break
+# ---------------------------------------------------------------------------- scoring
+
+
+def score_pairs(
+    lm: LoadedModel,
+    pairs: Sequence[Pair],
+    *,
+    batch_tokens: int = BATCH_TOKENS,
+    max_logits: int = MAX_LOGITS,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[Scored]:
+    """(log-probs, entropies) of every completion token of every pair, in the order given.
+
+    Pairs that share a prompt (a problem's greedy and sampled completions) are scored together: the prompt
+    runs once and its KV cache is shared by the completions, which then cost only their own tokens.
+    `on_batch(count)` is called after each forward with the number of pairs it scored (progress)."""
+    import torch
+
+    out: list[Scored] = [([], []) for _ in pairs]
+    with torch.no_grad():
+        for prompt, members in _by_prompt(pairs).items():
+            for chunk in _chunks(members, pairs, len(prompt), batch_tokens):
+                comps = [pairs[i][1] for i in chunk]
+                for i, scored in zip(chunk, _score_group(lm, list(prompt), comps, max_logits), strict=True):
+                    out[i] = scored
+                if on_batch is not None:
+                    on_batch(len(chunk))
     return out
 
 
-def token_stats(
-    lm: LoadedModel, prompt_ids: list[int], completion_ids: list[int]
-) -> tuple[list[float], list[float]]:
+def token_stats(lm: LoadedModel, prompt_ids: list[int], completion_ids: list[int]) -> Scored:
     """Per completion token: its log-probability and the entropy (nats) of the distribution it came from."""
+    return score_pairs(lm, [(prompt_ids, completion_ids)])[0]
+
+
+def _by_prompt(pairs: Sequence[Pair]) -> dict[tuple[int, ...], list[int]]:
+    """Indices of the non-empty completions of each distinct prompt, shortest completion first."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (p, c) in enumerate(pairs):
+        if c:
+            groups.setdefault(tuple(p), []).append(i)
+    return {p: sorted(idx, key=lambda i: len(pairs[i][1])) for p, idx in groups.items()}
+
+
+def _chunks(members: list[int], pairs: Sequence[Pair], prompt_len: int, batch_tokens: int) -> list[list[int]]:
+    """Cut one prompt's completions (sorted by length) so rows x (prompt + longest row) <= batch_tokens."""
+    chunks: list[list[int]] = []
+    for i in members:
+        width = prompt_len + len(pairs[i][1])   # sorted: the newest row is the widest
+        if chunks and (len(chunks[-1]) + 1) * width <= batch_tokens:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+def _score_group(lm: LoadedModel, prompt: list[int], comps: list[list[int]], max_logits: int) -> list[Scored]:
+    """The prompt once (its last position predicts every first token), then all completions on a copy of
+    its KV cache, right-padded: a causal model never attends to the padding from the real tokens."""
     import torch
 
-    ids = torch.tensor([prompt_ids + completion_ids])
-    with torch.no_grad():
-        logits = lm.model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
-    logp = torch.log_softmax(logits, dim=-1)
-    target = torch.tensor(completion_ids).unsqueeze(-1)
-    token_logp = logp.gather(-1, target).squeeze(-1)
+    split = _split(lm)
+    run = (lambda **kw: split[0](**kw).last_hidden_state) if split else (lambda **kw: lm.model(**kw).logits)
+    first = lm.model(input_ids=torch.tensor([prompt]), use_cache=True) if not split else split[0](
+        input_ids=torch.tensor([prompt]), use_cache=True)
+    last = (first.last_hidden_state if split else first.logits)[0, -1:]
+    cache = first.past_key_values
+    cache.batch_repeat_interleave(len(comps))
+    width, pad = max(len(c) for c in comps), lm.tokenizer.pad_token_id or 0
+    ids = torch.tensor([c + [pad] * (width - len(c)) for c in comps])
+    mask = torch.tensor([[1] * (len(prompt) + len(c)) + [0] * (width - len(c)) for c in comps])
+    positions = torch.arange(len(prompt), len(prompt) + width).expand(len(comps), -1)
+    feats = run(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache)
+    out = []
+    for row, c in enumerate(comps):
+        # Token j is predicted by the position before it: the prompt's last one for j = 0.
+        predictors = torch.cat([last, feats[row, : len(c) - 1]])
+        target = torch.tensor(c)
+        out.append(_chunked_stats(predictors, target, split[1], split[2], max_logits) if split
+                   else _stats(predictors, target))
+    return out
+
+
+def _chunked_stats(hidden: Any, target: Any, head: Any, cap: float | None, max_logits: int) -> Scored:
+    """Project to the vocabulary a chunk of positions at a time: positions x vocab is the largest tensor."""
+    vocab = head.weight.shape[0]
+    step = max(1, max_logits // vocab)
+    logps: list[float] = []
+    ents: list[float] = []
+    for start in range(0, hidden.shape[0], step):
+        logits = head(hidden[start:start + step])
+        if cap:
+            logits = cap * (logits / cap).tanh()
+        lp, en = _stats(logits, target[start:start + step])
+        logps += lp
+        ents += en
+    return logps, ents
+
+
+def _stats(logits: Any, target: Any) -> Scored:
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    token_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     entropy = -(logp.exp() * logp).sum(-1)
     return token_logp.tolist(), entropy.tolist()
 
 
-def batch_token_stats(
-    lm: LoadedModel, prompt_ids: list[int], completions: Sequence[list[int]]
-) -> list[tuple[list[float], list[float]]]:
-    """`token_stats` for several completions of one prompt in one forward pass (right padding, which a
-    causal model never attends to from the real tokens)."""
+def _split(lm: LoadedModel) -> tuple[Any, Any, float | None] | None:
+    """(decoder body, output head, logit soft-cap) when they reproduce the model's logits, else None."""
+    if lm._split is None:
+        lm._split = _check_split(lm) or False
+    return lm._split or None
+
+
+def _check_split(lm: LoadedModel) -> tuple[Any, Any, float | None] | None:
     import torch
 
-    width = len(prompt_ids) + max(len(c) for c in completions)
-    pad = lm.tokenizer.pad_token_id or 0
-    rows = [prompt_ids + c + [pad] * (width - len(prompt_ids) - len(c)) for c in completions]
-    mask = [[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(prompt_ids) - len(c)) for c in completions]
+    try:
+        body, head = lm.model.get_decoder(), lm.model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    if body is None or head is None or not hasattr(head, "weight"):
+        return None
+    cap = getattr(lm.model.config, "final_logit_softcapping", None)
+    probe = torch.tensor([[0, 1, 2, 3]]).clamp(max=head.weight.shape[0] - 1)
     with torch.no_grad():
-        logits = lm.model(torch.tensor(rows), attention_mask=torch.tensor(mask)).logits.float()
-    logp = torch.log_softmax(logits[:, len(prompt_ids) - 1 : -1], dim=-1)
-    entropy = -(logp.exp() * logp).sum(-1)
-    out = []
-    for i, c in enumerate(completions):
-        token_logp = logp[i, : len(c)].gather(-1, torch.tensor(c).unsqueeze(-1)).squeeze(-1)
-        out.append((token_logp.tolist(), entropy[i, : len(c)].tolist()))
-    return out
+        full = lm.model(input_ids=probe).logits.float()
+        try:
+            mine = head(body(input_ids=probe).last_hidden_state).float()
+        except (AttributeError, TypeError):
+            return None
+        if cap:
+            mine = cap * (mine / cap).tanh()
+    return (body, head, cap) if torch.allclose(full, mine, atol=1e-4, rtol=1e-4) else None
 
 
-def _generate(
-    lm: LoadedModel,
-    prompt_ids: list[int],
-    max_tokens: int,
-    *,
-    n: int = 1,
-    temperature: float = 0.0,
-    seed: int = 0,
-) -> list[list[int]]:
-    import torch
-
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else next(iter(lm.eos_ids), 0)
-    kwargs = (
-        {"do_sample": False}
-        if temperature == 0
-        else {
-            "do_sample": True,
-            "temperature": temperature,
-            "top_p": 1.0,
-            "top_k": 0,
-            "num_return_sequences": n,
-        }
-    )
-    # The model's generation_config may carry a repetition penalty or top-k/p (Qwen does): the
-    # diagnostics are about the raw policy, so switch them off explicitly.
-    kwargs["repetition_penalty"] = 1.0
-    torch.manual_seed(seed)
-    ids = torch.tensor([prompt_ids])
-    with torch.no_grad():
-        out = lm.model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens, pad_token_id=pad, **kwargs
-        )
-    return [_cut(seq[len(prompt_ids) :].tolist(), lm.eos_ids) for seq in out]
+# ---------------------------------------------------------------------------- the two diagnostics
 
 
-def greedy_logprob(
-    lm: LoadedModel, prompts: Sequence[str], max_tokens: int = 256
-) -> tuple[float, dict[str, Any]]:
-    """Mean over prompts of the per-token mean log-prob of the model's own greedy completion."""
-    per_token, per_seq, lengths = [], [], []
-    for prompt in prompts:
-        p_ids = lm.encode(prompt)
-        c_ids = _generate(lm, p_ids, max_tokens)[0]
-        logps, _ = token_stats(lm, p_ids, c_ids)
-        per_token.append(sum(logps) / len(logps))
-        per_seq.append(sum(logps))
-        lengths.append(len(logps))
+def greedy_summary(scored: Sequence[Scored]) -> tuple[float, dict[str, Any]]:
+    """Mean over prompts of the per-token mean log-prob of each prompt's greedy completion (Table 6)."""
+    kept = [logps for logps, _ in scored if logps]
+    per_token = [sum(x) / len(x) for x in kept]
     return _mean(per_token), {
         "unit": "mean log-prob per token, averaged over prompts",
-        "per_sequence_mean": _mean(per_seq),
-        "mean_tokens": _mean(lengths),
-        "prompts": len(per_token),
-        "max_tokens": max_tokens,
+        "per_sequence_mean": _mean([sum(x) for x in kept]),
+        "mean_tokens": _mean([len(x) for x in kept]),
+        "prompts": len(kept),
     }
 
 
-def token_entropy(
-    lm: LoadedModel,
-    prompts: Sequence[str],
-    n: int = 4,
-    max_tokens: int = 256,
-    seed: int = 0,
-    temperature: float = 1.0,
-) -> tuple[float, dict[str, Any], list[list[str]]]:
-    """Mean next-token entropy over all tokens of n sampled completions per prompt; also returns the texts."""
-    total, count, texts = 0.0, 0, []
-    for i, prompt in enumerate(prompts):
-        p_ids = lm.encode(prompt)
-        completions = _generate(lm, p_ids, max_tokens, n=n, temperature=temperature, seed=seed + i)
-        for _, ent in batch_token_stats(lm, p_ids, completions):
-            total, count = total + sum(ent), count + len(ent)
-        texts.append([lm.tokenizer.decode(c, skip_special_tokens=True) for c in completions])
-    details = {
-        "unit": "nats per token, averaged over all sampled tokens",
-        "samples_per_prompt": n,
-        "sampling_temperature": temperature,
-        "tokens": count,
-        "prompts": len(prompts),
-        "seed": seed,
-    }
-    return total / max(count, 1), details, texts
+def entropy_summary(scored: Sequence[Scored]) -> tuple[float, dict[str, Any]]:
+    """Mean next-token entropy over every token of every sampled completion."""
+    total = sum(sum(ents) for _, ents in scored)
+    count = sum(len(ents) for _, ents in scored)
+    return total / max(count, 1), {"unit": "nats per token, averaged over all sampled tokens", "tokens": count}
 
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
-
-

@@ -33,6 +33,9 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str             # "stop" | "length" | engine-specific
+    # The generated token ids (EOS included when generated), from engines that have them (hf, vllm); ()
+    # from a server. Only `spsbench diagnose` reads them: the store keeps the text.
+    token_ids: tuple[int, ...] = ()
 
 
 class Engine(Protocol):

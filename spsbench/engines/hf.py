@@ -164,7 +164,8 @@ class HFEngine:
         text = self.tokenizer.decode(body, skip_special_tokens=True)
         text, _ = trim_at_stop(text, sampling.stop)
         return Completion(key=s.key, sample_idx=s.sample_idx, seed=s.seed, text=text,
-                          prompt_tokens=n_prompt, completion_tokens=len(toks), finish_reason=reason)
+                          prompt_tokens=n_prompt, completion_tokens=len(toks), finish_reason=reason,
+                          token_ids=tuple(toks))
 
 
 # ---------------------------------------------------------------------- helpers

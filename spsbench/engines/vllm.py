@@ -181,13 +181,14 @@ class VLLMEngine:
 
 
 
-Result = tuple[str, int, str, int]       # text, completion tokens, finish reason, prompt tokens
+Result = tuple[str, int, str, int, tuple[int, ...]]   # text, completion tokens, finish reason, prompt tokens, ids
 
 
 def output_fields(out: Any) -> Result:
     """The parts of a vLLM RequestOutput spsbench keeps (picklable, for replica processes too)."""
     best = out.outputs[0]
-    return best.text, len(best.token_ids), best.finish_reason or "length", len(out.prompt_token_ids or ())
+    ids = tuple(int(i) for i in best.token_ids)
+    return best.text, len(ids), best.finish_reason or "length", len(out.prompt_token_ids or ()), ids
 
 def sample_params(s: Sample, sampling: SamplingConfig) -> dict[str, Any]:
     """`vllm.SamplingParams` keyword arguments of one sample: n=1 with its own seed."""
@@ -195,12 +196,12 @@ def sample_params(s: Sample, sampling: SamplingConfig) -> dict[str, Any]:
             "max_tokens": sampling.max_tokens, "stop": list(sampling.stop) or None}
 
 
-def _completions(chunk: list[Sample], results: list[tuple[str, int, str, int]],
+def _completions(chunk: list[Sample], results: list[Result],
                  encoded: dict[str, list[int]]) -> Iterator[Completion]:
-    for s, (text, n_tokens, finish, n_prompt) in zip(chunk, results, strict=True):
+    for s, (text, n_tokens, finish, n_prompt, ids) in zip(chunk, results, strict=True):
         yield Completion(key=s.key, sample_idx=s.sample_idx, seed=s.seed, text=text,
                          prompt_tokens=n_prompt or len(encoded[s.prompt]), completion_tokens=n_tokens,
-                         finish_reason=finish)
+                         finish_reason=finish, token_ids=ids)
 
 
 def llm_kwargs(opts: dict[str, Any], on_cpu: bool) -> dict[str, Any]:
