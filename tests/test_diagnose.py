@@ -284,6 +284,8 @@ def test_cli_diagnose_writes_store_and_run_page(tiny_pair, tmp_path, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
+    # The engine's own output went to the log beside the store, not to the terminal.
+    assert (tmp_path / "engine.log").read_text().startswith("==== ")
     from spsbench.store import Store
 
     s = Store(store)
