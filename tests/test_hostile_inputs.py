@@ -202,6 +202,14 @@ def test_empty_strings_are_refused(capsys, argv):
 def test_empty_values_in_key_value_options(capsys):
     fails(capsys, ["eval", "--engine-opt", "batch_size="], "--engine-opt: expected KEY=VALUE")
     fails(capsys, ["train", "--set", "model="], "--set model: needs a value")
+    fails(capsys, ["diagnose", "m", "--engine-opt", "batch_size="], "--engine-opt: expected KEY=VALUE")
+
+
+def test_diagnose_refuses_a_bad_engine_option_before_anything_loads(capsys, tmp_path):
+    store = tmp_path / "s.db"
+    fails(capsys, ["diagnose", "no/such-model", "--engine", "hf", "--engine-opt", "warp=9", "--store", str(store)],
+          "engine hf: unknown option(s) warp")
+    assert not store.exists()          # refused before the store was even opened
 
 
 # ------------------------------------------------------------------ broken run folders
