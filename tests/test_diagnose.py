@@ -362,9 +362,10 @@ def test_hf_engine_ids_are_what_the_text_decodes_from(tiny_pair):
 
     engine = HFEngine(str(tiny_pair[0]), dtype="fp32")
     problems = load_task("arith", limit=2).problems
-    drawn = draw(engine, problems, SamplingConfig(n=2, temperature=1.0, max_tokens=10, seed=3), engine.tokenizer,
-                 engine.tokenizer.eos_token_id)
+    greedy, drawn = draw(engine, problems, SamplingConfig(n=2, temperature=1.0, max_tokens=10, seed=3),
+                         engine.tokenizer, engine.tokenizer.eos_token_id, greedy=True)
     assert [len(d.ids) for d in drawn] == [2, 2] and id_source(drawn) == "engine"
+    assert [len(d.ids) for d in greedy] == [1, 1] and [d.problem_id for d in greedy] == [str(p.id) for p in problems]
     for d in drawn:
         for text, ids in zip(d.texts, d.ids, strict=True):
             body = ids[:-1] if ids[-1] in engine.eos_ids else ids
@@ -387,18 +388,19 @@ def test_a_stored_evaluation_at_the_entropy_setting_is_reused_for_entropy(tiny_p
             for p in spec.problems for i in range(3)]
     generated = []
     real_draw = sampling.draw
-    monkeypatch.setattr(diag_run, "draw", lambda e, probs, s, *a: generated.append(s.n) or real_draw(e, probs, s, *a))
+    monkeypatch.setattr(diag_run, "draw", lambda e, probs, s, *a, **kw: generated.append(
+        (s.n, kw["greedy"], kw["samples"])) or real_draw(e, probs, s, *a, **kw))
     got = _diagnose(tiny_pair[0], limit=2, n=2, store=FakeStore([ev], {5: rows}))
-    assert generated == [1]                                # only the greedy completions were generated
+    assert generated == [(2, True, False)]                 # only the greedy completions were generated
     entropy = got["token_entropy"]
     assert entropy.details["setting"]["source"] == "eval samples" and entropy.details["setting"]["eval_id"] == 5
     assert entropy.details["token_ids"] == "retokenized"
     generated.clear()
     fresh = _diagnose(tiny_pair[0], limit=2, n=2, store=FakeStore([ev], {5: rows}), samples_from="fresh")
-    assert generated == [1, 2] and fresh["token_entropy"].details["setting"]["source"] == "fresh samples"
+    assert generated == [(2, True, True)] and fresh["token_entropy"].details["setting"]["source"] == "fresh samples"
     generated.clear()
     _diagnose(tiny_pair[0], limit=2, n=4, store=FakeStore([ev], {5: rows}))   # 3 stored < n=4: generated
-    assert generated == [1, 4]
+    assert generated == [(4, True, True)]
 
 
 def test_a_run_folder_brings_its_recorded_base_model(tiny_pair, tmp_path):

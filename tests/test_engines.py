@@ -92,6 +92,30 @@ def test_hf_temperature_zero_is_greedy_and_top_p_tiny_matches_it(hf):
     assert texts(hf.generate([req("a", "abc", (0, 1, 2))], narrow)) == greedy
 
 
+def test_hf_per_request_temperature_mixes_greedy_and_sampled_rows_in_one_batch(hf):
+    """`spsbench diagnose` sends greedy (temperature 0) and sampled requests together: each row must come
+    out as it would in a batch of its own kind, and ids must decode to the text."""
+    sampled = [req("s", "1+1=", (0, 1, 2))]
+    greedy = [GenRequest("g", "1+1=", (0,), (7,), temperature=0.0)]
+    mixed = list(hf.generate(sampled + greedy, SAMPLE))
+    assert texts(mixed) == texts(hf.generate(sampled, SAMPLE)) | texts(hf.generate([req("g", "1+1=", (0,), 7)], GREEDY))
+    for c in mixed:
+        body = [i for i in c.token_ids if i not in hf.eos_ids]
+        assert len(c.token_ids) == c.completion_tokens and hf.tokenizer.decode(body, skip_special_tokens=True) == c.text
+
+
+def test_vllm_and_openai_send_the_per_request_temperature(fake_vllm, tiny, stub):
+    from spsbench.engines.base import Sample
+    from spsbench.engines.vllm import sample_params
+
+    assert sample_params(Sample("k", "p", 0, 1, temperature=0.0), SAMPLE)["temperature"] == 0.0
+    assert sample_params(Sample("k", "p", 0, 1), SAMPLE)["temperature"] == SAMPLE.temperature
+    engine = openai(stub)
+    list(engine.generate([GenRequest("g", "q", (0,), (3,), temperature=0.0), req("s", "q", (1,))], SAMPLE))
+    assert sorted(b["temperature"] for b in stub.state.bodies[-2:]) == [0.0, SAMPLE.temperature]
+    engine.close()
+
+
 def test_hf_max_tokens_respected(hf):
     out = list(hf.generate([req("a", "1+1=", (0, 1, 2, 3))], SamplingConfig(temperature=1.0, max_tokens=3)))
     assert all(c.completion_tokens <= 3 for c in out)

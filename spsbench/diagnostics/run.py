@@ -211,12 +211,12 @@ def _draw_all(
         for task, spec in todo.items():
             total = len(spec.problems) * (1 + (0 if reused[task] else cfg.n))
             done = bars.generating(f"{Path(path).name} · {task}: generating", total)
-            greedy = draw(engine, spec.problems, cfg.sampling(True), tokenizer, eos, done)
+            greedy, samples = draw(engine, spec.problems, cfg.sampling(), tokenizer, eos, done, greedy=True,
+                                   samples=not reused[task])
+            ev = None
             if reused[task]:
                 groups, ev = reused[task]
                 samples = [from_texts(pid, texts, finish, tokenizer, eos) for pid, (texts, finish) in groups.items()]
-            else:
-                samples, ev = draw(engine, spec.problems, cfg.sampling(False), tokenizer, eos, done), None
             drawn[task] = {"greedy": greedy, "samples": samples, "samples_eval": ev}
     finally:
         engine.close()

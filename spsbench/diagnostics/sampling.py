@@ -34,19 +34,31 @@ def draw(
     tokenizer: Any,
     eos_id: int | None,
     on_done: Callable[[int], None] | None = None,
-) -> list[Drawn]:
-    """`sampling.n` completions per problem from `engine`, in problem order; `on_done(1)` per completion."""
+    *,
+    greedy: bool = False,
+    samples: bool = True,
+) -> tuple[list[Drawn], list[Drawn]]:
+    """(greedy, sampled): with `greedy` one greedy completion per problem, with `samples` `sampling.n`
+    completions per problem at `sampling.temperature`, all in one engine call, so they share the engine's
+    batches (vLLM and the hf engine mix temperatures in a batch). `on_done(1)` per finished completion."""
     requests = [
-        GenRequest(str(p.id), p.prompt, tuple(range(sampling.n)),
+        GenRequest(f"s:{p.id}", p.prompt, tuple(range(sampling.n)),
                    tuple(sample_seed(sampling.seed, str(p.id), i) for i in range(sampling.n)))
         for p in problems
-    ]
-    got: dict[str, dict[int, Completion]] = {str(p.id): {} for p in problems}
+    ] if samples else []
+    if greedy:
+        requests += [GenRequest(f"g:{p.id}", p.prompt, (0,), (sampling.seed,), temperature=0.0) for p in problems]
+    got: dict[str, dict[int, Completion]] = {r.key: {} for r in requests}
     for c in engine.generate(requests, sampling):
         got[c.key][c.sample_idx] = c
         if on_done is not None:
             on_done(1)
-    return [_drawn(pid, [by_idx[i] for i in sorted(by_idx)], tokenizer, eos_id) for pid, by_idx in got.items()]
+
+    def drawn(prefix: str) -> list[Drawn]:
+        keys = [f"{prefix}:{p.id}" for p in problems if f"{prefix}:{p.id}" in got]
+        return [_drawn(k[2:], [got[k][i] for i in sorted(got[k])], tokenizer, eos_id) for k in keys]
+
+    return drawn("g"), drawn("s")
 
 
 def _drawn(pid: str, completions: list[Completion], tokenizer: Any, eos_id: int | None) -> Drawn:

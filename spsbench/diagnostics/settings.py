@@ -36,9 +36,8 @@ class DiagConfig:
         if self.samples_from not in SAMPLES_FROM:
             raise SpsbenchError(f"samples source must be one of {', '.join(SAMPLES_FROM)}, got {self.samples_from!r}")
 
-    def sampling(self, greedy: bool) -> SamplingConfig:
-        if greedy:
-            return SamplingConfig(n=1, temperature=0.0, max_tokens=self.max_tokens, seed=self.seed)
+    def sampling(self) -> SamplingConfig:
+        """The entropy samples' sampling (the greedy completions override the temperature with 0)."""
         return SamplingConfig(n=self.n, temperature=ENTROPY_TEMPERATURE, max_tokens=self.max_tokens, seed=self.seed)
 
 

@@ -22,6 +22,9 @@ class GenRequest:
     prompt: str                    # user-message text; the engine applies the chat template per SamplingConfig
     sample_indices: tuple[int, ...]  # which samples of this prompt to produce
     seeds: tuple[int, ...]         # one seed per sample index
+    # Overrides sampling.temperature for this request's samples (0 = greedy). `spsbench diagnose` sends
+    # its greedy and sampled completions in one batch; evaluations never set it.
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class Sample:
     prompt: str
     sample_idx: int
     seed: int
+    temperature: float | None = None   # the request's override of sampling.temperature
+
+    def temperature_in(self, sampling: SamplingConfig) -> float:
+        return sampling.temperature if self.temperature is None else self.temperature
 
 
 def flatten(requests: Iterable[GenRequest]) -> list[Sample]:
@@ -71,7 +78,7 @@ def flatten(requests: Iterable[GenRequest]) -> list[Sample]:
             raise EngineError(f"request {req.key!r}: {len(req.sample_indices)} sample indices but "
                               f"{len(req.seeds)} seeds")
         pairs = zip(req.sample_indices, req.seeds, strict=True)
-        samples.extend(Sample(req.key, req.prompt, i, s) for i, s in pairs)
+        samples.extend(Sample(req.key, req.prompt, i, s, req.temperature) for i, s in pairs)
     return samples
 
 

@@ -112,7 +112,8 @@ class HFEngine:
                              use_cache=True, logits_to_keep=1)
             cache, last_pos = out.past_key_values, positions[:, -1]
             for step in range(sampling.max_tokens):
-                nxt = self._sample(out.logits[:, -1, :], [gens[i] for i in active], sampling)
+                nxt = self._sample(out.logits[:, -1, :], [gens[i] for i in active],
+                                   [batch[i].temperature_in(sampling) for i in active], sampling)
                 for i, token in zip(active, nxt.tolist(), strict=True):   # one device sync per step
                     reasons[i] = self._append(tokens[i], token, sampling, step)
                 keep = [row for row, i in enumerate(active) if reasons[i] is None]
@@ -130,17 +131,20 @@ class HFEngine:
         for i, s in enumerate(batch):
             yield self._completion(s, len(prompts[i]), tokens[i], reasons[i] or "length", sampling)
 
-    def _sample(self, logits: Any, gens: list[Any], sampling: SamplingConfig) -> Any:
+    def _sample(self, logits: Any, gens: list[Any], temps: list[float], sampling: SamplingConfig) -> Any:
+        """One token per row; a row at temperature 0 is greedy (rows may differ: `GenRequest.temperature`)."""
         torch = self.torch
         logits = logits.float()
-        if sampling.temperature == 0:
-            return logits.argmax(dim=-1)
-        logits = logits / sampling.temperature
+        greedy = logits.argmax(dim=-1)
+        if not any(temps):
+            return greedy
+        scaled = logits / torch.tensor([t or 1.0 for t in temps], device=logits.device)[:, None]
         if sampling.top_p < 1.0:
-            logits = _top_p_filter(torch, logits, sampling.top_p)
-        probs = torch.softmax(logits, dim=-1)
+            scaled = _top_p_filter(torch, scaled, sampling.top_p)
+        probs = torch.softmax(scaled, dim=-1)
         # One draw per row from that row's own generator: a sample's randomness depends only on its seed.
-        return torch.cat([torch.multinomial(probs[row], 1, generator=g) for row, g in enumerate(gens)])
+        return torch.stack([torch.multinomial(probs[row], 1, generator=g)[0] if t else greedy[row]
+                            for row, (g, t) in enumerate(zip(gens, temps, strict=True))])
 
     def _append(self, toks: list[int], token: int, sampling: SamplingConfig, step: int) -> str | None:
         """Add a token; return the finish reason once the sample is done, else None."""

@@ -267,7 +267,7 @@ def _wants_neutral(mode: str, served: list[dict], model: str) -> bool:
 
 
 def _sampling_fields(sampling: SamplingConfig, sample: Sample) -> dict[str, Any]:
-    body: dict[str, Any] = {"max_tokens": sampling.max_tokens, "temperature": sampling.temperature,
+    body: dict[str, Any] = {"max_tokens": sampling.max_tokens, "temperature": sample.temperature_in(sampling),
                             "top_p": sampling.top_p, "seed": sample.seed, "n": 1}
     if sampling.stop:
         body["stop"] = list(sampling.stop)

@@ -192,7 +192,7 @@ def output_fields(out: Any) -> Result:
 
 def sample_params(s: Sample, sampling: SamplingConfig) -> dict[str, Any]:
     """`vllm.SamplingParams` keyword arguments of one sample: n=1 with its own seed."""
-    return {"n": 1, "seed": s.seed, "temperature": sampling.temperature, "top_p": sampling.top_p,
+    return {"n": 1, "seed": s.seed, "temperature": s.temperature_in(sampling), "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens, "stop": list(sampling.stop) or None}
 
 
