@@ -355,6 +355,29 @@ def test_scored_pairs_equal_a_plain_forward_of_each(tiny_pair, split, batch_toke
     assert lm._split is not None and bool(lm._split) == split   # the split passed its check on this model
 
 
+def test_bf16_scoring_keeps_the_projection_in_float32_and_stays_close(tiny_pair):
+    import torch
+
+    fp32 = diagnose.load_model(str(tiny_pair[1]))
+    bf16 = diagnose.load_model(str(tiny_pair[1]), dtype="bfloat16")
+    body, head, _ = bf16._split
+    assert next(body.parameters()).dtype == torch.bfloat16 and head.weight.dtype == torch.float32
+    pairs = [(fp32.encode("3*3"), [20, 21, 22, 23]), (fp32.encode("12+30 is"), [30, 31])]
+    for (lp32, ent32), (lp16, ent16) in zip(diagnose.score_pairs(fp32, pairs), diagnose.score_pairs(bf16, pairs),
+                                            strict=True):
+        assert lp16 == pytest.approx(lp32, abs=0.1) and ent16 == pytest.approx(ent32, abs=0.1)
+
+
+def test_scoring_follows_the_engine_dtype(tiny_pair, monkeypatch):
+    seen = []
+    real_load = diagnose.load_model
+    monkeypatch.setattr(diag_run, "load_model", lambda path, **kw: seen.append(kw["dtype"]) or real_load(path, **kw))
+    got = _diagnose(tiny_pair[0], limit=1, engine_options={"dtype": "bf16"})
+    assert seen == ["bfloat16"] and got["greedy_logprob"].details["score_dtype"] == "bfloat16"
+    got = _diagnose(tiny_pair[0], limit=1, engine_options={"dtype": "fp32"})
+    assert seen[-1] == "float32" and got["token_entropy"].details["dtype"] == "float32"
+
+
 def test_hf_engine_ids_are_what_the_text_decodes_from(tiny_pair):
     from spsbench.config import SamplingConfig
     from spsbench.diagnostics.sampling import draw, id_source, retokenize
@@ -434,7 +457,8 @@ def test_stored_diagnostics_with_the_same_setting_are_reused_not_recomputed(tiny
         first = {(r["model_id"], r["metric"]): (r["value"], r["created_at"]) for r in s.diagnostics()}
     loads = []
     real_load = diagnose.load_model
-    monkeypatch.setattr(diag_run, "load_model", lambda path: loads.append(Path(path).name) or real_load(path))
+    monkeypatch.setattr(diag_run, "load_model",
+                        lambda path, **kw: loads.append(Path(path).name) or real_load(path, **kw))
     capsys.readouterr()
     assert main(args) == 0                                           # same setting: nothing is loaded
     assert loads == [] and capsys.readouterr().out.count("(stored)") == 6

@@ -176,7 +176,11 @@ def _diagnose_model(
         check_loadable(path)
     name = Path(path).name
     drawn, engine_info = _draw_all(store, path, model_id, todo, cfg, bars)
-    lm = load_model(path)
+    # Scored at the precision the engine generated with: bf16 body (float32 projection and softmax) after
+    # a bf16 engine, float32 otherwise; `--engine-opt dtype=fp32` gives float32 throughout.
+    score_dtype = "bfloat16" if str(engine_info.get("dtype")) in ("bfloat16", "bf16") else "float32"
+    engine_info["score_dtype"] = score_dtype
+    lm = load_model(path, dtype=score_dtype)
     pairs, spans = [], {}
     for task, spec in todo.items():
         prompts = [lm.encode(p.prompt) for p in spec.problems]
