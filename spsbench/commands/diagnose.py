@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--engine", choices=("auto", "vllm", "hf"), default="auto",
                         help="Engine that generates the greedy and sampled completions, as in `spsbench eval` "
-                        "(auto = vllm when installed). Log-probs and entropies are then scored in float32.")
+                        "(auto = vllm when installed). Log-probs and entropies are then scored with the "
+                        "vocabulary projection in float32 (the body at the engine's precision).")
     parser.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="Engine option (repeatable), e.g. dtype=fp32, batch_size=32.")
     parser.add_argument(
