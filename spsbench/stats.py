@@ -83,3 +83,21 @@ def sign_test(gained: int, lost: int) -> float:
         return 1.0
     tail = sum(math.comb(total, i) for i in range(min(gained, lost) + 1)) / 2**total
     return min(1.0, 2 * tail)
+
+
+def ratio_interval(num: Sequence[float], den: Sequence[float], *, reps: int = 2000,
+                   seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of sum(num) / sum(den) under a bootstrap over the units (problems).
+
+    The diagnostics use it: token entropy is a ratio (entropy summed over a problem's sampled tokens /
+    their count), greedy log-prob a plain mean (den all 1). Units are the cluster: a problem's tokens and
+    samples move together, so the interval is as wide as the problems make it."""
+    num_a, den_a = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if len(num_a) < 2 or den_a.sum() <= 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(num_a), size=(reps, len(num_a)))
+    dens = den_a[idx].sum(axis=1)
+    ratios = num_a[idx].sum(axis=1) / np.where(dens > 0, dens, np.nan)
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    return float(low), float(high)

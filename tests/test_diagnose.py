@@ -98,6 +98,8 @@ def test_greedy_logprob_and_entropy_are_valid(tiny_pair):
         vocab = AutoConfig.from_pretrained(path).vocab_size
         assert 0 <= entropy.value <= math.log(vocab) + 1e-6
         assert entropy.details["tokens"] > 0 and entropy.details["setting"]["engine"] == "hf"
+        for r in (greedy, entropy):      # a bootstrap interval over the problems brackets the value
+            assert r.details["ci"][0] <= r.value <= r.details["ci"][1]
 
 
 def test_sharpened_model_is_more_squeezed_and_lower_entropy(tiny_pair):

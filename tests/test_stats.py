@@ -96,3 +96,17 @@ def test_sign_test_exact_values():
 def test_stats_import_no_heavy_library():
     modules = imported_after("import spsbench.stats")
     assert "spsbench.stats" in modules and not [m for m in HEAVY if m in modules]
+
+
+def test_ratio_interval_brackets_the_ratio_and_widens_with_spread():
+    import math
+
+    from spsbench.stats import ratio_interval
+
+    low, high = ratio_interval([2.0, 4.0, 6.0, 8.0], [1.0, 2.0, 3.0, 4.0])    # every unit has ratio 2
+    assert low == high == 2.0
+    narrow = ratio_interval([1.0, 1.1, 0.9, 1.0] * 5, [1.0] * 20)
+    wide = ratio_interval([0.0, 2.0, 0.1, 1.9] * 5, [1.0] * 20)
+    assert narrow[0] <= 1.0 <= narrow[1] and wide[0] <= 1.0 <= wide[1]
+    assert wide[1] - wide[0] > 5 * (narrow[1] - narrow[0])
+    assert all(math.isnan(v) for v in ratio_interval([1.0], [1.0]))       # one problem: no interval

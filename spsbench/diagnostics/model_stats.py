@@ -26,11 +26,13 @@ from typing import Any
 
 from spsbench.engines.chat import encode_prompt
 from spsbench.errors import EngineError, one_line
+from spsbench.stats import ratio_interval
 
 Pair = tuple[list[int], list[int]]              # (prompt ids, completion ids)
 Scored = tuple[list[float], list[float]]        # per completion token: (log-prob, entropy in nats)
 BATCH_TOKENS = 8192          # padded tokens per scoring forward (rows x width)
 MAX_LOGITS = 1 << 25         # logits elements per projection chunk (128 MB in float32)
+CI_METHOD = "95% percentile bootstrap over problems (2000 replicates, seed 0)"
 
 
 @dataclass
@@ -232,7 +234,8 @@ def _check_split(lm: LoadedModel) -> tuple[Any, Any, float | None] | None:
 
 
 def greedy_summary(scored: Sequence[Scored]) -> tuple[float, dict[str, Any]]:
-    """Mean over prompts of the per-token mean log-prob of each prompt's greedy completion (Table 6)."""
+    """Mean over prompts of the per-token mean log-prob of each prompt's greedy completion (Table 6),
+    with a 95% bootstrap interval over the prompts."""
     kept = [logps for logps, _ in scored if logps]
     per_token = [sum(x) / len(x) for x in kept]
     return _mean(per_token), {
@@ -240,14 +243,22 @@ def greedy_summary(scored: Sequence[Scored]) -> tuple[float, dict[str, Any]]:
         "per_sequence_mean": _mean([sum(x) for x in kept]),
         "mean_tokens": _mean([len(x) for x in kept]),
         "prompts": len(kept),
+        "ci": list(ratio_interval(per_token, [1.0] * len(per_token))),
+        "ci_method": CI_METHOD,
     }
 
 
-def entropy_summary(scored: Sequence[Scored]) -> tuple[float, dict[str, Any]]:
-    """Mean next-token entropy over every token of every sampled completion."""
-    total = sum(sum(ents) for _, ents in scored)
-    count = sum(len(ents) for _, ents in scored)
-    return total / max(count, 1), {"unit": "nats per token, averaged over all sampled tokens", "tokens": count}
+def entropy_summary(groups: Sequence[Sequence[Scored]]) -> tuple[float, dict[str, Any]]:
+    """Mean next-token entropy over every token of every sampled completion; `groups` holds each
+    problem's completions, the unit of its 95% bootstrap interval."""
+    sums = [sum(sum(ents) for _, ents in g) for g in groups]
+    counts = [sum(len(ents) for _, ents in g) for g in groups]
+    return sum(sums) / max(sum(counts), 1), {
+        "unit": "nats per token, averaged over all sampled tokens",
+        "tokens": sum(counts),
+        "ci": list(ratio_interval(sums, counts)),
+        "ci_method": CI_METHOD,
+    }
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -234,7 +234,9 @@ def _task_results(
     g_setting, fresh = run_settings(spec, cfg)
     e_setting = samples_setting(spec, cfg, drawn["samples_eval"]) if drawn["samples_eval"] else fresh
     greedy, g_details = greedy_summary(parts["greedy"])
-    entropy, e_details = entropy_summary(parts["samples"])
+    sizes = [len(d.ids) for d in drawn["samples"]]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    entropy, e_details = entropy_summary([parts["samples"][a:a + n] for a, n in zip(starts, sizes, strict=True)])
     g_details |= {"max_tokens": cfg.max_tokens, "token_ids": id_source(drawn["greedy"]), **engine_info,
                   "setting": g_setting}
     e_details |= {"samples_per_prompt": cfg.n, "sampling_temperature": ENTROPY_TEMPERATURE, "seed": cfg.seed,

@@ -234,6 +234,7 @@ def _diag_legend() -> list[str]:
         "completion (paper Table 6; higher = more squeezed). Token entropy: mean entropy (nats) of the "
         "next-token distribution over sampled completions. Pairwise similarity: mean word-3-gram Jaccard "
         "similarity between the n completions of a problem (paper Table 4; lower = more diverse). "
+        "[95% interval: bootstrap over the problems, where recorded.] "
         "Written by `spsbench diagnose`. Under each table: the setting of each column (the most common "
         f"one); a value with another setting is marked {NOT_COMPARABLE} and its setting is in the footnote. "
         "The store keeps one value per model, task and metric: the latest `spsbench diagnose` wins."
@@ -268,6 +269,9 @@ def _diag_table(snap: Snapshot, models, task: str, head: str, label: Callable) -
                 row.append("—")
                 continue
             text = fmt.format(d["value"]) if fmt else pct(d["value"], 2)
+            ci = d["details"].get("ci")
+            if fmt and isinstance(ci, list) and len(ci) == 2 and all(isinstance(v, float) and v == v for v in ci):
+                text += f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
             if settings[m.id, metric] != refs[metric]:
                 notes.append(f"{title}: {settings[m.id, metric].diff(refs[metric])}")  # only what differs
                 text += f" {NOT_COMPARABLE}{len(notes)}"
