@@ -303,6 +303,7 @@ def test_cli_diagnose_writes_store_and_run_page(tiny_pair, tmp_path, capsys):
     rows = [line for line in section.splitlines() if line.startswith("| ") and "--:" not in line][1:]
     assert [r.split(" | ")[0] for r in rows] == ["| base", "| 5"]  # --base is the run's base: row first
     assert all("—" not in r and "†" not in r for r in rows)  # three values each, one setting per column
+    assert all(r.split(" | ")[1].count("[") == 1 for r in rows)  # greedy log-prob with its bootstrap interval
     version = load_task("arith").spec.version
     assert f"- greedy log-prob / token: greedy decoding: max_tokens=8, 2 problems, task version {version}." in section
     assert "- token entropy (nats): fresh samples: n=2, temperature=1, max_tokens=8, 2 problems" in section
