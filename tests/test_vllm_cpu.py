@@ -67,6 +67,24 @@ def test_same_seed_same_sample_and_temperature_zero_is_greedy(vllm_tiny):
     assert len(set(greedy)) == 1
 
 
+def test_a_greedy_request_beside_sampled_ones_and_the_returned_token_ids(vllm_tiny):
+    """What `spsbench diagnose` relies on: GenRequest.temperature=0 makes that request greedy in a
+    batch of sampled ones, and each completion carries the ids it was decoded from."""
+    from dataclasses import replace
+
+    sampled = _requests(count=2, samples=2)
+    greedy = replace(_requests(count=1, samples=1)[0], key="g", temperature=0.0)
+    sampling = SamplingConfig(n=2, temperature=1.0, max_tokens=10, chat_template="off")
+    mixed = {(c.key, c.sample_idx): c for c in vllm_tiny.generate([*sampled, greedy], sampling)}
+    alone = next(iter(vllm_tiny.generate([replace(greedy, temperature=None)],
+                                         SamplingConfig(n=1, temperature=0, max_tokens=10, chat_template="off"))))
+    assert mixed["g", 0].text == alone.text
+    tokenizer = vllm_tiny.llm.get_tokenizer()
+    for c in mixed.values():
+        assert len(c.token_ids) == c.completion_tokens >= 1
+        assert tokenizer.decode(list(c.token_ids), skip_special_tokens=True) == c.text
+
+
 def test_describe_records_the_cpu_settings(vllm_tiny):
     from spsbench.system import cpu_has_fast_bf16
 
