@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spsbench.metrics import pass_at_k, score_interval, summarize, wilson
-from spsbench.stats import paired_difference, sign_test
+from spsbench.stats import Difference, paired_difference, sign_test
 from tests.test_import_light import HEAVY, imported_after
 
 # (Beta a, b) of the per-problem solve rates: rare successes, balanced, near-certain.
@@ -110,3 +110,116 @@ def test_ratio_interval_brackets_the_ratio_and_widens_with_spread():
     assert narrow[0] <= 1.0 <= narrow[1] and wide[0] <= 1.0 <= wide[1]
     assert wide[1] - wide[0] > 5 * (narrow[1] - narrow[0])
     assert all(math.isnan(v) for v in ratio_interval([1.0], [1.0]))       # one problem: no interval
+
+
+# ---------------------------------------------------------------------------- Pass@k at matched Pass@1
+
+
+def test_at_level_interpolates_at_the_first_crossing_and_never_extrapolates():
+    from spsbench.stats import at_level
+
+    x = np.array([[0.1, 0.3], [0.1, 0.4], [0.2, 0.2], [0.1, 0.3]])
+    y = np.array([[0.5, 0.7], [0.5, 0.8], [0.5, 0.9], [0.5, 0.7]])
+    value, where = at_level(x, y, np.array([0.2, 0.3, 0.2, 0.05]))
+    assert value[:3] == pytest.approx([0.6, 0.5 + 0.3 * 2 / 3, 0.5])       # hand values; flat: first point
+    assert where[:3] == pytest.approx([0.5, 2 / 3, 0.0])
+    assert np.isnan(value[3]) and np.isnan(where[3])                    # below the trajectory: no value
+    # Up, down, up again: the first time the run reaches 0.3 (segment 0), not a later crossing.
+    value, where = at_level(np.array([[0.1, 0.4, 0.2, 0.4]]), np.array([[0.5, 0.8, 0.9, 0.6]]), np.array([0.3]))
+    assert value[0] == pytest.approx(0.7) and where[0] == pytest.approx(2 / 3)
+    value, _ = at_level(np.array([[0.3]]), np.array([[0.6]]), np.array([0.3]))
+    assert value[0] == 0.6                                              # a one-point trajectory at its level
+
+
+def _run(rng, rates: np.ndarray, n: int) -> list[tuple[list[int], list[int]]]:
+    """One evaluation per row of per-problem solve rates, n samples each."""
+    return [([n] * rates.shape[1], list(rng.binomial(n, r))) for r in rates]
+
+
+def test_identical_trajectories_differ_by_zero():
+    from spsbench.stats import matched_difference
+
+    rng = np.random.default_rng(0)
+    base = rng.beta(1, 3, 60)
+    rates = np.array([np.clip(base + 0.1 * t, 0, 1) for t in range(4)])
+    evals = _run(rng, rates, 16)
+    same = matched_difference(evals, [0, 1, 2, 3], [0, 1, 2, 3], 16)
+    assert same.diff == Difference(0.0, 0.0, 0.0) and same.a == same.b and same.level == same.span_a[1]
+    copies = matched_difference(evals + evals[1:], [0, 1, 2, 3], [0, 4, 5, 6], 16)   # same counts, other evals
+    assert copies.diff.value == 0.0 and copies.diff.low < 0 < copies.diff.high and not copies.diff.significant
+
+
+def test_a_slowed_down_copy_is_on_the_frontier():
+    """B passes through A's checkpoints at half the speed (each of A's states held for two steps, freshly
+    sampled) and stops halfway: at B's best Pass@1 both runs are at the same state."""
+    from spsbench.stats import matched_difference
+
+    rng = np.random.default_rng(1)
+    start = rng.beta(1.2, 3, 300)
+    states = np.array([np.clip(start + 0.08 * t * (start > 0.3) - 0.03 * t * (start <= 0.3), 0, 1) for t in range(5)])
+    evals = _run(rng, states, 32)                                       # A: states 0..4
+    slow = _run(rng, states[[0, 1, 1, 2, 2]], 32)                       # B: 0, 1, 1, 2, 2 (base shared)
+    m = matched_difference(evals + slow[1:], [0, 1, 2, 3, 4], [0, 5, 6, 7, 8], 32)
+    # ~0 within sampling noise (over seeds 0-9 the value spread -3.7..+3.5 points, every interval held 0).
+    assert abs(m.diff.value) < 0.05 and m.diff.low < 0 < m.diff.high and not m.diff.significant
+    assert 1.5 < m.at_a < 2.5 and m.at_b >= 3                           # A read near its state 2, B at a copy
+
+
+def test_more_pass_at_k_at_every_pass_at_1_is_a_positive_significant_difference():
+    """A sharpens (easy problems up, hard ones down: Pass@k falls); B lifts every problem a little."""
+    from spsbench.stats import matched_difference
+
+    rng = np.random.default_rng(2)
+    start = rng.beta(1, 4, 200)
+    sharpen = np.array([np.clip(start + t * np.where(start > 0.2, 0.12, -0.05), 0, 1) for t in range(4)])
+    explore = np.array([np.clip(start + 0.04 * t, 0, 1) for t in range(1, 4)])
+    evals = _run(rng, sharpen, 16) + _run(rng, explore, 16)
+    m = matched_difference(evals, [0, 1, 2, 3], [0, 4, 5, 6], 16)
+    assert m.diff.value > 0.05 and m.diff.low > 0 and m.diff.significant and not m.shared
+    assert m.level == pytest.approx(min(m.span_a[1], m.span_b[1]))
+    reverse = matched_difference(evals, [0, 4, 5, 6], [0, 1, 2, 3], 16)
+    assert reverse.diff.value == pytest.approx(-m.diff.value) and reverse.diff.high < 0
+
+
+def test_a_level_outside_a_trajectory_gives_no_value():
+    from spsbench.stats import matched_difference
+
+    n = [8] * 10
+    low = [(n, [1] * 10), (n, [2] * 10)]                                  # Pass@1 12.5% -> 25%
+    high = [(n, [4] * 10), (n, [6] * 10)]                                 # 50% -> 75%
+    m = matched_difference(low + high, [2, 3], [0, 1], 8)                # highest common level: 25%
+    assert m.level == 0.25 and m.a is None and m.b == 1.0 and m.diff is None
+    assert m.span_a == (0.5, 0.75) and np.isnan(m.at_a)
+    fixed = matched_difference(low + high, [0, 1], [0, 1, 2, 3], 1, level=0.6)
+    assert fixed.a is None and fixed.b == pytest.approx(0.6) and fixed.diff is None
+
+
+def test_runs_that_never_leave_their_shared_start_are_flagged():
+    from spsbench.stats import matched_difference
+
+    n = [8] * 20
+    evals = [(n, [4] * 20), (n, [3] * 20), (n, [2] * 20), (n, [1] * 20)]  # both runs only lose Pass@1
+    m = matched_difference(evals, [0, 1, 2], [0, 3], 4)
+    assert m.shared and m.level == 0.5 and m.diff.value == 0.0
+
+
+def test_no_interval_when_the_level_often_falls_outside_a_trajectory():
+    """A fixed level at A's best Pass@1: in about half of the replicates A's redrawn best is below it."""
+    from spsbench.stats import matched_difference
+
+    rng = np.random.default_rng(3)
+    evals = _run(rng, np.array([[0.2] * 30, [0.4] * 30, [0.6] * 30]), 8)
+    top = float(np.mean([c / 8 for c in evals[1][1]]))
+    m = matched_difference(evals, [0, 1], [0, 2], 8, level=top)
+    assert m.undefined > 0.2 and m.diff is not None and np.isnan(m.diff.low) and not m.diff.significant
+
+
+def test_matched_difference_refuses_bad_input():
+    from spsbench.stats import matched_difference
+
+    with pytest.raises(ValueError, match="same problems"):
+        matched_difference([([8, 8], [1, 2]), ([8], [1])], [0], [1], 1)
+    with pytest.raises(ValueError, match="trajectory"):
+        matched_difference([([8], [1])], [], [0], 1)
+    with pytest.raises(ValueError, match="trajectory"):
+        matched_difference([([8], [1])], [0], [1], 1)
