@@ -10,12 +10,17 @@ Cache directories of vLLM / torch inductor are pointed inside our cache (they de
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 
 from spsbench.validate import text, writable_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_INFO = "spsbench_run.json"   # the trainer's record of a run, beside its checkpoint-*/ folders
+EMBEDDED_MODEL = "smollm2-135m-instruct"     # the embedded default's folder in the cache's models/
+EMBEDDED_NAME = f"{EMBEDDED_MODEL} (embedded)"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+?)--([^/]+)/snapshots/[^/]+$")   # the HF hub cache layout
 
 
 def tasks_dir() -> Path:
@@ -40,8 +45,13 @@ def cache_dir() -> Path:
     env = os.environ.get("SPSBENCH_CACHE")
     if env is not None:
         text("SPSBENCH_CACHE", env)
-    path = Path(env).expanduser() if env else default_cache_dir()
-    return writable_dir(path, "cache folder" + (" ($SPSBENCH_CACHE)" if env else ""))
+    return writable_dir(_cache_root(), "cache folder" + (" ($SPSBENCH_CACHE)" if env else ""))
+
+
+def _cache_root() -> Path:
+    """Where the cache is (not created, not checked)."""
+    env = os.environ.get("SPSBENCH_CACHE")
+    return Path(env).expanduser() if env else default_cache_dir()
 
 
 def default_store_path() -> Path:
@@ -97,6 +107,41 @@ def display_path(path: str | Path, root: str | Path | None = None) -> str:
     if home != Path("/") and norm.is_relative_to(home):
         return "~/" + norm.relative_to(home).as_posix()
     return norm.as_posix()
+
+
+def model_display_name(path: str, run_name: str | None = None, step: int | None = None) -> str:
+    """The name pages, tables and terminal output give a model; its stored path stays in the provenance.
+
+    `run@step` for a checkpoint of a run; `name (served)` for a model behind an OpenAI server
+    (`URL#name`); `smollm2-135m-instruct (embedded)` for the embedded default (its folder in an spsbench
+    cache, `~/.cache/spsbench/models/smollm2-135m-instruct`, or in this machine's cache); a hub id as it
+    is, also for a folder of the Hugging Face hub cache (`.../models--Org--Name/snapshots/<rev>`);
+    `run/checkpoint-N` for a checkpoint folder evaluated without its run's tags; else the folder name.
+    Pure string work except for the one comparison with this machine's cache location."""
+    if run_name:
+        return f"{run_name}@{step}" if step is not None else run_name
+    text = str(path)
+    if text.startswith(("http://", "https://")) and "#" in text:
+        return f"{text.partition('#')[2]} (served)"
+    if _HUB_ID.match(text):
+        return text
+    folder = PurePosixPath(text.replace(os.sep, "/").rstrip("/") or "/")
+    if _is_embedded(text, folder):
+        return EMBEDDED_NAME
+    if hub := _HUB_SNAPSHOT.search(folder.as_posix()):
+        return f"{hub.group(1)}/{hub.group(2)}"
+    if re.fullmatch(r"checkpoint-\d+", folder.name) and folder.parent.name:
+        return f"{folder.parent.name}/{folder.name}"
+    return folder.name or text
+
+
+def _is_embedded(text: str, folder: PurePosixPath) -> bool:
+    if folder.name != EMBEDDED_MODEL or folder.parent.name != "models":
+        return False
+    if folder.parent.parent.name == "spsbench":             # the default cache, on any machine
+        return True
+    here = _cache_root() / "models" / EMBEDDED_MODEL
+    return os.path.normpath(os.path.expanduser(text)) == os.path.normpath(os.path.abspath(here))
 
 
 def configure_backend_caches() -> None:

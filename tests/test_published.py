@@ -119,3 +119,38 @@ def test_fresh_clone_reproduces_the_committed_leaderboards(tmp_path):
                    capture_output=True)
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
     assert status.stdout == ""
+
+
+def test_published_models_carry_their_names_and_old_exports_stay_readable(tmp_path, monkeypatch):
+    """The export records the display name this machine gives (it knows its cache); a clone whose cache
+    is elsewhere still shows it; an export written before names existed is named by the same rule."""
+    import json
+
+    from spsbench.store.published import write_records
+
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    for var in ("SPSBENCH_STORE", "SPSBENCH_PUBLISHED", "SPSBENCH_LEADERBOARDS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SPSBENCH_CACHE", str(tmp_path / "my-cache"))   # not the default location
+    base = str(tmp_path / "my-cache" / "models" / "smollm2-135m-instruct")
+    synthetic_store(project / STORE, model_root=project, base_model=base)
+    assert main(["publish", "--all"]) == 0
+    heads = {p.head["model"]["path"]: p.head["model"] for p in read_published(project / "results/published")}
+    assert heads[paths.display_path(base)]["name"] == "smollm2-135m-instruct (embedded)"
+    assert heads["runs/sps-qwen/checkpoint-300"]["name"] == "sps-qwen@300"
+    assert heads["runs/sps-qwen/checkpoint-300"]["base_name"] == "smollm2-135m-instruct (embedded)"
+    (project / STORE).unlink()
+    monkeypatch.setenv("SPSBENCH_CACHE", str(tmp_path / "other-cache"))    # a clone on another machine
+    refresh(STORE, project / "lb", plots=False)
+    assert "## Base model `smollm2-135m-instruct (embedded)`" in (project / "lb/comparison.md").read_text()
+    for path in sorted((project / "results/published").glob("*.jsonl.gz")):     # strip the names: an old export
+        records = [json.loads(line) for line in gzip.decompress(path.read_bytes()).decode().splitlines()]
+        for key in ("name", "base_name"):
+            records[0]["model"].pop(key)
+        write_records(path, records)
+    refresh(STORE, project / "lb", plots=False)
+    comparison = (project / "lb/comparison.md").read_text()
+    assert "## Base model `smollm2-135m-instruct`" in comparison                  # the folder-name rule
+    assert "| sps | sps-qwen | arith |" in comparison

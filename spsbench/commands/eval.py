@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
             _refuse_all_broken(report)
         else:
-            results = [(_label(r.model), r) for r in _evaluate_model(plan)]
+            results = [(paths.model_display_name(r.model), r) for r in _evaluate_model(plan)]
     console.print(score_table(results))
     if plan.run_folder:
         _print_best(console, report, plan.tasks)
@@ -255,11 +255,6 @@ def _refuse_all_broken(report: Any) -> None:
 
 
 # --------------------------------------------------------------------------- output
-
-
-def _label(model: str) -> str:
-    path = Path(model)
-    return path.name if path.is_absolute() else model
 
 
 def _print_best(console: Any, report: Any, tasks: list[str]) -> None:

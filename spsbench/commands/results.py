@@ -22,11 +22,11 @@ from spsbench.validate import output_file
 HELP = ("Export scores, samples, the run history (provenance) or the samples where another evaluator's verdict "
         "differs from ours as JSONL or CSV; compare two evaluations problem by problem (--compare, --solved-diff).")
 
-EVAL_FIELDS = ("eval_id", "task", "task_version", "model", "weights_hash", "run_name", "step", "algo",
+EVAL_FIELDS = ("eval_id", "task", "task_version", "model", "name", "weights_hash", "run_name", "step", "algo",
                "base_model", "grader_policy", "engine", "status")
 SCORE_FIELDS = (*EVAL_FIELDS, "metric", "k", "value", "ci_low", "ci_high", "n", "temperature", "top_p",
                 "max_tokens", "seed")
-SAMPLE_FIELDS = ("eval_id", "task", "model", "run_name", "step", "problem_id", "sample_idx", "seed", "outcome",
+SAMPLE_FIELDS = ("eval_id", "task", "model", "name", "run_name", "step", "problem_id", "sample_idx", "seed", "outcome",
                  "extracted", "finish_reason", "prompt_tokens", "completion_tokens", "prompt", "completion",
                  "created_at")
 DISAGREEMENT_FIELDS = ("eval_id", "task", "model", "problem_id", "sample_idx", "ours", "ours_extracted", "source",
@@ -101,9 +101,14 @@ def select(store: Any, task: str | None, model: str | None, status: str | None) 
 
 def _eval_fields(ev: Any) -> dict[str, Any]:
     return {"eval_id": ev.id, "task": ev.task, "task_version": ev.task_version, "model": ev.model_path,
-            "weights_hash": ev.weights_hash, "run_name": ev.run_name, "step": ev.step, "algo": ev.algo,
+            "name": _name(ev), "weights_hash": ev.weights_hash, "run_name": ev.run_name, "step": ev.step, "algo": ev.algo,
             "base_model": ev.base_model, "grader_policy": ev.grader_policy, "engine": ev.engine,
             "status": ev.status}
+
+
+def _name(ev: Any) -> str:
+    """The display name pages give the model (`model` keeps its stored path)."""
+    return paths.model_display_name(ev.model_path, ev.run_name, ev.step)
 
 
 def score_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
@@ -117,7 +122,7 @@ def score_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
 
 def sample_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
     for ev in evals:
-        base = {"task": ev.task, "model": ev.model_path, "run_name": ev.run_name, "step": ev.step}
+        base = {"task": ev.task, "model": ev.model_path, "name": _name(ev), "run_name": ev.run_name, "step": ev.step}
         for s in store.samples(ev.id):
             yield base | s
 

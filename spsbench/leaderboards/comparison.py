@@ -109,7 +109,7 @@ def _comparison_group(site: Site, base: str, name: str) -> list[str]:
     snap = site.snap
     rows = _comparison_rows(snap, base, site.budget)
     tasks = sorted({e.task for r in rows for e in r.entries})
-    title = f"## Base model `{snap.show(base)}`" if base != "?" else "## Base model not recorded"
+    title = f"## Base model `{snap.path_name(base)}`" if base != "?" else "## Base model not recorded"
     if not tasks:
         return [title, "", "(no finished evaluations of these runs within the budget)", ""]
     picks: dict[tuple[int, str], Entry] = {}
@@ -136,7 +136,9 @@ def _comparison_group(site: Site, base: str, name: str) -> list[str]:
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
     lines += [""] + paired_section(rows, picks, settings, diffs)
     lines += selection_section(rows, {task: ref for task, ref, _ in settings}, site.select_on)
-    return lines + ([""] if lines[-1] else []) + _comparison_plots(site, base, name, rows, picks, settings, diffs)
+    plots = _comparison_plots(site, name, snap.path_name(base) if base != "?" else name, rows, picks, settings,
+                              diffs)
+    return lines + ([""] if lines[-1] else []) + plots
 
 
 def _fallback(entries: list[Entry], task: str) -> Entry | None:
@@ -180,12 +182,12 @@ def _bold(text: str, on) -> str:
     return f"**{text}**" if on else text
 
 
-def _comparison_plots(site: Site, base: str, name: str, rows: list[Row], picks, settings, diffs) -> list[str]:
+def _comparison_plots(site: Site, name: str, title: str, rows: list[Row], picks, settings, diffs) -> list[str]:
     """Pass@k vs k per method and task with 95% interval bands, and the paired differences; rows with
     another setting († in the table) are left out.
 
-    File names and titles use the base model's short name (`name`), not its stored path, which may be
-    an absolute path on the machine that trained it."""
+    File names use the base model's short folder name (`name`), titles its display name (`title`),
+    never its stored path, which may be an absolute path on the machine that trained it."""
     out = []
     for task, ref, k in settings:
         shown = [(r, picks[i, task]) for i, r in enumerate(rows) if (i, task) in picks and picks[i, task].setting == ref]
@@ -195,12 +197,12 @@ def _comparison_plots(site: Site, base: str, name: str, rows: list[Row], picks, 
         curves = {label[id(r)]: {kk: s.value for kk, s in e.passk.items()} for r, e in shown}
         bands = {label[id(r)]: interval_bands(e) for r, e in shown}
         rel = f"plots/compare-{slug(name)}-{slug(task)}-passk.png"
-        site.plot(rel, "passk_curves", f"{name} · {task}: Pass@k vs k by method (bands: 95% intervals)", curves,
+        site.plot(rel, "passk_curves", f"{title} · {task}: Pass@k vs k by method (bands: 95% intervals)", curves,
                   bands)
         out.append(f"![Pass@k vs k by method, {task}]({rel})")
         if diff_rows := plot_rows(rows, diffs, task):
             rel = f"plots/compare-{slug(name)}-{slug(task)}-paired.png"
-            site.plot(rel, "paired_differences", f"{name} · {task}: paired differences B − A",
+            site.plot(rel, "paired_differences", f"{title} · {task}: paired differences B − A",
                       diff_rows, [f"Pass@{k}", f"Avg@{ref.n}"])
             out.append(f"![Paired differences with 95% intervals, {task}]({rel})")
     return out + [""]

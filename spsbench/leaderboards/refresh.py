@@ -173,7 +173,7 @@ def _run_page(site: Site, run: str) -> None:
     algo = ", ".join(sorted({m.algo or "?" for m in models}))
     bases = sorted({m.base_model for m in models if m.base_model})
     steps = sorted({m.step for m in models if m.step is not None})
-    base_text = f"`{', '.join(snap.show(b) for b in bases)}`" if bases else "not recorded"
+    base_text = f"`{', '.join(snap.path_name(b) for b in bases)}`" if bases else "not recorded"
     trained = snap.train_task(run)
     body = [
         f"Algorithm **{algo}**, base model {base_text}, "
@@ -200,7 +200,7 @@ def _run_task_section(site: Site, run: str, task: str, entries: list[Entry], bas
     best = best_entry(entries, ref)
     lines = [f"## {task}", ""]
     lines += score_block(
-        rows, ["step", "checkpoint"], lambda e: _step_cells(e), best.eval_id if best else None
+        rows, ["step", "checkpoint"], lambda e: _step_cells(site.snap, e), best.eval_id if best else None
     )
     lines += [""] + run_plots(site, run, task, [e for e in rows if e.setting == ref], best)
     return lines + [""] + _run_solvable(base_rows, best, ref)
@@ -216,10 +216,11 @@ def _run_solvable(base_rows: list[Entry], best: Entry | None, ref) -> list[str]:
             *solved_lines(change, "base", f"step {best.model.step}"), ""]
 
 
-def _step_cells(e: Entry) -> list[str]:
+def _step_cells(snap: Snapshot, e: Entry) -> list[str]:
+    """A checkpoint by step and its folder (the run is the page's); the base model by its name."""
     if e.model.run_name is None:
-        return ["base", f"`{e.model.short_name}`"]
-    return [str(e.model.step), f"`{e.model.short_name}`"]
+        return ["base", f"`{snap.name(e.model)}`"]
+    return [str(e.model.step), f"`{Path(e.model.path).name or e.model.path}`"]
 
 
 def _run_diagnostics(snap: Snapshot, models, base: str | None) -> list[str]:
@@ -359,7 +360,7 @@ def _models_page(site: Site) -> None:
                 m.run_name or "—",
                 "—" if m.step is None else str(m.step),
                 m.algo or "—",
-                f"`{snap.show(m.base_model)}`" if m.base_model else "—",
+                _base_cell(snap, m.base_model),
                 ", ".join(tasks) or "—",
             ]
         )
@@ -373,6 +374,15 @@ def _models_page(site: Site) -> None:
     if diag:
         body += [""] + diag
     site.page("models.md", "Models", body)
+
+
+def _base_cell(snap: Snapshot, base: str | None) -> str:
+    """A checkpoint's base model by name; its path too when the base has no row of its own (provenance)."""
+    if not base:
+        return "—"
+    if any(m.path == base for m in snap.models.values()):
+        return snap.path_name(base)
+    return f"{snap.path_name(base)} (`{snap.show(base)}`)"
 
 
 def _index_page(site: Site) -> None:

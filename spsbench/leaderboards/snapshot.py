@@ -16,6 +16,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 
 from spsbench.leaderboards.external import grader_view
 from spsbench.metrics import pass_at_k, score_interval
-from spsbench.paths import RUN_INFO, display_path
+from spsbench.paths import RUN_INFO, display_path, model_display_name
 from spsbench.store import ModelRow
 
 OUTCOME_FLAGS = ("no_answer", "grader_timeout", "grader_error")
@@ -79,24 +80,20 @@ class Score:
 
 @dataclass(frozen=True)
 class Model(ModelRow):
-    """A stored model as the pages show it."""
-
-    @property
-    def short_name(self) -> str:
-        """Last path component for folders, the hub id / served name otherwise."""
-        return short_path_name(self.path)
+    """A stored model as the pages show it (its name: `Snapshot.name`)."""
 
 
 def short_path_name(path: str) -> str:
-    """`/abs/models/smollm2` -> `smollm2`; relative paths and hub ids (`Qwen/Qwen2.5-Math-1.5B`) unchanged."""
+    """For plot file names: `/abs/models/smollm2` -> `smollm2`; relative paths and hub ids unchanged."""
     if path.startswith(("/", ".", "~")):
         return Path(path).name or path
     return path
 
 
 def unique_short_names(paths: list[str]) -> dict[str, str]:
-    """A short, file-name-friendly display name per path; a 6-hex hash of the full path is appended only
-    when two different paths would otherwise get the same name (so plots of two bases never collide)."""
+    """A short, file-name-friendly name per path (plot files: kept stable, so not the display name); a
+    6-hex hash of the full path is appended only when two different paths would otherwise get the same
+    name (so plots of two bases never collide)."""
     short = {p: Path(short_path_name(p)).name or p for p in sorted(set(paths))}
     seen = Counter(short.values())
     return {
@@ -133,14 +130,25 @@ class Snapshot:
     run_info: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> {"task", "source"}
     # eval_id -> (Pass@k per grader, (agreeing, graded)) for evaluations with another evaluator's verdicts
     graders: dict[int, tuple[dict[str, dict[int, float]], tuple[int, int]]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)     # stored path -> name the published export records
 
     def show(self, path: str) -> str:
         """A stored path as pages display it (relative to `root`, `~/...`, or a hub id as is)."""
         return display_path(path, self.root)
 
+    def name(self, model: ModelRow) -> str:
+        """The model's display name (`paths.model_display_name`; a plain model's recorded name wins)."""
+        if not model.run_name and model.path in self.names:
+            return self.names[model.path]
+        return model_display_name(model.path, model.run_name, model.step)
+
+    def path_name(self, path: str) -> str:
+        """The display name of a model known by its path only (a run's base model)."""
+        return self.names.get(path) or model_display_name(path)
+
     def labels(self) -> dict[int, str]:
         """A short, unique, deterministic display label per model id."""
-        return model_labels(self.models.values())
+        return model_labels(self.models.values(), self.name)
 
     def runs(self) -> list[str]:
         return sorted({m.run_name for m in self.models.values() if m.run_name})
@@ -159,9 +167,10 @@ class Snapshot:
         return self.run_info.get(run, {}).get("task")
 
 
-def model_labels(models) -> dict[int, str]:
-    """`run@step` for checkpoints; the short name for plain models, with `#id` only on a collision."""
-    base = {m.id: (f"{m.run_name}@{m.step}" if m.run_name else m.short_name) for m in models}
+def model_labels(models, name: Callable[[ModelRow], str] | None = None) -> dict[int, str]:
+    """Each model's display name (`run@step` for checkpoints), with `#id` appended only on a collision."""
+    name = name or (lambda m: model_display_name(m.path, m.run_name, m.step))
+    base = {m.id: name(m) for m in models}
     seen = Counter(base.values())
     return {mid: (f"{label} #{mid}" if seen[label] > 1 else label) for mid, label in base.items()}
 

@@ -46,4 +46,5 @@ def load_sources(store_path: Path, published: Path | None, store_label: str | No
     finally:
         merged.store.close()
     snap.run_info = {**snap.run_info, **merged.run_info}     # published facts win: clones must agree
+    snap.names = {**snap.names, **merged.names}
     return snap

@@ -27,6 +27,7 @@ from spsbench.store.published import Published, project_path, sampling_key
 class Merged:
     store: Store                                   # in memory; close it when done
     run_info: dict[str, dict[str, str]] = field(default_factory=dict)   # run -> {"task", "source"}
+    names: dict[str, str] = field(default_factory=dict)   # model path as stored here -> its published name
     published: int = 0                             # evaluations copied from the export
     local: int = 0                                 # evaluations copied from the local store
 
@@ -50,6 +51,7 @@ def merged_store(published: list[Published], local: Store | None, root: str | Pa
             if origin == "published":
                 _copy_published(con, copy, item)
                 out.published += 1
+                out.names.update(_published_names(item.head["model"], root))
                 info = item.head.get("run_info")
                 run = item.head["model"]["run_name"]
                 if run and info and info.get("task"):
@@ -94,6 +96,16 @@ def _model(con: sqlite3.Connection, copy: _Copy, path: str, weights_hash: str, r
                 "algo = COALESCE(algo, ?), base_model = COALESCE(base_model, ?) WHERE id = ?",
                 (run_name, step, algo, base_model, copy.models[key]))
     return copy.models[key]
+
+
+def _published_names(model: dict[str, Any], root: str) -> dict[str, str]:
+    """Path (as copied into the merged store) -> display name, for the names an export records."""
+    out = {}
+    for key, name_key in (("path", "name"), ("base_model", "base_name")):
+        path, name = project_path(model, key, root), model.get(name_key)
+        if path and name and not (key == "path" and model.get("run_name")):
+            out[path] = str(name)
+    return out
 
 
 def _evaluation(con: sqlite3.Connection, model_id: int, head: dict[str, Any]) -> int:

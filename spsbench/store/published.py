@@ -3,6 +3,8 @@
 The export holds everything the leaderboards need to rebuild a published page on another machine: per
 evaluation its model (path, weights hash, run tags), identity, sampling, provenance sessions, scores,
 scored problems, every sample, the diagnostics of its model on its task and the run's training task.
+Each model carries its display name (`paths.model_display_name` on the machine that published it; an
+export without one is named by the same rule when read).
 One gzip-compressed JSONL file per evaluation, `<dir>/<task>--<model label>--<hash>.jsonl.gz`, written
 deterministically (records and keys sorted, gzip header without file name or mtime), so publishing the
 same evaluation again writes the same bytes and `git diff` shows only real changes (`zcat` to read).
@@ -28,7 +30,7 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.errors import StoreError
-from spsbench.paths import display_path
+from spsbench.paths import display_path, model_display_name
 from spsbench.store.db import Store
 
 FORMAT = 1                       # bump when a record changes meaning
@@ -92,7 +94,10 @@ def _head(ev: Any, root: str | Path, run_info: dict[str, str] | None, scored: se
              else None,
              # which of the two were folders inside the project (a hub id looks relative too)
              "in_project": sorted(k for k, v in (("path", ev.model_path), ("base_model", ev.base_model))
-                                  if v and _in_project(v, root))}
+                                  if v and _in_project(v, root)),
+             # display names as this machine gives them (it knows its own cache); older exports have none
+             "name": model_display_name(ev.model_path, ev.run_name, ev.step),
+             "base_name": model_display_name(ev.base_model) if ev.base_model else None}
     return {"kind": "evaluation", "format": FORMAT, "model": model, "task": ev.task,
             "task_version": str(ev.task_version), "grader_policy": ev.grader_policy, "sampling": ev.sampling,
             "sampling_key": sampling_key(ev.sampling), "n": ev.n, "engine": ev.engine,
