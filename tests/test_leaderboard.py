@@ -442,3 +442,81 @@ def test_a_newer_extractor_version_supersedes_the_evaluation_it_regraded():
              ev(3, "math-verify==0.9.0;lenient;last-box;t=5;x=2"),  # another mode: kept (and flagged)
              ev(4, f"{mv};x=2", model=2), ev(5, f"{mv};x=2", temperature=1.0)]
     assert [e.id for e in current_evaluations(evals)] == [2, 3, 4, 5]
+
+
+# ---------------------------------------------------------------------------- the frontier view
+
+
+def _traj_entry(eval_id: int, model: Model, counts: list[int], n: int = 8, task: str = "t") -> Entry:
+    """An evaluation with these per-problem correct counts (scores computed from them, no intervals)."""
+    from spsbench.metrics import pass_at_k
+
+    setting = Setting("1", "strict", n, 0.7, 1.0, 64, len(counts))
+    avg = sum(counts) / (n * len(counts))
+    passk = {k: Score(float(pass_at_k([n] * len(counts), counts, k).mean()), None, None) for k in (1, n)}
+    return Entry(eval_id, model, task, setting, Score(avg, None, None), passk, {},
+                 [(f"p{i:02d}", n, c) for i, c in enumerate(counts)])
+
+
+def _frontier_snapshot(grpo_counts: list[list[int]], sps_counts: list[list[int]], base: list[int] | None) -> Snapshot:
+    models, entries = {}, []
+    if base is not None:
+        models[1] = Model(1, "B", "")
+        entries.append(_traj_entry(1, models[1], base))
+    for run, algo, runs_counts, first in (("g-run", "grpo", grpo_counts, 10), ("s-run", "sps", sps_counts, 20)):
+        for s, counts in enumerate(runs_counts):
+            models[first + s] = Model(first + s, f"{run}/checkpoint-{s + 1}", "", run, s + 1, algo, "B")
+            entries.append(_traj_entry(first + s, models[first + s], counts))
+    return Snapshot("x.db", models, entries, [])
+
+
+def test_frontier_section_plots_each_run_from_the_base_model():
+    site = build_site(_frontier_snapshot([[2] * 10, [4] * 10], [[3] * 10, [5] * 10], [1] * 10))
+    task = site.pages["tasks/t.md"]
+    assert "## Frontier: Pass@1 against Pass@k" in task and "### Base model `B`" in task
+    assert "| base model | — | 0 | 12.5 | 100.0 |" in task and "| s-run | sps | 2 | 62.5 | 100.0 |" in task
+    kind, (title, k, runs, base) = site.plots["plots/frontier-B-t.png"]
+    assert kind == "frontier_curves" and k == 8 and base == (0.125, 1.0)
+    assert list(runs) == ["grpo (g-run)", "sps (s-run)"]
+    assert [step for _, _, step in runs["grpo (g-run)"]] == ["base", "1", "2"]     # base first, then by step
+    assert "](../plots/frontier-B-t.png)" in task
+
+
+def test_matched_level_outside_a_trajectory_is_a_dash_with_its_reason():
+    """No shared base; GRPO's Pass@1 spans 50-75%, SPS's 12.5-25%: the highest common level (25%) is below
+    GRPO's whole trajectory, so nothing is compared (no extrapolation)."""
+    site = build_site(_frontier_snapshot([[4] * 10, [6] * 10], [[1] * 10, [2] * 10], None))
+    reason = "— (A's Pass@1 spans 50.0–75.0, never 25.0)"
+    assert reason in site.pages["comparison.md"] and reason in site.pages["tasks/t.md"]
+
+
+def test_runs_that_never_rise_above_the_base_model_are_not_compared():
+    site = build_site(_frontier_snapshot([[3] * 10, [2] * 10], [[1] * 10], [4] * 10))
+    assert "— (both at their shared base model: a run never rose above its Pass@1 50.0)" in site.pages["comparison.md"]
+
+
+def test_matched_column_reads_the_frontier_from_the_interval():
+    """On 40 problems GRPO sharpens (half the problems to 8/8, the rest to 0) while SPS lifts all a little."""
+    base = [2] * 40
+    grpo = [[4] * 20 + [1] * 20, [8] * 20 + [0] * 20]
+    sps = [[3] * 40, [4] * 40]
+    site = build_site(_frontier_snapshot(grpo, sps, base))
+    comparison = site.pages["comparison.md"]
+    row = next(line for line in comparison.splitlines() if line.startswith("| sps (s-run) | grpo (g-run) |"))
+    assert row.endswith("at Pass@1 50.0 |") and "| **+" in row                   # B keeps more Pass@8: bold
+    task = site.pages["tasks/t.md"]
+    assert "| sps (s-run) | grpo (g-run) | 50.0 |" in task and "B above A's frontier" in task
+    assert "| t ΔPass@8 at matched Pass@1 |" in comparison
+
+
+def test_frontier_reading():
+    from spsbench.leaderboards.frontier import reading
+    from spsbench.stats import Difference, Matched
+
+    def m(low: float, high: float, value: float = 0.1, shared: bool = False) -> Matched:
+        return Matched(0.3, 0.5, 0.5 + value, Difference(value, low, high), (0, 1), (0, 1), 1.0, 1.0, shared, 0.0, 9)
+
+    assert reading(m(0.01, 0.2)) == "B above A's frontier"
+    assert reading(m(-0.3, -0.01, -0.1)) == "B below A's frontier"
+    assert reading(m(-0.05, 0.2)) == "not distinguishable from A's frontier"
+    assert reading(m(0.01, 0.2, shared=True)) == reading(m(float("nan"), float("nan"))) == reading(None) == "—"

@@ -63,6 +63,17 @@ def test_paired_differences_one_bar_per_pair_and_metric(tmp_path):
     assert s.series == 2 and s.labels == ("B − A",) and _is_png(s.path)
 
 
+def test_frontier_curves_one_line_per_run_and_the_base_marked(tmp_path):
+    runs = {"grpo (g)": [(0.30, 0.80, "base"), (0.40, 0.70, "100"), (0.50, 0.60, "200")],
+            "sps (s)": [(0.30, 0.80, "base"), (0.35, 0.82, "100")]}
+    s = plots.frontier_curves(tmp_path / "f.png", "t", 64, runs, (0.30, 0.80))
+    assert s.series == 3 and s.labels == ("grpo (g)", "sps (s)", "base model (step 0)") and _is_png(s.path)
+    assert s.xs == (30.0, 35.0, 40.0, 50.0)
+    assert 55 < s.ylim[0] < 60 and 82 < s.ylim[1] < 90               # fitted to the data, not 0-100
+    empty = plots.frontier_curves(tmp_path / "g.png", "t", 8, {})
+    assert empty.series == 0 and _is_png(empty.path)
+
+
 def test_score_axes_are_fixed_to_0_100_percent(tmp_path):
     low = plots.passk_curves(tmp_path / "low.png", "t", {"a": {1: 0.01, 2: 0.02}})
     high = plots.passk_curves(tmp_path / "high.png", "t", {"a": {1: 0.98, 2: 1.0}})

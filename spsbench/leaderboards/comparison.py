@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spsbench.leaderboards.frontier import matched_diffs
 from spsbench.leaderboards.markdown import (
     Footnotes,
     Site,
@@ -47,7 +48,7 @@ class Row:
         return self.trained is None or other.trained is None or self.trained == other.trained
 
 
-def _comparison_rows(snap: Snapshot, base: str, budget: int | None) -> list[Row]:
+def comparison_rows(snap: Snapshot, base: str, budget: int | None) -> list[Row]:
     """The base model itself and every run started from it."""
     rows = []
     plain = [e for e in snap.entries if e.model.run_name is None and e.model.path == base]
@@ -66,10 +67,17 @@ def _comparison_rows(snap: Snapshot, base: str, budget: int | None) -> list[Row]
     return sorted(rows, key=lambda r: (r.method != "base", r.method, r.run))
 
 
+def base_groups(snap: Snapshot) -> list[tuple[str, str, str | None]]:
+    """(base model as stored or "?" when not recorded, plot file stem, display name or None) per base
+    model some run started from."""
+    bases = sorted({m.base_model or "?" for m in snap.models.values() if m.run_name})
+    stems = unique_short_names([b for b in bases if b != "?"])
+    return [(b, stems.get(b, "unrecorded-base"), snap.path_name(b) if b != "?" else None) for b in bases]
+
+
 def comparison_page(site: Site) -> None:
     snap = site.snap
-    bases = sorted({m.base_model or "?" for m in snap.models.values() if m.run_name})
-    names = unique_short_names([b for b in bases if b != "?"])
+    groups = base_groups(snap)
     budget = "no step budget" if site.budget is None else f"step budget ≤ {site.budget}"
     body = [
         f"Like the paper's Table 1: for each run, the best checkpoint per task ({budget}; best = highest "
@@ -82,10 +90,10 @@ def comparison_page(site: Site) -> None:
         _matching_note(snap),
         "",
     ]
-    if not bases:
+    if not groups:
         body.append("(no training runs in the store)")
-    for base in bases:
-        body += _comparison_group(site, base, names.get(base, "unrecorded-base"))
+    for base, stem, name in groups:
+        body += _comparison_group(site, base, stem, name)
     site.page("comparison.md", "Method comparison", body)
 
 
@@ -105,11 +113,11 @@ def _matching_note(snap: Snapshot) -> str:
     )
 
 
-def _comparison_group(site: Site, base: str, name: str) -> list[str]:
+def _comparison_group(site: Site, base: str, stem: str, name: str | None) -> list[str]:
     snap = site.snap
-    rows = _comparison_rows(snap, base, site.budget)
+    rows = comparison_rows(snap, base, site.budget)
     tasks = sorted({e.task for r in rows for e in r.entries})
-    title = f"## Base model `{snap.path_name(base)}`" if base != "?" else "## Base model not recorded"
+    title = f"## Base model `{name}`" if name else "## Base model not recorded"
     if not tasks:
         return [title, "", "(no finished evaluations of these runs within the budget)", ""]
     picks: dict[tuple[int, str], Entry] = {}
@@ -134,10 +142,9 @@ def _comparison_group(site: Site, base: str, name: str) -> list[str]:
     lines += [f"- {note}" for note in notes_out]
     chosen = [f"{rows[i].run} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
-    lines += [""] + paired_section(rows, picks, settings, diffs)
+    lines += [""] + paired_section(rows, picks, settings, diffs, matched_diffs(site, rows, settings))
     lines += selection_section(rows, {task: ref for task, ref, _ in settings}, site.select_on)
-    plots = _comparison_plots(site, name, snap.path_name(base) if base != "?" else name, rows, picks, settings,
-                              diffs)
+    plots = _comparison_plots(site, stem, name or stem, rows, picks, settings, diffs)
     return lines + ([""] if lines[-1] else []) + plots
 
 

@@ -146,6 +146,7 @@ class Site:
     select_on: tuple[str, ...] = ()        # comparison page: also select checkpoints on these tasks
     pages: dict[str, str] = field(default_factory=dict)
     plots: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)    # statistics two pages share (frontier.matched)
 
     def page(self, rel: str, title: str, body: list[str]) -> None:
         head = [HEADER.format(store=self.snap.store_label), "", f"# {title}", ""]

@@ -1,12 +1,14 @@
 """The comparison page's *Paired differences* and *Solvable set* sections: for each base model, every
 run against the base model and every two runs of different methods (trained on the same data where
-known), on each task's best checkpoints with the table's setting."""
+known), on each task's best checkpoints with the table's setting; for two runs also Pass@K at matched
+Pass@1 along their trajectories (`spsbench.leaderboards.frontier`)."""
 
 from __future__ import annotations
 
 from itertools import combinations
 from typing import Any
 
+from spsbench.leaderboards.frontier import MATCHED_RULE, matched_text
 from spsbench.leaderboards.markdown import table
 from spsbench.leaderboards.pairs import SIGNIFICANT, Paired, diff_text, paired, solved_change, solved_lines
 
@@ -46,24 +48,30 @@ def plot_rows(rows: list[Any], diffs: dict, task: str) -> dict[str, list[tuple[f
     return out
 
 
-def paired_section(rows: list[Any], picks: dict, settings: list, diffs: dict) -> list[str]:
+def paired_section(rows: list[Any], picks: dict, settings: list, diffs: dict, matched: dict) -> list[str]:
     pairs = compared_pairs(rows)
     if not pairs:
         return []
     headers = ["B", "A"]
     for task, ref, k in settings:
-        headers += [f"{task} ΔPass@{k or 'k'}", f"{task} ΔAvg@{ref.n}", f"{task} problems"]
+        headers += [f"{task} ΔPass@{k or 'k'}", f"{task} ΔAvg@{ref.n}", f"{task} problems",
+                    f"{task} ΔPass@{k or 'k'} at matched Pass@1"]
     cells = []
     for i, j in pairs:
         row = [_label(rows[j]), _label(rows[i])]
         for task, _, _ in settings:
             d = diffs.get((i, j, task))
             row += [diff_text(d.passk), diff_text(d.avg), str(d.problems)] if d else ["—", "—", "—"]
+            row.append(matched_text(matched.get((i, j, task))))
         cells.append(row)
     lines = ["### Paired differences", "",
              f"B − A in percentage points on the problems both scored, chosen checkpoints, table setting only; "
              f"[95% interval] of a paired bootstrap over problems and samples within a problem "
-             f"(docs/grading.md#intervals); {SIGNIFICANT}.", ""]
+             f"(docs/grading.md#intervals); {SIGNIFICANT}. *At matched Pass@1* (two runs only: B − A of Pass@K "
+             f"along their whole trajectories, not at the chosen checkpoints): {MATCHED_RULE}; positive = B "
+             "keeps more Pass@K for the same Pass@1 (explores), about 0 = the same trade-off (B may only be "
+             "slower), negative = B sharpens more. Plot and per-checkpoint values: the task pages' *Frontier*.",
+             ""]
     lines += table(headers, cells, right_from=2) + [""]
     return lines + _solvable_section(rows, picks, settings, pairs)
 

@@ -1,12 +1,14 @@
 """Leaderboard plots (PNG): Pass@k vs k and Pass@K / Avg@n vs training step (with 95% interval bands),
-per-problem accuracy buckets, and the paired differences of a method comparison.
+per-problem accuracy buckets, the paired differences of a method comparison, and the frontier (Pass@1
+against Pass@K along each run's checkpoints).
 
 matplotlib is imported lazily with the Agg backend (no display). PNGs
 are saved without the "Software" metadata chunk and at a fixed dpi (Agg writes no timestamp), so the
 same data yields the same bytes, in any process. Every function returns a `PlotSummary` counted from
 the drawn axes (lines or bar groups, their styles, x values and y range), which is what the tests check.
 
-Readability choices: scores use a fixed 0–100 % y axis (plots of different runs compare at a glance);
+Readability choices: scores use a fixed 0–100 % y axis (plots of different runs compare at a glance;
+the frontier plot is the exception: runs differ there by a few points, so both axes fit the data);
 each line series has its own colour, marker and line style, and earlier series are drawn wider and with
 bigger markers underneath later ones, so series that coincide (e.g. two checkpoints both at Pass@32 =
 100 %) stay visible as a ring around a dot; legends sit outside the axes so they never hide data.
@@ -235,3 +237,45 @@ def paired_differences(path: str | Path, title: str,
     summary = PlotSummary(path, len(labels) * len(metrics), tuple(labels), ylim=tuple(ax.get_ylim()))
     save_png(fig, path)
     return summary
+
+
+BASE_STYLE = {"color": "black", "marker": "*", "markersize": 15, "linestyle": "none", "zorder": 50}
+
+
+def frontier_curves(path: str | Path, title: str, k: int, runs: Mapping[str, Sequence[tuple[float, float, str]]],
+                    base: tuple[float, float] | None = None) -> PlotSummary:
+    """Pass@k (%) against Pass@1 (%), one line per run through its checkpoints in step order (each point
+    labelled with its step), the base model as a black star where every run starts. Up-left of another
+    run = more Pass@k at the same Pass@1 (explores); a run moving right and down sharpens."""
+    path = Path(path)
+    fig, ax = _figure(title)
+    for i, (label, points) in enumerate(runs.items()):
+        style = line_style(i, len(runs))
+        ax.plot([100 * x for x, _, _ in points], [100 * y for _, y, _ in points], label=label, **style)
+        for x, y, step in points:
+            if step != "base":
+                ax.annotate(step, (100 * x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                            color=style["color"])
+    if base is not None:
+        ax.plot([100 * base[0]], [100 * base[1]], label="base model (step 0)", **BASE_STYLE)
+    xs = [x for pts in runs.values() for x, _, _ in pts] + ([base[0]] if base else [])
+    ys = [y for pts in runs.values() for _, y, _ in pts] + ([base[1]] if base else [])
+    if xs:
+        ax.set_xlim(*_fit(xs))
+        ax.set_ylim(*_fit(ys))
+    else:
+        _empty(ax, "no checkpoints with the table's setting")
+    ax.set_xlabel("Pass@1 (%)")
+    ax.set_ylabel(f"Pass@{k} (%)")
+    ax.grid(True, alpha=0.3)
+    legend(ax)
+    summary = _line_summary(path, ax, list(runs) + (["base model (step 0)"] if base is not None else []))
+    save_png(fig, path)
+    return summary
+
+
+def _fit(values: Sequence[float]) -> tuple[float, float]:
+    """Axis limits (%) around the values with a margin, at least 4 points wide, inside -1..101."""
+    low, high = 100 * min(values), 100 * max(values)
+    pad = max(1.0, 0.12 * (high - low), (4.0 - (high - low)) / 2)
+    return max(-1.0, low - pad), min(101.0, high + pad)

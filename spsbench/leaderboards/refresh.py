@@ -23,8 +23,9 @@ from spsbench import paths
 from spsbench.errors import ConfigError
 from spsbench.io import atomic_write_text
 from spsbench.leaderboards import plots
-from spsbench.leaderboards.comparison import comparison_page
+from spsbench.leaderboards.comparison import base_groups, comparison_page, comparison_rows
 from spsbench.leaderboards.external import graders_table
+from spsbench.leaderboards.frontier import frontier_section
 from spsbench.leaderboards.markdown import (
     BEST,
     DIAG_METRICS,
@@ -328,6 +329,8 @@ def _task_page(site: Site, task: str) -> None:
         ],
     )
     body += _graders_section(snap, ranked, labels)
+    groups = [(stem, name, comparison_rows(snap, base, None)) for base, stem, name in base_groups(snap)]
+    body += frontier_section(site, task, groups)
     site.page(f"tasks/{slug(task)}.md", f"Task `{task}`", body)
 
 
