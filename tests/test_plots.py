@@ -118,7 +118,7 @@ def renders(tmp_path_factory):
     store = synthetic_store(root / "spsbench.db")
     summaries = {}
     with pytest.MonkeyPatch.context() as mp:
-        for kind in ("passk_curves", "step_curves", "bucket_histogram", "paired_differences"):
+        for kind in ("passk_curves", "step_curves", "bucket_histogram", "paired_differences", "frontier_curves"):
             real = getattr(plots, kind)
 
             def record(path, *args, _real=real):
@@ -144,7 +144,8 @@ def drawn(renders):
 def test_refresh_writes_referenced_pngs(two_renders):
     (files, _), root = two_renders
     pngs = [f for f in files if f.suffix == ".png"]
-    assert len(pngs) == 16  # 2 runs x 2 tasks x (passk, steps, buckets) + 2 x (passk, paired) comparison plots
+    # 2 runs x 2 tasks x (passk, steps, buckets) + 2 x (passk, paired) comparison plots + 2 task frontiers
+    assert len(pngs) == 18
     assert all(_is_png(p) for p in pngs)
     markdown = "".join(p.read_text() for p in (root / "one").rglob("*.md"))
     for p in pngs:
@@ -178,7 +179,10 @@ def test_refresh_passk_plots_have_every_comparable_row(drawn):
     paired = drawn["compare-Qwen2.5-Math-1.5B-arith-paired.png"]
     assert paired.labels == ("grpo (grpo-qwen) − base", "sps (sps-qwen) − base", "sps (sps-qwen) − grpo (grpo-qwen)")
     assert paired.series == 6                                         # 3 pairs x (Pass@32, Avg@32)
-    assert len(drawn) == 16
+    frontier = drawn["frontier-Qwen2.5-Math-1.5B-aime25.png"]
+    assert frontier.labels == ("grpo (grpo-qwen)", "sps (sps-qwen)", "base model (step 0)") and frontier.series == 3
+    assert len(frontier.xs) == 7                  # base + 2 x 3 checkpoints (the temperature-1.0 one left out)
+    assert len(drawn) == 18
 
 
 def test_unchanged_plots_are_not_redrawn_and_missing_ones_are(tmp_path):
@@ -206,6 +210,6 @@ def test_leaderboard_is_byte_identical_across_processes(tmp_path):
         assert proc.returncode == 0, proc.stderr
     a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
-    assert a == b and sum(p.suffix == ".png" for p in a) == 16
+    assert a == b and sum(p.suffix == ".png" for p in a) == 18
     for rel in a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
