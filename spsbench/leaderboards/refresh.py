@@ -405,7 +405,8 @@ def _index_page(site: Site) -> None:
         ms = [m for m in snap.models.values() if m.run_name == run]
         algo = ", ".join(sorted({m.algo or "?" for m in ms}))
         body.append(f"- [{run}](runs/{slug(run)}.md): {algo}, {plural(len(ms), 'checkpoint')}")
-    body += ["", "## Tasks", ""]
+    body += ["", "## Tasks", "", "Each ranks every model on the task and, when runs were trained, ends with their frontier "
+             "(Pass@1 against Pass@k along each run, and Pass@k at matched Pass@1).", ""]
     for task in snap.tasks():
         count = len({e.model.id for e in snap.entries if e.task == task})
         body.append(f"- [{task}](tasks/{slug(task)}.md): {plural(count, 'model')}")
