@@ -1,7 +1,10 @@
-"""Answer normalisation: one function, applied identically to the extracted answer and to the gold.
+"""Answer normalisation: the grading policy's one normalisation, applied identically to the extracted
+answer and to the gold.
 
-It rewrites, by class, the LaTeX forms that math-verify 0.9.0 misreads into forms it reads right
-(each class measured on math-verify itself; docs/grading.md lists them):
+`STEPS` is the policy: named steps in a fixed order (why each sits where it does is beside it and in
+docs/grading.md, "The normalisation policy"). Each rewrites one class of forms that math-verify 0.9.0
+misreads into a form it reads right, measured on math-verify itself. The steps for the x=4 classes live
+here:
 
 - math delimiters or a box around the whole answer (`$\\text{Even}$`, `\\boxed{5}` as a gold);
 - thousands separators in every unambiguous form (`1\\,000`, `1{,}000`, `32,\\! 349`, `1 000`,
@@ -12,9 +15,11 @@ It rewrites, by class, the LaTeX forms that math-verify 0.9.0 misreads into form
   first `\\text{` to a closing brace at the end (`3 + \\frac{2}{\\mathrm{e}}` became `3`);
 - trailing units in upright text (`5\\text{ cm}^2`, `3\\,\\mathrm{m/s}`), removed here with balanced
   braces, and every other upright word unwrapped, so no `\\text{` is left for that stripper;
-- degrees, `\\dfrac`, `\\$`, `\\!`, a sentence period inside the box.
-"""
+- `\\dfrac`, `\\$`, `\\!`, a sentence period inside the box.
 
+The x=5 steps live in `notation.py` (how a value is written), `trailing.py` (what follows it) and
+`lists.py` (several values).
+"""
 from __future__ import annotations
 
 import re

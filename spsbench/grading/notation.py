@@ -39,23 +39,24 @@ def brace_fractions(s: str) -> str:
     if "\\frac" not in s:
         return s
     groups = brace_pairs(s)
-    wrap: set[tuple[int, int]] = set()
+    wrap: set[tuple[int, int, int]] = set()       # (spaces start, token start, token end)
     for m in _FRAC_CMD_RE.finditer(s):
         pos = m.end()
         for _ in range(2):
             arg = _argument(s, pos, groups)
             if arg is None:
                 break
-            start, pos, braced = arg
+            start, end, braced = arg
             if not braced:
-                wrap.add((start, pos))
+                wrap.add((pos, start, end))
+            pos = end
     if not wrap:
         return s
     out, pos = [], 0
-    for start, end in sorted(wrap):
-        if start < pos:
+    for spaces, start, end in sorted(wrap):
+        if spaces < pos:
             continue                 # overlapping tokens only come from broken TeX: wrap the first
-        out += [s[pos:start], "{", s[start:end], "}"]
+        out += [s[pos:spaces], "{", s[start:end], "}"]
         pos = end
     out.append(s[pos:])
     return "".join(out)
@@ -254,20 +255,29 @@ def _trig_argument(s: str, i: int) -> tuple[int, int] | None:
 # --- the imaginary unit (class imaginary-unit) -------------------------------------------------------
 
 _FREE_I_RE = re.compile(r"(?<![A-Za-z\\_])i(?![A-Za-z])")
-# Where `i` is not the imaginary unit: unit vectors, an index (sums, subscripts, `i = ...`).
+# Unit vectors however they are written become `\vec{i}`: distinct from the imaginary unit, and still
+# recognised when the policy runs again on its own output (after `words` has unwrapped `\mathbf{}`).
+_UNIT_VECTOR_RE = re.compile(
+    r"\\(?:mathbf|boldsymbol|bm|hat|vec|overrightarrow)\s*(?:\{\s*([ijk])\s*\}|([ijk])(?![A-Za-z]))")
+# Where `i` is not the imaginary unit: beside unit vectors, or an index (sums, subscripts, `i = ...`).
 _NOT_IMAGINARY_RE = re.compile(
-    r"\\(?:mathbf|boldsymbol|bm|vec|hat|overrightarrow|mathbb)\s*\{?\s*[ijk](?![A-Za-z])|\\sum|\\prod"
-    r"|_\s*\{[^{}]*(?<![A-Za-z\\])i(?![A-Za-z])[^{}]*\}|(?<![A-Za-z\\])i\s*(?:=|<|>|\\le|\\ge)(?!=)")
+    r"\\vec\{[ijk]\}|\\sum|\\prod|_\s*i(?![A-Za-z])|_\s*\{[^{}]*(?<![A-Za-z\\])i(?![A-Za-z])[^{}]*\}"
+    r"|(?<![A-Za-z\\])i\s*(?:=|<|>|\\le|\\ge)(?!=)")
 _TEXT_GROUP_RE = re.compile(r"\\(?:text|mbox|textrm|textit|textbf)\s*\{[^{}]*\}")
 
 
 def imaginary_unit(s: str) -> str:
     """A free `i` is the imaginary unit: `i(1+i)` -> `{I}(1+{I})`, which math-verify evaluates (`I` is
     sympy's i; braced, because its parser drops a power of a bare `I`: `I^2` parsed as I). As a plain
-    symbol `i^2` was not -1, so `i(1+i)` was not `i - 1`. Not when the answer
-    uses `i` as an index (`\\sum`, `a_{i}`, `i = 3`) or as a unit vector (`\\mathbf{i}`), nor inside
-    `\\text{}`. Runs after upright constants have become plain letters (`\\mathrm{i}` -> `{i}`)."""
-    if "i" not in s or not _FREE_I_RE.search(s) or _NOT_IMAGINARY_RE.search(s):
+    symbol `i^2` was not -1, so `i(1+i)` was not `i - 1`. Unit vectors (`\\mathbf{i}`, `\\hat{j}`,
+    `\\vec{k}`) become `\\vec{i}`, and with one present, or with `i` an index (`\\sum`, `a_{i}`,
+    `i = 3`), no `i` is converted; nor inside `\\text{}`. Runs after upright constants have become
+    plain letters (`\\mathrm{i}` -> `{i}`)."""
+    if "i" not in s:
+        return s
+    if "\\" in s:
+        s = _UNIT_VECTOR_RE.sub(lambda m: "\\vec{" + (m.group(1) or m.group(2)) + "}", s)
+    if not _FREE_I_RE.search(s) or _NOT_IMAGINARY_RE.search(s):
         return s
     texts = list(_TEXT_GROUP_RE.finditer(s))
     if not texts:

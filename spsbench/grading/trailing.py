@@ -89,7 +89,8 @@ def _scaled(m: re.Match) -> str:
 # --- a remark in parentheses after the value (class remark) ------------------------------------------
 
 # Words that make a parenthesis part of the value (`5 (or 6)`, `2 (or more)`): never a remark.
-_KEEPS = QUALIFIERS | frozenset("or and fewer greater smaller larger plus minus times mod modulo".split())
+_VALUE_WORDS = QUALIFIERS | frozenset("or and fewer greater smaller larger".split())
+_KEEPS = _VALUE_WORDS | frozenset("plus minus times mod modulo".split())
 _WORD_RE = re.compile(r"[A-Za-z]+")
 _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 
@@ -97,9 +98,9 @@ _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 def remarks(s: str) -> str:
     """`19 (about 19 cards)`, `\\frac{1}{2} (simplified)` -> the value: a parenthesis at the end that
     holds prose (a word of 3+ letters that is not a math word) is a remark about the value. When it
-    holds `or`, `and`, a qualifier (`more`, `less`, `at`, ...) or `mod`, it is part of the value: its
-    brackets go and its words stay (`2 (or more)` -> `2 or more`, which is not 2: math-verify read
-    `2 (or more)` as 2). Not after a letter (`f(about)` is an argument). Runs after `\\text{}` is unwrapped, so both `19\\text{ (about 19 cards)}`
+    holds `or`, `and` or a qualifier (`more`, `less`, `at`, ...), it is part of the value: its brackets
+    go and its words stay (`2 (or more)` -> `2 or more`, which is not 2: math-verify read `2 (or more)`
+    as 2). With `mod`, `plus`, `times`, ... it is math and stays as written (`x (mod 7)`). Not after a letter (`f(about)` is an argument; `5 cm (approx.)` is a remark). Runs after `\\text{}` is unwrapped, so both `19\\text{ (about 19 cards)}`
     and `19 (\\text{about 19 cards})` are seen as `19 (about 19 cards)`."""
     s = s.rstrip()
     if not s.endswith(")"):
@@ -110,11 +111,11 @@ def remarks(s: str) -> str:
     head = rstrip_spacing(s[:open_at])
     words = [w.lower() for w in _WORD_RE.findall(_COMMAND_RE.sub(" ", s[open_at + 1:-1]))]
     prose = any(len(w) >= 3 and w not in MATH_WORDS for w in words)
-    if not head or head[-1].isalpha():
-        return s
-    if any(w in _KEEPS for w in words):
-        return f"{head} {s[open_at + 1:-1].strip()}"
-    return head if prose else s
+    if not head or s[open_at - 1].isalpha():
+        return s                                        # `f(about)`: an argument, not a remark
+    if any(w in _VALUE_WORDS for w in words):
+        return f"{head} {s[open_at + 1:-1].strip()}"    # `2 (or more)` -> `2 or more`: the qualifier stays
+    return head if prose and not any(w in _KEEPS for w in words) else s
 
 
 def _opening_paren(s: str) -> int | None:
