@@ -140,7 +140,7 @@ def empty_set(s: str) -> str:
 # --- repeating decimals (class repeating-decimal) ----------------------------------------------------
 
 _REPEAT_RE = re.compile(
-    r"(?<![\d.])(?P<int>\d*)\.(?P<fixed>\d*)"
+    r"(?<![\d.])(?P<int>\d{0,30})\.(?P<fixed>\d{0,30})"
     r"(?:\\(?:overline|bar)\s*(?:\{\s*(?P<rep>\d{1,12})\s*\}|(?P<rep1>\d))"
     r"|\\dot\s*\{?(?P<dot1>\d)\}?(?:(?P<mid>\d{0,10})\\dot\s*\{?(?P<dot2>\d)\}?)?)")
 
@@ -171,9 +171,9 @@ def _repeating_value(m: re.Match) -> str:
 _AFTER_MIXED = (r"(?=\s*(?:$|[,;)\]=+\-<>|]|\\\}|\\right|\\text|\\mbox|\\mathrm|\\%|%|\\[,;:! ]|~|\\q?quad"
                 r"|\\cdot|\\times))")
 _MIXED_TEX_RE = re.compile(
-    r"(?<![\w.,^_}{)\\/])(?P<n>\d+)(?:\s|\\[,;: ]|~)*\\frac\{(?P<a>\d+)\}\{(?P<b>\d+)\}" + _AFTER_MIXED)
+    r"(?<![\w.,^_}{)\\/])(?P<n>\d+)(?:\s|\\[,;: ]|~)*\\frac\{(?P<a>\d{1,9})\}\{(?P<b>\d{1,9})\}" + _AFTER_MIXED)
 _MIXED_SLASH_RE = re.compile(
-    r"(?<![\w.,^_}{)\\/])(?P<n>\d+)(?:\s|\\[,;: ]|~)+(?P<a>\d+)\s*/\s*(?P<b>\d+)(?![\d.])" + _AFTER_MIXED)
+    r"(?<![\w.,^_}{)\\/])(?P<n>\d+)(?:\s|\\[,;: ]|~)+(?P<a>\d{1,9})\s*/\s*(?P<b>\d{1,9})(?![\d.])" + _AFTER_MIXED)
 
 
 def mixed_numbers(s: str) -> str:
