@@ -110,11 +110,15 @@ def test_every_step_is_a_no_op_on_its_own_output():
 
 
 def test_the_policy_is_one_pass_on_the_corpus():
-    """normalize() reaches its fixed point: a second run changes nothing on any corpus gold."""
+    """normalize() reaches its fixed point: a second run changes nothing on any corpus gold or answer."""
+    from spsbench.grading.extract import extract_math
+
     _, cases = load_corpus()
     for case in cases:
-        once = normalize(case.gold)
-        assert normalize(once) == once, case.id
+        answer = extract_math(case.completion).answer
+        for text in (case.gold, answer) if answer is not None else (case.gold,):
+            once = normalize(text)
+            assert normalize(once) == once, (case.id, text)
 
 
 def _swapped(first: str, second: str) -> tuple[Step, ...]:
