@@ -1,4 +1,5 @@
-"""The grading corpus (tests/grading_corpus/corpus.yaml): loading it, grading it with our policy and with
+"""The grading corpus (tests/grading_corpus/*.yaml: corpus.yaml holds the version, every other file more
+cases): loading it, grading it with our policy and with
 math-verify's own default policy, and the disagreements between the two by class.
 
 Shared by tests/test_grading_corpus.py, bench/bench_grading_audit.py and bench/grading_report.py.
@@ -14,8 +15,8 @@ from pathlib import Path
 import yaml
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "grading_corpus" / "corpus.yaml"
-OUTCOMES = ("correct", "incorrect", "no_answer")
-_FIELDS = {"id", "class", "format", "grader", "gold", "expected", "why", "completion", "choices"}
+OUTCOMES = ("correct", "incorrect", "no_answer", "grader_error")
+_FIELDS = {"id", "class", "format", "grader", "gold", "expected", "why", "completion", "choices", "source"}
 
 
 class CorpusError(ValueError):
@@ -33,12 +34,19 @@ class Case:
     why: str
     completion: str
     choices: tuple[str, ...] | None = None
+    source: str = ""             # where the answer form comes from (a public grader, model outputs)
 
 
 def load_corpus(path: Path = CORPUS) -> tuple[int, list[Case]]:
-    """(corpus version, cases); every case is checked: known fields, a verdict, a reason."""
+    """(corpus version, cases): `path` (which holds the version) and then every other `*.yaml` beside it,
+    in name order; every case is checked: known fields, a verdict, a reason, an id unique across files."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     cases = [_case(raw) for raw in doc["cases"]]
+    for extra in sorted(p for p in path.parent.glob("*.yaml") if p != path):
+        more = yaml.safe_load(extra.read_text(encoding="utf-8"))
+        if set(more) != {"cases"}:
+            raise CorpusError(f"{extra.name}: holds only `cases` (the version is {path.name}'s)")
+        cases += [_case(raw) for raw in more["cases"]]
     ids = Counter(c.id for c in cases)
     if dupes := [i for i, n in ids.items() if n > 1]:
         raise CorpusError(f"duplicate corpus ids: {dupes}")
@@ -55,7 +63,8 @@ def _case(raw: dict) -> Case:
         raise CorpusError(f"corpus case {name}: every case says why its verdict is right")
     choices = tuple(str(c) for c in raw["choices"]) if raw.get("choices") else None
     return Case(str(raw["id"]), str(raw["class"]), str(raw["format"]), str(raw.get("grader", "math")),
-                str(raw["gold"]), str(raw["expected"]), str(raw["why"]), str(raw["completion"]), choices)
+                str(raw["gold"]), str(raw["expected"]), str(raw["why"]), str(raw["completion"]), choices,
+                str(raw.get("source", "")))
 
 
 def grade_ours(cases: list[Case]) -> list[str]:
@@ -88,6 +97,8 @@ def verdict_class(expected: str, got: str) -> str:
         return "false positive"
     if expected == "correct":
         return "false negative"
+    if expected == "grader_error":
+        return "error not reported"
     return "no_answer vs incorrect"
 
 

@@ -369,8 +369,8 @@ def test_grade_leaves_the_callers_interval_timer_alone():
 
 
 def test_policy_id_and_validation():
-    assert GradingPolicy().id() == "math-verify==0.9.0;strict;last-box;t=5;x=4"
-    assert GradingPolicy(timeout_s=0.5).id().endswith(";t=0.5;x=4")
+    assert GradingPolicy().id() == "math-verify==0.9.0;strict;last-box;t=5;x=5"
+    assert GradingPolicy(timeout_s=0.5).id().endswith(";t=0.5;x=5")
     assert ";lenient;" in GradingPolicy(strict=False, timeout_s=2).id()
     assert policy_id() == GradingPolicy().id()
     for bad in ({"timeout_s": 0}, {"timeout_s": "5"}, {"strict": "yes"}, {"timeout_s": True}):

@@ -43,7 +43,7 @@ def test_grade_batch_jsonl_to_file(tmp_path, capsys):
     assert "completion" not in out[0]
     assert "first timed out at 1 s" in out[3]["detail"]                # retried once at 2 s, then final
     err = capsys.readouterr().err
-    assert "graded 4" in err and "timeouts 1 (after 1 retries)" in err and ";x=4" in err
+    assert "graded 4" in err and "timeouts 1 (after 1 retries)" in err and ";x=5" in err
 
 
 @pytest.mark.parametrize("line, message", [

@@ -1,4 +1,4 @@
-"""The grading corpus (tests/grading_corpus/corpus.yaml) and a small seeded false-positive audit.
+"""The grading corpus (tests/grading_corpus/*.yaml) and a small seeded false-positive audit.
 
 Every corpus case is graded in this process with the default strict policy and must get its expected
 verdict; no case whose verdict is not `correct` may ever be graded correct. The audit grades a few
@@ -23,7 +23,8 @@ def test_corpus_is_large_and_covers_every_format_and_class():
     assert {"qwen", "r1", "minerva", "bold", "display", "mc"} <= formats
     classes = {c.cls for c in CASES}
     for needed in ("thousands", "fraction", "radical", "upright-constant", "complex", "interval", "set", "tuple",
-                   "matrix", "degrees", "percent", "units", "text", "yes-no", "anchored-sentence"):
+                   "matrix", "degrees", "percent", "units", "text", "yes-no", "anchored-sentence", "time-of-day",
+                   "mixed-number", "plus-minus", "primed-symbol", "option-letter", "cases-gold"):
         assert needed in classes, needed
 
 
@@ -80,6 +81,19 @@ def test_malformed_corpus_cases_are_refused():
         _case(base | {"expected": "right"})
     with pytest.raises(CorpusError, match="why"):
         _case(base | {"why": " "})
+    assert _case(base | {"source": "PRM800K grader"}).source == "PRM800K grader"
+
+
+def test_extra_corpus_files_hold_only_cases(tmp_path):
+    (tmp_path / "corpus.yaml").write_text("version: 3\ncases: []\n")
+    (tmp_path / "more.yaml").write_text("version: 1\ncases: []\n")
+    with pytest.raises(CorpusError, match="only `cases`"):
+        load_corpus(tmp_path / "corpus.yaml")
+    (tmp_path / "more.yaml").write_text("cases:\n- {id: a, class: c, format: f, gold: '1', expected: correct, "
+                                         "why: w, completion: x}\n- {id: a, class: c, format: f, gold: '1', "
+                                         "expected: correct, why: w, completion: x}\n")
+    with pytest.raises(CorpusError, match="duplicate"):
+        load_corpus(tmp_path / "corpus.yaml")
 
 
 def test_seeded_audit_has_no_false_positive():

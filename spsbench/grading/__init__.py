@@ -4,7 +4,9 @@ Public names: Outcome, Grade, GradeRequest, GradingPolicy, grade(), GraderPool, 
 GRADERS, policy_id().
 
 Modules: `types` (value types), `extract` (think rule, last box, anchors), `sentence` (the math an
-anchored sentence names), `normalize` (the one normalisation of answers and golds), `mc` (letter
+anchored sentence names), `normalize` (the one normalisation of answers and golds: the policy's ordered
+steps, the later ones in `notation`, `trailing`, `lists`), `kinds` (answers compared by the kind of their
+gold: times of day, option letters; golds that are no answer form), `mc` (letter
 extractor), `verify` (math-verify calls, run in workers), `pool` (worker processes, watchdog, cache),
 `shared` (the pools a process keeps warm), `core` (the per-sample pipeline). The policy is documented in docs/grading.md.
 """

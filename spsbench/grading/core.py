@@ -9,8 +9,10 @@ tuple is the cache key; finish() turns the verifier's result into a Grade. The t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from spsbench.grading.extract import extract_math, is_prose, same_words, strip_think
+from spsbench.grading.kinds import kind_verdict, unanswerable_gold
 from spsbench.grading.mc import grade_mc
 from spsbench.grading.normalize import normalize
 from spsbench.grading.sentence import after_last_copula
@@ -47,10 +49,15 @@ def prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
 def _prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
     if request.kind == "mc":
         return Prepared(grade_mc(request.completion, request.gold, request.choices, policy.strict))
-    gold = normalize(request.gold)             # the gold goes through exactly the answer's normalisation
+    if (why := unanswerable_gold(request.gold)) is not None:
+        return Prepared(Grade(Outcome.GRADER_ERROR, None, why))
+    gold = _normalized_gold(request.gold)      # the gold goes through exactly the answer's normalisation
     text_gold = is_prose(gold)                 # a text-answer question (`yes`, `\text{even}`, a name)
     found = extract_math(request.completion, words_are_answers=text_gold)
     if found.answer is not None:
+        if (verdict := kind_verdict(found.answer, request.gold)) is not None:
+            ok, why = verdict
+            return Prepared(Grade(Outcome.CORRECT if ok else Outcome.INCORRECT, found.answer, f"{found.how}: {why}"))
         if text_gold and is_prose(found.answer):
             return Prepared(_text_grade(found.answer, gold, found.how))
         return Prepared(None, ("math", normalize(found.answer), gold), found.answer, found.how)
@@ -61,6 +68,12 @@ def _prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
     if found.how == "words":
         return Prepared(Grade(Outcome.NO_ANSWER, None, _WORDS_ONLY.format(found.skipped)))
     return Prepared(Grade(Outcome.NO_ANSWER, None, _NO_ANCHOR))
+
+
+@lru_cache(maxsize=4096)
+def _normalized_gold(gold: str) -> str:
+    """Golds repeat for every sample of a problem: normalise each once per process."""
+    return normalize(gold)
 
 
 def _text_grade(answer: str, gold: str, how: str) -> Grade:

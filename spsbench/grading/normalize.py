@@ -1,7 +1,10 @@
-"""Answer normalisation: one function, applied identically to the extracted answer and to the gold.
+"""Answer normalisation: the grading policy's one normalisation, applied identically to the extracted
+answer and to the gold.
 
-It rewrites, by class, the LaTeX forms that math-verify 0.9.0 misreads into forms it reads right
-(each class measured on math-verify itself; docs/grading.md lists them):
+`STEPS` is the policy: named steps in a fixed order (why each sits where it does is beside it and in
+docs/grading.md, "The normalisation policy"). Each rewrites one class of forms that math-verify 0.9.0
+misreads into a form it reads right, measured on math-verify itself. The steps for the x=4 classes live
+here:
 
 - math delimiters or a box around the whole answer (`$\\text{Even}$`, `\\boxed{5}` as a gold);
 - thousands separators in every unambiguous form (`1\\,000`, `1{,}000`, `32,\\! 349`, `1 000`,
@@ -12,12 +15,19 @@ It rewrites, by class, the LaTeX forms that math-verify 0.9.0 misreads into form
   first `\\text{` to a closing brace at the end (`3 + \\frac{2}{\\mathrm{e}}` became `3`);
 - trailing units in upright text (`5\\text{ cm}^2`, `3\\,\\mathrm{m/s}`), removed here with balanced
   braces, and every other upright word unwrapped, so no `\\text{` is left for that stripper;
-- degrees, `\\dfrac`, `\\$`, `\\!`, a sentence period inside the box.
-"""
+- `\\dfrac`, `\\$`, `\\!`, a sentence period inside the box.
 
+The x=5 steps live in `notation.py` (how a value is written), `trailing.py` (what follows it) and
+`lists.py` (several values).
+"""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spsbench.grading import lists, notation, trailing
+from spsbench.grading.trailing import QUALIFIERS
 
 # --- delimiters around the whole answer --------------------------------------------------------------
 
@@ -25,7 +35,7 @@ _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _WHOLE_BOX_RE = re.compile(r"^\\(?:boxed|fbox)\s*\{(.*)\}$", re.DOTALL)
 
 
-def _unwrap_whole(s: str) -> str:
+def unwrap_whole(s: str) -> str:
     """Strip delimiters and a box that enclose the whole answer, repeatedly (`$\\boxed{5}$` -> `5`)."""
     while True:
         s = s.strip()
@@ -104,11 +114,8 @@ _TRAILING_UNIT_RE = re.compile(
 _UNIT_TEXT_RE = re.compile(r"[A-Za-z\s/.\-]*[A-Za-z][A-Za-z\s/.\-]*(?:\^\{?-?\d\}?)?")
 # One letter is a unit only if it is an SI one (`7\,\mathrm{m}`); `2\text{x}` is 2x, not 2.
 _LETTER_UNITS = frozenset("m g s K A N J W V L l h C T")
-# Words that qualify the value (`2 \text{ or more}` is not 2) are never a unit. math-verify's own unit
-# list drops some of them at the end (`more`, `less`, `increase`, `loss`, ...): `_protect_qualifiers`
-# braces them so that it cannot.
-QUALIFIERS = frozenset("not no more less than least most only if when for except all none any every each at "
-                       "increase decrease loss gain profit rise excess".split())
+# Qualifiers (`2 \\text{ or more}` is not 2; `grading/trailing.py`) are never a unit, and beside math they are
+# braced by `_protect_qualifiers` so that math-verify's unit list cannot drop them either.
 _NOT_UNIT_WORDS = QUALIFIERS | {"and", "or"}
 _QUALIFIER_RE = re.compile(r"(?<![\\A-Za-z{])(" + "|".join(sorted(QUALIFIERS)) + r")(?![A-Za-z}])", re.IGNORECASE)
 
@@ -169,35 +176,81 @@ def _protect_qualifiers(s: str) -> str:
     return _QUALIFIER_RE.sub(r"{\1}", s)
 
 
-# --- everything, in order ----------------------------------------------------------------------------
+# --- the policy: every step, in order -------------------------------------------------------------
 
-_DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree\b")
-_FRAC_RE = re.compile(r"\\[dtc]frac(?![A-Za-z])")
+def _layout(s: str) -> str:
+    """`\\displaystyle` and sized delimiters (`\\Big(`, `\\bigr)`) are layout, not value."""
+    return notation.sized_delimiters(s.replace("\\displaystyle", ""))
+
+
+def _fractions(s: str) -> str:
+    """`\\dfrac`, `\\tfrac`, `\\cfrac` -> `\\frac`, then brace-less arguments braced (`\\frac3\\pi`)."""
+    return notation.brace_fractions(_FRAC_RE.sub(r"\\frac", s))
+
+
+def _currency(s: str) -> str:
+    """`\\$5` -> 5; `\\!` (negative thin space) is layout."""
+    return s.replace("\\$", "").replace("\\!", "")
+
+
+def _spacing(s: str) -> str:
+    return " ".join(s.split())
+
+
+def _period(s: str) -> str:
+    """`\\boxed{33.}`: a sentence period inside the box (not `..`, an ellipsis)."""
+    return s[:-1].rstrip() if s.endswith(".") and not s.endswith("..") else s
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named normalisation step of the grading policy (docs/grading.md lists them with cases)."""
+
+    name: str
+    apply: Callable[[str], str]
+
+
+# The order is part of the policy: each step sees what the steps before it left, and none may undo an
+# earlier one. Why each sits where it does (docs/grading.md has the same table):
+STEPS: tuple[Step, ...] = (
+    Step("delimiters", unwrap_whole),                    # first: every step sees the answer itself
+    Step("layout", _layout),                             # before anything reads brackets
+    Step("option-label", notation.option_label),         # before `period`/`units` eat the `C.` of `C. x = 7`
+    Step("fractions", _fractions),                       # before `mixed-numbers`, which reads `\frac{a}{b}`
+    Step("repeating-decimals", notation.repeating_decimals),  # before `thousands` reads digits after a point
+    Step("mixed-numbers", notation.mixed_numbers),       # before `thousands`: the space of `2 1/3` is no separator
+    Step("thousands", strip_thousands),                  # before `primes`: `1'000` is a separator
+    Step("primes", notation.primes),                     # before math-verify, which deletes quotes
+    Step("empty-set", notation.empty_set),
+    Step("currency", _currency),
+    Step("upright-symbols", upright_symbols),            # `\operatorname{cos}` -> `\cos`, `\mathrm{i}` -> `{i}`
+    Step("degrees", notation.degrees),                   # after upright: sees `\cos` however it was written
+    Step("imaginary-unit", notation.imaginary_unit),     # after upright (`{i}`), before `words` hides `\mathbf{i}`
+    Step("approximations", trailing.approximations),     # before `number-words`/`units`: an approximation's own
+    Step("number-words", trailing.number_words),         # before `units`, which would drop `million`
+    Step("units", strip_trailing_units),                 # upright units: `\text{ cm}^2`
+    Step("words", unwrap_words),                         # no `\text{` left for math-verify's unit stripper
+    Step("remarks", trailing.remarks),                   # after `words`: `\text{ (about 19)}` = `(\text{about 19})`
+    Step("bare-units", trailing.bare_units),             # after `remarks`: `5 cm (approx.)`
+    Step("word-lists", lists.word_lists),                # after `words`: `\text{and}` is `and`
+    Step("plus-minus", lists.plus_minus),                # after `word-lists` and every tail: clean elements
+    Step("qualifiers", _protect_qualifiers),             # last rewrite that reads words
+    Step("spacing", _spacing),
+    Step("period", _period),                             # last: unwrapping may expose a final period
+)
 
 
 def normalize(answer: str) -> str:
-    """The one normalisation for answers and golds. Idempotent: run to a fixed point (unwrapping a
+    """The one normalisation for answers and golds: `STEPS` in order, run to a fixed point (unwrapping a
     unit can expose a period, removing a period can expose a whole-answer `$...$`)."""
     s = answer
     for _ in range(4):
-        before, s = s, _normalize_once(s)
+        before = s
+        for step in STEPS:
+            s = step.apply(s)
         if s == before:
             break
     return s
 
 
-def _normalize_once(answer: str) -> str:
-    s = _unwrap_whole(answer)
-    s = s.replace("\\displaystyle", "")
-    s = _FRAC_RE.sub(r"\\frac", s)
-    s = strip_thousands(s)
-    s = _DEGREE_RE.sub("", s)
-    s = s.replace("\\$", "").replace("\\!", "")
-    s = upright_symbols(s)
-    s = strip_trailing_units(s)
-    s = unwrap_words(s)
-    s = _protect_qualifiers(s)
-    s = " ".join(s.split())
-    if s.endswith(".") and not s.endswith(".."):
-        s = s[:-1].rstrip()              # `\boxed{33.}`: a sentence period inside the box
-    return s
+_FRAC_RE = re.compile(r"\\[dtc]frac(?![A-Za-z])")

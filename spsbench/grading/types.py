@@ -16,8 +16,12 @@ GRADERS = ("math", "mc")
 # answers compared as text; a timeout is retried once with a doubled limit. 3: connectives after an
 # anchor are skipped ("the answer is therefore 42" -> 42). 4: one normalisation for answer and gold
 # (`grading/normalize.py`: upright constants and operators, every thousands-separator form, trailing
-# units), and an anchored sentence yields only the math it names (`grading/sentence.py`).
-EXTRACTOR_VERSION = 4
+# units), and an anchored sentence yields only the math it names (`grading/sentence.py`). 5: the policy as
+# named steps (`normalize.STEPS`) with the answer forms of real competitions and models: primes, brace-less
+# fraction arguments, mixed numbers, ±, repeating decimals, approximations, remarks, number words, bare
+# units, the imaginary unit, degrees inside functions, sized delimiters, word lists, option labels; times
+# of day and option letters compared by the gold's kind, a `\begin{cases}` gold a grader_error.
+EXTRACTOR_VERSION = 5
 
 
 class Outcome(StrEnum):
