@@ -12,10 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from spsbench.errors import StoreError
 from spsbench.validate import text, writable_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_INFO = "spsbench_run.json"   # the trainer's record of a run, beside its checkpoint-*/ folders
+# Written by `spsbench train` into a checkpoint folder after the last file of its save (train.preempt.COMPLETE,
+# the same name: tests/test_hostile_watch.py holds them equal); `eval --watch` waits for it.
+CHECKPOINT_COMPLETE = "spsbench_checkpoint_complete"
 
 
 def tasks_dir() -> Path:
@@ -41,12 +45,17 @@ def cache_dir() -> Path:
     if env is not None:
         text("SPSBENCH_CACHE", env)
     path = Path(env).expanduser() if env else default_cache_dir()
-    return writable_dir(path, "cache folder" + (" ($SPSBENCH_CACHE)" if env else ""))
+    hint = "" if env else "; set SPSBENCH_CACHE to a writable folder"
+    return writable_dir(path, "cache folder" + (" ($SPSBENCH_CACHE)" if env else ""), hint=hint)
 
 
 def default_store_path() -> Path:
-    """Default SQLite results store (`results/spsbench.db`, or $SPSBENCH_STORE)."""
-    return Path(os.environ.get("SPSBENCH_STORE", "results/spsbench.db"))
+    """Default SQLite results store (`results/spsbench.db`, or $SPSBENCH_STORE: a file path; empty = unset)."""
+    env = os.environ.get("SPSBENCH_STORE", "").strip()
+    if env and os.path.isdir(env):
+        raise StoreError(f"$SPSBENCH_STORE: {env} is a folder; it names the store file (e.g. "
+                         f"{Path(env) / 'spsbench.db'})")
+    return Path(env or "results/spsbench.db")
 
 
 def default_published_dir(store: str | Path | None = None) -> Path | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from spsbench.errors import SpsbenchError
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy
-from spsbench.validate import decode, output_file, read_text
+from spsbench.validate import decode, one_line_gold, output_file, read_text
 from spsbench.validate import number as check_number
 
 HELP = "Grade one completion (FILE or stdin) against --gold, or a JSONL batch with --jsonl."
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_batch(args, policy)
     if args.gold is None:
         raise SpsbenchError("--gold is required to grade one completion (or use --jsonl FILE)")
+    one_line_gold("--gold", args.gold, error=SpsbenchError)
     completion = _read_text(args.file)
     choices = _parse_choices(args.choices, "--choices")
     return _run_one(completion, args.gold, args.kind, choices, policy, args.json)
@@ -119,6 +120,7 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
         raise SpsbenchError(f"{where}: field 'completion' must be a string")
     if not isinstance(row["gold"], (str, int, float)) or isinstance(row["gold"], bool):
         raise SpsbenchError(f"{where}: field 'gold' must be a string or a number")
+    one_line_gold(f"{where}: field 'gold'", str(row["gold"]), error=SpsbenchError)
     if row.get("kind", "math") not in ("math", "mc"):
         raise SpsbenchError(f"{where}: field 'kind' must be 'math' or 'mc', got {row['kind']!r}")
     row["_choices"] = _parse_choices(row.get("choices"), f"{where}: field 'choices'")
