@@ -40,7 +40,8 @@ INT: Check = ("an integer", _int)
 NUM: Check = ("a finite number", _num)
 OBJ: Check = ("an object", lambda v: isinstance(v, dict))
 TEXTS: Check = ("a list of text", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
-OUTCOME: Check = (f"one of {', '.join(o.value for o in Outcome)}", lambda v: v in {o.value for o in Outcome})
+OUTCOME: Check = (f"one of {', '.join(o.value for o in Outcome)}",
+                  lambda v: isinstance(v, str) and v in {o.value for o in Outcome})
 
 # kind -> field -> (check, required). Optional fields may be missing (older exports lack them).
 FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
