@@ -8,7 +8,7 @@ import os
 import sys
 
 from spsbench import paths
-from spsbench.commands.selection import MODEL_HELP, existing_store, select
+from spsbench.commands.selection import MODEL_HELP, existing_store, require_matches, select
 from spsbench.errors import ConfigError
 from spsbench.leaderboards.snapshot import current_evaluations, plural, read_run_info
 from spsbench.store import Store
@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     out = writable_dir(args.out or paths.default_published_dir() or "results/published", "--out")
     root = os.getcwd()
     with Store(store_path) as store:
-        evals = current_evaluations(select(store, args.task, args.model, "done"))
+        selected = select(store, args.task, args.model, "done")
+        require_matches(store, selected, args.task, args.model, "done", store_path)
+        evals = current_evaluations(selected)
         if args.eval:
             wanted = _ids(args.eval)
             missing = sorted(wanted - {e.id for e in evals})
