@@ -102,8 +102,8 @@ def utf8_arguments(args: argparse.Namespace) -> None:
                 item.encode("utf-8")
             except UnicodeEncodeError:
                 flag = dest.upper() if dest in ("model", "file") else "--" + dest.replace("_", "-")
-                raise ConfigError(f"{flag}: {item.encode('utf-8', 'backslashreplace').decode()!r} holds bytes that "
-                                  f"are not UTF-8 text{locale_hint()}") from None
+                raise ConfigError(f"{flag}: {os.fsencode(item)!r} holds bytes that are not UTF-8 text"
+                                  f"{locale_hint()}") from None
 
 
 # ------------------------------------------------------------------------------------------ files
