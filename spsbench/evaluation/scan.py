@@ -105,14 +105,15 @@ def run_tags(run: str | Path, step: int) -> ModelTags:
                      algo=info.get("algo"), base_model=info.get("base_model"))
 
 
-def is_settled(folder: Path, settle_s: float = SETTLE_S) -> bool:
+def is_settled(folder: Path, settle_s: float | None = None) -> bool:
     """Complete as far as we can tell (`awaited` says what is missing otherwise)."""
     return awaited(folder, settle_s=settle_s) is None
 
 
-def awaited(folder: Path, marked: bool = False, settle_s: float = SETTLE_S) -> str | None:
+def awaited(folder: Path, marked: bool = False, settle_s: float | None = None) -> str | None:
     """None when `folder` is a complete checkpoint; else what it waits for. `marked`: another checkpoint of
     the run has the save marker (its trainer writes it last), so only the marker says complete."""
+    settle_s = SETTLE_S if settle_s is None else settle_s
     if (folder / paths.CHECKPOINT_COMPLETE).is_file():
         return None
     age = time.time() - _newest(folder)
