@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spsbench.cli import build_parser, main
@@ -64,7 +64,7 @@ def fresh_store(tmp_path: Path, paths: list[str]) -> Path:
     return store_of(db, paths)
 
 
-@HYPO
+@settings(HYPO, max_examples=15)
 @given(paths=PATHS)
 def test_property_an_exact_name_selects_exactly_the_models_named_so(tmp_path, capsys, paths):
     db = fresh_store(tmp_path, paths)
@@ -86,7 +86,7 @@ def test_property_an_exact_name_selects_exactly_the_models_named_so(tmp_path, ca
             assert out.splitlines()[0].split("vs A = ")[1].startswith(short_path_name(name)), out
 
 
-@HYPO
+@settings(HYPO, max_examples=15)
 @given(paths=PATHS, cut=st.integers(1, 3))
 def test_property_a_part_of_a_name_is_never_silently_taken_for_it(tmp_path, capsys, paths, cut):
     db = fresh_store(tmp_path, paths)

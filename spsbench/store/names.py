@@ -59,11 +59,3 @@ def listing(labels: Iterable[str], limit: int = 8) -> str:
 def ambiguous(flag: str, name: str, found: Sequence[Candidate]) -> ConfigError:
     return ConfigError(f"{flag}: {name!r} names {len(found)} models: {listing(c.label for c in found)}; "
                        "give one of these names")
-
-
-def unknown(flag: str, name: str, candidates: Sequence[Candidate], what: str = "model") -> ConfigError:
-    """`name` matched nothing: the nearest candidates (those containing it, else all) in the message."""
-    near = [c.label for c in candidates if any(name.lower() in n.lower() for n in (c.path, *c.names))]
-    hint = (f"names containing it: {listing(near)} (give one exactly)" if near else
-            f"known: {listing(c.label for c in candidates)}" if candidates else "the store holds none")
-    return ConfigError(f"{flag}: no {what} named {name!r}; {hint}")
