@@ -12,6 +12,7 @@ modes apply to it as to any user). The generator is the table: every writing com
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import resource
 import shutil
@@ -69,6 +70,8 @@ def work(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("writes")
     synthetic_store(root / "results" / "spsbench.db")                       # plots of 27-60 KB
     synthetic_store(root / "results" / "big.db", n=16, paper_n=256, problems=24)   # exports of 38 KB
+    row = {"completion": "ANSWER: B", "gold": "B", "kind": "mc", "choices": ["one", "two", "three", "four"]}
+    (root / "batch.jsonl").write_text("".join(json.dumps(row | {"id": i}) + "\n" for i in range(600)))
     (root / "home").mkdir()
     os.chmod(root, 0o777)
     return root
@@ -96,6 +99,7 @@ WRITERS = {
     "results --out": (["results", *STORE, "--samples", "--out", "{out}/samples.jsonl"], "--out: cannot write"),
     "publish": (["publish", "--store", "results/big.db", "--all", "--out", "{out}/pub"], "cannot write"),
     "leaderboard": (["leaderboard", *STORE, "--out", "{out}/boards"], "leaderboards: cannot write"),
+    "grade --out": (["grade", "--jsonl", "batch.jsonl", "--out", "{out}/samples.jsonl"], "--out: cannot write"),
 }
 
 
@@ -153,6 +157,15 @@ def test_a_home_that_cannot_be_entered(work, denied, tmp_path):
         assert done.returncode == 0, done.stderr
     finally:
         os.chmod(home, 0o755)
+
+
+def test_an_out_that_is_a_device_is_written_into_never_replaced(work):
+    done = spsbench(["results", *STORE, "--out", "/dev/null"], work)
+    assert done.returncode == 0, done.stderr
+    assert Path("/dev/null").is_char_device()
+    done = spsbench(["results", *STORE, "--out", "/dev/full"], work)
+    one_line(done, "--out: cannot write /dev/full: No space left on device")
+    assert Path("/dev/full").is_char_device()
 
 
 # ------------------------------------------------------------------ locales and file names

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from spsbench.commands.selection import output
 from spsbench.errors import SpsbenchError
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy
 from spsbench.validate import decode, one_line_gold, output_file, read_text
@@ -133,18 +134,11 @@ def _run_batch(args: argparse.Namespace, policy) -> int:
     with GraderPool(workers=args.workers, policy=policy) as pool:
         grades = pool.grade_many(requests, progress=sys.stderr.isatty())
         stats = dict(pool.stats)
-    try:
-        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
-    except OSError as exc:
-        raise SpsbenchError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
-    try:
+    with output(args.out) as out:          # a file-size limit or a full disk: the --out file whole or untouched
         for row, result in zip(rows, grades, strict=True):
             record = {k: v for k, v in row.items() if k not in ("completion", "_choices")}
             record.update(outcome=result.outcome.value, extracted=result.extracted, detail=result.detail)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
     counts = Counter(g.outcome.value for g in grades)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     print(f"graded {len(grades)} ({summary}); cache hits {stats['cache_hits']}, timeouts {stats['timeouts']} "

@@ -90,8 +90,12 @@ def output(out: str | None) -> Iterator[TextIO]:
         yield sys.stdout
         return
     path = output_file(out, "--out")                 # a folder, an unwritable folder: one line
+    stream = path.exists() and not path.is_file()    # /dev/stdout, /dev/null, a FIFO: written into, never replaced
     try:
-        with atomic_target(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-            yield fh
+        with contextlib.ExitStack() as stack:
+            # a symlink to a file: the file it points at is replaced, not the link
+            target = path if stream else stack.enter_context(atomic_target(Path(os.path.realpath(path))))
+            yield stack.enter_context(open(target, "w", encoding="utf-8", newline=""))
     except OSError as exc:
-        raise ConfigError(f"--out: cannot write {path}: {exc.strerror or exc}; nothing was written") from None
+        raise ConfigError(f"--out: cannot write {path}: {exc.strerror or exc}"
+                          f"{'' if stream else '; nothing was written'}") from None
