@@ -15,8 +15,8 @@ import threading
 from collections.abc import Iterator
 
 from spsbench import __version__
-from spsbench.errors import SpsbenchError
-from spsbench.validate import no_empty_arguments
+from spsbench.errors import SpsbenchError, one_line
+from spsbench.validate import locale_hint, no_empty_arguments, utf8_arguments
 
 # Explicit registry: subcommand -> module. Order is the order shown in --help.
 COMMANDS: dict[str, str] = {
@@ -76,9 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _sigterm_like_sigint():
             no_empty_arguments(args)             # `--store ""` is a mistake, never "the default"
+            utf8_arguments(args)
             return int(args._run(args) or 0)
     except SpsbenchError as exc:
         print(f"spsbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:      # the environment (a full disk, a file-size limit, a folder that cannot be
+        # entered) where no check above turned it into a sentence: still one line, never a traceback
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"spsbench {args.command}: error: {exc.strerror or one_line(exc)}{where}", file=sys.stderr)
+        return 2
+    except UnicodeEncodeError as exc:    # a path found on disk whose name is not UTF-8 text
+        print(f"spsbench {args.command}: error: a path or text holds bytes that are not UTF-8 text "
+              f"({exc.object[exc.start:exc.end].encode('utf-8', 'backslashreplace').decode()!r}){locale_hint()}",
+              file=sys.stderr)
         return 2
     except Terminated:
         print(f"spsbench {args.command}: terminated (SIGTERM); finished work is in the store", file=sys.stderr)

@@ -25,6 +25,11 @@ class StoreError(SpsbenchError):
     """The results store cannot be opened or is inconsistent."""
 
 
+class WriteError(SpsbenchError):
+    """A file could not be written (full disk, file-size limit, read-only folder); the file is left as it was
+    (spsbench.io writes beside it and renames), never half-written."""
+
+
 class CheckpointError(SpsbenchError):
     """A checkpoint folder is not a loadable model (partial save, missing or corrupt weights)."""
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spsbench import paths
-from spsbench.errors import CheckpointError, EngineError
+from spsbench.errors import CheckpointError, EngineError, one_line
 from spsbench.io import atomic_write_json
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
@@ -73,7 +73,7 @@ def default_model_path(*, progress: bool = True) -> Path:
         _remove_stale_temps(final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL_NAME}.tmp-", dir=final.parent))
         try:
-            _convert_with_status(source, tmp, progress)
+            _convert_or_say_why(source, tmp, progress)
             _make_readable(tmp)
             if final.exists():                 # a leftover without config.json is incomplete
                 shutil.rmtree(final)
@@ -104,6 +104,18 @@ def _remove_stale_temps(final: Path) -> None:
     # Only called under the lock, so any temp folder left here belongs to a dead conversion.
     for stale in final.parent.glob(f".{DEFAULT_MODEL_NAME}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _convert_or_say_why(source: Path, out: Path, progress: bool) -> None:
+    """The conversion, or one line when the cache cannot hold it (a full disk, a file-size limit): the
+    caller removes the temporary folder, so nothing half-written is left in the cache."""
+    try:
+        _convert_with_status(source, out, progress)
+    except Exception as exc:  # noqa: BLE001 - safetensors' SafetensorError derives from Exception only
+        if not isinstance(exc, OSError) and type(exc).__name__ != "SafetensorError":
+            raise
+        raise EngineError(f"cannot convert the embedded default model into {out.parent}: {one_line(exc)}; "
+                          "nothing was kept (free space, or raise the file-size limit)") from None
 
 
 def _convert_with_status(source: Path, out: Path, progress: bool) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
+from spsbench.errors import StoreError
 from spsbench.validate import text, writable_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +22,9 @@ EMBEDDED_MODEL = "smollm2-135m-instruct"     # the embedded default's folder in 
 EMBEDDED_NAME = f"{EMBEDDED_MODEL} (embedded)"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+?)--([^/]+)/snapshots/[^/]+$")   # the HF hub cache layout
+# Written by `spsbench train` into a checkpoint folder after the last file of its save (train.preempt.COMPLETE,
+# the same name: tests/test_hostile_watch.py holds them equal); `eval --watch` waits for it.
+CHECKPOINT_COMPLETE = "spsbench_checkpoint_complete"
 
 
 def tasks_dir() -> Path:
@@ -45,7 +49,8 @@ def cache_dir() -> Path:
     env = os.environ.get("SPSBENCH_CACHE")
     if env is not None:
         text("SPSBENCH_CACHE", env)
-    return writable_dir(_cache_root(), "cache folder" + (" ($SPSBENCH_CACHE)" if env else ""))
+    hint = "" if env else "; set SPSBENCH_CACHE to a writable folder"
+    return writable_dir(_cache_root(), "cache folder" + (" ($SPSBENCH_CACHE)" if env else ""), hint=hint)
 
 
 def _cache_root() -> Path:
@@ -55,8 +60,12 @@ def _cache_root() -> Path:
 
 
 def default_store_path() -> Path:
-    """Default SQLite results store (`results/spsbench.db`, or $SPSBENCH_STORE)."""
-    return Path(os.environ.get("SPSBENCH_STORE", "results/spsbench.db"))
+    """Default SQLite results store (`results/spsbench.db`, or $SPSBENCH_STORE: a file path; empty = unset)."""
+    env = os.environ.get("SPSBENCH_STORE", "").strip()
+    if env and os.path.isdir(env):
+        raise StoreError(f"$SPSBENCH_STORE: {env} is a folder; it names the store file (e.g. "
+                         f"{Path(env) / 'spsbench.db'})")
+    return Path(env or "results/spsbench.db")
 
 
 def default_published_dir(store: str | Path | None = None) -> Path | None:

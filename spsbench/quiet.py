@@ -32,11 +32,17 @@ def engine_log(path: str | Path, verbose: bool = False) -> Iterator[Path | None]
         yield None
         return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", buffering=1) as log:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(path, "a", encoding="utf-8", buffering=1)   # noqa: SIM115 - closed below
         log.write(f"==== {datetime.now(UTC).isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
-        with _fd2_to(log), _records_to(log), _env(QUIET_ENV):
-            yield path
+    except OSError as exc:        # an unwritable results/ folder must not stop an evaluation: say so, show all
+        print(f"spsbench: warning: cannot write the engine log {path} ({exc.strerror or exc}); engine messages "
+              "are shown here", file=sys.stderr)
+        yield None
+        return
+    with log, _fd2_to(log), _records_to(log), _env(QUIET_ENV):
+        yield path
 
 
 _terminal: TextIO | None = None      # the terminal while engine output is redirected

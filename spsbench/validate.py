@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 import math
 import os
+import stat
+import sys
 import types
 import typing
 from pathlib import Path
@@ -54,6 +56,18 @@ def text(name: str, value: Any, *, error: type[SpsbenchError] = ConfigError) -> 
     return value
 
 
+LINE_BREAKS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def one_line_gold(name: str, value: str, *, error: type[SpsbenchError] = ConfigError) -> str:
+    """A gold answer on one line. A line break in a gold answer is two answers to the grader (`4\\n2` was
+    graded as 6): refused, naming where it came from, rather than guessed at."""
+    if any(br in value for br in LINE_BREAKS):
+        raise error(f"{name}: the gold answer {value[:40]!r} holds a line break: one answer per problem (fix the "
+                    "row, or pick the line with answer_regex)")
+    return value
+
+
 def no_empty_arguments(args: argparse.Namespace) -> None:
     """Refuse `--opt ""` (and an empty MODEL or list item) for every option of a parsed command line.
 
@@ -66,6 +80,30 @@ def no_empty_arguments(args: argparse.Namespace) -> None:
         if any(isinstance(v, str) and not v.strip() for v in items):
             flag = dest.upper() if dest in ("model", "file") else "--" + dest.replace("_", "-")
             raise ConfigError(f"{flag}: needs a value, got an empty string")
+
+
+def locale_hint() -> str:
+    """What to do when text cannot be encoded: in an ASCII locale (LC_ALL=C with UTF-8 mode off) non-ASCII
+    paths arrive as undecodable bytes."""
+    encoding = sys.getfilesystemencoding().lower().replace("-", "")
+    return "" if encoding == "utf8" else (f"; the locale's encoding is {sys.getfilesystemencoding()}: run with a "
+                                          "UTF-8 locale (LC_ALL=C.UTF-8) or PYTHONUTF8=1")
+
+
+def utf8_arguments(args: argparse.Namespace) -> None:
+    """Refuse an argument whose bytes are not UTF-8 text (a Latin-1 file name, or any non-ASCII path in an
+    ASCII locale): it could not be stored, written into a page or compared, and would fail later as a
+    traceback, perhaps after an hour of generation."""
+    for dest, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or dest.startswith("_"):
+                continue
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                flag = dest.upper() if dest in ("model", "file") else "--" + dest.replace("_", "-")
+                raise ConfigError(f"{flag}: {os.fsencode(item)!r} holds bytes that are not UTF-8 text"
+                                  f"{locale_hint()}") from None
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -96,12 +134,30 @@ def decode(data: bytes, path: str | Path, what: str, *, error: type[SpsbenchErro
                     f"line {line}); save it as UTF-8") from None
 
 
+def kind(path: Path, what: str, *, error: type[SpsbenchError] = ConfigError, verb: str = "reach") -> str:
+    """'dir', 'file', 'other' or 'missing'; a folder on the way that cannot be entered is one line, not a
+    PermissionError (Path.is_dir raises it: a home folder that cannot be traversed, a mode-000 folder)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except NotADirectoryError:
+        raise error(f"{what}: cannot {verb} {path}: a part of the path is a file, not a folder") from None
+    except OSError as exc:
+        raise error(f"{what}: cannot {verb} {path}: {exc.strerror or exc} (a folder on the way cannot be "
+                    "entered)") from None
+    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
 def existing_file(path: str | Path, what: str, *, error: type[SpsbenchError] = ConfigError) -> Path:
     path = Path(text(what, str(path), error=error)).expanduser()
-    if path.is_dir():
+    found = kind(path, what, error=error)
+    if found == "dir":
         raise error(f"{what}: {path} is a folder, expected a file")
-    if not path.exists():
+    if found == "missing":
         raise error(f"{what}: cannot read {path}: file not found")
+    if found == "other":                 # a FIFO would block the read forever, a device never end
+        raise error(f"{what}: {path} is not a regular file (a FIFO, socket or device); refused without reading it")
     if not os.access(path, os.R_OK):
         raise error(f"{what}: {path} is not readable (permission denied)")
     return path
@@ -109,9 +165,10 @@ def existing_file(path: str | Path, what: str, *, error: type[SpsbenchError] = C
 
 def existing_dir(path: str | Path, what: str, *, error: type[SpsbenchError] = ConfigError) -> Path:
     path = Path(text(what, str(path), error=error)).expanduser()
-    if path.exists() and not path.is_dir():
+    found = kind(path, what, error=error)
+    if found not in ("dir", "missing"):
         raise error(f"{what}: {path} is a file, expected a folder")
-    if not path.exists():
+    if found == "missing":
         raise error(f"{what}: folder not found: {path}")
     if not os.access(path, os.R_OK | os.X_OK):
         raise error(f"{what}: {path} is not readable (permission denied)")
@@ -121,7 +178,7 @@ def existing_dir(path: str | Path, what: str, *, error: type[SpsbenchError] = Co
 def output_file(path: str | Path, what: str, *, error: type[SpsbenchError] = ConfigError) -> Path:
     """A file path we may create or replace: not a folder, its folder creatable and writable."""
     path = Path(text(what, str(path), error=error)).expanduser()
-    if path.is_dir():
+    if kind(path, what, error=error) == "dir":
         raise error(f"{what}: {path} is a folder; give a file path")
     writable_dir(path.parent, what, error=error)
     if path.exists() and not os.access(path, os.W_OK):
@@ -129,17 +186,43 @@ def output_file(path: str | Path, what: str, *, error: type[SpsbenchError] = Con
     return path
 
 
-def writable_dir(path: str | Path, what: str, *, error: type[SpsbenchError] = ConfigError) -> Path:
-    """A folder we can write into, created if missing."""
+def creatable_file(path: str | Path, what: str, *, error: type[SpsbenchError] = ConfigError) -> Path:
+    """A file we will create or update, checked without creating anything: not a folder, writable if it
+    exists, else its nearest existing folder writable (so a run refuses before it loads a model, not after)."""
     path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
+    found = kind(path, what, error=error)
+    if found == "dir":
+        raise error(f"{what}: {path} is a folder; give a file path")
+    if found != "missing":
+        if not os.access(path, os.W_OK):
+            raise error(f"{what}: {path} is not writable (permission denied)")
+        parent = path.parent
+    else:
+        parent = path.parent
+        while kind(parent, what, error=error) == "missing" and parent != parent.parent:
+            parent = parent.parent
+        if kind(parent, what, error=error) != "dir":
+            raise error(f"{what}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise error(f"{what}: folder {parent} is not writable (permission denied)")
+    return path
+
+
+def writable_dir(path: str | Path, what: str, *, error: type[SpsbenchError] = ConfigError, hint: str = "") -> Path:
+    """A folder we can write into, created if missing (`hint` ends the message when it cannot be)."""
+    path = Path(path).expanduser()
+    try:
+        found = kind(path, what, error=error, verb="create folder")
+    except SpsbenchError as exc:
+        raise error(f"{exc}{hint}") from None
+    if found not in ("dir", "missing"):
         raise error(f"{what}: {path} is a file, expected a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise error(f"{what}: cannot create folder {path}: {exc.strerror or exc}") from None
+        raise error(f"{what}: cannot create folder {path}: {exc.strerror or exc}{hint}") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise error(f"{what}: folder {path} is not writable (permission denied)")
+        raise error(f"{what}: folder {path} is not writable (permission denied){hint}")
     return path
 
 

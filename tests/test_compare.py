@@ -35,8 +35,9 @@ def test_solved_diff_lists_gained_problems_with_pass_rates(store, capsys):
 
 def test_compare_unknown_names_are_one_line(store, capsys):
     assert main(["results", "--store", str(store), "--compare", "nope", "sps-qwen"]) == 2
-    assert "no task with a comparable finished evaluation" in capsys.readouterr().err
+    assert "--compare A: no run or model named 'nope'; runs: grpo-qwen, sps-qwen; models: " in capsys.readouterr().err
     assert main(["results", "--store", str(store), "--compare", "checkpoint", "sps-qwen"]) == 2
+    assert "names containing it: grpo-qwen@100" in capsys.readouterr().err
 
 
 def test_solved_change_counts_gains_losses_and_the_sign_test():

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from spsbench import paths
-from spsbench.cli import main
 from spsbench.config import SamplingConfig
 from spsbench.errors import CheckpointError, ConfigError, SpsbenchError, TaskError, one_line
 from spsbench.evaluation.evaluate import evaluate
@@ -29,27 +28,9 @@ from spsbench.evaluation.records import EvalRequest
 from spsbench.grading import Outcome, grade
 from spsbench.tasks import load_task
 from spsbench.tasks.sources import build_problems, read_local
+from tests.hostile import HYPO, SCALARS, VALUES, fails, one_line_error, outcome_of
 
 NOT_UTF8 = b"name: x\nversion: '1'\n# caf\xe9 in Latin-1\n"
-# No example database: a test run must not write into the checkout (.hypothesis/).
-HYPO = settings(max_examples=25, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def fails(capsys, argv: list[str], *expected: str) -> str:
-    """Run the CLI: exit 2 and exactly one stderr line holding every expected piece."""
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for piece in expected:
-        assert piece in err, err
-    return err
-
-
-def one_line_error(exc: BaseException) -> None:
-    assert isinstance(exc, SpsbenchError), repr(exc)
-    assert "\n" not in str(exc) and str(exc).strip(), repr(exc)
 
 
 # ------------------------------------------------------------------ text that is not UTF-8
@@ -272,26 +253,12 @@ def test_a_5000_digit_answer_is_compared():
 
 # ------------------------------------------------------------------ Hypothesis properties
 
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 40), st.floats(allow_nan=True),
-                    st.text(max_size=12))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                      max_leaves=6)
 TASK_KEYS = ["name", "version", "grader", "source", "columns", "prompt_template", "n", "k", "answer_regex",
              "answer_format", "shuffle_choices", "distractor_columns", "meta_columns", "description"]
 GOOD_TASK = {"version": "1", "grader": "math", "source": {"file": "rows.jsonl"},
              "columns": {"problem": "q", "answer": "a"}, "prompt_template": "{problem}", "n": 2, "k": [1]}
 BUILTIN_SOURCES = st.fixed_dictionaries({"builtin": st.just("arith")}, optional={
     "seed": SCALARS, "count": st.integers(-2, 30), "difficulty": st.sampled_from(["easy", "hard", "x", 3])})
-
-
-def outcome_of(call) -> object:
-    """The call's result, or None after a one-line SpsbenchError; anything else fails the property."""
-    try:
-        return call()
-    except SpsbenchError as exc:
-        one_line_error(exc)
-        return None
 
 
 @HYPO

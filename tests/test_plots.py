@@ -63,6 +63,13 @@ def test_paired_differences_one_bar_per_pair_and_metric(tmp_path):
     assert s.series == 2 and s.labels == ("B − A",) and _is_png(s.path)
 
 
+def test_paired_differences_draw_a_point_outside_its_own_shifted_interval(tmp_path):
+    """A bias-shifted percentile interval of skewed replicates can exclude its point (stats._diff): the
+    plot still draws it (matplotlib refuses a negative error length), found by `spsbench leaderboard`."""
+    s = plots.paired_differences(tmp_path / "d.png", "t", {"B − A": [(0.01, 0.02, 0.2)]}, ["Pass@8"])
+    assert s.series == 1 and _is_png(s.path)
+
+
 def test_frontier_curves_one_line_per_run_and_the_base_marked(tmp_path):
     runs = {"grpo (g)": [(0.30, 0.80, "base"), (0.40, 0.70, "100"), (0.50, 0.60, "200")],
             "sps (s)": [(0.30, 0.80, "base"), (0.35, 0.82, "100")]}

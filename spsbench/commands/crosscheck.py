@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spsbench import paths
-from spsbench.commands.results import select
-from spsbench.errors import StoreError
+from spsbench.commands.selection import MODEL_HELP, existing_store, require_matches, select
+from spsbench.errors import ConfigError
 from spsbench.interop.evalscope_crosscheck import crosscheck, evalscope_python
 from spsbench.store import Store
 from spsbench.tasks import parse_data_args
@@ -22,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tool", choices=("evalscope",), help="Whose review to compare with (evalscope).")
     parser.add_argument("--store", metavar="PATH", help="Results store (default results/spsbench.db).")
     parser.add_argument("--task", help="Only this task.")
-    parser.add_argument("--model", help="Only models whose path (or run name) contains this text.")
+    parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--eval-id", type=int, help="Only this evaluation.")
     parser.add_argument("--data", action="append", metavar="NAME=PATH",
                         help="Local rows for a task (repeatable), as for `spsbench eval`.")
@@ -32,16 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-
     evalscope_python(args.python)               # before any work: one line if the venv is missing
-    path = Path(args.store or paths.default_store_path())
-    if not path.is_file():
-        raise StoreError(f"results store {path} does not exist; run `spsbench eval` first")
+    path = existing_store(args.store)
     with Store(path) as db:
         evals = [e for e in select(db, args.task, args.model, "done")
                  if (args.eval_id is None and not e.engine.startswith("evalscope@")) or e.id == args.eval_id]
+        require_matches(db, evals, args.task, args.model, "done", path)
+        if not evals:
+            raise ConfigError(f"no finished native evaluation in {path} matches"
+                              + (f" --eval-id {args.eval_id}" if args.eval_id is not None else "")
+                              + "; `spsbench results` lists what is stored")
         reports = crosscheck(db, evals, data=parse_data_args(args.data), python=args.python, work=args.work)
     worst = 0.0
     for report in reports:

@@ -11,9 +11,10 @@ import sys
 from collections import Counter
 from typing import Any
 
+from spsbench.commands.selection import output
 from spsbench.errors import SpsbenchError
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy
-from spsbench.validate import decode, output_file, read_text
+from spsbench.validate import decode, one_line_gold, output_file, read_text
 from spsbench.validate import number as check_number
 
 HELP = "Grade one completion (FILE or stdin) against --gold, or a JSONL batch with --jsonl."
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_batch(args, policy)
     if args.gold is None:
         raise SpsbenchError("--gold is required to grade one completion (or use --jsonl FILE)")
+    one_line_gold("--gold", args.gold, error=SpsbenchError)
     completion = _read_text(args.file)
     choices = _parse_choices(args.choices, "--choices")
     return _run_one(completion, args.gold, args.kind, choices, policy, args.json)
@@ -119,6 +121,7 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
         raise SpsbenchError(f"{where}: field 'completion' must be a string")
     if not isinstance(row["gold"], (str, int, float)) or isinstance(row["gold"], bool):
         raise SpsbenchError(f"{where}: field 'gold' must be a string or a number")
+    one_line_gold(f"{where}: field 'gold'", str(row["gold"]), error=SpsbenchError)
     if row.get("kind", "math") not in ("math", "mc"):
         raise SpsbenchError(f"{where}: field 'kind' must be 'math' or 'mc', got {row['kind']!r}")
     row["_choices"] = _parse_choices(row.get("choices"), f"{where}: field 'choices'")
@@ -131,18 +134,11 @@ def _run_batch(args: argparse.Namespace, policy) -> int:
     with GraderPool(workers=args.workers, policy=policy) as pool:
         grades = pool.grade_many(requests, progress=sys.stderr.isatty())
         stats = dict(pool.stats)
-    try:
-        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
-    except OSError as exc:
-        raise SpsbenchError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
-    try:
+    with output(args.out) as out:          # a file-size limit or a full disk: the --out file whole or untouched
         for row, result in zip(rows, grades, strict=True):
             record = {k: v for k, v in row.items() if k not in ("completion", "_choices")}
             record.update(outcome=result.outcome.value, extracted=result.extracted, detail=result.detail)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
     counts = Counter(g.outcome.value for g in grades)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     print(f"graded {len(grades)} ({summary}); cache hits {stats['cache_hits']}, timeouts {stats['timeouts']} "

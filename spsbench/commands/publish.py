@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from spsbench import paths
-from spsbench.commands.results import select
-from spsbench.errors import ConfigError, StoreError
+from spsbench.commands.selection import MODEL_HELP, existing_store, require_matches, select
+from spsbench.errors import ConfigError
 from spsbench.leaderboards.snapshot import current_evaluations, plural, read_run_info
 from spsbench.store import Store
 from spsbench.store.published import export_evaluation
+from spsbench.validate import writable_dir
 
 HELP = ("Copy chosen finished evaluations (every sample, score, provenance and diagnostic) from the local "
         "store into the committed export results/published/ (deterministic gzip JSONL).")
@@ -24,23 +24,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="Export folder (default results/published or "
                         "$SPSBENCH_PUBLISHED).")
     parser.add_argument("--task", help="Only evaluations of this task.")
-    parser.add_argument("--model", help="Only models whose path (or run name) contains this text.")
+    parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--eval", metavar="IDS", help="Only these evaluation ids (comma-separated; see "
                         "`spsbench results`).")
     parser.add_argument("--all", action="store_true", help="Every finished evaluation (no filter needed).")
 
 
 def run(args: argparse.Namespace) -> int:
-    store_path = Path(args.store or paths.default_store_path())
-    if not store_path.is_file():
-        raise StoreError(f"results store {store_path} does not exist; run `spsbench eval` first")
+    store_path = existing_store(args.store)
     if not (args.all or args.task or args.model or args.eval):
         raise ConfigError("choose what to publish: --task, --model, --eval IDS, or --all")
-    out = Path(args.out or paths.default_published_dir() or "results/published")
+    out = writable_dir(args.out or paths.default_published_dir() or "results/published", "--out")
     root = os.getcwd()
     with Store(store_path) as store:
-        evals = current_evaluations(select(store, args.task, args.model, "done"))
-        evals = [e for e in evals if not args.eval or e.id in _ids(args.eval)]
+        selected = select(store, args.task, args.model, "done")
+        require_matches(store, selected, args.task, args.model, "done", store_path)
+        evals = current_evaluations(selected)
+        if args.eval:
+            wanted = _ids(args.eval)
+            missing = sorted(wanted - {e.id for e in evals})
+            if missing:
+                raise ConfigError(f"--eval: {', '.join(map(str, missing))} not among the finished evaluations "
+                                  f"{'matching the other filters ' if args.task or args.model else ''}in {store_path} "
+                                  "(`spsbench results` lists their ids)")
+            evals = [e for e in evals if e.id in wanted]
         if not evals:
             raise ConfigError(f"no finished evaluation in {store_path} matches the filters")
         info = read_run_info(store.models(), root)

@@ -4,20 +4,17 @@ or CSV (no SQL needed)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import json
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from spsbench import paths
 from spsbench.commands.compare import run_compare
-from spsbench.errors import StoreError
+from spsbench.commands.selection import MODEL_HELP, existing_store, output, require_matches, select, write
+from spsbench.errors import ConfigError
 from spsbench.store import Store
-from spsbench.validate import output_file
 
 HELP = ("Export scores, samples, the run history (provenance) or the samples where another evaluator's verdict "
         "differs from ours as JSONL or CSV; compare two evaluations problem by problem (--compare, --solved-diff).")
@@ -38,7 +35,7 @@ SESSION_FIELDS = ("eval_id", "task", "model", "session", "kind", "started_at", "
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="PATH", help="Results store (default results/spsbench.db).")
     parser.add_argument("--task", help="Only this task.")
-    parser.add_argument("--model", help="Only models whose path (or run name) contains this text.")
+    parser.add_argument("--model", help=MODEL_HELP)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--scores", action="store_true", help="Export scores, one row per metric (default).")
     what.add_argument("--samples", action="store_true", help="Export every sample with its grade.")
@@ -54,25 +51,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--disagreements", action="store_true",
                       help="Export the samples where an imported evaluator's verdict differs from ours, with both "
                            "extracted answers (see `spsbench import`).")
-    parser.add_argument("--with", dest="with_source", default="evalscope", metavar="SOURCE",
+    parser.add_argument("--with", dest="with_source", metavar="SOURCE",
                         help="With --disagreements: whose verdicts to compare with (default: evalscope).")
     parser.add_argument("--all", action="store_true", help="Include unfinished (running/killed) evaluations.")
-    parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="Output format.")
+    parser.add_argument("--format", choices=("jsonl", "csv"),
+                        help="Output format (default jsonl; --compare / --solved-diff: a text table unless given).")
     parser.add_argument("--out", metavar="FILE", help="Write here instead of stdout.")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.with_source is not None and not args.disagreements:
+        raise ConfigError("--with: applies to --disagreements only")
     if args.compare or args.solved_diff:
         return run_compare(args)
-    path = Path(args.store or paths.default_store_path())
-    if not path.is_file():
-        raise StoreError(f"results store {path} does not exist; run `spsbench eval` first")
+    path = existing_store(args.store)
     with Store(path) as store:
         evals = select(store, args.task, args.model, None if args.all else "done")
+        require_matches(store, evals, args.task, args.model, None if args.all else "done", path)
+        args.with_source = args.with_source or "evalscope"
         rows, fields, noun = _export(store, evals, args)
         try:
-            with _output(args.out) as fh:
-                count = write(rows, fields, args.format, fh)
+            with output(args.out) as fh:
+                count = write(rows, fields, args.format or "jsonl", fh)
         except BrokenPipeError:          # `spsbench results | head`: the reader has all it wants
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
             return 0
@@ -89,14 +89,6 @@ def _export(store: Any, evals: list[Any], args: argparse.Namespace) -> tuple[Ite
     if args.disagreements:
         return disagreement_rows(store, evals, args.with_source), DISAGREEMENT_FIELDS, "disagreements"
     return score_rows(store, evals), SCORE_FIELDS, "score rows"
-
-
-def select(store: Any, task: str | None, model: str | None, status: str | None) -> list[Any]:
-    """Evaluations matching the filters (task exact; model a substring of path or run name)."""
-    evals = store.evaluations(status=status, task=task)
-    if model:
-        evals = [e for e in evals if model in e.model_path or model in (e.run_name or "")]
-    return evals
 
 
 def _eval_fields(ev: Any) -> dict[str, Any]:
@@ -144,27 +136,3 @@ def session_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
                    "min_idx": x.min_idx, "max_idx": x.max_idx, "last_at": x.last_at,
                    "host": x.provenance.get("host"), "spsbench": (x.provenance.get("packages") or {}).get("spsbench"),
                    "provenance": json.dumps(x.provenance, sort_keys=True)}
-
-
-def write(rows: Iterator[dict[str, Any]], fields: tuple[str, ...], fmt: str, fh: TextIO) -> int:
-    """Write rows (only `fields`, in that order); returns how many."""
-    count = 0
-    writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore") if fmt == "csv" else None
-    if writer is not None:
-        writer.writeheader()
-    for row in rows:
-        if writer is not None:
-            writer.writerow(row)
-        else:
-            fh.write(json.dumps({f: row.get(f) for f in fields}, ensure_ascii=False) + "\n")
-        count += 1
-    return count
-
-
-@contextlib.contextmanager
-def _output(out: str | None) -> Iterator[TextIO]:
-    if not out:
-        yield sys.stdout
-        return
-    with open(output_file(out, "--out"), "w", encoding="utf-8", newline="") as fh:   # a folder: one line
-        yield fh

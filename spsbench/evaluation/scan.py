@@ -3,10 +3,15 @@ layout) that the store does not hold yet, in step order, and pick the best one (
 
 Broken checkpoints (partial saves, missing or truncated weights, weights that do not match the config,
 a model the engine cannot load) are reported one line each, once, and skipped; the others still run.
-`watch` keeps scanning while a trainer writes new checkpoints: a checkpoint without `trainer_state.json`
-(the Trainer writes it last) or with files modified in the last `SETTLE_S` seconds is still being
-written and is left for the next scan. Several sampling groups (tasks with different default n) are
-covered by one scan loop: each checkpoint is evaluated for every group with one engine load.
+`watch` keeps scanning while a trainer writes new checkpoints and says what it waits for. A checkpoint
+is complete when its save marker is there (`spsbench train` writes `spsbench_checkpoint_complete`
+after the last file of a save; once any checkpoint of a run has it, the others wait for theirs); else
+(other trainers, older spsbench runs, a run's first save) when `trainer_state.json` (the HF Trainer
+writes it after the weights) is there and nothing changed for `SETTLE_S` seconds.
+Until then it is "waiting", said once per reason. A checkpoint found broken is checked again when its
+files change (a copy or a save that was slower than the settle time), never reported twice unchanged.
+Several sampling groups (tasks with different default n) are covered by one scan loop: each checkpoint
+is evaluated for every group with one engine load.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from spsbench.tasks import Task
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"    # written last by the HF Trainer when a checkpoint is complete
 SETTLE_S = 5.0                          # files younger than this may still be growing
+# A checkpoint of an spsbench run without the marker but with trainer_state.json and no change for this
+# long was written by an spsbench from before the marker (or its save was killed after the weights).
+UNMARKED_S = 600.0
 
 
 @dataclass
@@ -97,12 +105,38 @@ def run_tags(run: str | Path, step: int) -> ModelTags:
                      algo=info.get("algo"), base_model=info.get("base_model"))
 
 
-def is_settled(folder: Path, settle_s: float = SETTLE_S) -> bool:
-    """Complete as far as we can tell: trainer_state.json present and nothing modified recently."""
+def is_settled(folder: Path, settle_s: float | None = None) -> bool:
+    """Complete as far as we can tell (`awaited` says what is missing otherwise)."""
+    return awaited(folder, settle_s=settle_s) is None
+
+
+def awaited(folder: Path, marked: bool = False, settle_s: float | None = None) -> str | None:
+    """None when `folder` is a complete checkpoint; else what it waits for. `marked`: another checkpoint of
+    the run has the save marker (its trainer writes it last), so only the marker says complete."""
+    settle_s = SETTLE_S if settle_s is None else settle_s
+    if (folder / paths.CHECKPOINT_COMPLETE).is_file():
+        return None
+    age = time.time() - _newest(folder)
+    if marked and not ((folder / TRAINER_STATE).is_file() and age >= UNMARKED_S):
+        return f"{paths.CHECKPOINT_COMPLETE} (spsbench train writes it after the save's last file)"
     if not (folder / TRAINER_STATE).is_file():
-        return False
-    newest = max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
-    return time.time() - newest >= settle_s
+        return f"{TRAINER_STATE} (the Trainer writes it last)"
+    if age < settle_s:
+        return f"its files to stop changing (last change {max(age, 0):.0f} s ago)"
+    return None
+
+
+def _newest(folder: Path) -> float:
+    return max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
+
+
+def fingerprint(folder: Path) -> tuple:
+    """(name, size, mtime) of every file: a broken checkpoint whose files change is looked at again."""
+    try:
+        return tuple(sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in folder.rglob("*") if p.is_file()))
+    except OSError:                     # a file removed while listing: changed
+        return (time.time(),)
 
 
 # --------------------------------------------------------------------------- already stored?
@@ -171,40 +205,106 @@ def scan_groups(run: str | Path, requests: Sequence[EvalRequest], *, watch: bool
     if until_idle is not None and until_idle < 0:
         raise ConfigError(f"--until-idle: must be >= 0 seconds, got {until_idle:g}")
     groups = [(req, [load_eval_task(t, req.data, req.limit) for t in req.tasks]) for req in requests]
-    report, handled = ScanReport(Path(run)), set()
+    report, state = ScanReport(Path(run)), Watch()
+    if watch:
+        _say(console, _watching(report.run, interval, until_idle))
     last_new = time.monotonic()
     while True:
-        if _scan_once(report, handled, groups, watch, console, engine_factory):
+        if _scan_once(report, state, groups, watch, console, engine_factory):
             last_new = time.monotonic()
         if not watch or (until_idle is not None and time.monotonic() - last_new >= until_idle):
+            _say_still_waiting(console, state, until_idle if watch else None)
             return report
         try:
             time.sleep(interval)
         except KeyboardInterrupt:     # Ctrl-C between scans ends the watch normally (with the table)
             _say(console, "stopped watching")
+            _say_still_waiting(console, state, None)
             return report
+
+
+@dataclass
+class Watch:
+    """What the scans have seen: handled checkpoints, broken ones (with their files, to notice a change)
+    and what each incomplete one waits for (said once per reason)."""
+
+    marked: bool = False                                 # a checkpoint has the save marker: it says complete
+    done: set[Path] = field(default_factory=set)
+    broken: dict[Path, tuple] = field(default_factory=dict)
+    waiting: dict[Path, str] = field(default_factory=dict)
+    said_empty: bool = False
+
+
+def _watching(run: Path, interval: float, until_idle: float | None) -> str:
+    complete = (f"once complete ({paths.CHECKPOINT_COMPLETE}, which spsbench train writes last; else "
+                f"{TRAINER_STATE} and no change for {SETTLE_S:g} s)")
+    stop = f"; stops after {until_idle:g} s without a new checkpoint" if until_idle is not None else ""
+    return f"watching {run}: each checkpoint-*/ is evaluated {complete}; scanning every {interval:g} s{stop}; " \
+           "Ctrl-C stops"
+
+
+def _say_still_waiting(console: Any, state: Watch, idle: float | None) -> None:
+    if state.waiting:
+        why = "; ".join(f"{p.name} waits for {reason}" for p, reason in sorted(state.waiting.items()))
+        _say(console, f"[yellow]not evaluated, incomplete when the watch ended[/] ({why}); `spsbench eval "
+                      f"{Path(next(iter(state.waiting))).parent}` evaluates them later")
+    elif idle is not None:
+        _say(console, f"no new checkpoint for {idle:g} s: done watching")
 
 
 Groups = Sequence[tuple[EvalRequest, list[Task]]]
 
 
-def _scan_once(report: ScanReport, handled: set[Path], groups: Groups, watch: bool, console: Any,
+def _scan_once(report: ScanReport, state: Watch, groups: Groups, watch: bool, console: Any,
                engine_factory: Callable[[str, str], Any] | None) -> int:
-    """One pass over the run folder; returns how many checkpoints were handled in it."""
+    """One pass over the run folder; returns how many checkpoints were handled (or changed) in it."""
     count = 0
-    for step, folder in checkpoints(report.run):
-        if folder in handled or (watch and not is_settled(folder)):
+    found = checkpoints(report.run) if report.run.is_dir() else []
+    for path in [p for p in state.waiting if not p.is_dir()]:     # removed (a trainer's save_total_limit)
+        del state.waiting[path]
+    state.marked = state.marked or any((f / paths.CHECKPOINT_COMPLETE).is_file() for _, f in found)
+    if watch and not found and not state.said_empty:
+        _say(console, f"no checkpoint in {report.run} yet; waiting")
+        state.said_empty = True
+    for step, folder in found:
+        if folder in state.done or (folder in state.broken and state.broken[folder] == fingerprint(folder)):
             continue
-        handled.add(folder)             # handled once, whatever happens: a broken one is reported once
+        if watch:
+            reason = awaited(folder, state.marked)
+            if reason is not None:
+                if state.waiting.get(folder) != reason.split(" (last change")[0]:
+                    _say(console, f"[dim]{folder.name}: waiting for {reason}")
+                    state.waiting[folder] = reason.split(" (last change")[0]
+                    count += 1
+                continue
+            state.waiting.pop(folder, None)
         count += 1
-        try:
-            check_loadable(folder)
-        except CheckpointError as exc:
-            _say(console, f"[yellow]skipping broken checkpoint[/] {exc}")
-            report.checkpoints.append(CheckpointResult(step, folder, "broken", reason=str(exc)))
-            continue
-        report.checkpoints.append(_handle(folder, step, report.run, groups, console, engine_factory))
+        result = _check_and_handle(report, state, folder, step, groups, console, engine_factory)
+        report.checkpoints = [c for c in report.checkpoints if c.path != folder] + [result]
     return count
+
+
+def _check_and_handle(report: ScanReport, state: Watch, folder: Path, step: int, groups: Groups, console: Any,
+                      engine_factory: Callable[[str, str], Any] | None) -> CheckpointResult:
+    """Check the files, evaluate; a broken checkpoint is remembered with its files (checked again if they change)."""
+    again = folder in state.broken
+    if again:
+        _say(console, f"{folder.name} changed since it was found broken: checking it again")
+    files = fingerprint(folder)
+    try:
+        check_loadable(folder)
+    except CheckpointError as exc:
+        if not again:
+            _say(console, f"[yellow]skipping broken checkpoint[/] {exc}")
+        state.broken[folder] = files
+        return CheckpointResult(step, folder, "broken", reason=str(exc))
+    result = _handle(folder, step, report.run, groups, console, engine_factory)
+    if result.status == "broken":
+        state.broken[folder] = files
+    else:
+        state.broken.pop(folder, None)
+        state.done.add(folder)
+    return result
 
 
 def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,

@@ -26,6 +26,8 @@ from spsbench.interop import InteropError
 from spsbench.interop.evalscope_map import (
     ImportedProblem,
     cached_ids,
+    check_distinct_prompts,
+    check_group,
     model_identity,
     problem_id,
     prompt_digest,
@@ -139,6 +141,9 @@ def _items(plan: Plan, subs: list[SubsetFile]) -> list[Item]:
         groups: dict[int, list[Attempt]] = {}
         for index in sorted(sub.attempts):
             groups.setdefault(index // repeats, []).append(sub.attempts[index])
+        for group, attempts in groups.items():
+            check_group(sub, group, attempts, repeats)
+        check_distinct_prompts(sub, {g: a[0] for g, a in groups.items()}, repeats)
         for group, attempts in sorted(groups.items()):
             problem = _problem(plan, sub, group, attempts, by_text, len(subs) > 1)
             items += [Item(problem, a.index % repeats, a, (sub.reviews or {}).get(a.index)) for a in attempts]
@@ -169,12 +174,17 @@ def _problem(plan: Plan, sub: SubsetFile, group: int, attempts: list[Attempt], b
 
 
 def _check_unique(plan: Plan, items: list[Item]) -> None:
+    """Two rows stored as one (problem id, sample) would keep one and drop the other: refuse instead."""
     seen: dict[tuple[str, int], Item] = {}
     for item in items:
         key = (item.problem.id, item.idx)
-        if key in seen and seen[key].problem.prompt != item.problem.prompt:
-            raise InteropError(f"{plan.run.path}: two different problems of {plan.bench} map to id "
-                               f"{item.problem.id!r}; cannot import them as one task")
+        if key in seen:
+            other = seen[key].attempt
+            what = ("two different problems" if seen[key].problem.prompt != item.problem.prompt else
+                    "two rows with the same prompt")
+            raise InteropError(f"{plan.run.path}: {what} of {plan.bench} (index {other.index} and index "
+                               f"{item.attempt.index}) map to problem {item.problem.id!r}, sample {item.idx}; "
+                               "cannot import them as one task (does the config's repeats match the rows?)")
         seen[key] = item
 
 

@@ -162,10 +162,55 @@ def problem_id(sub: SubsetFile, attempt: Attempt, group: int, by_text: dict[str,
     if ours is not None:
         return ours
     meta = attempt.metadata
-    for key in ("problem_idx", "question_id", "id", "unique_id"):
+    for key in META_IDS:
         if meta.get(key) not in (None, ""):
+            if isinstance(meta[key], (dict, list)):
+                raise InteropError(f"{sub.predictions_path}:{attempt.line}: metadata.{key}: expected an id (text or "
+                                   f"a number), got {type(meta[key]).__name__} {str(meta[key])[:40]}")
             return str(meta[key])
     return f"{sub.subset}/{group}" if several else str(group)
+
+
+META_IDS = ("problem_idx", "question_id", "id", "unique_id")
+
+
+def check_group(sub: SubsetFile, group: int, attempts: list[Attempt], repeats: int) -> None:
+    """The rows that `index // repeats` makes one problem must be one problem: the same prompt, the same
+    id in their metadata, reviews with the same gold. A config whose `repeats` differs from the rows'
+    (which would merge problems, or keep 2 of 8 completions) fails here, naming the first row that differs."""
+    first = attempts[0]
+    span = f"problem {group} (indices {group * repeats}..{group * repeats + repeats - 1} under repeats={repeats})"
+    hint = "does the config's repeats match the rows?"
+    for a in attempts[1:]:
+        if a.messages != first.messages:
+            raise InteropError(f"{sub.predictions_path}:{a.line}: messages: the prompt of index {a.index} differs from "
+                               f"index {first.index}'s, though both are {span}; {hint}")
+        for key in META_IDS:
+            if a.metadata.get(key) != first.metadata.get(key):
+                raise InteropError(f"{sub.predictions_path}:{a.line}: metadata.{key}: {a.metadata.get(key)!r} differs "
+                                   f"from index {first.index}'s {first.metadata.get(key)!r}, though both are {span}; "
+                                   f"{hint}")
+    reviews = [r for a in attempts if (r := (sub.reviews or {}).get(a.index)) is not None and r.target]
+    for r in reviews[1:]:
+        if r.target != reviews[0].target:
+            path = sub.predictions_path.parent.parent.parent / "reviews" / sub.predictions_path.parent.name
+            raise InteropError(f"{path / sub.predictions_path.name}:{r.line}: target: {r.target!r} for index {r.index} "
+                               f"differs from {reviews[0].target!r} for index {reviews[0].index}, though both are "
+                               f"{span}: which is the gold answer?")
+
+
+def check_distinct_prompts(sub: SubsetFile, firsts: dict[int, Attempt], repeats: int) -> None:
+    """Two problems of one file with the same prompt: most likely one problem cut in two by a `repeats`
+    smaller than the attempts per problem (it would be stored as two problems, or lose samples)."""
+    seen: dict[tuple, tuple[int, Attempt]] = {}
+    for group, attempt in sorted(firsts.items()):
+        if attempt.messages in seen:
+            other, first = seen[attempt.messages]
+            raise InteropError(f"{sub.predictions_path}:{attempt.line}: messages: index {attempt.index} (problem {group}) "
+                               f"repeats the prompt of index {first.index} (problem {other}) under repeats={repeats}: "
+                               "does the config's repeats match the rows? (a benchmark holding one question twice "
+                               "cannot be imported)")
+        seen[attempt.messages] = (group, attempt)
 
 
 def normalize(text: str) -> str:

@@ -5,13 +5,14 @@ A run is `<WORK_DIR>/<YYYYMMDD_HHMMSS>/` with `configs/task_config.yaml` (`task_
 Rows are appended as requests finish, so they come out of order and an index may appear twice: the
 later row wins, as in EvalScope's own cache. Prediction rows have kept one shape since 1.0; review rows
 have three (<= 1.7: `input` + string `target`; 1.8-1.10: `messages`; >= 1.11: `target` is a list).
-Every malformed input is an InteropError naming the file (and line).
+Every malformed input is an InteropError naming the file (and line and field: `evalscope_check` types
+every value read); files that are not regular files (a FIFO, a device) are refused without opening them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from spsbench.interop import InteropError
+from spsbench.interop import evalscope_check as check
 
 USABLE_STATUSES = ("success", "fallback")       # EvalScope ScoreStatus values whose score counts
 
@@ -50,6 +52,7 @@ class Attempt:
     completion_tokens: int | None
     error: str | None                        # the request failed (no usable output)
     metadata: dict[str, Any] = field(default_factory=dict)
+    line: int = 0                            # line in its predictions file (for messages)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Review:
     extracted: str | None
     verdict: str                 # correct | incorrect | the score's status when unusable | missing
     layout: str                  # <=1.7 | 1.8-1.10 | >=1.11
+    line: int = 0                # line in its reviews file (for messages)
 
 
 @dataclass
@@ -104,8 +108,9 @@ def _is_run(path: Path) -> bool:
 
 def config_file(run: Path) -> Path | None:
     configs = run / "configs"
-    if (configs / "task_config.yaml").is_file():
-        return configs / "task_config.yaml"
+    plain = configs / "task_config.yaml"
+    if plain.exists() or plain.is_symlink():      # whatever it is: read_config refuses a non-regular file
+        return plain
     hashed = sorted(configs.glob("task_config_*.yaml")) if configs.is_dir() else []
     return hashed[-1] if hashed else None
 
@@ -137,23 +142,76 @@ def _check_orphan_reviews(reviews: Path, predictions: Path) -> None:
 
 
 def read_config(path: Path) -> RunConfig:
+    """The task config, every field spsbench uses type-checked (one line naming the field otherwise)."""
+    text = "".join(line for _, line in check.lines(path, "the EvalScope task config"))
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InteropError(f"{path}: not a readable EvalScope task config ({first})") from None
     if not isinstance(raw, dict) or not (raw.get("model_id") or raw.get("model")):
         raise InteropError(f"{path}: not an EvalScope task config (no model_id / model)")
+    at = _locator(path, text)
+    key = "model_id" if raw.get("model_id") else "model"
+    model = raw[key]
+    if not isinstance(model, str) or not model.strip():
+        check.fail(at(key), key, "a model name", model)
     datasets = raw.get("datasets") or []
-    if not isinstance(datasets, list) or not datasets:
-        raise InteropError(f"{path}: datasets: expected a non-empty list of benchmark names")
+    if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) and d.strip() for d in datasets):
+        check.fail(at("datasets"), "datasets", "a non-empty list of benchmark names", datasets)
     repeats = raw.get("repeats", 1)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise InteropError(f"{path}: repeats: expected a positive integer, got {repeats!r}")
-    model = raw.get("model_id") or raw.get("model")
-    return RunConfig(path, str(raw.get("evalscope_version") or "unknown"), str(model),
-                     raw.get("api_url") or None, dict(raw.get("generation_config") or {}), repeats,
-                     tuple(str(d) for d in datasets), dict(raw.get("dataset_args") or {}))
+        check.fail(at("repeats"), "repeats", "a positive integer", repeats)
+    args = check.mapping(raw.get("dataset_args"), at("dataset_args"), "dataset_args")
+    for bench, value in args.items():
+        check.mapping(value, at(f"dataset_args.{bench}"), f"dataset_args.{bench}")
+    version = check.scalar_text(raw.get("evalscope_version"), at("evalscope_version"), "evalscope_version")
+    api_url = check.opt_text(raw.get("api_url"), at("api_url"), "api_url")
+    return RunConfig(path, version or "unknown", model, api_url or None, generation(raw.get("generation_config"), at),
+                     repeats, tuple(datasets), dict(args))
+
+
+def generation(value: Any, at: Callable[[str], str]) -> dict[str, Any]:
+    """generation_config with the sampling fields spsbench reads checked (the rest kept as it is)."""
+    gen = dict(check.mapping(value, at("generation_config"), "generation_config"))
+    for key, low, high in (("temperature", 0.0, None), ("top_p", 0.0, 1.0)):
+        check.opt_number(gen.get(key), at(f"generation_config.{key}"), f"generation_config.{key}", low=low, high=high)
+    for key in ("max_tokens", "max_new_tokens"):
+        check.opt_int(gen.get(key), at(f"generation_config.{key}"), f"generation_config.{key}", low=1)
+    check.opt_int(gen.get("seed"), at("generation_config.seed"), "generation_config.seed", low=None)
+    for key in ("stop_seqs", "stop"):
+        field = f"generation_config.{key}"
+        for i, item in enumerate(check.sequence(gen.get(key), at(field), field)):
+            if not isinstance(item, str) or not item:
+                check.fail(at(field), f"{field}[{i}]", "a non-empty string", item)
+    return gen
+
+
+def _locator(path: Path, text: str) -> Callable[[str], str]:
+    """field -> `path:line` of that key in the YAML (its parent's line, or just `path`, when not found)."""
+    found: dict[str, int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        root = None
+
+    def walk(node: Any, prefix: str, depth: int) -> None:
+        if not isinstance(node, yaml.MappingNode) or depth > 2:
+            return
+        for key, value in node.value:
+            name = f"{prefix}{key.value}"
+            found.setdefault(name, key.start_mark.line + 1)
+            walk(value, name + ".", depth + 1)
+
+    walk(root, "", 0)
+
+    def at(field: str) -> str:
+        parts = field.split(".")
+        line = next((found[".".join(parts[:i])] for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in found),
+                    None)
+        return f"{path}:{line}" if line else str(path)
+
+    return at
 
 
 def split_name(stem: str, datasets: tuple[str, ...], path: Path) -> tuple[str, str]:
@@ -170,11 +228,7 @@ def split_name(stem: str, datasets: tuple[str, ...], path: Path) -> tuple[str, s
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) per non-empty line; a line that is not a JSON object is an error."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InteropError(f"{path}: cannot read ({exc})") from None
-    for number, line in enumerate(lines, 1):
+    for number, line in check.lines(path, "an EvalScope rows file"):
         if not line.strip():
             continue
         try:
@@ -182,8 +236,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         except json.JSONDecodeError as exc:
             raise InteropError(f"{path}:{number}: not a JSON line ({exc.msg}); a truncated write? remove or "
                                "repair the line and import again") from None
-        if not isinstance(row, dict) or not isinstance(row.get("index"), int):
-            raise InteropError(f"{path}:{number}: not an EvalScope row (no integer 'index')")
+        if not isinstance(row, dict):
+            raise InteropError(f"{path}:{number}: not an EvalScope row (a JSON {check.show(row)}, not an object)")
+        check.index(row, f"{path}:{number}")
         yield number, row
 
 
@@ -192,70 +247,63 @@ def read_subset(predictions: Path, reviews: Path, config: RunConfig) -> SubsetFi
     attempts: dict[int, Attempt] = {}
     rows = 0
     for number, row in read_jsonl(predictions):
-        attempts[row["index"]] = parse_prediction(row, f"{predictions}:{number}")
+        attempts[row["index"]] = parse_prediction(row, f"{predictions}:{number}", number)
         rows += 1
+    if not rows:
+        raise InteropError(f"{predictions}: no prediction rows (an empty file); remove it or import the complete run")
     verdicts = None
-    if reviews.is_file():
+    if reviews.exists() or reviews.is_symlink():
+        check.regular_file(reviews, "an EvalScope reviews file")
         verdicts = {}
         for number, row in read_jsonl(reviews):
             if row["index"] not in attempts:
                 raise InteropError(f"{reviews}:{number}: review of index {row['index']} has no prediction row "
                                    f"in {predictions}")
-            verdicts[row["index"]] = parse_review(row, f"{reviews}:{number}")
+            verdicts[row["index"]] = parse_review(row, f"{reviews}:{number}", number)
     return SubsetFile(bench, subset, predictions, attempts, verdicts, rows - len(attempts))
 
 
-def _text(content: Any) -> tuple[str, str]:
-    """(text, reasoning) of a message content: a string, or a list of typed parts."""
-    if isinstance(content, str):
-        return content, ""
-    if not isinstance(content, list):
-        return "", ""
-    texts = [str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"]
-    reasons = [str(p.get("reasoning", "")) for p in content if isinstance(p, dict) and p.get("type") == "reasoning"]
-    return "\n".join(texts), "\n".join(reasons)
+def parse_prediction(row: dict[str, Any], where: str, line: int = 0) -> Attempt:
+    output = check.mapping(row.get("model_output"), where, "model_output")
+    choices = check.sequence(output.get("choices"), where, "model_output.choices")
+    first = check.mapping(choices[0], where, "model_output.choices[0]") if choices else {}
+    message = check.mapping(first.get("message"), where, "model_output.choices[0].message")
+    text, reasoning = check.text_parts(message.get("content"), where, "model_output.choices[0].message.content")
+    usage = check.mapping(output.get("usage"), where, "model_output.usage")
+    tokens = [check.opt_int(usage.get(k), where, f"model_output.usage.{k}") for k in ("input_tokens", "output_tokens")]
+    inputs = []
+    for i, m in enumerate(check.sequence(row.get("messages"), where, "messages")):
+        m = check.mapping(m, where, f"messages[{i}]")
+        role = check.opt_text(m.get("role"), where, f"messages[{i}].role")
+        if role != "assistant":
+            inputs.append((str(role), check.text_parts(m.get("content"), where, f"messages[{i}].content")[0]))
+    error = check.opt_text(output.get("error"), where, "model_output.error") or (None if choices else "no output")
+    stop = check.opt_text(first.get("stop_reason"), where, "model_output.choices[0].stop_reason")
+    metadata = dict(check.mapping(row.get("metadata"), where, "metadata"))
+    return Attempt(row["index"], tuple(inputs), text, reasoning, stop, *tokens, error, metadata, line)
 
 
-def parse_prediction(row: dict[str, Any], where: str) -> Attempt:
-    output = row.get("model_output")
-    if output is not None and not isinstance(output, dict):
-        raise InteropError(f"{where}: model_output: expected an object")
-    output = output or {}
-    choices = output.get("choices") or []
-    message = choices[0].get("message", {}) if choices and isinstance(choices[0], dict) else {}
-    text, reasoning = _text(message.get("content"))
-    usage = output.get("usage") or {}
-    inputs = tuple((str(m.get("role")), _text(m.get("content"))[0]) for m in row.get("messages") or []
-                   if isinstance(m, dict) and m.get("role") != "assistant")
-    error = output.get("error") or (None if choices else "no output")
-    stop = choices[0].get("stop_reason") if choices and isinstance(choices[0], dict) else None
-    return Attempt(row["index"], inputs, text, reasoning, stop, usage.get("input_tokens"),
-                   usage.get("output_tokens"), error, dict(row.get("metadata") or {}))
-
-
-def parse_review(row: dict[str, Any], where: str) -> Review:
+def parse_review(row: dict[str, Any], where: str, line: int = 0) -> Review:
     sample = row.get("sample_score")
     if not isinstance(sample, dict) or not isinstance(sample.get("score"), dict):
         raise InteropError(f"{where}: review row without sample_score.score")
     score = sample["score"]
-    target = row.get("target")
-    layout = "<=1.7" if "input" in row else (">=1.11" if isinstance(target, list) else "1.8-1.10")
-    if isinstance(target, list):
-        target = next((str(t).strip() for t in target if str(t).strip()), None)
-    target = str(target).strip() if target is not None else None
-    extracted = score.get("extracted_prediction")
-    return Review(row["index"], target or None, None if extracted is None else str(extracted),
-                  _verdict(score), layout)
+    raw_target = row.get("target")
+    layout = "<=1.7" if "input" in row else (">=1.11" if isinstance(raw_target, list) else "1.8-1.10")
+    extracted = check.scalar_text(score.get("extracted_prediction"), where, "sample_score.score.extracted_prediction")
+    return Review(row["index"], check.target(raw_target, where), extracted, _verdict(score, where), layout, line)
 
 
-def _verdict(score: dict[str, Any]) -> str:
-    status = str(score.get("status") or "success")
+def _verdict(score: dict[str, Any], where: str) -> str:
+    field = "sample_score.score."
+    status = check.opt_text(score.get("status"), where, field + "status") or "success"
     if status not in USABLE_STATUSES:
         return status
-    value = score.get("value") or {}
-    main = score.get("main_score_name")
+    value = check.mapping(score.get("value"), where, field + "value")
+    main = check.opt_text(score.get("main_score_name"), where, field + "main_score_name")
     key = main if main in value else next((k for k in ("acc", "accuracy") if k in value), None)
     key = key or next(iter(value), None)
     if key is None:
         return "missing"
-    return "correct" if float(value[key]) >= 1.0 - 1e-9 else "incorrect"
+    number = check.opt_number(value[key], where, f"{field}value.{key}", bools=True)
+    return "correct" if number is not None and number >= 1.0 - 1e-9 else "incorrect"

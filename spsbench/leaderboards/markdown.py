@@ -25,7 +25,8 @@ def slug(name: str) -> str:
 
 
 def cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    # Every line boundary (\r, \u2028, ... not only \n) would end the table row: a model id may hold any.
+    return " ".join(str(text).replace("|", "\\|").splitlines())
 
 
 def pct(value: float | None, digits: int = 1) -> str:

@@ -224,9 +224,13 @@ def paired_differences(path: str | Path, title: str,
             value, low, high = rows[label][m]
             y = r + (m - (len(metrics) - 1) / 2) * height
             significant = low > 0 or high < 0
-            ax.errorbar([100 * value], [y], xerr=[[100 * (value - low)], [100 * (high - value)]], fmt=MARKERS[m],
-                        color=f"C{m % 10}", capsize=4, markerfacecolor=f"C{m % 10}" if significant else "white",
-                        label=metric if r == 0 else None)
+            # The bar spans [low, high] and the marker sits on the observed difference: a bias-shifted
+            # percentile interval of very skewed replicates can leave its own point outside (matplotlib
+            # refuses a negative error length), so the two are drawn separately.
+            ax.errorbar([50 * (low + high)], [y], xerr=[[50 * (high - low)]], fmt="none", color=f"C{m % 10}",
+                        capsize=4)
+            ax.plot([100 * value], [y], MARKERS[m], color=f"C{m % 10}",
+                    markerfacecolor=f"C{m % 10}" if significant else "white", label=metric if r == 0 else None)
     ax.axvline(0, color="0.3", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(labels)), [textwrap.fill(label, 28) for label in labels])
     ax.set_ylim(-0.6, len(labels) - 0.4)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spsbench import paths
-from spsbench.errors import ConfigError
+from spsbench.errors import ConfigError, WriteError
 from spsbench.io import atomic_write_text
 from spsbench.leaderboards import plots
 from spsbench.leaderboards.comparison import base_groups, comparison_page, comparison_rows
@@ -83,7 +83,12 @@ def refresh(
     out = Path(out_dir or paths.default_leaderboard_dir(store_path))
     snap = load_sources(store_path, published_folder(store_path, published), store_label)
     site = build_site(snap, metric=parse_metric(metric), budget=budget, select_on=select_on)
-    return _write(site, out, plots)
+    try:
+        return _write(site, out, plots)
+    except OSError as exc:     # full disk, file-size limit, read-only folder: each file is whole or untouched
+        where = exc.filename or out
+        raise WriteError(f"leaderboards: cannot write {where}: {exc.strerror or exc}; every file written is whole, "
+                         "the rest are unchanged") from None
 
 
 def build_site(
@@ -138,7 +143,10 @@ def _draw_plots(site: Site, out: Path) -> list[Path]:
         key = hashlib.sha256(repr((kind, args, matplotlib.__version__, code)).encode()).hexdigest()[:16]
         path = out / rel
         if old.get(rel) != key or not path.is_file():
-            getattr(plots, kind)(path, *args)
+            try:
+                getattr(plots, kind)(path, *args)
+            except OSError as exc:         # the image library's error does not name the file
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
         new[rel], written = key, written + [path]
     if new or index_path.exists():
         index_path.parent.mkdir(parents=True, exist_ok=True)

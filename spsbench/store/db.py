@@ -61,7 +61,11 @@ def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"results store {path}: disk full ({text}); committed samples are kept, free space "
                           "and run the same command again")
     if "readonly" in low or "read-only" in low:
-        return StoreError(f"results store {path} is read-only ({text}); use a writable --store")
+        return StoreError(f"results store {path} is read-only ({text}): the file or its folder is not writable "
+                          "(SQLite writes its -wal and -shm files beside it); use a writable --store")
+    if "disk i/o" in low:
+        return StoreError(f"results store {path}: disk I/O error (a full disk, a file-size limit such as `ulimit "
+                          "-f`, or a failing device); committed samples are kept")
     return StoreError(f"results store {path}: {type(exc).__name__}: {text}")
 
 
@@ -94,7 +98,7 @@ class Store:
         except sqlite3.OperationalError as exc:
             self._close_quietly()
             low = str(exc).lower()
-            if not any(word in low for word in ("locked", "busy", "full", "readonly", "read-only")):
+            if not any(word in low for word in ("locked", "busy", "full", "readonly", "read-only", "disk i/o")):
                 raise StoreError(f"results store {self.path} is not a readable spsbench store ({exc})") from None
             raise store_error(self.path, exc) from None
         except sqlite3.DatabaseError as exc:

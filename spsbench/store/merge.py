@@ -6,7 +6,8 @@ samples per problem, so publishing an evaluation never makes it count twice and 
 can only add to the published pages. Published rows are copied first (in file order), then the local
 ones (in their store order), so the same inputs give the same ids and therefore the same pages.
 Only what the pages read is copied: models, finished evaluations, scores, scored problems, each
-sample's outcome (not its text) and diagnostics (per model, task and metric the latest one wins).
+sample's outcome (not its text), other evaluators' verdicts (an EvalScope import's) and diagnostics
+(per model, task and metric the latest one wins).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from spsbench.paths import display_path
 from spsbench.store.db import Store
 from spsbench.store.published import Published, project_path, sampling_key
+from spsbench.store.schema import EXTERNAL_GRADES
 
 
 @dataclass
@@ -47,6 +49,7 @@ def merged_store(published: list[Published], local: Store | None, root: str | Pa
     out = Merged(Store(":memory:"))
     copy = _Copy(out.store, root)
     with out.store.transaction() as con:
+        con.execute(EXTERNAL_GRADES)        # imported verdicts are shown beside ours on the pages
         for origin, item in winners:
             if origin == "published":
                 _copy_published(con, copy, item)
@@ -137,6 +140,8 @@ def _copy_published(con: sqlite3.Connection, copy: _Copy, pub: Published) -> Non
           [(s["metric"], s["k"], s["value"], s["ci_low"], s["ci_high"], s["n"]) for s in pub.scores],
           pub.head.get("scored_problems"),
           [(s["problem_id"], s["sample_idx"], s["seed"], s["outcome"]) for s in pub.samples])
+    _external(con, eval_id, [(g["problem_id"], g["sample_idx"], g["source"], g["extracted"], g["verdict"])
+                             for g in pub.external])
     for d in pub.diagnostics:
         _diagnostic(con, model_id, pub.head["task"], d["metric"], d["value"], d["details"], d["created_at"])
 
@@ -150,6 +155,13 @@ def _copy_local(con: sqlite3.Connection, copy: _Copy, local: Store, ev: Any) -> 
     _rows(con, eval_id, [(s.metric, s.k, s.value, s.ci_low, s.ci_high, s.n) for s in local.scores(ev.id)],
           local.scored_problems(ev.id),
           local.sample_outcomes(ev.id))
+    _external(con, eval_id, [(g["problem_id"], g["sample_idx"], g["source"], g["extracted"], g["verdict"])
+                             for g in local.external_grades(ev.id)])
+
+
+def _external(con: sqlite3.Connection, eval_id: int, rows: list[tuple]) -> None:
+    con.executemany("INSERT OR REPLACE INTO external_grades(eval_id, problem_id, sample_idx, source, extracted, "
+                    "verdict) VALUES (?, ?, ?, ?, ?, ?)", [(eval_id, *r) for r in rows])
 
 
 def _copy_local_diagnostics(con: sqlite3.Connection, copy: _Copy, local: Store) -> None:

@@ -24,17 +24,20 @@ import io
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.errors import StoreError
+from spsbench.io import atomic_target
 from spsbench.paths import display_path, model_display_name
 from spsbench.store.db import Store
+from spsbench.store.published_check import FIELDS, check_record, check_samples
 
 FORMAT = 1                       # bump when a record changes meaning
 SUFFIX = ".jsonl.gz"
+KINDS = tuple(k for k in FIELDS if k != "model")       # record kinds of an export file
 SAMPLE_KEYS = ("problem_id", "sample_idx", "seed", "prompt", "completion", "prompt_tokens", "completion_tokens",
                "finish_reason", "extracted", "outcome", "created_at")
 
@@ -49,6 +52,7 @@ class Published:
     diagnostics: list[dict[str, Any]]
     samples: list[dict[str, Any]]
     source: str = ""                      # file name, for error messages
+    external: list[dict[str, Any]] = field(default_factory=list)   # another evaluator's verdicts
 
     @property
     def identity(self) -> tuple:
@@ -82,6 +86,8 @@ def export_evaluation(store: Store, ev: Any, out_dir: str | Path, root: str | Pa
                  "created_at": d["created_at"]}
                 for d in store.diagnostics() if d["model_id"] == ev.model_id and d["task"] == ev.task]
     records += [{"kind": "sample", **{k: s[k] for k in SAMPLE_KEYS}} for s in store.samples(ev.id)]
+    # An imported evaluation's other verdicts (EvalScope's) travel with it: the pages show them beside ours.
+    records += [{"kind": "external_grade", **g} for g in store.external_grades(ev.id)]
     path = Path(out_dir) / file_name(head)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_records(path, records)
@@ -141,9 +147,12 @@ def write_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
             gz.write((json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
     data = raw.getvalue()
     if not path.is_file() or path.read_bytes() != data:     # unchanged files keep their mtime
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        try:
+            with atomic_target(path) as tmp:
+                tmp.write_bytes(data)
+        except OSError as exc:            # full disk, file-size limit, read-only folder: nothing is left half-written
+            raise StoreError(f"cannot write {display_path(path)}: {exc.strerror or exc}; the export folder is "
+                             "unchanged for this evaluation") from None
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -154,22 +163,52 @@ def read_published(folder: str | Path) -> list[Published]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return [read_file(path) for path in sorted(folder.glob("*" + SUFFIX))]
+    out: list[Published] = []
+    seen: dict[tuple, str] = {}
+    for path in sorted(folder.glob("*" + SUFFIX)):
+        pub = read_file(path)
+        if pub.identity in seen:
+            raise StoreError(f"published results {display_path(path)} holds the same evaluation as {seen[pub.identity]} "
+                             "(model, task, version, grader and sampling); remove one of the two files")
+        seen[pub.identity] = path.name
+        out.append(pub)
+    return out
 
 
 def read_file(path: Path) -> Published:
+    """One export, every record checked (`published_check`): a bad one is one line naming file and line."""
+    where = f"published results {display_path(path)}"
+    if not path.is_file():                # a FIFO or a device: gzip would block or never end
+        raise StoreError(f"{where}: not a regular file; remove it from the export folder")
+    numbered = _records(path, where)
+    if not numbered or not isinstance(numbered[0][1], dict) or numbered[0][1].get("kind") != "evaluation":
+        raise StoreError(f"{where}: the first record must be the evaluation")
+    head = numbered[0][1]
+    if isinstance(head.get("format"), int) and head["format"] > FORMAT:
+        raise StoreError(f"{where} has format {head['format']}, newer than this "
+                         f"spsbench understands ({FORMAT}); upgrade spsbench")
+    by_kind: dict[str, list[tuple[int, dict[str, Any]]]] = {k: [] for k in KINDS}
+    for line, record in numbered:
+        by_kind[check_record(record, f"{where}:{line}")["kind"]].append((line, record))
+    if len(by_kind["evaluation"]) != 1:
+        raise StoreError(f"{where}:{by_kind['evaluation'][1][0]}: a second evaluation record (one per file)")
+    check_samples(where, head, by_kind["score"], by_kind["sample"])
+    records = {kind: [r for _, r in rows] for kind, rows in by_kind.items()}
+    return Published(head, records["session"], records["score"], records["diagnostic"], records["sample"],
+                     path.name, records["external_grade"])
+
+
+def _records(path: Path, where: str) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON) of every non-empty line of a gzip JSONL file."""
+    out = []
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
-            records = [json.loads(line) for line in fh if line.strip()]
-    except (OSError, ValueError, EOFError) as exc:
-        raise StoreError(f"published results {path}: not a readable export ({exc})") from None
-    if not records or records[0].get("kind") != "evaluation":
-        raise StoreError(f"published results {path}: the first record must be the evaluation")
-    if int(records[0].get("format", 0)) > FORMAT:
-        raise StoreError(f"published results {path} has format {records[0]['format']}, newer than this "
-                         f"spsbench understands ({FORMAT}); upgrade spsbench")
-    by_kind: dict[str, list[dict[str, Any]]] = {"session": [], "score": [], "diagnostic": [], "sample": []}
-    for record in records[1:]:
-        by_kind.setdefault(record.get("kind", "?"), []).append(record)
-    return Published(records[0], by_kind["session"], by_kind["score"], by_kind["diagnostic"], by_kind["sample"],
-                     path.name)
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        out.append((number, json.loads(line)))
+                    except ValueError as exc:
+                        raise StoreError(f"{where}:{number}: not a JSON line ({exc})") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{where}: not a readable export ({exc})") from None
+    return out

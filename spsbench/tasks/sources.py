@@ -19,7 +19,7 @@ from spsbench.errors import TaskError, one_line
 from spsbench.io import atomic_write_lines
 from spsbench.tasks import arith
 from spsbench.tasks.spec import Problem, TaskSpec, fill_template
-from spsbench.validate import read_text
+from spsbench.validate import one_line_gold, read_text
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -189,7 +189,7 @@ def extract_answer(spec: TaskSpec, raw: Any, index: int, label: str) -> str:
     text = text.strip()
     if not text:
         raise TaskError(f"{spec.path}: columns.answer: empty gold answer in row {index} of {label}")
-    return text
+    return one_line_gold(f"{spec.path}: columns.answer: row {index} of {label}", text, error=TaskError)
 
 
 def _mc_options(spec: TaskSpec, row: dict[str, Any], raw: Any, index: int, label: str) -> tuple[list[str], int]:

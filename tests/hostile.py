@@ -1,0 +1,45 @@
+"""What every hostile-input test file shares (tests/test_hostile_*.py): the CLI-fails-in-one-line check,
+the one-line-error check, the Hypothesis settings, and generators of arbitrary JSON-like values."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from spsbench.cli import main
+from spsbench.errors import SpsbenchError
+
+# No example database: a test run must not write into the checkout (.hypothesis/).
+HYPO = settings(max_examples=25, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 40), st.floats(allow_nan=True),
+                    st.text(max_size=12))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                      max_leaves=6)
+
+
+def fails(capsys, argv: list[str], *expected: str) -> str:
+    """Run the CLI: exit 2 and exactly one stderr line holding every expected piece."""
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for piece in expected:
+        assert piece in err, err
+    return err
+
+
+def one_line_error(exc: BaseException) -> None:
+    assert isinstance(exc, SpsbenchError), repr(exc)
+    assert "\n" not in str(exc) and str(exc).strip(), repr(exc)
+
+
+def outcome_of(call) -> object:
+    """The call's result, or None after a one-line SpsbenchError; anything else fails the property."""
+    try:
+        return call()
+    except SpsbenchError as exc:
+        one_line_error(exc)
+        return None
