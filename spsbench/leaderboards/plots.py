@@ -52,8 +52,8 @@ def pyplot():
     return plt
 
 
-def _figure(title: str):
-    fig, ax = pyplot().subplots(figsize=(7, 4))
+def _figure(title: str, height: float = 4):
+    fig, ax = pyplot().subplots(figsize=(7, height))
     ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=11)
     return fig, ax
 
@@ -216,8 +216,10 @@ def paired_differences(path: str | Path, title: str,
     points with its 95% interval as a horizontal error bar; a dashed line at 0. A bar that crosses the
     line is not significant (drawn hollow)."""
     path = Path(path)
-    fig, ax = _figure(title)
     labels = list(rows)
+    wrapped = [textwrap.fill(label, 40) for label in labels]
+    # Each row gets room for its wrapped label (~0.2 in a line), so long run names never overlap.
+    fig, ax = _figure(title, max(4.0, 1.2 + 0.2 * sum(max(2, w.count("\n") + 1.5) for w in wrapped)))
     height = 0.8 / max(1, len(metrics))
     for m, metric in enumerate(metrics):
         for r, label in enumerate(labels):
@@ -232,7 +234,7 @@ def paired_differences(path: str | Path, title: str,
             ax.plot([100 * value], [y], MARKERS[m], color=f"C{m % 10}",
                     markerfacecolor=f"C{m % 10}" if significant else "white", label=metric if r == 0 else None)
     ax.axvline(0, color="0.3", linestyle="--", linewidth=1)
-    ax.set_yticks(range(len(labels)), [textwrap.fill(label, 28) for label in labels])
+    ax.set_yticks(range(len(labels)), wrapped)
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.invert_yaxis()
     ax.set_xlabel("B − A (percentage points); filled = 95% interval excludes 0")
