@@ -653,3 +653,45 @@ def test_sps_state_of_another_world_size_is_one_line_error_and_a_legacy_file_dro
     assert "predates per-rank rollout buffers" in caplog.text
     assert load_rank_state(legacy, 1, 0)["buffer"] == [[{"row": 1}]]           # one process: as before
     assert load_rank_state(tmp_path, 1, 0) is None                              # no SPS state at all
+
+
+def test_sps_over_dapo_buffers_dropped_groups_and_its_epoch_is_one_dataloader_pass(model_dir, tmp_path, monkeypatch):
+    """Dynamic sampling drops all-equal groups (here: every even-gold prompt) and refills from random prompts.
+    The phase (`epoch`) is one pass of the dataloader: every training prompt reaches the trainer once from it,
+    refills come on top and do not advance it; every group generated in the phase, dropped ones included,
+    reaches the IRL buffer with its sequence log-prob."""
+    monkeypatch.setattr("spsbench.grading.reward", degenerate_reward)
+    trainer = make(model_dir, tmp_path, "sps", "dapo", extra=[
+        "limit=8", "rl.per_device_train_batch_size=4", "rl.max_steps=8", "sps.rl_steps_per_phase=epoch",
+        "dynamic_sampling.max_resample_times=1"])
+    assert trainer.phase_length == 8 == len(trainer.get_train_dataloader())         # 8 prompts, 1 per step
+    outer, refills, dropped = [], [], []
+    real_fresh, real_dropped = trainer._fresh_inputs, trainer._dropped_groups
+    trainer._fresh_inputs = lambda n: (lambda rows: refills.append([r["problem_id"] for r in rows[::4]]) or rows)(
+        real_fresh(n))
+    trainer._dropped_groups = lambda pool, pairs: dropped.append(len(pairs)) or real_dropped(pool, pairs)
+    real_generate = trainer._generate_and_score_completions
+
+    def generate(inputs):
+        if trainer.model.training:
+            outer.append(inputs[0]["problem_id"])
+        return real_generate(inputs)
+
+    trainer._generate_and_score_completions = generate
+    groups_seen = []
+    real_phase = trainer.run_irl_phase
+    trainer.run_irl_phase = lambda: groups_seen.append(list(trainer.rollouts.groups)) or real_phase()
+    trainer.train()
+    assert sorted(outer) == sorted(row["problem_id"] for row in trainer.train_dataset)     # each prompt once
+    assert refills and sum(dropped) >= 4                 # the 4 even-gold prompts never give a mixed group
+    [buffer] = groups_seen
+    assert len(buffer) == 8 + sum(len(r) for r in refills) == trainer.phase.log[0]["groups"]
+    flagged = [g for g in buffer if g[0].get("dropped")]
+    assert len(flagged) == sum(dropped) and all(r["logp"] is not None for g in buffer for r in g)
+
+
+def test_dropped_groups_skip_keeps_the_buffer_to_trained_groups(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("spsbench.grading.reward", degenerate_reward)
+    trainer = make(model_dir, tmp_path, "sps", "dapo", extra=["sps.dropped_groups=skip"])
+    trainer.train()
+    assert trainer.phase.log[0]["groups"] == 4                  # 2 steps x 2 trained groups, nothing else

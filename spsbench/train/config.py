@@ -348,6 +348,8 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
                 overrides: list[str] | tuple[str, ...] = (), model: str | None = None) -> TrainConfig:
     """Build a TrainConfig from the built-in recipes, a user recipe file and --set overrides."""
     user = read_yaml(Path(config)) if config else {}
+    if config:
+        check_recipe_label(str(config), user, algo, base)
     algo = algo or user.get("algo") or "grpo"
     if algo not in ALGOS:
         raise ConfigError(f"--algo: must be one of {', '.join(ALGOS)}, got {algo!r}")
@@ -371,7 +373,43 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
     raw.update(algo=algo, base=base if algo == "sps" else None)
     if model:
         raw["model"] = model
-    return from_mapping(raw, recipe=", ".join(name for name, _ in layers))
+    config = from_mapping(raw, recipe=", ".join(name for name, _ in layers))
+    check_settings_algorithm(config)
+    return config
+
+
+def check_recipe_label(path: str, user: dict[str, Any], algo: str | None, base: str | None) -> None:
+    """A recipe file says what it is for (`algo`, and `base` under sps): --algo/--base naming something else
+    is an error, not a silent relabelling (`--algo dapo --config grpo-recipe.yaml` trained GRPO as "dapo")."""
+    for flag, wanted, key in (("--algo", algo, "algo"), ("--base", base, "base")):
+        said = user.get(key)
+        if wanted and said and wanted != said:
+            what = f"sps over {user.get('base', 'grpo')}" if user.get("algo") == "sps" else user.get("algo", said)
+            raise ConfigError(f"{path} is a recipe for {what} ({key}: {said}) but {flag} is {wanted}: use a {wanted} "
+                              f"recipe (recipes/gpu/ has one per algorithm) or drop {flag}")
+
+
+def settings_algorithm(config: TrainConfig) -> str:
+    """The RL algorithm a config's settings implement: DAPO = dynamic sampling, GSPO = sequence-level importance
+    sampling, else GRPO (the loss type does not decide: TRL's default loss for GRPO is "dapo")."""
+    dapo = bool(config.dynamic_sampling.enabled)
+    gspo = (config.rl or {}).get("importance_sampling_level", "token") == "sequence"
+    if dapo and gspo:
+        raise ConfigError(f"{config.recipe}: dynamic_sampling.enabled (DAPO) and rl.importance_sampling_level: "
+                          "sequence (GSPO) together are neither algorithm; keep one")
+    return "dapo" if dapo else "gspo" if gspo else "grpo"
+
+
+def check_settings_algorithm(config: TrainConfig) -> None:
+    """The label (algo, or base under sps) must match what the settings train."""
+    implied = settings_algorithm(config)
+    wanted = config.base if config.algo == "sps" else config.algo
+    if implied != wanted:
+        why = {"dapo": "dynamic_sampling.enabled is true", "gspo": "rl.importance_sampling_level is sequence",
+               "grpo": "no dynamic sampling and token-level importance sampling"}[implied]
+        flag = f"--base {implied}" if config.algo == "sps" else f"--algo {implied}"
+        raise ConfigError(f"{config.recipe}: labelled {config.label} but its settings train {implied} ({why}): "
+                          f"run it as {flag}, or change the settings")
 
 
 def from_mapping(raw: dict[str, Any], recipe: str | None = None) -> TrainConfig:
