@@ -16,6 +16,7 @@ from spsbench.validate import text, writable_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_INFO = "spsbench_run.json"   # the trainer's record of a run, beside its checkpoint-*/ folders
+CHECKPOINT_INFO = "spsbench_checkpoint.json"   # the trainer's record of one checkpoint (e.g. IRL phases before it)
 
 
 def tasks_dir() -> Path:

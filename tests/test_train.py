@@ -695,3 +695,15 @@ def test_dropped_groups_skip_keeps_the_buffer_to_trained_groups(model_dir, tmp_p
     trainer = make(model_dir, tmp_path, "sps", "dapo", extra=["sps.dropped_groups=skip"])
     trainer.train()
     assert trainer.phase.log[0]["groups"] == 4                  # 2 steps x 2 trained groups, nothing else
+
+
+def test_each_sps_checkpoint_records_the_irl_phases_before_it(model_dir, tmp_path):
+    """checkpoint-1 precedes the first IRL phase (a checkpoint of the base algorithm); the phase at step 2
+    runs before checkpoint-2 is saved."""
+    trainer = make(model_dir, tmp_path, "sps", extra=["rl.max_steps=3", "rl.save_steps=1"])
+    trainer.train()
+    records = {s: json.loads((tmp_path / "run" / f"checkpoint-{s}" / "spsbench_checkpoint.json").read_text())
+               for s in (1, 2, 3)}
+    assert {s: (r["step"], r["irl_phases"], r["last_irl_step"]) for s, r in records.items()} == {
+        1: (1, 0, 0), 2: (2, 1, 2), 3: (3, 1, 2)}
+    assert records[1]["algo"] == "sps" and records[1]["rl_steps_per_phase"] == 2
