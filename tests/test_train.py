@@ -707,3 +707,18 @@ def test_each_sps_checkpoint_records_the_irl_phases_before_it(model_dir, tmp_pat
     assert {s: (r["step"], r["irl_phases"], r["last_irl_step"]) for s, r in records.items()} == {
         1: (1, 0, 0), 2: (2, 1, 2), 3: (3, 1, 2)}
     assert records[1]["algo"] == "sps" and records[1]["rl_steps_per_phase"] == 2
+
+
+def test_log_prob_fill_runs_as_many_forwards_on_every_rank_under_fsdp(model_dir, tmp_path, monkeypatch):
+    """FSDP all-gathers parameters in every forward: a rank with fewer groups to fill (here none) runs dummy
+    forwards until it has run as many as the busiest rank (3, as the gathered counts say)."""
+    trainer = make(model_dir, tmp_path, "sps")
+    monkeypatch.setattr(trainer, "is_fsdp_enabled", True, raising=False)
+    monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
+    monkeypatch.setattr(trainer, "_rank_counts", lambda *values: torch.tensor([[len(values) and values[0]], [3]]))
+    calls = []
+    monkeypatch.setattr(trainer, "_sequence_logps", lambda rows: calls.append(rows) or [0.0] * len(rows))
+    group = [{"prompt_ids": [5, 6], "completion_ids": [7], "logp": None, "prompt_pad": 0}]
+    trainer._fill_missing_logps([group, [dict(group[0], logp=-1.0)]])
+    assert len(calls) == 3 and calls[0] == group and group[0]["logp"] == 0.0
+    assert all(c[0]["completion_ids"] == [trainer._pad_id()] for c in calls[1:])          # two dummy forwards

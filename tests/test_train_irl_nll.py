@@ -123,3 +123,31 @@ def test_each_steps_rows_are_length_sorted_into_micro_batches():
     ordered = length_sorted(batch)
     lengths = [len(r["prompt_ids"]) + len(r["completion_ids"]) for r in ordered]
     assert lengths == sorted(lengths, reverse=True) and sorted(map(id, ordered)) == sorted(map(id, batch))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: bf16 autocast memory on the device")
+def test_irl_under_bf16_autocast_on_a_gpu_holds_less_activation_memory(tmp_path):
+    """On a GPU the point of running IRL under the RL step's autocast: bf16 matmuls and activations. Peak
+    memory of one IRL forward+backward with the accelerator's autocast against the same without."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM
+
+    accelerator = Accelerator(mixed_precision="bf16")
+    model = accelerator.prepare(AutoModelForCausalLM.from_pretrained(tiny_model(tmp_path / "m", hidden=256,
+                                                                                 max_positions=4096)))
+    batch = [{"prompt_ids": r["prompt_ids"], "completion_ids": (r["completion_ids"] * 300)[:2000]} for r in rows(8)]
+
+    def peak(autocast):
+        model.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        irl.completion_nll(model, batch, 0, autocast=autocast).backward()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+
+    import contextlib
+
+    assert linear_output_dtypes(model, lambda: irl.completion_nll(model, batch, 0, autocast=accelerator.autocast)
+                                .backward()) == {torch.bfloat16}
+    assert peak(accelerator.autocast) < 0.8 * peak(contextlib.nullcontext)

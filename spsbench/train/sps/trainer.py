@@ -160,7 +160,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         """SPS over DAPO: the groups dynamic sampling dropped (all rewards equal: mostly all-wrong groups, the
         main source of low-likelihood negatives) join the IRL buffer. They are never trained on, so their
         sequence log-probs come from one no-grad forward now, under the policy that generated them."""
-        if self.sps.dropped_groups != "buffer" or not dropped:
+        if self.sps.dropped_groups != "buffer":      # the same on every rank (the fill below may be collective)
             return
         size = self.num_generations
         groups = [self._rows(pool[b], list(range(g * size, (g + 1) * size))) for b, g in dropped]
@@ -191,16 +191,24 @@ class SPSTrainer(SpsbenchGRPOTrainer):
 
     @torch.no_grad()
     def _fill_missing_logps(self, groups: list[list[dict[str, Any]]], clear_pending: bool = True) -> None:
-        """Rollouts not trained on yet (a generation batch split by the phase boundary): TRL's own log-prob
-        forward (same temperature, same left padding as in their batch), one per group."""
+        """Rollouts without a sequence log-prob (a generation batch split by the phase boundary, or groups
+        dynamic sampling dropped): TRL's own log-prob forward (same temperature, same left padding as in
+        their batch), one per group. Under FSDP every forward all-gathers parameters, so every rank runs as
+        many forwards as the rank with the most groups to fill (the others on a one-token dummy row)."""
         from trl.models.utils import disable_gradient_checkpointing
 
+        todo = [rows for rows in ([r for r in g if r["logp"] is None] for g in groups) if rows]
+        forwards = len(todo)
+        if getattr(self, "is_fsdp_enabled", False) and self.accelerator.num_processes > 1:
+            forwards = int(self._rank_counts(len(todo))[:, 0].max())
+        pad = self._pad_id()
         with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
-            for group in groups:
-                rows = [r for r in group if r["logp"] is None]
-                if rows:
-                    for row, value in zip(rows, self._sequence_logps(rows), strict=True):
-                        row["logp"] = value
+            for i in range(forwards):
+                if i >= len(todo):
+                    self._sequence_logps([{"prompt_ids": [pad], "completion_ids": [pad]}])
+                    continue
+                for row, value in zip(todo[i], self._sequence_logps(todo[i]), strict=True):
+                    row["logp"] = value
         if clear_pending:
             self.rollouts.pending.clear()
 
