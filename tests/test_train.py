@@ -722,3 +722,23 @@ def test_log_prob_fill_runs_as_many_forwards_on_every_rank_under_fsdp(model_dir,
     trainer._fill_missing_logps([group, [dict(group[0], logp=-1.0)]])
     assert len(calls) == 3 and calls[0] == group and group[0]["logp"] == 0.0
     assert all(c[0]["completion_ids"] == [trainer._pad_id()] for c in calls[1:])          # two dummy forwards
+
+
+@pytest.mark.parametrize("setting", ["sps.irl_optimizer_state=reset", "sps.irl_objective=repel",
+                                     "sps.irl_max_grad_norm=1e-12", "sps.quantile_scope=batch"])
+def test_each_interpretive_setting_changes_what_the_irl_phase_does(model_dir, tmp_path, setting):
+    """Two IRL phases (steps 1 and 2) per run, against the defaults' documented behaviour."""
+    trainer = make(model_dir, tmp_path, "sps", extra=["sps.rl_steps_per_phase=1", setting])
+    trainer.train()
+    first, second = trainer.phase.log
+    if setting.endswith("reset"):        # a fresh AdamW each phase: 4 steps, not 8; nothing saved to carry
+        assert trainer.irl_optimizer.state_dict()["state"][0]["step"] == 4
+        assert trainer.sps_state()["irl_optimizer"] is None
+    elif setting.endswith("repel"):      # Eq. 4 as printed: the NLL of the selected completions goes up
+        assert first["irl_loss_after"] > first["irl_loss_before"]
+    elif setting.endswith("1e-12"):      # gradients clipped far below Adam's eps: the update all but vanishes
+        assert first["rel_weight_change"] < 1e-6 and first["irl_loss_after"] == pytest.approx(
+            first["irl_loss_before"], rel=1e-5)
+    else:                                # the quantile cut per generation batch: still 3 per group
+        assert first["sequences"] == second["sequences"] == 6
+        assert first["irl_loss_after"] < first["irl_loss_before"]
