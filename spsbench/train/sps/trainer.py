@@ -2,22 +2,24 @@
 
 The RL phase is the base trainer, unchanged. While it runs, `SPSTrainer` records every rollout of the
 batches it trains on (prompt and completion token ids, reward, grader verdict, sequence log-prob
-under the policy that generated it), grouped by prompt. Every `rl_steps_per_phase` optimizer steps
-the IRL phase runs (`epoch`: one pass of TRL's dataloader, spsbench.train.plan): each rank selects from
-its own groups with L2TE (groups are whole on a rank; only three counts per rank cross the network), and
-takes `irl_steps` AdamW steps of token-level cross-entropy on the selected completions (prompt tokens
-masked) with its own optimizer, so the RL optimizer and LR schedule never see it. The steps themselves
-are `update.irl_step` (DDP: all-reduce keeps parameters identical; FSDP2: reduce-scatter into the shards,
-which the IRL AdamW updates in place).
+under the policy that generated it), grouped by prompt; over DAPO also the groups dynamic sampling drops.
+Every `rl_steps_per_phase` optimizer steps the IRL phase runs (`epoch`: one pass of TRL's dataloader,
+spsbench.train.plan): each rank selects from its own groups with L2TE (groups are whole on a rank; only a
+few counts per rank cross the network), and takes `irl_steps` AdamW steps of token-level cross-entropy on
+the selected completions (prompt tokens masked) under the RL step's autocast, with its own optimizer, so
+the RL optimizer and LR schedule never see it. The steps themselves are `update.irl_step` (DDP: all-reduce
+keeps parameters identical; FSDP2: reduce-scatter into the shards, which the IRL AdamW updates in place).
+The open choices of the paper are `SPSConfig` settings (docs/training.md, "Interpretive choices").
 
 Non-finite IRL loss, gradients or weights stop the run with one line; the IRL phase runs in
 `on_step_end`, before the step's checkpoint is saved, so the last saved checkpoint stays good.
 
-The phase position, this rank's rollout buffer and the IRL optimizer state are saved in each checkpoint
-folder: `sps_state.pt` for one process, `sps_state-rank<r>.pt` from every rank when there are several (DDP
-or FSDP2: each rank's buffer holds its own groups, and FSDP2's IRL moments are shards), so a run resumed
-mid-phase selects from the same rollouts as an uninterrupted one. Resuming under another world size is a
-one-line error (nothing is re-sharded).
+Each checkpoint folder gets `spsbench_checkpoint.json` (IRL phases before it: a checkpoint before the first
+phase is its base algorithm's) and the SPS state: the phase position, this rank's rollout buffer and the
+IRL optimizer state, in `sps_state.pt` for one process, in `sps_state-rank<r>.pt` from every rank when
+there are several (DDP or FSDP2: each rank's buffer holds its own groups, and FSDP2's IRL moments are
+shards), so a run resumed mid-phase selects from the same rollouts as an uninterrupted one. Resuming
+under another world size is a one-line error (nothing is re-sharded).
 """
 
 from __future__ import annotations
