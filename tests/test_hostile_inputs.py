@@ -210,7 +210,7 @@ def test_run_folder_with_only_broken_checkpoints_fails(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("sps.irl_steps=abc", "sps.irl_steps: must be an integer, got str 'abc'"),
+    ("sps.irl_steps=abc", "sps.irl_steps: must be an integer or 'auto', got str 'abc'"),
     ("eval.temperature=.inf", "eval.temperature: must be a finite number, got inf"),
     ("eval.top_p=.nan", "eval.top_p: must be a finite number"),
     ("eval.n=true", "eval.n: must be an integer, got bool True"),

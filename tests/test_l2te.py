@@ -80,3 +80,39 @@ def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="quantile"):
         select_l2te([], 3, 1.5)
     assert select_l2te([g((-1.0, False))], 1, 0.0) == [[0]]
+
+
+# ------------------------------------------------------------------ sps.quantile_scope batch, positive_topup random
+
+def test_batch_threshold_is_the_lower_quantile_of_a_batchs_negatives():
+    from spsbench.train.sps.l2te import batch_threshold
+
+    values = [-1.0, -8.0, -3.0, -6.0, -2.0, -5.0, -4.0, -7.0]
+    assert batch_threshold(values, 0.5) == -5.0          # the 4 lowest: -8, -7, -6, -5
+    assert batch_threshold(values, 1.0) == -1.0
+    assert batch_threshold(values, 0.0) == float("-inf")
+    assert batch_threshold([], 0.5) == float("-inf")
+
+
+def test_batch_scope_draws_each_groups_negatives_below_the_batch_cut():
+    # group A's negatives all lie below the batch's cut, group B's all above: per group, the scopes differ
+    a = g((-9.0, False), (-8.5, False), (-8.0, False), (-7.5, False), (-1.0, True))
+    b = g((-3.0, False), (-2.5, False), (-2.0, False), (-1.5, False), (-0.5, True))
+    from spsbench.train.sps.l2te import batch_threshold
+
+    cut = batch_threshold([r.logp for r in a + b if not r.correct], 0.5)        # -7.5
+    for seed in range(30):
+        per_group = select_l2te([a, b], 3, 0.5, seed=seed)
+        per_batch = select_l2te([a, b], 3, 0.5, seed=seed, thresholds=[cut, cut])
+        assert set(per_batch[0]) <= {0, 1, 2, 3}                    # A: all 4 negatives are under the cut
+        assert per_batch[1] == [0, 1, 2]                            # B: none are: its 3 lowest negatives
+        assert set(per_group[1]) <= {0, 1, 2} and len(per_group[1]) == 3
+
+
+def test_positive_topup_lowest_or_random():
+    group = g((-5.0, False), (-1.0, True), (-2.0, True), (-3.0, True), (-4.0, True))
+    assert select_group(group, 3, 0.5, random.Random(0)) == [0, 4, 3]            # -5 (negative), -4, -3
+    drawn = {tuple(select_group(group, 3, 0.5, random.Random(s), random_topup=True)) for s in range(40)}
+    assert all(0 in picks for picks in drawn) and len(drawn) > 2                 # the negative always, positives vary
+    with pytest.raises(ValueError, match="thresholds"):
+        select_l2te([group], 3, 0.5, thresholds=[])

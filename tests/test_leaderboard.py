@@ -523,3 +523,44 @@ def test_frontier_reading():
     assert reading(m(-0.3, -0.01, -0.1)) == "B below A's frontier"
     assert reading(m(-0.05, 0.2)) == "not distinguishable from A's frontier"
     assert reading(m(0.01, 0.2, shared=True)) == reading(m(float("nan"), float("nan"))) == reading(None) == "—"
+# ------------------------------------------------------------------ SPS checkpoints before the first IRL phase
+
+def _irl_snapshot(phases_at_best: int | None) -> Snapshot:
+    """An SPS run whose best checkpoint (step 100) had `phases_at_best` IRL phases before it, and a GRPO run."""
+    setting = Setting("1", "strict", 2, 0.7, 1.0, 64)
+    grpo = Model(1, "g", "", "g-run", 100, "grpo", "B")
+    early, late = Model(2, "s1", "", "s-run", 100, "sps", "B"), Model(3, "s2", "", "s-run", 200, "sps", "B")
+    entries = [_entry(1, grpo, 0.5, 0.6, setting), _entry(2, early, 0.6, 0.7, setting),
+               _entry(3, late, 0.55, 0.65, setting)]
+    phases = {200: 1} | ({100: phases_at_best} if phases_at_best is not None else {})
+    info = {"s-run": {"task": "t", "source": "x", "irl_phases": phases}, "g-run": {"task": "t", "source": "x"}}
+    return Snapshot("x.db", {1: grpo, 2: early, 3: late}, entries, [], run_info=info)
+
+
+def test_an_sps_checkpoint_before_any_irl_phase_is_marked_and_the_choice_says_so():
+    text = build_site(_irl_snapshot(0)).pages["comparison.md"]
+    sps_row = next(line for line in text.splitlines() if line.startswith("| sps "))
+    assert "‡" in sps_row
+    assert "s-run t@100 (before any IRL phase)" in text
+    assert "‡: an SPS checkpoint saved before the run's first IRL phase" in text
+    for known_or_not in (1, None):          # after a phase, or not recorded: nothing is claimed
+        other = build_site(_irl_snapshot(known_or_not)).pages["comparison.md"]
+        assert "‡" not in other and "before any IRL phase" not in other and "s-run t@100." in other
+
+
+def test_checkpoint_irl_phases_are_read_from_the_checkpoint_folders(tmp_path):
+    import json
+
+    from spsbench.leaderboards.snapshot import read_run_info
+    from spsbench.store.published import _run_info
+
+    run = tmp_path / "runs" / "s-run"
+    for step, phases in ((100, 0), (200, 1)):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        (run / f"checkpoint-{step}" / paths.CHECKPOINT_INFO).write_text(json.dumps({"step": step, "irl_phases": phases}))
+    (run / paths.RUN_INFO).write_text(json.dumps({"run_name": "s-run", "task": "arith"}))
+    models = [Model(i, str(run / f"checkpoint-{s}"), "", "s-run", s, "sps", "B") for i, s in ((1, 100), (2, 200))]
+    info = read_run_info(models, tmp_path)
+    assert info["s-run"]["irl_phases"] == {100: 0, 200: 1} and info["s-run"]["task"] == "arith"
+    assert _run_info(info["s-run"], 100) == {"task": "arith", "irl_phases": 0}          # what an export keeps
+    assert _run_info({"task": "arith"}, 100) == {"task": "arith"} and _run_info(None, 100) is None

@@ -154,3 +154,20 @@ def test_published_models_carry_their_names_and_old_exports_stay_readable(tmp_pa
     comparison = (project / "lb/comparison.md").read_text()
     assert "## Base model `smollm2-135m-instruct`" in comparison                  # the folder-name rule
     assert "| sps | sps-qwen | arith |" in comparison
+def test_sps_checkpoints_before_the_first_irl_phase_stay_marked_in_pages_from_the_export(project):
+    """The trainer's spsbench_checkpoint.json says how many IRL phases ran before each SPS checkpoint; the
+    export carries it (a clone has no run folders), so the comparison page marks the same checkpoints."""
+    import json
+
+    for step in (100, 200, 300):              # the synthetic SPS run's checkpoints (paths in its store)
+        folder = project / "runs" / "sps-qwen" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / paths.CHECKPOINT_INFO).write_text(json.dumps({"step": step, "irl_phases": 0}))
+    refresh(STORE, project / "from-store", plots=False, published=False)
+    comparison = (project / "from-store/comparison.md").read_text()
+    assert "‡" in comparison and "(before any IRL phase)" in comparison
+    assert main(["publish", "--all"]) == 0
+    (project / STORE).rename(project / "elsewhere.db")
+    shutil.rmtree(project / "runs")
+    refresh(STORE, project / "from-export", plots=False)
+    assert _pages(project / "from-export") == _pages(project / "from-store")

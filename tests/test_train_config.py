@@ -162,9 +162,45 @@ def test_cli_list_keys(capsys):
     assert "sps.sampling_size" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["sps-qwen2.5-math-1.5b.yaml", "grpo-qwen2.5-math-7b-zero3.yaml"])
+@pytest.mark.parametrize("name", ["sps-qwen2.5-math-1.5b.yaml", "grpo-qwen2.5-math-7b.yaml"])
 def test_gpu_recipes_parse(name):
     from spsbench.paths import recipes_dir
 
     cfg = load_config(config=recipes_dir() / "gpu" / name)
     assert cfg.rl["use_vllm"] and cfg.eval.n == 128 and "cpu-demo" not in cfg.recipe
+
+
+# ------------------------------------------------------------------ algorithm label vs recipe and settings
+
+def test_a_recipe_for_another_algorithm_is_one_line_error(capsys):
+    """The issue's example: `--algo dapo --config <GRPO recipe>` trained plain GRPO and stored it as "dapo"."""
+    assert main(["train", "--algo", "dapo", "--config", "recipes/gpu/grpo-qwen2.5-math-1.5b.yaml", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is a recipe for grpo (algo: grpo) but --algo is dapo" in err
+    with pytest.raises(ConfigError, match="recipe for sps over grpo .base: grpo. but --base is dapo"):
+        load_config("sps", "dapo", config="recipes/gpu/sps-qwen2.5-math-1.5b.yaml")
+    cfg = load_config("sps", "dapo", config="recipes/gpu/sps-dapo-qwen2.5-math-1.5b.yaml")      # its own recipe
+    assert cfg.label == "sps+dapo" and cfg.dynamic_sampling.enabled
+
+
+@pytest.mark.parametrize("algo, base, override, implied", [
+    ("grpo", None, "dynamic_sampling.enabled=true", "dapo"),
+    ("dapo", None, "dynamic_sampling.enabled=false", "grpo"),
+    ("grpo", None, "rl.importance_sampling_level=sequence", "gspo"),
+    ("sps", "grpo", "dynamic_sampling.enabled=true", "dapo"),
+    ("sps", "gspo", "rl.importance_sampling_level=token", "grpo"),
+])
+def test_settings_that_train_another_algorithm_than_the_label_are_an_error(algo, base, override, implied):
+    with pytest.raises(ConfigError, match=f"but its settings train {implied}") as err:
+        load_config(algo, base, overrides=[override], model=MODEL)
+    assert f"--{'base' if algo == 'sps' else 'algo'} {implied}" in str(err.value)
+
+
+def test_a_recipe_without_algo_is_identified_by_its_settings(tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("model: m\ndynamic_sampling: {enabled: true}\n")
+    with pytest.raises(ConfigError, match="labelled grpo but its settings train dapo"):
+        load_config(config=recipe)
+    assert load_config("dapo", config=recipe).label == "dapo"
+    with pytest.raises(ConfigError, match="neither algorithm"):
+        load_config("dapo", config=recipe, overrides=["rl.importance_sampling_level=sequence"])

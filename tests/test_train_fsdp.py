@@ -40,7 +40,8 @@ def run(model, batches, comm, n_micro):
     before = update.snapshot(params)
     tokens = update.token_totals(batches, comm)
     stop = lambda what: (_ for _ in ()).throw(RuntimeError(what))
-    losses = [update.irl_step(model, opt, b, t, n_micro, MICRO, 0, comm, stop) for b, t in zip(batches, tokens)]
+    how = update.StepSettings(MICRO, 0)
+    losses = [update.irl_step(model, opt, b, t, n_micro, how, comm, stop) for b, t in zip(batches, tokens)]
     return opt, losses, update.weight_change(before, params, comm)
 
 initial = {n: p.detach().clone() for n, p in load().named_parameters()}
@@ -94,7 +95,9 @@ def test_irl_update_under_fsdp2_on_two_ranks_equals_one_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["update_norm"] > 1e-3                     # the update is real (lr 1e-3, 3 AdamW steps)
-    assert result["rel_update_diff"] <= 1e-6, result
+    # float summation order only: each step's rows are length-sorted into micro-batches, which groups them
+    # differently on 2 ranks than in one process (measured 1.8e-6; 3.5e-7 before the sort)
+    assert result["rel_update_diff"] <= 5e-6, result
     assert result["losses"] == pytest.approx(result["ref_losses"], rel=1e-6)
     assert result["rel_change"] == pytest.approx(result["ref_rel_change"], rel=1e-5)   # shards summed over ranks
     assert result["max_abs"] == pytest.approx(result["ref_max_abs"], rel=1e-4)

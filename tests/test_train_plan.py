@@ -173,3 +173,65 @@ def test_a_run_with_fewer_irl_phases_than_planned_says_so(model_dir, tmp_path, c
     assert "only 1 of 2" in json.loads((out / "spsbench_run.json").read_text())["sps"]["shortfall"]
     _print_summary(output_console(), summary)
     assert "only 1 of 2 planned IRL phases" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ matched baselines, IRL coverage, DAPO phases
+
+PAIRS = [(GPU / f"{algo}-qwen2.5-math-{size}.yaml", GPU / f"sps{suffix}-qwen2.5-math-{size}.yaml")
+         for size in ("1.5b", "7b") for algo, suffix in (("grpo", ""), ("dapo", "-dapo"), ("gspo", "-gspo"))]
+# plan entries an SPS run adds to its baseline's schedule (everything else must be equal)
+SPS_PLAN_KEYS = {"algo", "base", "rl_steps_per_phase", "rl_steps_per_phase_setting", "irl_phase_steps",
+                 "irl_sequences_per_phase", "irl_sequences_trained_per_phase", "irl_steps_per_phase", "irl_coverage",
+                 "groups_per_phase", "warnings"}
+
+
+def test_every_gpu_recipe_has_its_matched_pair():
+    names = {p.name for p in GPU_RECIPES}
+    assert names == {p.name for pair in PAIRS for p in pair}
+
+
+@pytest.mark.parametrize("baseline, sps", PAIRS, ids=lambda p: p.stem)
+def test_matched_baseline_and_sps_recipes_differ_only_in_the_sps_section(tmp_path, capsys, baseline, sps):
+    data = prompts_file(tmp_path, 3000)
+    out = dry_run(capsys, "--config", str(sps), "--set", f"data={data}", "--diff", str(baseline))
+    assert out["a"].endswith(sps.name) and out["b"] == str(baseline)
+    settings = set(out["settings"])
+    assert {"algo", "base"} <= settings
+    assert all(k in ("algo", "base") or k.startswith("sps.") for k in settings), settings
+    assert out["settings"]["algo"] == ["sps", out["settings"]["base"][0]] and out["settings"]["base"][1] is None
+    assert set(out["plan"]) <= SPS_PLAN_KEYS, set(out["plan"]) - SPS_PLAN_KEYS
+    assert out["plan"]["irl_phase_steps"][1] == []
+
+
+def test_diff_shows_what_an_unmatched_pair_changes(tmp_path, capsys):
+    data = prompts_file(tmp_path, 3000)
+    out = dry_run(capsys, "--config", str(GPU / "sps-qwen2.5-math-1.5b.yaml"), "--set", f"data={data}", "--diff",
+                  str(GPU / "grpo-qwen2.5-math-7b.yaml"))
+    assert out["settings"]["world_size"] == [8, 32] and out["settings"]["model"][1] == "Qwen/Qwen2.5-Math-7B"
+    assert out["plan"]["world_size"] == [8, 32]
+    assert main(["train", "--config", str(GPU / "sps-qwen2.5-math-1.5b.yaml"), "--diff", "x.yaml"]) == 2
+    assert "add --dry-run" in capsys.readouterr().err
+
+
+def test_the_plan_shows_irl_coverage_and_auto_covers_the_selection(tmp_path, capsys):
+    data = prompts_file(tmp_path, 3000)
+    args = ["--config", str(GPU / "sps-qwen2.5-math-1.5b.yaml"), "--set", f"data={data}"]
+    plan = dry_run(capsys, *args)
+    # the figures: 187 steps x 16 groups x 3 = 8,976 selected, 4 x 512 = 2,048 trained: 23%
+    assert plan["irl_sequences_per_phase"] == 8976 and plan["irl_sequences_trained_per_phase"] == 2048
+    assert plan["irl_steps_per_phase"] == 4 and plan["irl_coverage"] == pytest.approx(2048 / 8976, abs=1e-4)
+    [warning] = [w for w in plan["warnings"] if w.startswith("IRL coverage")]
+    assert "IRL coverage 23%" in warning and "auto" in warning and "18 steps" in warning
+    auto = dry_run(capsys, *args, "--set", "sps.irl_steps=auto")
+    assert auto["irl_steps_per_phase"] == 18 and auto["irl_coverage"] == 1.0
+    assert auto["irl_sequences_trained_per_phase"] == 8976
+    assert not any(w.startswith("IRL coverage") for w in auto["warnings"])
+
+
+def test_sps_over_dapo_plans_its_phase_in_dataloader_batches_with_refills_on_top(tmp_path, capsys):
+    data = prompts_file(tmp_path, 3000)
+    plan = dry_run(capsys, "--config", str(GPU / "sps-dapo-qwen2.5-math-1.5b.yaml"), "--set", f"data={data}")
+    assert plan["rl_steps_per_phase"] == 187 == plan["steps_per_epoch"]            # one dataloader pass
+    assert plan["groups_per_phase"] == {"dataloader": 187 * 16, "at_most": 187 * 16 * 4}
+    [warning] = [w for w in plan["warnings"] if w.startswith("dynamic sampling")]
+    assert "do not advance the dataloader" in warning and "drops enter the IRL buffer" in warning

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from spsbench.commands import output_console
+from spsbench.errors import ConfigError
 from spsbench.evaluation.evaluate import score_table
 from spsbench.train.config import describe_keys, load_config
 from spsbench.train.run import pick_cpu_threads, train
@@ -35,8 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-eval", action="store_true", help="Do not evaluate checkpoints while training.")
     parser.add_argument("--list-keys", action="store_true", help="Print every spsbench recipe key and exit.")
     parser.add_argument("--dry-run", action="store_true", help="Print the schedule as one JSON object (steps "
-                        "per epoch, max steps, IRL phase / save / evaluation steps, warnings) and exit; loads no "
-                        "model. --set world_size=N plans for N ranks.")
+                        "per epoch, max steps, IRL phase / save / evaluation steps, IRL coverage, warnings) and "
+                        "exit; loads no model. --set world_size=N plans for N ranks.")
+    parser.add_argument("--diff", metavar="RECIPE", help="With --dry-run: compare the run with another recipe "
+                        "(its own algo and base; the same --set flags): print the settings and plan entries that "
+                        "differ, key -> [this run, RECIPE].")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,10 +57,16 @@ def run(args: argparse.Namespace) -> int:
     if args.no_eval:
         overrides.append("eval.enabled=false")
     config = load_config(args.algo, args.base, args.config, overrides, model=args.model)
+    if args.diff and not args.dry_run:
+        raise ConfigError("--diff compares two plans: add --dry-run")
     if args.dry_run:
-        from spsbench.train.plan import make_plan
+        from spsbench.train import plan
 
-        print(json.dumps(make_plan(config).as_dict()))      # stdout holds only the plan (machine-readable)
+        if args.diff:                                       # the other recipe names its own algorithm
+            other = load_config(None, None, args.diff, overrides, model=args.model)
+            print(json.dumps(plan.diff(config, other)))
+            return 0
+        print(json.dumps(plan.make_plan(config).as_dict()))      # stdout holds only the plan (machine-readable)
         return 0
     if config.model is None:
         console.print("[dim]embedded default: SmolLM2-135M-Instruct on the built-in arith task, CPU demo sizes "

@@ -7,7 +7,9 @@ its Avg@n and its outcome counts. An SPS cell (algo `sps*`) is bold when it beat
 same base model on that task and metric (and from the same training task where both runs' are known)
 by a paired difference whose 95% interval excludes 0 (`spsbench.leaderboards.pairs`). Below the table:
 the paired differences themselves (each run vs the base model, and runs of different methods) and
-the change of the solvable set between them.
+the change of the solvable set between them. An SPS checkpoint saved before its run's first IRL phase
+(its checkpoint record says 0 phases) is a checkpoint of its base algorithm: its cell is marked `‡` and
+the chosen-checkpoint line says so.
 
 The store records a run's base model but not its training data; the training task comes from the
 trainer's `spsbench_run.json` beside the checkpoints when it is readable (`Snapshot.run_info`), and the
@@ -34,6 +36,8 @@ from spsbench.leaderboards.paired_section import pair_diffs, paired_section, plo
 from spsbench.leaderboards.pairs import paired
 from spsbench.leaderboards.selection import selection_section
 from spsbench.leaderboards.snapshot import Entry, Snapshot, reference_setting, unique_short_names
+
+NO_IRL_YET = "‡"          # marks an SPS checkpoint taken before its run's first IRL phase
 
 
 @dataclass(frozen=True)
@@ -137,15 +141,27 @@ def _comparison_group(site: Site, base: str, stem: str, name: str | None) -> lis
         notes = Footnotes(ref)
         _fill_task_columns(rows, picks, task, k, notes, cells, diffs)
         notes_out += [f"{task}: {line.strip()}" for line in notes.lines() if line]
+    before_irl = {(i, t) for (i, t), p in picks.items() if _before_first_irl(snap, rows[i], p)}
+    for i, t in before_irl:                 # the task's Pass@k cell
+        cells[i][3 + 3 * tasks.index(t)] += f" {NO_IRL_YET}"
     lines = [title, ""] + table(headers, cells, right_from=3) + [""]
     lines += [f"- `{task}`: {setting_line(ref)}" for task, ref, _ in settings]
     lines += [f"- {note}" for note in notes_out]
-    chosen = [f"{rows[i].run} {t}@{p.model.step}" for (i, t), p in sorted(picks.items()) if p.model.run_name]
+    if before_irl:
+        lines.append(f"- {NO_IRL_YET}: an SPS checkpoint saved before the run's first IRL phase: its weights are "
+                     "its base algorithm's (recorded in the checkpoint's spsbench_checkpoint.json).")
+    chosen = [f"{rows[i].run} {t}@{p.model.step}" + (" (before any IRL phase)" if (i, t) in before_irl else "")
+              for (i, t), p in sorted(picks.items()) if p.model.run_name]
     lines += ["", "Chosen checkpoints: " + ("; ".join(chosen) or "none") + "."]
     lines += [""] + paired_section(rows, picks, settings, diffs, matched_diffs(site, rows, settings))
     lines += selection_section(rows, {task: ref for task, ref, _ in settings}, site.select_on)
     plots = _comparison_plots(site, stem, name or stem, rows, picks, settings, diffs)
     return lines + ([""] if lines[-1] else []) + plots
+
+
+def _before_first_irl(snap: Snapshot, row: Row, entry: Entry) -> bool:
+    """An SPS checkpoint with no IRL phase before it (unknown counts as not: nothing is claimed)."""
+    return row.method.startswith("sps") and snap.irl_phases(entry.model.run_name, entry.model.step) == 0
 
 
 def _fallback(entries: list[Entry], task: str) -> Entry | None:

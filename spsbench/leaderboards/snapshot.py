@@ -25,7 +25,7 @@ import numpy as np
 
 from spsbench.leaderboards.external import grader_view
 from spsbench.metrics import pass_at_k, score_interval
-from spsbench.paths import RUN_INFO, display_path, model_display_name
+from spsbench.paths import CHECKPOINT_INFO, RUN_INFO, display_path, model_display_name
 from spsbench.store import ModelRow
 
 OUTCOME_FLAGS = ("no_answer", "grader_timeout", "grader_error")
@@ -127,7 +127,8 @@ class Snapshot:
     entries: list[Entry]
     diagnostics: list[dict[str, Any]]
     root: str = "."                                              # paths inside it are shown relative
-    run_info: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> {"task", "source"}
+    # run -> {"task", "source", "irl_phases": {step: IRL phases before that checkpoint}} (each when known)
+    run_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     # eval_id -> (Pass@k per grader, (agreeing, graded)) for evaluations with another evaluator's verdicts
     graders: dict[int, tuple[dict[str, dict[int, float]], tuple[int, int]]] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)     # stored path -> name the published export records
@@ -165,6 +166,10 @@ class Snapshot:
     def train_task(self, run: str) -> str | None:
         """The run's training task when its run folder's spsbench_run.json was readable, else None."""
         return self.run_info.get(run, {}).get("task")
+
+    def irl_phases(self, run: str | None, step: int | None) -> int | None:
+        """IRL phases an SPS run had taken at checkpoint `step` (None: not recorded)."""
+        return self.run_info.get(run or "", {}).get("irl_phases", {}).get(step)
 
 
 def model_labels(models, name: Callable[[ModelRow], str] | None = None) -> dict[int, str]:
@@ -340,25 +345,43 @@ def current_evaluations(evals: list[Any]) -> list[Any]:
     return [ev for ev, ident, x in keyed if x == newest[ident]]
 
 
-def read_run_info(models, root: str | Path) -> dict[str, dict[str, str]]:
-    """Per run: the training task from the trainer's spsbench_run.json beside its checkpoints, if readable.
+def read_run_info(models, root: str | Path) -> dict[str, dict[str, Any]]:
+    """Per run: the training task from the trainer's spsbench_run.json beside its checkpoints, if readable,
+    and (`irl_phases`: step -> count) the IRL phases an SPS checkpoint's own spsbench_checkpoint.json says
+    ran before it.
 
     The store records a run's base model but not its training data, so this is the only place the
     task is known. A file whose `run_name` names another run is ignored (a reused folder).
     """
-    info: dict[str, dict[str, str]] = {}
+    info: dict[str, dict[str, Any]] = {}
     for m in sorted(models, key=lambda m: (m.run_name or "", m.step or 0, m.id)):
-        if not m.run_name or m.run_name in info:
+        if not m.run_name:
             continue
         folder = Path(m.path) if os.path.isabs(m.path) else Path(root) / m.path
+        phases = _checkpoint_phases(folder, m.step)
+        if phases is not None:
+            info.setdefault(m.run_name, {}).setdefault("irl_phases", {})[m.step] = phases
+        if "task" in info.get(m.run_name, {}):
+            continue
         run_file = folder.parent / RUN_INFO
         try:
             data = json.loads(run_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("task") and data.get("run_name") in (None, m.run_name):
-            info[m.run_name] = {"task": str(data["task"]), "source": display_path(run_file, root)}
+            info.setdefault(m.run_name, {}).update(task=str(data["task"]), source=display_path(run_file, root))
     return info
+
+
+def _checkpoint_phases(folder: Path, step: int | None) -> int | None:
+    """IRL phases before an SPS checkpoint, from its spsbench_checkpoint.json (None: unknown, or not SPS)."""
+    try:
+        data = json.loads((folder / CHECKPOINT_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("step") == step and isinstance(data.get("irl_phases"), int):
+        return data["irl_phases"]
+    return None
 
 
 def _entry(store: Any, ev: Any, model: Model) -> Entry:

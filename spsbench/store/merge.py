@@ -28,7 +28,7 @@ from spsbench.store.schema import EXTERNAL_GRADES
 @dataclass
 class Merged:
     store: Store                                   # in memory; close it when done
-    run_info: dict[str, dict[str, str]] = field(default_factory=dict)   # run -> {"task", "source"}
+    run_info: dict[str, dict[str, Any]] = field(default_factory=dict)   # run -> {"task", "source", "irl_phases"}
     names: dict[str, str] = field(default_factory=dict)   # model path as stored here -> its published name
     published: int = 0                             # evaluations copied from the export
     local: int = 0                                 # evaluations copied from the local store
@@ -55,10 +55,14 @@ def merged_store(published: list[Published], local: Store | None, root: str | Pa
                 _copy_published(con, copy, item)
                 out.published += 1
                 out.names.update(_published_names(item.head["model"], root))
-                info = item.head.get("run_info")
+                info = item.head.get("run_info") or {}
                 run = item.head["model"]["run_name"]
-                if run and info and info.get("task"):
-                    out.run_info.setdefault(run, {"task": str(info["task"]), "source": label})
+                if run and info.get("task"):
+                    out.run_info.setdefault(run, {}).setdefault("task", str(info["task"]))
+                    out.run_info[run].setdefault("source", label)
+                if run and isinstance(info.get("irl_phases"), int):
+                    out.run_info.setdefault(run, {}).setdefault("irl_phases", {})[item.head["model"]["step"]] = \
+                        info["irl_phases"]
             else:
                 _copy_local(con, copy, local, item)
                 out.local += 1

@@ -109,7 +109,19 @@ def _head(ev: Any, root: str | Path, run_info: dict[str, str] | None, scored: se
             "sampling_key": sampling_key(ev.sampling), "n": ev.n, "engine": ev.engine,
             "created_at": ev.created_at, "finished_at": ev.finished_at,
             "scored_problems": sorted(scored) if scored is not None else None,
-            "run_info": {"task": run_info["task"]} if run_info and run_info.get("task") else None}
+            "run_info": _run_info(run_info, ev.step)}
+
+
+def _run_info(run_info: dict[str, Any] | None, step: int | None) -> dict[str, Any] | None:
+    """What the export keeps of the trainer's records: the training task, and for an SPS checkpoint the IRL
+    phases before it (a clone has no run folder to read them from)."""
+    out: dict[str, Any] = {}
+    if run_info and run_info.get("task"):
+        out["task"] = run_info["task"]
+    phases = (run_info or {}).get("irl_phases", {}).get(step)
+    if phases is not None:
+        out["irl_phases"] = phases
+    return out or None
 
 
 def _in_project(path: str, root: str | Path) -> bool:

@@ -33,8 +33,14 @@ EVAL_MODES = ("inline", "watch")
 # eval.engine_options.gpu_memory_utilization): the policy, its optimizer state and a colocated rollout
 # vLLM (TRL's vllm_gpu_memory_utilization default 0.3) already hold the rest; vLLM's own 0.9 cannot fit.
 EVAL_GPU_MEMORY_UTILIZATION = 0.3
-L2TE_TRUNCATED = ("keep", "exclude")
+L2TE_TRUNCATED = ("exclude", "keep")
 BASES = ("grpo", "dapo", "gspo")
+# sps.* keys with a fixed set of values (the first is the default): each is an interpretive choice the paper
+# leaves open, listed with its reason in docs/training.md ("Interpretive choices")
+SPS_CHOICES = {"l2te_logprob": L2TE_LOGPROBS, "l2te_truncated": L2TE_TRUNCATED,
+               "irl_optimizer_state": ("carry", "reset"), "irl_objective": ("imitate", "repel"),
+               "irl_diagnostics": ("light", "full"), "quantile_scope": ("group", "batch"),
+               "positive_topup": ("lowest", "random"), "dropped_groups": ("buffer", "skip")}
 DEMO_RECIPE = "cpu-demo.yaml"
 # YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
@@ -81,11 +87,33 @@ class SPSConfig:
                                   "completions; the paper does not say) or mean (per token).")
     l2te_truncated: str = _f("exclude", "L2TE and truncated completions (cut at max_completion_length, no EOS): "
                                       "keep (rank them like the others) or exclude (never imitate them).")
-    irl_steps: int = _f(4, "IRL optimizer steps per phase (paper: 4).")
+    irl_steps: int | str = _f(4, "IRL optimizer steps per phase (paper: 4), or `auto`: as many as it takes to "
+                                 "train once on every sequence L2TE selected (ceil(selection / irl_batch_size); the "
+                                 "plan shows the coverage either way).")
     irl_batch_size: int = _f(512, "Sequences per IRL optimizer step, over all ranks (paper: 512).")
-    irl_micro_batch_size: int = _f(8, "Sequences per forward/backward on one rank (gradient accumulation).")
+    irl_micro_batch_size: int = _f(8, "Sequences per forward/backward on one rank (gradient accumulation; each step's "
+                                      "rows are sorted by length first, so a micro-batch pads to similar lengths).")
     irl_learning_rate: float = _f(5e-10, "IRL AdamW learning rate (paper: 5e-10).")
     irl_weight_decay: float = _f(0.0, "IRL AdamW weight decay.")
+    irl_optimizer_state: str = _f("carry", "carry: the IRL AdamW keeps its moments and step count from one phase "
+                                           "to the next (the paper does not say); reset: a fresh AdamW every phase.")
+    irl_max_grad_norm: float | None = _f(None, "Clip the IRL gradient to this global norm (the paper states no "
+                                               "clipping); null = no clipping.")
+    irl_objective: str = _f("imitate", "imitate: minimise the selected completions' NLL, i.e. KL(pi_rollout || pi), "
+                                       "what the paper's text describes; repel: maximise it, Eq. 4 as printed "
+                                       "(L = -KL, minimised).")
+    irl_diagnostics: str = _f("light", "Per-phase checks and measures. light: IRL loss after the update on one "
+                                       "micro-batch per rank, weight change from a 1/1021 strided sample, weights "
+                                       "checked finite once after the phase; full: loss after on the first IRL "
+                                       "batch, exact weight change against a host copy, weights checked after "
+                                       "every IRL step. Gradients are checked before every IRL step either way.")
+    quantile_scope: str = _f("group", "L2TE's lower quantile over the negatives of each prompt group (group), or "
+                                      "over all negatives of each generation batch, on all ranks (batch: Appendix "
+                                      "C.1's 'lower quantile of trajectories in each batch').")
+    positive_topup: str = _f("lowest", "L2TE, groups with fewer than sampling_size negatives: top up with correct "
+                                       "rollouts lowest log-prob first (lowest) or drawn uniformly (random).")
+    dropped_groups: str = _f("buffer", "SPS over DAPO: groups dynamic sampling drops (all rewards equal) also "
+                                       "enter the IRL buffer (buffer), or only the groups RL trains on (skip).")
     seed: int = _f(0, "Seed of the L2TE draws and the IRL batch order.")
 
     def __post_init__(self) -> None:
@@ -93,17 +121,22 @@ class SPSConfig:
                                                    or not isinstance(self.rl_steps_per_phase, int)):
             raise ConfigError(f"sps.rl_steps_per_phase: must be an integer >= 1 or 'epoch', got "
                               f"{self.rl_steps_per_phase!r}")
+        if self.irl_steps != "auto" and (isinstance(self.irl_steps, bool) or not isinstance(self.irl_steps, int)):
+            raise ConfigError(f"sps.irl_steps: must be an integer or 'auto', got {type(self.irl_steps).__name__} "
+                              f"{self.irl_steps!r}")
         check_fields(self, "sps.")
-        numbers = ["sampling_size", "irl_steps", "irl_batch_size", "irl_micro_batch_size"]
-        for name in numbers + ["rl_steps_per_phase"] * (self.rl_steps_per_phase != "epoch"):
+        numbers = ["sampling_size", "irl_batch_size", "irl_micro_batch_size"]
+        numbers += ["rl_steps_per_phase"] * (self.rl_steps_per_phase != "epoch") + ["irl_steps"] * (self.irl_steps != "auto")
+        for name in numbers:
             if getattr(self, name) < 1:
                 raise ConfigError(f"sps.{name}: must be >= 1, got {getattr(self, name)}")
+        for name, allowed in SPS_CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"sps.{name}: must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.irl_max_grad_norm is not None:
+            number("sps.irl_max_grad_norm", self.irl_max_grad_norm, low=0, low_open=True)
         if not 0 <= self.quantile <= 1:
             raise ConfigError(f"sps.quantile: must be in [0, 1], got {self.quantile}")
-        if self.l2te_logprob not in L2TE_LOGPROBS:
-            raise ConfigError(f"sps.l2te_logprob: must be one of {', '.join(L2TE_LOGPROBS)}, got {self.l2te_logprob!r}")
-        if self.l2te_truncated not in L2TE_TRUNCATED:
-            raise ConfigError(f"sps.l2te_truncated: must be one of {', '.join(L2TE_TRUNCATED)}, got {self.l2te_truncated!r}")
         if not 0 <= self.irl_learning_rate < math.inf:
             raise ConfigError(f"sps.irl_learning_rate: must be a finite number >= 0, got {self.irl_learning_rate}")
 
@@ -315,6 +348,8 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
                 overrides: list[str] | tuple[str, ...] = (), model: str | None = None) -> TrainConfig:
     """Build a TrainConfig from the built-in recipes, a user recipe file and --set overrides."""
     user = read_yaml(Path(config)) if config else {}
+    if config:
+        check_recipe_label(str(config), user, algo, base)
     algo = algo or user.get("algo") or "grpo"
     if algo not in ALGOS:
         raise ConfigError(f"--algo: must be one of {', '.join(ALGOS)}, got {algo!r}")
@@ -338,7 +373,43 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
     raw.update(algo=algo, base=base if algo == "sps" else None)
     if model:
         raw["model"] = model
-    return from_mapping(raw, recipe=", ".join(name for name, _ in layers))
+    config = from_mapping(raw, recipe=", ".join(name for name, _ in layers))
+    check_settings_algorithm(config)
+    return config
+
+
+def check_recipe_label(path: str, user: dict[str, Any], algo: str | None, base: str | None) -> None:
+    """A recipe file says what it is for (`algo`, and `base` under sps): --algo/--base naming something else
+    is an error, not a silent relabelling (`--algo dapo --config grpo-recipe.yaml` trained GRPO as "dapo")."""
+    for flag, wanted, key in (("--algo", algo, "algo"), ("--base", base, "base")):
+        said = user.get(key)
+        if wanted and said and wanted != said:
+            what = f"sps over {user.get('base', 'grpo')}" if user.get("algo") == "sps" else user.get("algo", said)
+            raise ConfigError(f"{path} is a recipe for {what} ({key}: {said}) but {flag} is {wanted}: use a {wanted} "
+                              f"recipe (recipes/gpu/ has one per algorithm) or drop {flag}")
+
+
+def settings_algorithm(config: TrainConfig) -> str:
+    """The RL algorithm a config's settings implement: DAPO = dynamic sampling, GSPO = sequence-level importance
+    sampling, else GRPO (the loss type does not decide: TRL's default loss for GRPO is "dapo")."""
+    dapo = bool(config.dynamic_sampling.enabled)
+    gspo = (config.rl or {}).get("importance_sampling_level", "token") == "sequence"
+    if dapo and gspo:
+        raise ConfigError(f"{config.recipe}: dynamic_sampling.enabled (DAPO) and rl.importance_sampling_level: "
+                          "sequence (GSPO) together are neither algorithm; keep one")
+    return "dapo" if dapo else "gspo" if gspo else "grpo"
+
+
+def check_settings_algorithm(config: TrainConfig) -> None:
+    """The label (algo, or base under sps) must match what the settings train."""
+    implied = settings_algorithm(config)
+    wanted = config.base if config.algo == "sps" else config.algo
+    if implied != wanted:
+        why = {"dapo": "dynamic_sampling.enabled is true", "gspo": "rl.importance_sampling_level is sequence",
+               "grpo": "no dynamic sampling and token-level importance sampling"}[implied]
+        flag = f"--base {implied}" if config.algo == "sps" else f"--algo {implied}"
+        raise ConfigError(f"{config.recipe}: labelled {config.label} but its settings train {implied} ({why}): "
+                          f"run it as {flag}, or change the settings")
 
 
 def from_mapping(raw: dict[str, Any], recipe: str | None = None) -> TrainConfig:

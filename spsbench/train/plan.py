@@ -110,6 +110,10 @@ class Plan:
     irl_sequences_per_phase: int | None
     irl_sequences_trained_per_phase: int | None
     generation_batch: dict[str, int]
+    irl_steps_per_phase: int | None = None          # sps.irl_steps, `auto` resolved on the estimated selection
+    irl_coverage: float | None = None               # share of the selection an IRL phase trains on
+    # dynamic sampling: groups an `epoch` phase generates, from the dataloader and at most with refills
+    groups_per_phase: dict[str, int] | None = None
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -181,8 +185,11 @@ def _plan_sps(config: TrainConfig, plan: Plan, geo: Geometry) -> None:
     length = phase_length(sps.rl_steps_per_phase, plan.steps_per_epoch)
     plan.rl_steps_per_phase, plan.rl_steps_per_phase_setting = length, sps.rl_steps_per_phase
     plan.irl_phase_steps = irl_steps(length, plan.max_steps)
-    plan.irl_sequences_per_phase = groups_in_phase(length, geo) * min(sps.sampling_size, geo.num_generations)
-    plan.irl_sequences_trained_per_phase = sps.irl_steps * sps.irl_batch_size
+    groups = groups_in_phase(length, geo)
+    plan.irl_sequences_per_phase = groups * min(sps.sampling_size, geo.num_generations)
+    _plan_coverage(config, plan)
+    if config.dynamic_sampling.enabled:
+        _plan_dynamic_sampling(config, plan, groups)
     if "rl_steps_per_phase" in config.sps_defaults:
         plan.warnings.append(f"sps.rl_steps_per_phase is not set by the recipe: the default 'epoch' gives "
                              f"{length} steps")
@@ -205,8 +212,68 @@ def _plan_sps(config: TrainConfig, plan: Plan, geo: Geometry) -> None:
         plan.warnings.append(what)
 
 
+def _plan_coverage(config: TrainConfig, plan: Plan) -> None:
+    """IRL steps and the share of L2TE's selection they train on (one process holding every selected row;
+    several ranks with uneven selections cover a little less: the phase log records the real figure)."""
+    sps, selected = config.sps, plan.irl_sequences_per_phase or 0
+    auto = sps.irl_steps == "auto"
+    plan.irl_steps_per_phase = max(1, -(-selected // sps.irl_batch_size) if auto else int(sps.irl_steps))
+    # rows run through the IRL steps (a selection smaller than a batch is reused whole by every step)
+    plan.irl_sequences_trained_per_phase = selected if auto else plan.irl_steps_per_phase * min(sps.irl_batch_size,
+                                                                                                  selected)
+    distinct = selected if auto else min(selected, plan.irl_steps_per_phase * sps.irl_batch_size)
+    plan.irl_coverage = round(distinct / selected, 4) if selected else 1.0
+    if plan.irl_coverage < 1:
+        auto = -(-selected // sps.irl_batch_size)
+        plan.warnings.append(
+            f"IRL coverage {plan.irl_coverage:.0%}: an IRL phase trains on {plan.irl_sequences_trained_per_phase} "
+            f"({sps.irl_steps} steps x {sps.irl_batch_size}) of the ~{selected} sequences L2TE selects, a random "
+            f"subset; the rest are never imitated (sps.irl_steps: auto trains on each once: {auto} steps)")
+
+
+def _plan_dynamic_sampling(config: TrainConfig, plan: Plan, groups: int) -> None:
+    """SPS over DAPO: the phase is counted in dataloader batches; refills come on top of them."""
+    rounds = config.dynamic_sampling.max_resample_times
+    buffered = config.sps.dropped_groups == "buffer"
+    plan.groups_per_phase = {"dataloader": groups, "at_most": groups * (1 + rounds)}
+    plan.warnings.append(
+        f"dynamic sampling: an IRL phase of {plan.rl_steps_per_phase} steps is one pass of the dataloader "
+        f"({groups} prompt groups, each prompt once); refill rounds add up to {groups * rounds} groups drawn at "
+        "random from the whole training set (repeats possible) and do not advance the dataloader; "
+        + ("the groups dynamic sampling drops enter the IRL buffer too, so L2TE selects from "
+           f"{groups}-{groups * (1 + rounds)} groups (coverage above counts the dataloader's)" if buffered else
+           "the dropped groups do not enter the IRL buffer (sps.dropped_groups: skip)"))
+
+
 def groups_in_phase(length: int, geo: Geometry) -> int:
     """Prompt groups the first RL phase generates (all ranks): generations in its micro-steps x prompts each."""
     every = geo.steps_per_generation * geo.num_iterations
     generations = -(-(length * geo.grad_accum) // every)
     return generations * geo.prompts_per_generation
+
+
+# ----------------------------------------------------------------------------------------------------
+# Two recipes side by side: `spsbench train --dry-run --config A --diff B`
+
+
+def flat_settings(config: TrainConfig, rl_keys: set[str]) -> dict[str, Any]:
+    """Every setting of `config` as `section.key` -> value, `rl` keys (`rl_keys`) resolved to TRL's defaults
+    where the recipe leaves them out; the sps section only under algo sps (a baseline has none)."""
+    out: dict[str, Any] = {name: getattr(config, name) for name in
+                           ("algo", "base", "model", "task", "data", "limit", "world_size",
+                            "optimizer_steps_per_generation", "run_name", "output_dir")}
+    out |= {f"rl.{key}": rl_value(config, key) for key in sorted(rl_keys)}
+    sections = ("dynamic_sampling", "eval") + (("sps",) if config.algo == "sps" else ())
+    for section in sections:
+        out |= {f"{section}.{k}": v for k, v in asdict(getattr(config, section)).items()}
+    return out
+
+
+def diff(a: TrainConfig, b: TrainConfig, prompts: int | None = None, world_size: int | None = None) -> dict[str, Any]:
+    """What differs between two recipes: their resolved settings and their plans, key -> [A, B]."""
+    keys = set(a.rl) | set(b.rl)
+    fa, fb = flat_settings(a, keys), flat_settings(b, keys)
+    settings = {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+    pa, pb = (make_plan(c, prompts, world_size).as_dict() for c in (a, b))
+    plan = {k: [pa[k], pb[k]] for k in pa if pa[k] != pb[k]}
+    return {"a": a.recipe, "b": b.recipe, "settings": settings, "plan": plan}

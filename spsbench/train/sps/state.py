@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-Row = dict[str, Any]      # prompt_ids, completion_ids, prompt_pad, logp, reward, correct
+Row = dict[str, Any]      # prompt_ids, completion_ids, prompt_pad, logp, reward, correct, truncated, batch
 
 
 @dataclass
@@ -18,6 +18,7 @@ class Rollouts:
     groups: list[list[Row]] = field(default_factory=list)     # one list per prompt, whole on this rank
     pending: dict[int, Row] = field(default_factory=dict)     # row id -> rollout awaiting its log-prob
     next_row: int = 0
+    next_batch: int = 0                                       # generation batches recorded (L2TE's batch scope)
     capture: list[Any] | None = None                          # the loss forward's per-token log-probs
 
     def take(self) -> list[list[Row]]:

@@ -2,20 +2,24 @@
 
 The RL phase is the base trainer, unchanged. While it runs, `SPSTrainer` records every rollout of the
 batches it trains on (prompt and completion token ids, reward, grader verdict, sequence log-prob
-under the policy that generated it), grouped by prompt. Every `rl_steps_per_phase` optimizer steps
-the IRL phase runs (`epoch`: one pass of TRL's dataloader, spsbench.train.plan): each rank selects from
-its own groups with L2TE (groups are whole on a rank; only three counts per rank cross the network), and
-takes `irl_steps` AdamW steps of token-level cross-entropy on the selected completions (prompt tokens
-masked) with its own optimizer, so the RL optimizer and LR schedule never see it. The steps themselves
-are `update.irl_step` (DDP: all-reduce keeps parameters identical; FSDP2: reduce-scatter into the shards,
-which the IRL AdamW updates in place).
+under the policy that generated it), grouped by prompt; over DAPO also the groups dynamic sampling drops.
+Every `rl_steps_per_phase` optimizer steps the IRL phase runs (`epoch`: one pass of TRL's dataloader,
+spsbench.train.plan): each rank selects from its own groups with L2TE (groups are whole on a rank; only a
+few counts per rank cross the network), and takes `irl_steps` AdamW steps of token-level cross-entropy on
+the selected completions (prompt tokens masked) under the RL step's autocast, with its own optimizer, so
+the RL optimizer and LR schedule never see it. The steps themselves are `update.irl_step` (DDP: all-reduce
+keeps parameters identical; FSDP2: reduce-scatter into the shards, which the IRL AdamW updates in place).
+The open choices of the paper are `SPSConfig` settings (docs/training.md, "Interpretive choices").
 
 Non-finite IRL loss, gradients or weights stop the run with one line; the IRL phase runs in
 `on_step_end`, before the step's checkpoint is saved, so the last saved checkpoint stays good.
 
-The phase position, this rank's rollout buffer and the IRL optimizer state are saved as `sps_state.pt`
-in each checkpoint folder (under FSDP2 `sps_state-rank<r>.pt` per rank, the moments being shards), so a
-run resumed mid-phase selects from the same rollouts as an uninterrupted one.
+Each checkpoint folder gets `spsbench_checkpoint.json` (IRL phases before it: a checkpoint before the first
+phase is its base algorithm's) and the SPS state: the phase position, this rank's rollout buffer and the
+IRL optimizer state, in `sps_state.pt` for one process, in `sps_state-rank<r>.pt` from every rank when
+there are several (DDP or FSDP2: each rank's buffer holds its own groups, and FSDP2's IRL moments are
+shards), so a run resumed mid-phase selects from the same rollouts as an uninterrupted one. Resuming
+under another world size is a one-line error (nothing is re-sharded).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import functools
 import json
 import logging
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -33,17 +36,25 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from spsbench import paths
 from spsbench.errors import TrainingError
+from spsbench.io import atomic_write_json
 from spsbench.train import plan
 from spsbench.train.config import SPSConfig
 from spsbench.train.sps import irl, update
-from spsbench.train.sps.l2te import Scored, select_l2te
+from spsbench.train.sps.l2te import Scored, batch_threshold, select_l2te
 from spsbench.train.sps.state import PhaseState, Rollouts
 from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sps_state.pt"
+RANK_STATE_FILE = "sps_state-rank{rank}.pt"
+# 2: every rank writes its own file when there are several, with the world size recorded
+STATE_VERSION = 2
 PHASE_LOG = "sps_phases.jsonl"
+# light diagnostics: the weight change is estimated on every LIGHT_STRIDE-th element of each parameter (a prime:
+# a power-of-two stride would sample the same few columns of every row-major matrix)
+LIGHT_STRIDE = 1021
 
 
 class _PhaseClock(TrainerCallback):
@@ -117,30 +128,48 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         if self.model.training:
             self._record_rollouts(output)
+            self.rollouts.next_batch += 1
         return output
+
+    def _rows(self, output: dict[str, Any], index: list[int]) -> list[dict[str, Any]]:
+        """Rollout records of batch rows `index` (sequence log-prob from TRL's old_per_token_logps when it
+        computed them, else None until the loss's forward or a fill supplies it)."""
+        old = output.get("old_per_token_logps")
+        prompt_mask, completion_mask = output["prompt_mask"].bool(), output["completion_mask"].bool()
+        rows = []
+        for i in index:
+            completion = output["completion_ids"][i][completion_mask[i]].tolist()
+            rows.append({"prompt_ids": output["prompt_ids"][i][prompt_mask[i]].tolist(), "completion_ids": completion,
+                         # left padding of the prompt in its batch: TRL's positions count it, so the fill uses it too
+                         "prompt_pad": int((~prompt_mask[i]).sum()),
+                         "logp": float((old[i] * output["completion_mask"][i]).sum()) if old is not None else None,
+                         "reward": float(output["rewards"][i]), "correct": bool(output["correct"][i]),
+                         "truncated": not set(self.eos_token_ids) & set(completion),      # cut before any EOS
+                         "batch": self.rollouts.next_batch})
+        return rows
 
     def _record_rollouts(self, output: dict[str, Any]) -> None:
         # Sequence log-probs: TRL's old_per_token_logps when it computed them, else captured from the loss's
         # own forward when the batch is trained on (compute_loss below): no extra forward pass.
-        old = output.get("old_per_token_logps")
-        logps = (old * output["completion_mask"]).sum(dim=1).tolist() if old is not None else None
-        prompt_mask, completion_mask = output["prompt_mask"].bool(), output["completion_mask"].bool()
-        rows, ids = [], []
-        for i in range(output["prompt_ids"].size(0)):
-            completion = output["completion_ids"][i][completion_mask[i]].tolist()
-            row = {"prompt_ids": output["prompt_ids"][i][prompt_mask[i]].tolist(), "completion_ids": completion,
-                   # left padding of the prompt in its batch: TRL's positions count it, so the fill uses it too
-                   "prompt_pad": int((~prompt_mask[i]).sum()),
-                   "logp": logps[i] if logps is not None else None, "reward": float(output["rewards"][i]),
-                   "truncated": not set(self.eos_token_ids) & set(completion),      # cut before any EOS
-                   "correct": bool(output["correct"][i])}
-            rows.append(row)
-            if logps is None:
-                ids.append(self.rollouts.add_pending(row))
+        rows = self._rows(output, list(range(output["prompt_ids"].size(0))))
+        ids = [self.rollouts.add_pending(row) for row in rows if row["logp"] is None]
         if ids:
             output["sps_row"] = torch.tensor(ids, device=output["advantages"].device)
         size = self.num_generations
         self.rollouts.groups += [rows[g:g + size] for g in range(0, len(rows), size)]
+
+    def _dropped_groups(self, pool: list[dict[str, Any]], dropped: list[tuple[int, int]]) -> None:
+        """SPS over DAPO: the groups dynamic sampling dropped (all rewards equal: mostly all-wrong groups, the
+        main source of low-likelihood negatives) join the IRL buffer. They are never trained on, so their
+        sequence log-probs come from one no-grad forward now, under the policy that generated them."""
+        if self.sps.dropped_groups != "buffer":      # the same on every rank (the fill below may be collective)
+            return
+        size = self.num_generations
+        groups = [self._rows(pool[b], list(range(g * size, (g + 1) * size))) for b, g in dropped]
+        for row in (r for group in groups for r in group):
+            row["dropped"] = True
+        self._fill_missing_logps(groups, clear_pending=False)
+        self.rollouts.groups += groups
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self.rollouts.capture = [] if "sps_row" in inputs else None
@@ -163,18 +192,27 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         return result
 
     @torch.no_grad()
-    def _fill_missing_logps(self, groups: list[list[dict[str, Any]]]) -> None:
-        """Rollouts not trained on yet (a generation batch split by the phase boundary): TRL's own log-prob
-        forward (same temperature, same left padding as in their batch), one per group."""
+    def _fill_missing_logps(self, groups: list[list[dict[str, Any]]], clear_pending: bool = True) -> None:
+        """Rollouts without a sequence log-prob (a generation batch split by the phase boundary, or groups
+        dynamic sampling dropped): TRL's own log-prob forward (same temperature, same left padding as in
+        their batch), one per group. Under FSDP every forward all-gathers parameters, so every rank runs as
+        many forwards as the rank with the most groups to fill (the others on a one-token dummy row)."""
         from trl.models.utils import disable_gradient_checkpointing
 
+        todo = [rows for rows in ([r for r in g if r["logp"] is None] for g in groups) if rows]
+        forwards = len(todo)
+        if getattr(self, "is_fsdp_enabled", False) and self.accelerator.num_processes > 1:
+            forwards = int(self._rank_counts(len(todo))[:, 0].max())
+        pad = self._pad_id()
         with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
-            for group in groups:
-                rows = [r for r in group if r["logp"] is None]
-                if rows:
-                    for row, value in zip(rows, self._sequence_logps(rows), strict=True):
-                        row["logp"] = value
-        self.rollouts.pending.clear()
+            for i in range(forwards):
+                if i >= len(todo):
+                    self._sequence_logps([{"prompt_ids": [pad], "completion_ids": [pad]}])
+                    continue
+                for row, value in zip(todo[i], self._sequence_logps(todo[i]), strict=True):
+                    row["logp"] = value
+        if clear_pending:
+            self.rollouts.pending.clear()
 
     def _sequence_logps(self, rows: list[dict[str, Any]]) -> list[float]:
         """Summed completion log-probs of `rows` at the rollout temperature, by TRL's fused LM head."""
@@ -186,7 +224,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
     # ------------------------------------------------------------------ IRL phase
 
     def run_irl_phase(self) -> dict[str, Any] | None:
-        """L2TE selection on this rank's groups, then `irl_steps` cross-entropy steps. Returns metrics."""
+        """L2TE selection on this rank's groups, then the IRL steps (`sps.irl_steps`). Returns metrics."""
         start = time.perf_counter()
         groups = self.rollouts.take()
         self.phase.last_groups = groups
@@ -200,11 +238,12 @@ class SPSTrainer(SpsbenchGRPOTrainer):
                            "since the last phase, e.g. right after a resume, or all of them truncated with "
                            "sps.l2te_truncated: exclude)", self.state.global_step)
             return None
+        select_s = time.perf_counter() - start
         record = self._irl_update(selected, [int(n) for n in counts[:, 1]])
         total = int(counts[:, 1].sum())
         record.update(phase=self.phase.index, step=self.state.global_step, groups=int(counts[:, 0].sum()),
                       sequences=total, rl_time_s=self.phase.rl_seconds, from_negatives_share=int(counts[:, 2].sum()) / total,
-                      irl_time_s=time.perf_counter() - start)
+                      irl_select_s=select_s, irl_time_s=time.perf_counter() - start)
         record["irl_time_share"] = record["irl_time_s"] / max(record["irl_time_s"] + record["rl_time_s"], 1e-9)
         self._finish_phase(record)
         return record
@@ -215,9 +254,26 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         eligible = [[r for r in g if not (exclude and r.get("truncated"))] for g in groups]
         scored = [[Scored(r["logp"] / max(1, len(r["completion_ids"])) if mean else r["logp"], r["correct"])
                    for r in g] for g in eligible]
+        thresholds = self._batch_thresholds(eligible, scored) if self.sps.quantile_scope == "batch" else None
         picks = select_l2te(scored, self.sps.sampling_size, self.sps.quantile, seed=self.sps.seed,
-                            phase=self.phase.index, first_group=first_group)
+                            phase=self.phase.index, first_group=first_group, thresholds=thresholds,
+                            random_topup=self.sps.positive_topup == "random")
         return [eligible[g][i] for g, idx in enumerate(picks) for i in idx]
+
+    def _batch_thresholds(self, eligible: list[list[dict[str, Any]]], scored: list[list[Scored]]) -> list[float]:
+        """quantile_scope batch: each group's cut, the lower quantile of its generation batch's negatives over
+        all ranks (a batch's groups are spread over the ranks; one all-gather of (batch, score) pairs)."""
+        from accelerate.utils import gather_object
+
+        negatives = [(g[0]["batch"], sc.logp) for g, row in zip(eligible, scored, strict=True) if g
+                     for sc in row if not sc.correct]
+        if self.accelerator.num_processes > 1:
+            negatives = gather_object(negatives)
+        by_batch: dict[int, list[float]] = {}
+        for batch, logp in negatives:
+            by_batch.setdefault(batch, []).append(logp)
+        cuts = {batch: batch_threshold(values, self.sps.quantile) for batch, values in by_batch.items()}
+        return [cuts.get(g[0]["batch"], -math.inf) if g else -math.inf for g in eligible]
 
     def _rank_counts(self, *values: int) -> torch.Tensor:
         """(world, len(values)) int64 tensor of every rank's `values`, in rank order (one small all-gather)."""
@@ -230,31 +286,56 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self._irl_optimizer(params)
         comm = update.Collectives(self.accelerator.num_processes, self.accelerator.device)
-        before = update.snapshot(params)
         rank = self.accelerator.process_index
         order = list(range(len(selected)))
         random.Random(f"irl:{self.sps.seed}:{self.phase.index}:{rank}").shuffle(order)
-        sizes = irl.local_batch_sizes(self.sps.irl_batch_size, per_rank)
-        batches = [[selected[order[(step * sizes[rank] + j) % len(order)]] for j in range(sizes[rank])]
-                   for step in range(self.sps.irl_steps)]
+        batches = irl.step_batches([selected[i] for i in order], self.sps.irl_steps, self.sps.irl_batch_size,
+                                   per_rank, rank)
         micro = self.sps.irl_micro_batch_size
+        sizes = irl.local_batch_sizes(self.sps.irl_batch_size, per_rank)
         n_micro = max(1, max(math.ceil(n / micro) for n in sizes))     # equal on all ranks (collectives)
+        full = self.sps.irl_diagnostics == "full"
+        how = update.StepSettings(micro, self._pad_id(), self.accelerator.autocast, self.sps.irl_max_grad_norm,
+                                  -1.0 if self.sps.irl_objective == "repel" else 1.0, check_weights=full)
         tokens = update.token_totals(batches, comm)
-        model, pad = self.model_wrapped, self._pad_id()
-        losses = [update.irl_step(model, optimizer, b, t, n_micro, micro, pad, comm,
-                                  stop=functools.partial(self._stop, step=s))
+        stride = 1 if full else LIGHT_STRIDE
+        start = time.perf_counter()
+        before = update.snapshot(params, stride)
+        diagnostics_s = time.perf_counter() - start
+        probe: list[float] = []
+        losses = [update.irl_step(self.model_wrapped, optimizer, b, t, n_micro, how, comm,
+                                  stop=functools.partial(self._stop, step=s), probe=probe if s == 0 else None)
                   for s, (b, t) in enumerate(zip(batches, tokens, strict=True))]
-        loss_after = update.irl_loss(model, batches[0], tokens[0], n_micro, micro, pad, comm)
-        return {"irl_loss_before": losses[0], "irl_loss_after": loss_after,
-                **update.weight_change(before, params, comm)}
+        steps_s = time.perf_counter() - start - diagnostics_s
+        record = self._loss_after(batches[0], tokens[0], n_micro, how, comm, losses[0], probe)
+        if not full and not comm.all_finite(params):
+            self._stop("the IRL weights are not finite after the update", step=len(batches) - 1)
+        record.update(update.weight_change(before, params, comm, stride))
+        record.update(irl_steps=len(batches), coverage=irl.coverage(self.sps.irl_steps, self.sps.irl_batch_size,
+                                                                    per_rank),
+                      irl_steps_s=steps_s, irl_diagnostics_s=time.perf_counter() - start - steps_s)
+        return record
+
+    def _loss_after(self, batch: list[dict[str, Any]], tokens: float, n_micro: int, how: update.StepSettings,
+                    comm: update.Collectives, first_loss: float, probe: list[float]) -> dict[str, Any]:
+        """The IRL loss before and after the phase on the same rows: the first IRL batch (full diagnostics,
+        one more forward over it), or each rank's first micro-batch of it (light: one micro-batch forward)."""
+        if self.sps.irl_diagnostics == "full":
+            after = update.irl_loss(self.model_wrapped, batch, tokens, n_micro, how, comm)
+            return {"irl_loss_before": first_loss, "irl_loss_after": after, "irl_loss_rows": "first IRL batch"}
+        nll, count = comm.sums(probe or [0.0, 0.0])
+        count = max(1.0, count)
+        after = update.irl_loss(self.model_wrapped, update.length_sorted(batch)[:how.micro], count, 1, how, comm)
+        return {"irl_loss_before": nll / count, "irl_loss_after": after, "irl_loss_first_step": first_loss,
+                "irl_loss_rows": "first micro-batch of the first IRL batch, per rank"}
 
     def _irl_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        if self.irl_optimizer is None:
+        if self.irl_optimizer is None or self.sps.irl_optimizer_state == "reset":
             self.irl_optimizer = torch.optim.AdamW(params, lr=self.sps.irl_learning_rate,
                                                    weight_decay=self.sps.irl_weight_decay)
-            if self._pending_irl_state is not None:
+            if self._pending_irl_state is not None and self.sps.irl_optimizer_state == "carry":
                 update.load_local_optimizer_state(self.irl_optimizer, self._pending_irl_state)
-                self._pending_irl_state = None
+            self._pending_irl_state = None
         return self.irl_optimizer
 
     def _stop(self, what: str, step: int) -> None:
@@ -277,7 +358,7 @@ class SPSTrainer(SpsbenchGRPOTrainer):
                 record["phase"], record["rel_weight_change"], record["max_abs_change"], record["dtype"],
                 resolution, self.sps.irl_learning_rate)
         self.phase.log.append(record)
-        for key in ("irl_loss_before", "irl_loss_after", "sequences", "from_negatives_share",
+        for key in ("irl_loss_before", "irl_loss_after", "sequences", "from_negatives_share", "coverage",
                     "rel_weight_change", "rl_time_s", "irl_time_s", "irl_time_share"):
             self._metrics["train"][f"sps/{key}"].append(float(record[key]))
         if self.args.should_save:
@@ -294,33 +375,73 @@ class SPSTrainer(SpsbenchGRPOTrainer):
 
     def sps_state(self) -> dict[str, Any]:
         optimizer = self.irl_optimizer.state_dict() if self.irl_optimizer else self._pending_irl_state
-        return {"version": 1, "phase_index": self.phase.index, "last_irl_step": self.phase.last_irl_step,
+        if self.sps.irl_optimizer_state == "reset":
+            optimizer = None                  # a fresh AdamW every phase: nothing to carry over
+        return {"version": STATE_VERSION, "world_size": self.accelerator.num_processes,
+                "rank": self.accelerator.process_index, "phase_index": self.phase.index,
+                "last_irl_step": self.phase.last_irl_step,
                 "irl_optimizer": update.local_optimizer_state(optimizer) if optimizer else None,
                 # this rank's rollouts since the last IRL phase: a resume mid-phase selects from the same ones
-                "buffer": self.rollouts.groups}
+                "buffer": self.rollouts.groups, "next_batch": self.rollouts.next_batch}
 
     def _state_file(self) -> str:
-        """`sps_state.pt`; under FSDP2 one file per rank (`sps_state-rank<r>.pt`: the IRL moments are shards)."""
-        if getattr(self, "is_fsdp_enabled", False):
-            return f"sps_state-rank{self.accelerator.process_index}.pt"
-        return STATE_FILE
+        """`sps_state.pt` for one process; with several, one file per rank (`sps_state-rank<r>.pt`): each rank's
+        rollout buffer is its own (groups never cross ranks), and under FSDP2 so are the IRL moments."""
+        if self.accelerator.num_processes == 1:
+            return STATE_FILE
+        return RANK_STATE_FILE.format(rank=self.accelerator.process_index)
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save or getattr(self, "is_fsdp_enabled", False):
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            folder.mkdir(parents=True, exist_ok=True)
+    def _save_rank_state(self, folder: Path) -> None:
+        super()._save_rank_state(folder)
+        if self.args.should_save or self.accelerator.num_processes > 1:
             torch.save(self.sps_state(), folder / self._state_file())
+        if self.args.should_save:
+            # What the checkpoint is: before its first IRL phase an SPS checkpoint is its base algorithm's
+            # (the comparison page marks it; rl_steps_per_phase epoch puts phase 1 at step ~187 of 700).
+            info = {"step": self.state.global_step, "algo": "sps",
+                    "irl_phases": self.phase.index, "last_irl_step": self.phase.last_irl_step,
+                    "rl_steps_per_phase": self.phase_length}
+            atomic_write_json(folder / paths.CHECKPOINT_INFO, info, indent=2)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        path = os.path.join(checkpoint, self._state_file()) if checkpoint else None
-        if path and os.path.isfile(path):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            self.phase.index, self.phase.last_irl_step = state["phase_index"], state["last_irl_step"]
-            self._pending_irl_state, self.irl_optimizer = state["irl_optimizer"], None
-            buffer = state.get("buffer")          # "dropped" in checkpoints written before the buffer was kept
-            self.rollouts.groups = buffer if isinstance(buffer, list) else []
+        if not checkpoint:
+            return
+        state = load_rank_state(Path(checkpoint), self.accelerator.num_processes, self.accelerator.process_index)
+        if state is None:
+            return
+        self.phase.index, self.phase.last_irl_step = state["phase_index"], state["last_irl_step"]
+        self._pending_irl_state, self.irl_optimizer = state["irl_optimizer"], None
+        buffer = state.get("buffer")          # "dropped" in checkpoints written before the buffer was kept
+        self.rollouts.groups = buffer if isinstance(buffer, list) else []
+        self.rollouts.next_batch = int(state.get("next_batch", 0))
+
+
+def load_rank_state(folder: Path, world: int, rank: int) -> dict[str, Any] | None:
+    """This rank's SPS state from checkpoint `folder` (None: it has none). A checkpoint written by another
+    number of ranks is a one-line error: each rank's rollout buffer (and FSDP2 moment shards) belongs to its
+    rank, and spsbench does not re-shard them (TRL's sampler would not give a rank the same prompts anyway)."""
+    saved = len(list(folder.glob(RANK_STATE_FILE.format(rank="*"))))
+    single = folder / STATE_FILE
+    if not saved and not single.is_file():
+        return None
+    state = None
+    if not saved:
+        state = torch.load(single, map_location="cpu", weights_only=True)
+        saved = int(state.get("world_size", 0))        # 0: written before the world size was recorded
+    if saved and saved != world:
+        raise TrainingError(f"{folder.name} holds the SPS state of {saved} rank(s) but this run has {world}: each "
+                            "rank's rollout buffer and IRL optimizer state belong to it and are not re-sharded; "
+                            f"resume with {saved} process(es), or start a new run")
+    if state is not None and world > 1:
+        # written by the main process alone (spsbench before per-rank buffers): the buffer is rank 0's rollouts
+        logger.warning("SPS: %s predates per-rank rollout buffers (its buffer holds rank 0's rollouts only): phase "
+                       "position and IRL optimizer restored, the buffer dropped on every rank; the next IRL phase "
+                       "selects only from rollouts generated after the resume", folder.name)
+        return {**state, "buffer": "dropped"}
+    if state is not None:
+        return state
+    return torch.load(folder / RANK_STATE_FILE.format(rank=rank), map_location="cpu", weights_only=True)
 
 
 class SPSDynamicSamplingTrainer(SPSTrainer, DynamicSamplingTrainer):
