@@ -25,7 +25,7 @@ from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
-from spsbench.errors import ConfigError
+from spsbench.errors import ConfigError, TrainingError
 from spsbench.lab import arms as lab_arms
 from spsbench.lab import measure, record
 from spsbench.lab.settings import apply_overrides, parse_sweep, parse_value, split_item
@@ -187,6 +187,8 @@ def one_run(job: SeedJob, group: Group, base: Path, layout, raw: dict[str, Any],
             contextlib.redirect_stderr(fh):
         summary = train(config, wrap=lab_trainer(arm.advantages, probes))
     seconds = time.perf_counter() - start
+    if summary.preempted:                       # Ctrl-C / SIGTERM: the product's trainer stopped at a step
+        raise TrainingError(f"{name}: stopped by {summary.preempted} at step {summary.steps}; session not saved")
     log(f"{name}: {summary.steps} steps in {seconds:.1f} s, {len(probes.points)} probes")
     for warning in run_warnings(summary):           # the trainer's own log went to the run's log file
         log(f"warning: {name}: {warning}")
@@ -242,12 +244,17 @@ def execute(jobs: list[SeedJob], workers: int, log) -> list[dict[str, Any]]:
     if workers <= 1 or len(jobs) == 1:
         return [run_seed(job, log) for job in jobs]
     done: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
-                             initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn"),
+                               initializer=_init_worker)
+    try:
         futures = {pool.submit(run_seed, job): job.seed for job in jobs}
         for future in as_completed(futures):
             done[futures[future]] = future.result()
             log(f"seed {futures[future]} done ({len(done)} of {len(jobs)})")
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)        # a failed seed or Ctrl-C stops the session
+        raise
+    pool.shutdown(wait=True)
     return [done[j.seed] for j in jobs]
 
 
@@ -267,7 +274,7 @@ def default_tag(cfg: DynamicsConfig, sweep, recipe_items: list[str]) -> str:
 def run_dynamics(data_dir: str | Path, store: str | Path, cfg: DynamicsConfig, warm: WarmupConfig,
                  extra: list[str], sweep: tuple[str, list[Any]] | None = None, log=print) -> dict[str, Any]:
     """Every group x seed; returns (and writes to `data_dir`) the session record."""
-    start, load_before = time.perf_counter(), os.getloadavg()
+    clock = record.Clock()
     tag = default_tag(cfg, sweep, extra)
     groups = groups_of(cfg.arms, sweep)
     max_steps = check_configs(groups, extra, tag)
@@ -278,9 +285,7 @@ def run_dynamics(data_dir: str | Path, store: str | Path, cfg: DynamicsConfig, w
                "sweep": {"key": sweep[0], "values": sweep[1]} if sweep else None,
                "groups": [{"arm": g.arm, "label": g.label, "sweep_value": g.sweep_value,
                            **lab_arms.load_arm(g.arm).as_dict()} for g in groups],
-               "seeds": seeds, "seconds": time.perf_counter() - start, "load_before": list(load_before),
-               "load_after": list(os.getloadavg()), "cpu": record.cpu_model(), "cpus": os.cpu_count(),
-               "workers": min(cfg.workers, cfg.seeds)}
+               "seeds": seeds, **clock.stop(), "workers": min(cfg.workers, cfg.seeds)}
     record.save_session(data_dir, session)
     return session
 

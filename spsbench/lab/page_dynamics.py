@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from spsbench.lab import frontier, plots
+from spsbench.lab import frontier, plots, record
 from spsbench.lab import view as v
 
 WORDS = {frontier.ABOVE: "above GRPO's frontier", frontier.ON: "on GRPO's frontier",
@@ -54,9 +54,7 @@ def setup_text(view: v.SessionView) -> list[str]:
         f"are its favourite completion, correct for {warm['favourite_correct']:.0%} of the problems "
         "(`spsbench/lab/warmup.py`).",
         "",
-        f"Wall time {s['seconds'] / 60:.1f} min (warm-ups included) on {s['cpu']} ({s['cpus']} CPUs), "
-        f"{s['workers']} worker processes with one torch thread each; load average {s['load_before'][0]:.1f} "
-        f"before and {s['load_after'][0]:.1f} after (other processes shared the cores).",
+        f"{record.timing_text(s)} Warm-ups and all measurements included.",
     ]
 
 

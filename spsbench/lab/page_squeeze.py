@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from spsbench.lab import frontier
+from spsbench.lab import frontier, record
 
 LOW_P = 1e-3      # "low-probability negative sample": p(y-) below this
 UPDATES = ("grpo", "irl", "grpo+irl")
@@ -147,7 +147,8 @@ def squeeze_markdown(result: dict[str, Any]) -> str:
              f"{', '.join(map(str, seeds))}; vocabulary {cfg['vocab']}, sequences of {cfg['length']} tokens "
              f"({cfg['vocab'] ** cfg['length']} in all, enumerated exactly); correct = token sum divisible by "
              f"{cfg['vocab']}. Every update is one plain SGD step at lr {cfg['lr']:g}. Intervals: mean over seeds "
-             "± t x sd / sqrt(seeds).", "", "Fitted starts, per model seed:", "", *fit_table(result), "",
+             "± t x sd / sqrt(seeds). " + record.timing_text(result), "", "Fitted starts, per model seed:", "",
+             *fit_table(result), "",
              f"Mean change after one update on a negative sample with p(y-) < {LOW_P:g} (per seed the mean over its "
              "negatives, then over seeds; dominant + other correct + incorrect = 1, so their changes sum to 0):", "",
              *mean_table(result), "", "By decade of p(y-), pooled over the seeds:", "",

@@ -17,6 +17,8 @@ import hashlib
 import io
 import json
 import os
+import resource
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,37 @@ def load_sessions(data_dir: str | Path) -> list[dict[str, Any]]:
     files = sorted(Path(data_dir).glob(f"{DYNAMICS_PREFIX}*{SUFFIX}")) if Path(data_dir).is_dir() else []
     sessions = [read_json(f) for f in files]
     return sorted(sessions, key=lambda s: (s["tag"] != MAIN_TAG, s["tag"]))
+
+
+class Clock:
+    """Wall time, CPU time (this process and its finished children: worker processes and their graders)
+    and load averages of one experiment: what the page says it took, and on what."""
+
+    def __init__(self) -> None:
+        self.start, self.cpu0, self.load_before = time.perf_counter(), _cpu(), os.getloadavg()
+
+    def stop(self) -> dict[str, Any]:
+        return {"seconds": time.perf_counter() - self.start, "cpu_seconds": _cpu() - self.cpu0,
+                "load_before": list(self.load_before), "load_after": list(os.getloadavg()), "cpu": cpu_model(),
+                "cpus": os.cpu_count()}
+
+
+def _cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timing_text(data: dict[str, Any]) -> str:
+    """One sentence: wall time, CPU time, workers, CPU model and the load the numbers were measured under."""
+    if "seconds" not in data:
+        return ""
+    cpu = data.get("cpu_seconds")
+    workers = data.get("workers", 1)
+    return (f"Wall time {data['seconds'] / 60:.1f} min" + (f", CPU time {cpu / 60:.1f} min" if cpu is not None else "")
+            + f" ({workers} worker process{'es' if workers != 1 else ''}, one torch thread each) on {data['cpu']} "
+            f"({data['cpus']} CPUs); load average {data['load_before'][0]:.1f} before and {data['load_after'][0]:.1f} "
+            "after (other processes shared the cores" + (f"; on {workers} free cores the wall time would be about "
+                                                         f"{cpu / 60 / max(1, workers):.1f} min" if cpu else "") + ").")
 
 
 def cpu_model() -> str:

@@ -37,6 +37,7 @@ import torch
 
 from spsbench.errors import ConfigError
 from spsbench.lab.exact import completion_logprobs, entropy
+from spsbench.lab.record import Clock
 from spsbench.validate import number
 
 REGIMES = ("peaked", "balanced")
@@ -260,6 +261,7 @@ def run_seed(cfg: SqueezeConfig) -> dict[str, Any]:
 def run(cfg: SqueezeConfig | None = None, seeds: int = 1, workers: int = 1) -> dict[str, Any]:
     """Model seeds cfg.seed ... cfg.seed + seeds - 1, in `workers` processes; a JSON-able result."""
     cfg = cfg or SqueezeConfig()
+    clock = Clock()
     configs = [replace(cfg, seed=cfg.seed + i) for i in range(seeds)]
     if workers <= 1 or seeds == 1:
         results = [run_seed(c) for c in configs]
@@ -267,7 +269,7 @@ def run(cfg: SqueezeConfig | None = None, seeds: int = 1, workers: int = 1) -> d
         with ProcessPoolExecutor(max_workers=min(workers, seeds), mp_context=get_context("spawn"),
                                  initializer=_one_thread) as pool:
             results = list(pool.map(run_seed, configs))
-    return {"config": asdict(cfg), "seeds": results}
+    return {"config": asdict(cfg), "seeds": results, "workers": min(workers, seeds), **clock.stop()}
 
 
 def _one_thread() -> None:
