@@ -143,7 +143,7 @@ def test_arms_resolve_to_the_products_configs(tmp_path):
     names = arms.available()
     assert {"grpo", "sps", "grpo-slow", "grpo-pos", "grpo-neg", "sps-irl1e-4", "sps-irl3e-4"} <= set(names)
     configs = {n: arm_config(Group(n), tmp_path / "base", 3, [], f"r-{n}", tmp_path / n) for n in names}
-    assert configs["grpo"].rl["learning_rate"] == 5e-4 and configs["grpo-slow"].rl["learning_rate"] == 2.5e-4
+    assert configs["grpo"].rl["learning_rate"] == 1e-3 and configs["grpo-slow"].rl["learning_rate"] == 2.5e-4
     assert configs["sps"].sps.irl_learning_rate == 1e-3 and configs["sps-irl1e-4"].sps.irl_learning_rate == 1e-4
     assert configs["sps"].algo == "sps" and configs["sps"].base == "grpo" and configs["sps"].rl["seed"] == 3
     assert configs["grpo"].rl["loss_type"] == "grpo" and configs["grpo"].rl["beta"] == 0.01   # recipes/grpo.yaml
@@ -174,3 +174,14 @@ def test_arm_and_dynamics_errors_are_one_line(tmp_path, capsys):
         assert main(["lab", "dynamics", "--store", str(db), "--data", str(tmp_path / "d"), *argv]) == 2
         assert message in capsys.readouterr().err
     assert not db.exists() and not (tmp_path / "d").exists()
+
+
+def test_a_set_key_that_replaces_an_arms_own_setting_is_said():
+    from spsbench.lab.dynamics import Group, shadowed
+
+    groups = [Group("grpo"), Group("grpo-slow"), Group("sps", "sps.irl_learning_rate", 1e-4)]
+    warnings = shadowed(groups, ["rl.learning_rate=1e-3", "rl.max_steps=5"])
+    assert warnings == ["arm grpo-slow: rl.learning_rate from --set/--sweep replaces the arm's own value "
+                        "(recipes/lab/arms/grpo-slow.yaml)",
+                        "arm sps sps.irl_learning_rate=0.0001: sps.irl_learning_rate from --set/--sweep replaces "
+                        "the arm's own value (recipes/lab/arms/sps.yaml)"]

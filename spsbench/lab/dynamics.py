@@ -138,6 +138,19 @@ def check_configs(groups: list[Group], extra: list[str], tag: str) -> int:
     return steps.pop()
 
 
+def shadowed(groups: list[Group], extra: list[str]) -> list[str]:
+    """`--set` / `--sweep` keys that replace an arm's own setting (`--set rl.learning_rate=...` makes
+    grpo-slow as fast as grpo): said on the terminal, since the arm then no longer is what it is named for."""
+    given = {split_item(item)[0] for item in extra}
+    out = []
+    for group in groups:
+        own = {split_item(item)[0] for item in lab_arms.load_arm(group.arm).overrides()}
+        for key in sorted(own & (given | ({group.sweep_key} if group.sweep_key else set()))):
+            out.append(f"arm {group.label}: {key} from --set/--sweep replaces the arm's own value "
+                       f"(recipes/lab/arms/{group.arm}.yaml)")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- one seed
 
 
@@ -278,6 +291,8 @@ def run_dynamics(data_dir: str | Path, store: str | Path, cfg: DynamicsConfig, w
     tag = default_tag(cfg, sweep, extra)
     groups = groups_of(cfg.arms, sweep)
     max_steps = check_configs(groups, extra, tag)
+    for warning in shadowed(groups, extra):
+        log(f"warning: {warning}")
     jobs = [SeedJob(s, tag, groups, extra, warm, cfg, str(store)) for s in range(cfg.seeds)]
     seeds = execute(jobs, cfg.workers, log)
     session = {"version": VERSION, "tag": tag, "lab": asdict(cfg), "warmup": asdict(warm), "overrides": extra,

@@ -42,7 +42,7 @@ class WarmupConfig:
     hidden: int = 64
     layers: int = 2
     seed: int = 0
-    steps: int = 300
+    steps: int = 400
     batch_size: int = 64
     lr: float = 3e-3
     favourite: float = 0.85        # share of a problem's demonstrations that are its favourite completion
