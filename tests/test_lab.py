@@ -219,26 +219,33 @@ def test_matched_pass1_reads_each_path_where_it_last_had_that_pass1():
 
 
 def test_frontier_view_on_a_synthetic_session():
-    """GRPO squeezes, 'slow' walks GRPO's path more slowly (on the frontier), 'up' keeps 3 points more
-    Pass@256 at every Pass@1 (above): the view says so, and the mass flow adds up."""
+    """GRPO squeezes, 'grpo-slow' walks GRPO's path more slowly (on the frontier), 'up' keeps the rare answers
+    (above): the view and the page say so."""
     from spsbench.lab import view as v
     from spsbench.lab.page_dynamics import matched_table, verdict_sentence
 
+    from spsbench.lab.page_dynamics import conclusion, headline
+
     session = synthetic_session()
     view = v.SessionView(session)
-    assert view.paired_labels() == ["slow", "up"]
-    slow, up = v.matched_rows(view, "slow", 256), v.matched_rows(view, "up", 256)
+    assert view.paired_labels() == ["grpo-slow", "up"]
+    slow, up = v.matched_rows(view, "grpo-slow", 256), v.matched_rows(view, "up", 256)
     assert slow["verdict"] == "on" and up["verdict"] == "above" and up["seeds"] == 4
     assert "**above GRPO's frontier**" in verdict_sentence(view, "up")
-    assert "**on GRPO's frontier**" in verdict_sentence(view, "slow") and "slower RL" in verdict_sentence(view, "slow")
-    assert any(line.startswith("| up |") for line in matched_table(view))
+    assert "**on GRPO's frontier**" in verdict_sentence(view, "grpo-slow")
+    assert "slower RL" in verdict_sentence(view, "grpo-slow")
+    table = matched_table(view)
+    assert any(line.startswith("| up vs grpo |") for line in table)
+    assert any(line.startswith("| up vs grpo-slow |") for line in table)
+    assert conclusion(view, "up") == "up moves the frontier up (the slower-RL control does not)"
+    assert headline([{**session, "tag": "main"}]) is None          # no SPS arm: no answer claimed
     change = v.change_from_base(view, "grpo", lambda p: v.pass_k(p, 256))
     assert change[2] < 0
 
 
 def synthetic_session(seeds: int = 4) -> dict:
-    """GRPO sharpens common answers and squeezes rare ones (p < 0.2) as training goes; `slow` visits exactly
-    GRPO's states at half the pace; `up` sharpens like GRPO but leaves the rare answers alone."""
+    """GRPO sharpens common answers and squeezes rare ones (p < 0.2) as training goes; `grpo-slow` visits
+    exactly GRPO's states at half the pace; `up` sharpens like GRPO but leaves the rare answers alone."""
     rng = np.random.default_rng(0)
 
     def point(base_p, step, scale, squeeze_rare=True, when="rl"):
@@ -253,15 +260,31 @@ def synthetic_session(seeds: int = 4) -> dict:
     for s in range(seeds):
         base_p = rng.uniform(0.0005, 0.8, 47)
         arms = {"grpo": [point(base_p, t, 0.04 * t) for t in range(1, 17)],
-                "slow": [point(base_p, 2 * t, 0.08 * t) for t in range(1, 5)],        # GRPO's even states
+                "grpo-slow": [point(base_p, 2 * t, 0.08 * t) for t in range(1, 5)],   # GRPO's even states
                 "up": [point(base_p, t, 0.04 * t, squeeze_rare=False) for t in range(1, 17)]}
         runs = [{"arm": a, "label": a, "seed": s, "points": pts, "settings": {"phase": 4, "rl.learning_rate": 1e-3}}
                 for a, pts in arms.items()]
         out.append({"seed": s, "runs": runs, "base": {"probe": point(base_p, 0, 0.0),
                                                       "favourite_correct": [True, False] * 23 + [True],
                                                       "leak": [0.0] * 47}})
-    groups = [{"arm": a, "label": a, "about": a, "sweep_value": None} for a in ("grpo", "slow", "up")]
+    groups = [{"arm": a, "label": a, "about": a, "sweep_value": None} for a in ("grpo", "grpo-slow", "up")]
     return {"tag": "syn", "groups": groups, "seeds": out, "max_steps": 16}
+
+
+def test_conclusion_reads_the_arm_through_the_slower_rl_control(monkeypatch):
+    """When slower GRPO is itself above GRPO's frontier, only the comparison with it decides."""
+    from spsbench.lab import view as v
+    from spsbench.lab.page_dynamics import conclusion
+
+    view = v.SessionView(synthetic_session(2))
+    table = {}
+    monkeypatch.setattr(v, "matched_rows", lambda view, label, k, ref="grpo": {"verdict": table[(label, ref)]})
+    table.update({("up", "grpo"): "above", ("grpo-slow", "grpo"): "above", ("up", "grpo-slow"): "on"})
+    assert conclusion(view, "up").startswith("in this lab up behaves like slower RL")
+    table[("up", "grpo-slow")] = "above"
+    assert conclusion(view, "up").startswith("up does more than slow RL down")
+    table.update({("grpo-slow", "grpo"): "on", ("up", "grpo"): "on"})
+    assert conclusion(view, "up") == "up stays on GRPO's frontier, like slower RL"
 
 
 def test_arm_colours_are_fixed_and_shared_by_sweep_values():
@@ -286,3 +309,14 @@ def test_lab_page_modules_import_without_torch():
     code = "import sys, spsbench.lab.page; print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_frontier_and_versus_figures_are_deterministic(tmp_path):
+    from spsbench.lab import plots
+    from spsbench.lab import view as v
+
+    view = v.SessionView(synthetic_session(3))
+    a = plots.frontier_figure(tmp_path / "f.png", view).read_bytes()
+    b = plots.versus_figure(tmp_path / "s.png", view, "grpo-slow").read_bytes()
+    assert plots.frontier_figure(tmp_path / "f2.png", view).read_bytes() == a and len(a) > 20_000
+    assert plots.versus_figure(tmp_path / "s2.png", view, "grpo-slow").read_bytes() == b

@@ -13,8 +13,13 @@ from typing import Any
 from spsbench.lab import frontier, plots, record
 from spsbench.lab import view as v
 
-WORDS = {frontier.ABOVE: "above GRPO's frontier", frontier.ON: "on GRPO's frontier",
-         frontier.BELOW: "below GRPO's frontier"}
+NAMES = {v.REFERENCE: "GRPO", v.SLOWER: "the slower-RL control"}
+
+
+def words(verdict: str | None, ref: str = v.REFERENCE) -> str:
+    return f"{verdict} {NAMES.get(ref, ref)}'s frontier" if verdict else "no verdict"
+
+
 STEP_METRICS: list[plots.StepMetric] = [
     ("Pass@1", lambda p: v.pass_k(p, 1), "logit", 100.0, "%"),
     ("Pass@256", lambda p: v.pass_k(p, 256), "logit", 100.0, "%"),
@@ -107,40 +112,72 @@ def final_table(view: v.SessionView) -> list[str]:
     return lines
 
 
+def comparisons(view: v.SessionView) -> list[tuple[str, str]]:
+    """(arm, reference) pairs the page compares: every arm against GRPO, and every other arm against the
+    slower-RL control when the session has it (the test of "SPS only slows RL down")."""
+    pairs = [(label, v.REFERENCE) for label in view.paired_labels()]
+    if v.SLOWER in view.labels:
+        pairs += [(label, v.SLOWER) for label in view.paired_labels() if label != v.SLOWER]
+    return pairs
+
+
 def matched_table(view: v.SessionView) -> list[str]:
-    lines = ["| arm vs GRPO (paired by seed) | final Pass@1 difference (points) | states compared (Pass@1 range %) | "
+    lines = ["| arm vs reference (paired by seed) | final Pass@1 difference (points) | states compared (Pass@1 range %) | "
              + " | ".join(f"Pass@{k} gap at matched Pass@1 (points)" for k in v.FRONTIER_KS)
              + " | seeds | verdict (Pass@256) |", "|---|--:|--:|" + "--:|" * len(v.FRONTIER_KS) + "--:|---|"]
-    for label in view.paired_labels():
-        rows = {k: v.matched_rows(view, label, k) for k in v.FRONTIER_KS}
+    for label, ref in comparisons(view):
+        rows = {k: v.matched_rows(view, label, k, ref) for k in v.FRONTIER_KS}
         top = rows[256]
-        p1 = v.final_difference(view, label, lambda p: v.pass_k(p, 1))
+        p1 = v.final_difference(view, label, lambda p: v.pass_k(p, 1), ref)
         states = (f"{top['states']} ({pct(top['level'][0])}-{pct(top['level'][1])})" if top["diff"] else
-                  str(top["states"])) + (f"; {top['below']} below, {top['above']} above GRPO's range"
+                  str(top["states"])) + (f"; {top['below']} below, {top['above']} above the reference's range"
                                          if top["below"] or top["above"] else "")
-        lines.append(f"| {label} | {cell(p1, signed=True)} | {states} | "
+        lines.append(f"| {label} vs {ref} | {cell(p1, signed=True)} | {states} | "
                      + " | ".join(cell(rows[k]["diff"], signed=True) for k in v.FRONTIER_KS)
-                     + f" | {top['seeds']} | {WORDS.get(top['verdict'], 'no verdict')} |")
+                     + f" | {top['seeds']} | {words(top['verdict'], ref)} |")
     return lines
 
 
-def verdict_sentence(view: v.SessionView, label: str) -> str:
-    """The frontier verdict of one arm, computed from the paired interval at Pass@256."""
-    m = v.matched_rows(view, label, 256)
+def verdict_sentence(view: v.SessionView, label: str, ref: str = v.REFERENCE) -> str:
+    """The frontier verdict of one arm against a reference, from the paired interval at Pass@256."""
+    m, name = v.matched_rows(view, label, 256, ref), NAMES.get(ref, ref)
     if m["diff"] is None:
-        return (f"{label}: no verdict. Fewer than two seeds had a state to compare with GRPO at the same Pass@1 "
-                f"({m['below']} of its states lay below and {m['above']} above the Pass@1 range GRPO's path covered).")
-    d, p1 = m["diff"], v.final_difference(view, label, lambda p: v.pass_k(p, 1))
-    text = (f"{label} is **{WORDS[m['verdict']]}**: at the same Pass@1 as GRPO on the same seed, its Pass@256 was "
-            f"{cell(d, signed=True)} points from GRPO's (mean gap of its {m['states']} states after it left GRPO's "
-            f"path, paired t interval over {m['seeds']} seeds)")
+        return (f"{label}: no verdict against {name}. Fewer than two seeds had a state to compare at the same "
+                f"Pass@1 ({m['below']} of its states lay below and {m['above']} above the Pass@1 range of {name}'s path).")
+    d, p1 = m["diff"], v.final_difference(view, label, lambda p: v.pass_k(p, 1), ref)
+    text = (f"{label} is **{words(m['verdict'], ref)}**: at the same Pass@1 as {name} on the same seed, its "
+            f"Pass@256 was {cell(d, signed=True)} points from {name}'s (mean gap of its {m['states']} states after "
+            f"it left that path, paired t interval over {m['seeds']} seeds)")
     if m["below"]:
-        text += f"; {m['below']} of its states had a Pass@1 below any GRPO state and are not in that number"
+        text += f"; {m['below']} of its states had a Pass@1 below any state of {name} and are not in that number"
     if m["verdict"] == frontier.ON:
-        text += ("; the interval includes 0, and it ended at a lower Pass@1 than GRPO "
-                 f"({cell(p1, signed=True)} points): what slower RL gives" if p1[2] < 0 else
-                 "; the interval includes 0")
+        text += ("; the interval includes 0, and it ended at a lower Pass@1 "
+                 f"({cell(p1, signed=True)} points): what slower RL gives" if p1[2] < 0 else "; the interval includes 0")
     return text + "."
+
+
+def conclusion(view: v.SessionView, label: str) -> str | None:
+    """The answer for one arm: its place against GRPO's frontier, read through the slower-RL control. If
+    slower GRPO itself lies above GRPO's frontier, only the comparison with it separates "moves the
+    frontier" from "slows RL down"."""
+    against = v.matched_rows(view, label, 256)["verdict"]
+    if against is None:
+        return None
+    if v.SLOWER not in view.labels or label == v.SLOWER:
+        return {frontier.ABOVE: f"{label} moves the frontier up", frontier.ON: f"{label} stays on GRPO's frontier",
+                frontier.BELOW: f"{label} falls below GRPO's frontier"}[against]
+    slow = v.matched_rows(view, v.SLOWER, 256)["verdict"]
+    versus = v.matched_rows(view, label, 256, v.SLOWER)["verdict"]
+    if slow != frontier.ABOVE or versus is None:
+        return {frontier.ABOVE: f"{label} moves the frontier up (the slower-RL control does not)",
+                frontier.ON: f"{label} stays on GRPO's frontier, like slower RL",
+                frontier.BELOW: f"{label} falls below GRPO's frontier"}[against]
+    return {frontier.ABOVE: f"{label} does more than slow RL down: it is above the slower-RL control's frontier, "
+                            "which is itself above GRPO's",
+            frontier.ON: f"in this lab {label} behaves like slower RL: slower GRPO is above GRPO's frontier as well, "
+                         f"and {label} is on the slower-RL control's frontier",
+            frontier.BELOW: f"{label} is above GRPO's frontier but below the slower-RL control's: slowing RL down "
+                            "does better"}[versus]
 
 
 def grpo_sentence(view: v.SessionView) -> str:
@@ -194,6 +231,9 @@ def session_section(view: v.SessionView, out: Path, number: int) -> tuple[list[s
     tag = view.tag
     files = [plots.frontier_figure(out / f"{tag}-frontier.png", view),
              plots.steps_figure(out / f"{tag}-steps.png", view, STEP_METRICS)]
+    versus = [lab for lab in view.paired_labels() if lab != v.SLOWER] if v.SLOWER in view.labels else []
+    if versus:
+        files.append(plots.versus_figure(out / f"{tag}-vs-slower.png", view, v.SLOWER))
     title = ("Does SPS move the Pass@1-Pass@k frontier, or only slow RL down?" if tag == "main"
              else f"Further arms: `{tag}`")
     lines = [f"## {number}. {title} (`spsbench lab dynamics`, session `{tag}`)", "", *setup_text(view), ""]
@@ -208,9 +248,15 @@ def session_section(view: v.SessionView, out: Path, number: int) -> tuple[list[s
               "same Pass@1 (linear between two probes); states with a Pass@1 outside the range GRPO's path "
               "covered cannot be matched and are counted apart. A seed's gap is the mean over its states; the "
               "verdict is the paired t interval of the seeds' gaps: above 0, on (includes 0), below 0. "
-              "Positive: more Pass@k for the same Pass@1.", "",
-              *matched_table(view), "", *[f"* {verdict_sentence(view, lab)}" for lab in view.paired_labels()], "",
-              f"![frontier]({tag}-frontier.png)", "", "### Along training", "", f"![steps]({tag}-steps.png)", "",
+              "Positive: more Pass@k for the same Pass@1. The same comparison against the slower-RL control "
+              "(GRPO at a lower learning rate) tells whether an arm does more than slow RL down.", "",
+              *matched_table(view), "", *[f"* {verdict_sentence(view, lab, ref)}" for lab, ref in comparisons(view)],
+              *[f"* **Answer**: {c}." for lab in view.paired_labels() if lab != v.SLOWER
+                and (c := conclusion(view, lab))], "",
+              f"![frontier]({tag}-frontier.png)", "",
+              *([f"Against the slower-RL control ({v.SLOWER}):", "", f"![vs slower RL]({tag}-vs-slower.png)", ""]
+                if versus else []),
+              "### Along training", "", f"![steps]({tag}-steps.png)", "",
               "### Where the mass goes", "",
               "Per segment, the change of the mass on each problem's dominant completion (its greedy completion at "
               "the segment's start), on the other correct decompositions and on everything else (wrong and "
@@ -233,12 +279,16 @@ def dynamics_sections(sessions: list[dict[str, Any]], out: Path, first: int = 2)
 
 
 def headline(sessions: list[dict[str, Any]]) -> str | None:
-    """The lab's answer in one sentence (the main session's SPS arm against GRPO), or None."""
+    """The lab's answer (the main session's SPS arm against GRPO and the slower-RL control), or None."""
     main = next((s for s in sessions if s["tag"] == "main"), None)
     if main is None:
         return None
     view = v.SessionView(main)
     sps = next((lab for lab in view.paired_labels() if view.arm(lab).startswith("sps")), None)
-    if sps is None:
+    answer = conclusion(view, sps) if sps else None
+    if answer is None:
         return None
-    return f"{grpo_sentence(view)} {verdict_sentence(view, sps)}"
+    parts = [grpo_sentence(view), verdict_sentence(view, sps)]
+    if v.SLOWER in view.labels:
+        parts += [verdict_sentence(view, v.SLOWER), verdict_sentence(view, sps, v.SLOWER)]
+    return f"**{answer[0].upper() + answer[1:]}.** " + " ".join(parts)

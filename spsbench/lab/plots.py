@@ -70,11 +70,11 @@ def _irl_marks(ax, steps: Sequence[int]) -> None:
 
 
 def frontier_figure(path: Path, view: v.SessionView, ks: Sequence[int] = v.FRONTIER_KS) -> Path:
-    """Per k: Pass@k against Pass@1 along each arm's training (faint: each seed; bold: mean over seeds at each
-    Pass@1 level reached by at least half the seeds, read where each path last had that Pass@1, with a
-    logit-scale t band; circle: the bases, square: the arms' ends), and below it every state of each arm
-    after it left GRPO's path minus GRPO's Pass@k at the same Pass@1 and seed (dots), with the mean of the
-    seeds' mean gaps and its paired t interval (line and band): the verdict's numbers."""
+    """Per k: the change of Pass@k against the change of Pass@1 along each arm's training, each seed from its
+    own base at (0, 0) (faint: each seed; bold: mean over seeds at each Pass@1 gain reached by at least half
+    of them, read where each path last had it, t band; square: the arms' mean end), and below it every state
+    of each arm after it left GRPO's path minus GRPO's Pass@k at the same Pass@1 and seed (dots), with the
+    mean of the seeds' mean gaps and its paired t interval (line and band): the verdict's numbers."""
     plt = pyplot()
     fig, axes = plt.subplots(2, len(ks), figsize=(5.4 * len(ks), 8.2), sharex=True,
                              gridspec_kw={"height_ratios": [3, 2], "wspace": 0.32}, squeeze=False)
@@ -84,37 +84,37 @@ def frontier_figure(path: Path, view: v.SessionView, ks: Sequence[int] = v.FRONT
         levels = _levels(view, k)
         for label in view.labels:
             for r in view.runs(label):
-                t = np.asarray(view.trajectory(r, k))
-                top.plot(100 * t[:, 0], 100 * t[:, 1], color=sty[label]["color"], alpha=0.12, linewidth=0.8)
+                t = np.asarray(v.gains(view, r, k))
+                top.plot(100 * t[:, 0], 100 * t[:, 1], color=sty[label]["color"], alpha=0.15, linewidth=0.8)
             _band(top, [100 * x for x in levels], v.frontier_curve(view, label, k, levels), sty[label], label,
                   markersize=0)
-            ends = np.asarray([view.trajectory(r, k)[-1] for r in view.runs(label)])
+            ends = np.asarray([v.gains(view, r, k)[-1] for r in view.runs(label)])
             top.plot(100 * ends[:, 0].mean(), 100 * ends[:, 1].mean(), marker="s", markersize=9,
                      color=sty[label]["color"], markeredgecolor="black", linestyle="none")
             if label in view.paired_labels():
                 _gap_panel(bottom, view, label, k, sty[label])
-        start = np.asarray([(v.pass_k(b, 1), v.pass_k(b, k)) for b in view.bases()])
-        top.plot(100 * start[:, 0].mean(), 100 * start[:, 1].mean(), marker="o", markersize=9,
-                 color=ARM_COLOURS["base"], linestyle="none", label="base (mean of seeds)")
-        top.set_title(f"Pass@{k} against Pass@1 during training", fontsize=11)
-        top.set_ylabel(f"Pass@{k} (%)")
+        top.plot(0, 0, marker="o", markersize=9, color=ARM_COLOURS["base"], linestyle="none", label="base (each seed's)")
+        _zero(top)
+        top.axvline(0.0, color="0.3", linewidth=0.9)
+        top.set_title(f"Pass@{k} against Pass@1, from each seed's base", fontsize=11)
+        top.set_ylabel(f"Pass@{k} change (points)")
         top.grid(True, alpha=0.3)
         _zero(bottom)
         bottom.set_ylabel(f"Pass@{k} gap to GRPO at\nequal Pass@1 (points)")
-        bottom.set_xlabel("Pass@1 (%)")
+        bottom.set_xlabel("Pass@1 change from the base (points)")
         bottom.grid(True, alpha=0.3)
     legend(axes[0][-1])
     save_png(fig, path)
     return path
 
 
-def _gap_panel(ax, view: v.SessionView, label: str, k: int, style: dict[str, Any]) -> None:
-    pts = v.state_gaps(view, label, k)
+def _gap_panel(ax, view: v.SessionView, label: str, k: int, style: dict[str, Any], ref: str = v.REFERENCE) -> None:
+    pts = v.state_gaps(view, label, k, ref)
     if not pts:
         return
     xs, ys = [100 * x for x, _ in pts], [100 * y for _, y in pts]
     ax.plot(xs, ys, color=style["color"], marker=style["marker"], markersize=3, linestyle="none", alpha=0.35)
-    m = v.matched_rows(view, label, k)
+    m = v.matched_rows(view, label, k, ref)
     if m["diff"] is not None:
         span = [min(xs), max(xs)]
         ax.plot(span, [100 * m["diff"][0]] * 2, color=style["color"], linestyle=style["linestyle"], linewidth=2.2,
@@ -123,8 +123,29 @@ def _gap_panel(ax, view: v.SessionView, label: str, k: int, style: dict[str, Any
                         linewidth=0)
 
 
+def versus_figure(path: Path, view: v.SessionView, ref: str, ks: Sequence[int] = v.FRONTIER_KS) -> Path:
+    """Every state of each arm (after it left `ref`'s path) minus `ref`'s Pass@k at the same Pass@1 and seed,
+    with the mean of the seeds' mean gaps and its paired t interval: is an arm more than slower RL?"""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(ks), figsize=(5.4 * len(ks), 3.8), gridspec_kw={"wspace": 0.32}, squeeze=False)
+    sty = styles(view)
+    for col, k in enumerate(ks):
+        ax = axes[0][col]
+        for label in view.labels:
+            if label not in (ref, v.REFERENCE):
+                _gap_panel(ax, view, label, k, sty[label], ref)
+        _zero(ax)
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"Pass@{k}: arm minus {ref} at equal Pass@1", fontsize=11)
+        ax.set_ylabel(f"Pass@{k} gap to {ref} (points)")
+        ax.set_xlabel("Pass@1 change from the base (points)")
+    legend(axes[0][-1])
+    save_png(fig, path)
+    return path
+
+
 def _levels(view: v.SessionView, k: int, count: int = 60) -> list[float]:
-    xs = [x for label in view.labels for r in view.runs(label) for x, _ in view.trajectory(r, k)]
+    xs = [x for label in view.labels for r in view.runs(label) for x, _ in v.gains(view, r, k)]
     return list(np.linspace(min(xs), max(xs), count)) if xs else []
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from spsbench.lab import frontier
 
 REFERENCE = "grpo"
+SLOWER = "grpo-slow"          # the slower-RL control: what "SPS only slows RL down" would look like
 KS = (1, 16, 64, 256)
 FRONTIER_KS = (16, 64, 256)
 
@@ -93,11 +94,12 @@ class SessionView:
 # -------------------------------------------------------------------------------------------- comparisons
 
 
-def matched_rows(view: SessionView, label: str, k: int) -> dict[str, Any]:
-    """`label` against GRPO at matched Pass@1: per seed the mean gap of its states after it left GRPO's path
-    (`frontier.gaps`), then the paired interval over seeds and the verdict."""
+def matched_rows(view: SessionView, label: str, k: int, ref_label: str = REFERENCE) -> dict[str, Any]:
+    """`label` against `ref_label` (GRPO, or the slower-RL control) at matched Pass@1: per seed the mean gap
+    of its states after it left the reference's path (`frontier.gaps`), then the paired interval over seeds
+    and the verdict."""
     means, levels, states, below, above, skipped = [], [], 0, 0, 0, []
-    for ref, run in zip(view.runs(REFERENCE), view.runs(label), strict=True):
+    for ref, run in zip(view.runs(ref_label), view.runs(label), strict=True):
         g = frontier.gaps(view.trajectory(ref, k), view.trajectory(run, k))
         below, above = below + g["below"], above + g["above"]
         if not g["gaps"]:
@@ -106,7 +108,8 @@ def matched_rows(view: SessionView, label: str, k: int) -> dict[str, Any]:
         means.append(float(np.mean(g["gaps"])))
         levels += g["levels"]
         states += len(g["gaps"])
-    out = {"label": label, "k": k, "seeds": len(means), "skipped": skipped, "states": states, "below": below,
+    out = {"label": label, "ref": ref_label, "k": k, "seeds": len(means), "skipped": skipped, "states": states,
+           "below": below,
            "above": above, "diff": None, "verdict": None, "per_seed": means}
     if len(means) >= 2:
         diff = frontier.interval(means)
@@ -114,18 +117,20 @@ def matched_rows(view: SessionView, label: str, k: int) -> dict[str, Any]:
     return out
 
 
-def state_gaps(view: SessionView, label: str, k: int) -> list[tuple[float, float]]:
-    """Every compared state of `label` (all seeds): (its Pass@1, its Pass@k minus GRPO's at that Pass@1)."""
+def state_gaps(view: SessionView, label: str, k: int, ref_label: str = REFERENCE) -> list[tuple[float, float]]:
+    """Every compared state of `label` (all seeds): (its Pass@1 gain over its seed's base, its Pass@k minus
+    the reference's at that Pass@1)."""
     out = []
-    for ref, run in zip(view.runs(REFERENCE), view.runs(label), strict=True):
+    for ref, run in zip(view.runs(ref_label), view.runs(label), strict=True):
         g = frontier.gaps(view.trajectory(ref, k), view.trajectory(run, k))
-        out += list(zip(g["levels"], g["gaps"], strict=True))
+        start = view.trajectory(run, k)[0][0]
+        out += [(x - start, y) for x, y in zip(g["levels"], g["gaps"], strict=True)]
     return out
 
 
-def final_difference(view: SessionView, label: str, fn) -> tuple[float, float, float]:
-    """Paired (label - GRPO) difference of fn(final point) over seeds."""
-    return frontier.paired([fn(p) for p in view.finals(REFERENCE)], [fn(p) for p in view.finals(label)])
+def final_difference(view: SessionView, label: str, fn, ref_label: str = REFERENCE) -> tuple[float, float, float]:
+    """Paired (label - reference) difference of fn(final point) over seeds."""
+    return frontier.paired([fn(p) for p in view.finals(ref_label)], [fn(p) for p in view.finals(label)])
 
 
 def change_from_base(view: SessionView, label: str, fn) -> tuple[float, float, float]:
@@ -134,11 +139,23 @@ def change_from_base(view: SessionView, label: str, fn) -> tuple[float, float, f
     return frontier.paired([fn(view.base_of(r)["probe"]) for r in runs], [fn(r["points"][-1]) for r in runs])
 
 
+def gains(view: SessionView, run: dict[str, Any], k: int) -> list[tuple[float, float]]:
+    """The run's (Pass@1, Pass@k) path as changes from its seed's base (every seed starts at (0, 0))."""
+    t = view.trajectory(run, k)
+    return [(x - t[0][0], y - t[0][1]) for x, y in t]
+
+
 def frontier_curve(view: SessionView, label: str, k: int, levels: list[float]) -> list[tuple | None]:
-    """(mean, low, high) of Pass@k at each Pass@1 level along `label`'s trajectories (logit-scale band)."""
-    per_level = frontier.curve([view.trajectory(r, k) for r in view.runs(label)], levels,
-                               min_seeds=max(2, math.ceil(len(view.runs(label)) / 2)))
-    return [frontier.interval(ys, "logit") if ys else None for ys in per_level]
+    """(mean, low, high) of the Pass@k change at each Pass@1 change along `label`'s paths (each read where it
+    last had that gain; at least half the seeds), t band clipped to what the mean of the bases allows."""
+    runs = view.runs(label)
+    per_level = frontier.curve([gains(view, r, k) for r in runs], levels, min_seeds=max(2, math.ceil(len(runs) / 2)))
+    base = float(np.mean([view.trajectory(r, k)[0][1] for r in runs]))
+    return [_clip(frontier.interval(ys), -base, 1 - base) if ys else None for ys in per_level]
+
+
+def _clip(t: tuple[float, float, float], lo: float, hi: float) -> tuple[float, float, float]:
+    return t[0], max(t[1], lo), min(t[2], hi)
 
 
 # -------------------------------------------------------------------------------------------- step series
