@@ -222,9 +222,7 @@ def test_frontier_view_on_a_synthetic_session():
     """GRPO squeezes, 'grpo-slow' walks GRPO's path more slowly (on the frontier), 'up' keeps the rare answers
     (above): the view and the page say so."""
     from spsbench.lab import view as v
-    from spsbench.lab.page_dynamics import matched_table, verdict_sentence
-
-    from spsbench.lab.page_dynamics import conclusion, headline
+    from spsbench.lab.page_dynamics import conclusion, headline, matched_table, verdict_sentence
 
     session = synthetic_session()
     view = v.SessionView(session)
@@ -283,6 +281,8 @@ def test_conclusion_reads_the_arm_through_the_slower_rl_control(monkeypatch):
     assert conclusion(view, "up").startswith("in this lab up behaves like slower RL")
     table[("up", "grpo-slow")] = "above"
     assert conclusion(view, "up").startswith("up does more than slow RL down")
+    table.update({("up", "grpo"): "on", ("up", "grpo-slow"): "on"})
+    assert conclusion(view, "up").endswith("this lab cannot tell it from either")
     table.update({("grpo-slow", "grpo"): "on", ("up", "grpo"): "on"})
     assert conclusion(view, "up") == "up stays on GRPO's frontier, like slower RL"
 

@@ -151,8 +151,11 @@ def verdict_sentence(view: v.SessionView, label: str, ref: str = v.REFERENCE) ->
     if m["below"]:
         text += f"; {m['below']} of its states had a Pass@1 below any state of {name} and are not in that number"
     if m["verdict"] == frontier.ON:
-        text += ("; the interval includes 0, and it ended at a lower Pass@1 "
-                 f"({cell(p1, signed=True)} points): what slower RL gives" if p1[2] < 0 else "; the interval includes 0")
+        text += "; the interval includes 0"
+        if p1[2] < 0:
+            gained = v.change_from_base(view, label, lambda p: v.pass_k(p, 1))[1] > 0
+            text += (f", and it ended at a lower Pass@1 ({cell(p1, signed=True)} points)"
+                     + (": what slower RL gives" if gained else ", without a Pass@1 gain over the base"))
     return text + "."
 
 
@@ -172,12 +175,26 @@ def conclusion(view: v.SessionView, label: str) -> str | None:
         return {frontier.ABOVE: f"{label} moves the frontier up (the slower-RL control does not)",
                 frontier.ON: f"{label} stays on GRPO's frontier, like slower RL",
                 frontier.BELOW: f"{label} falls below GRPO's frontier"}[against]
-    return {frontier.ABOVE: f"{label} does more than slow RL down: it is above the slower-RL control's frontier, "
-                            "which is itself above GRPO's",
-            frontier.ON: f"in this lab {label} behaves like slower RL: slower GRPO is above GRPO's frontier as well, "
-                         f"and {label} is on the slower-RL control's frontier",
-            frontier.BELOW: f"{label} is above GRPO's frontier but below the slower-RL control's: slowing RL down "
-                            "does better"}[versus]
+    return THROUGH_SLOWER[(against, versus)].format(label=label)
+
+
+# (against GRPO, against the slower-RL control) -> the answer, when slower GRPO is above GRPO's frontier
+THROUGH_SLOWER = {
+    (frontier.ABOVE, frontier.ABOVE): "{label} does more than slow RL down: it is above the slower-RL control's "
+                                      "frontier, which is itself above GRPO's",
+    (frontier.ON, frontier.ABOVE): "{label} is above the slower-RL control's frontier but not above GRPO's",
+    (frontier.BELOW, frontier.ABOVE): "{label} is below GRPO's frontier and above the slower-RL control's",
+    (frontier.ABOVE, frontier.ON): "in this lab {label} behaves like slower RL: slower GRPO is above GRPO's "
+                                   "frontier as well, and {label} is on the slower-RL control's frontier",
+    (frontier.ON, frontier.ON): "{label} is on GRPO's frontier and on the slower-RL control's: this lab cannot "
+                                "tell it from either",
+    (frontier.BELOW, frontier.ON): "{label} is below GRPO's frontier and on the slower-RL control's",
+    (frontier.ABOVE, frontier.BELOW): "{label} is above GRPO's frontier but below the slower-RL control's: "
+                                      "slowing RL down does better",
+    (frontier.ON, frontier.BELOW): "{label} is on GRPO's frontier and below the slower-RL control's: slowing RL "
+                                   "down does better",
+    (frontier.BELOW, frontier.BELOW): "{label} is below both GRPO's frontier and the slower-RL control's",
+}
 
 
 def grpo_sentence(view: v.SessionView) -> str:
@@ -190,6 +207,13 @@ def grpo_sentence(view: v.SessionView) -> str:
     return (f"GRPO {word} Pass@256 ({cell(d256, signed=True)} points from the base, paired by seed) while Pass@1 "
             f"changed by {cell(d1, signed=True)} and the greedy path's mass by {cell(dm, signed=True)} points"
             + (": the paper's squeezing." if d256[2] < 0 and d1[1] > 0 else "."))
+
+
+def change_sentence(view: v.SessionView, label: str) -> str:
+    d1 = v.change_from_base(view, label, lambda p: v.pass_k(p, 1))
+    d256 = v.change_from_base(view, label, lambda p: v.pass_k(p, 256))
+    return (f"{label}: Pass@1 {cell(d1, signed=True)} and Pass@256 {cell(d256, signed=True)} points from the base "
+            "(paired by seed).")
 
 
 def flow_table(view: v.SessionView) -> list[str]:
@@ -242,7 +266,8 @@ def session_section(view: v.SessionView, out: Path, number: int) -> tuple[list[s
         lines += ["### The bases", "", *base_table(view), "", *sampled_line(view), "",
                   f"![bases]({tag}-bases.png)", ""]
     lines += ["### Where the arms ended", "", *final_table(view), "",
-              f"* {grpo_sentence(view)}", "", "### The frontier: Pass@k at matched Pass@1", "",
+              f"* {grpo_sentence(view)}", *[f"* {change_sentence(view, lab)}" for lab in view.paired_labels()], "",
+              "### The frontier: Pass@k at matched Pass@1", "",
               "Seed by seed, every probed state of the arm after it left GRPO's path (paired seeds share it until "
               "then: SPS until its first IRL phase) is read against GRPO's Pass@k where GRPO's path last had the "
               "same Pass@1 (linear between two probes); states with a Pass@1 outside the range GRPO's path "
@@ -251,7 +276,7 @@ def session_section(view: v.SessionView, out: Path, number: int) -> tuple[list[s
               "Positive: more Pass@k for the same Pass@1. The same comparison against the slower-RL control "
               "(GRPO at a lower learning rate) tells whether an arm does more than slow RL down.", "",
               *matched_table(view), "", *[f"* {verdict_sentence(view, lab, ref)}" for lab, ref in comparisons(view)],
-              *[f"* **Answer**: {c}." for lab in view.paired_labels() if lab != v.SLOWER
+              *[f"* **Answer**: {c}." for lab in view.paired_labels() if view.arm(lab).startswith("sps")
                 and (c := conclusion(view, lab))], "",
               f"![frontier]({tag}-frontier.png)", "",
               *([f"Against the slower-RL control ({v.SLOWER}):", "", f"![vs slower RL]({tag}-vs-slower.png)", ""]
