@@ -101,7 +101,7 @@ lab:
 	$(BIN)/spsbench lab page
 
 lab-extra:
-	$(TIMED) $(BIN)/spsbench lab dynamics --arms sps-irl1e-4,sps-irl3e-4,sps --tag irl-grid --no-page
+	$(TIMED) $(BIN)/spsbench lab dynamics --arms grpo-slow,sps-irl1e-4,sps-irl3e-4,sps --tag irl-grid --no-page
 	$(TIMED) $(BIN)/spsbench lab dynamics --arms grpo-pos,grpo-neg --tag controls --no-page
 	$(BIN)/spsbench lab page
 
