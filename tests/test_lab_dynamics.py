@@ -87,7 +87,7 @@ def test_session_is_committed_data_and_the_page_is_deterministic(session):
     (tmp / "page" / "stale.png").write_bytes(b"old")
     files = write_page(tmp / "data", tmp / "page")
     text = (tmp / "page" / "README.md").read_text()
-    assert "## 2. Further arms: `t`" in text and "| sps vs" not in text
+    assert "## 2. Further arms: `t`" in text and "| sps vs grpo |" in text and "-0.0 " not in text
     assert "### The frontier: Pass@k at matched Pass@1" in text and "| sps |" in text
     assert "IRL phase at step 2" in text and "favourite wrong" in text
     assert not (tmp / "page" / "stale.png").exists()

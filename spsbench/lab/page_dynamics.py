@@ -34,7 +34,10 @@ def pct(x: float) -> str:
 def cell(t: tuple[float, float, float] | None, scale: float = 100.0, signed: bool = False, digits: int = 1) -> str:
     if t is None:
         return "-"
-    f = (lambda x: f"{scale * x:+.{digits}f}") if signed else (lambda x: f"{scale * x:.{digits}f}")
+    def f(x: float) -> str:
+        value = round(scale * x, digits) + 0.0          # a value that rounds to 0 reads 0, not -0
+        return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
     return f(t[0]) if t[1] == t[2] == t[0] else f"{f(t[0])} [{f(t[1])}, {f(t[2])}]"
 
 
