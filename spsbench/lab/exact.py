@@ -75,3 +75,28 @@ def shared_prefix_logprobs(model, prompts: Sequence[Sequence[int]], prefix: Sequ
         logp = torch.log_softmax(logits.double(), dim=-1)
         rest = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1).sum(dim=1)
     return pre.unsqueeze(1) + first_tok + rest.view(len(prompts), n)
+
+
+def indexed_prefix_logprobs(model, prompts: Sequence[Sequence[int]], prefix: Sequence[int],
+                            rows: Sequence[tuple[int, Sequence[int]]]) -> torch.Tensor:
+    """log p(prefix + continuation | prompts[i]) for each row (i, continuation), float64.
+
+    Like `shared_prefix_logprobs`, but every prompt has its own continuations (e.g. each problem's correct
+    answers): prompts (equal length) + prefix go through the model once, and each row continues from its
+    prompt's KV cache. Continuations must have equal length (>= 1); the prefix must not be empty.
+    """
+    device = next(model.parameters()).device
+    head = torch.tensor([list(p) + list(prefix) for p in prompts], device=device)
+    plen = len(prompts[0])
+    first = model(input_ids=head, use_cache=True)
+    logp_head = torch.log_softmax(first.logits.double(), dim=-1)
+    pre = logp_head[:, plen - 1:-1].gather(-1, head[:, plen:].unsqueeze(-1)).squeeze(-1).sum(dim=1)
+    index = torch.tensor([i for i, _ in rows], device=device)
+    cont = torch.tensor([list(c) for _, c in rows], device=device)
+    total = pre[index] + logp_head[index, -1].gather(-1, cont[:, :1]).squeeze(-1)
+    if cont.size(1) > 1:
+        cache = first.past_key_values
+        cache.batch_select_indices(index)
+        logits = model(input_ids=cont[:, :-1], past_key_values=cache, use_cache=False).logits
+        total = total + torch.log_softmax(logits.double(), dim=-1).gather(-1, cont[:, 1:].unsqueeze(-1)).squeeze(-1).sum(1)
+    return total

@@ -1,285 +1,322 @@
-"""The dynamics sections of the lab page: tables, plots and findings of the latest `lab dynamics` session.
+"""The dynamics sections of the lab page: one per stored session (`main` first), tables, figures and
+findings computed from the committed probes (`spsbench.lab.view`). A null or contrary result reads as such.
 
-Seed-level intervals: mean over seeds ± t(0.975, seeds-1) x sd / sqrt(seeds) (none with one seed).
+Intervals: over seeds, mean ± t(0.975, seeds-1) x sd / sqrt(seeds); probabilities on the logit scale
+(they stay inside 0-100 %), differences paired by seed on the raw scale (points).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from spsbench.lab.dynamics import EXACT, SESSION
-from spsbench.lab.measure import KS
-from spsbench.lab.plots import band_curves, p_buckets
+from spsbench.lab import frontier, plots, record
+from spsbench.lab import view as v
 
-EPS = 0.005
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+NAMES = {v.REFERENCE: "GRPO", v.SLOWER: "the slower-RL control"}
 
 
-def interval(values: list[float]) -> tuple[float, float, float]:
-    """(mean, low, high) over seeds."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, mean, mean
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = T975.get(n - 1, 1.96) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+def words(verdict: str | None, ref: str = v.REFERENCE) -> str:
+    return f"{verdict} {NAMES.get(ref, ref)}'s frontier" if verdict else "no verdict"
 
 
-def latest_session(db: Any, sweep: bool | None = None) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
-    """The newest session record (with or without a sweep when `sweep` says) and {model_id: exact measures}."""
-
-    diags = db.diagnostics()
-    sessions = [d for d in diags if d["metric"] == SESSION
-                and (sweep is None or bool(d["details"].get("sweep")) == sweep)]
-    exact = {d["model_id"]: d["details"] for d in diags if d["metric"] == EXACT}
-    if not sessions:
-        return None, exact
-    return max(sessions, key=lambda d: (d["created_at"], d["model_id"]))["details"], exact
+STEP_METRICS: list[plots.StepMetric] = [
+    ("Pass@1", lambda p: v.pass_k(p, 1), "logit", 100.0, "%"),
+    ("Pass@256", lambda p: v.pass_k(p, 256), "logit", 100.0, "%"),
+    ("greedy-path mass", v.greedy_mass, "logit", 100.0, "%"),
+]
 
 
-def sampled_scores(db: Any) -> dict[int, dict[str, float]]:
-    """{model_id: {"avg": Avg@n, "pass": Pass@n, "n": n}} of the lab task's evaluations."""
-    out = {}
-    for ev in db.evaluations(task="lab-sums"):
-        scores = {(s.metric, s.k): s.value for s in db.scores(ev.id)}
-        passes = [k for m, k in scores if m == "pass@k"]
-        if passes:
-            top = max(passes)
-            out[ev.model_id] = {"avg": scores.get(("avg@n", 0), float("nan")), "pass": scores[("pass@k", top)],
-                                "n": top, "no_answer": scores.get(("count:no_answer", 0), 0.0)}
-    return out
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
 
 
-class View:
-    """The session's runs grouped by (sweep value, arm), with their exact measures per step."""
+def cell(t: tuple[float, float, float] | None, scale: float = 100.0, signed: bool = False, digits: int = 1) -> str:
+    if t is None:
+        return "-"
+    def f(x: float) -> str:
+        value = round(scale * x, digits) + 0.0          # a value that rounds to 0 reads 0, not -0
+        return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
-    def __init__(self, session: dict[str, Any], exact: dict[int, dict[str, Any]]) -> None:
-        self.session, self.exact = session, exact
-        self.base = exact.get(session["base_model_id"])
-        self.groups: dict[tuple[Any, str], list[dict[str, Any]]] = {}
-        for run in session["runs"]:
-            self.groups.setdefault((run["sweep_value"], run["arm"]), []).append(run)
-
-    def final(self, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [self.exact[r["checkpoints"][-1]["model_id"]] for r in runs if r["checkpoints"]]
-
-    def steps(self, runs: list[dict[str, Any]]) -> list[int]:
-        return sorted({c["step"] for r in runs for c in r["checkpoints"]})
-
-    def at(self, runs: list[dict[str, Any]], step: int) -> list[dict[str, Any]]:
-        if step == 0:
-            return [self.base] * len(runs) if self.base else []
-        return [self.exact[c["model_id"]] for r in runs for c in r["checkpoints"] if c["step"] == step]
-
-    def label(self, key: tuple[Any, str]) -> str:
-        value, arm = key
-        sweep = self.session.get("sweep")
-        return f"{arm} ({sweep['key']}={value})" if sweep else arm
+    return f(t[0]) if t[1] == t[2] == t[0] else f"{f(t[0])} [{f(t[1])}, {f(t[2])}]"
 
 
-METRICS = (("Pass@1", lambda e: e["pass_at_k"]["1"], True), ("Pass@16", lambda e: e["pass_at_k"]["16"], True),
-           ("Pass@256", lambda e: e["pass_at_k"]["256"], True),
-           ("greedy log-prob", lambda e: e["greedy_logp"], False),
-           ("distinct correct", lambda e: e["distinct"], False), ("exp(H) correct", lambda e: e["effective"], False),
-           ("leak", lambda e: e["leak_mean"], True))
+# -------------------------------------------------------------------------------------------- setup
 
 
-def _cell(values: list[float], percent: bool) -> str:
-    mean, low, high = interval(values)
-    if percent:                       # probabilities: the interval stops at 0 and 100 %
-        low, high = max(0.0, low), min(1.0, high)
-    f = (lambda v: f"{100 * v:.1f}") if percent else (lambda v: f"{v:.2f}")
-    return f(mean) if len(values) < 2 else f"{f(mean)} [{f(low)}, {f(high)}]"
+def setup_text(view: v.SessionView) -> list[str]:
+    s, lab, warm = view.session, view.session["lab"], view.session["warmup"]
+    arms = "; ".join(f"`{g['label']}` ({g['about']})" for g in s["groups"])
+    run0 = view.seeds[0]["runs"][0]["settings"]
+    return [
+        f"Arms: {arms}. {len(view.seeds)} paired seeds: seed s of every arm starts from base s (its own warm-up) "
+        f"with the same data order and rollout random stream (`rl.seed` = `sps.seed` = s). {s['max_steps']} RL "
+        f"steps of 8 prompts x 8 rollouts, RL learning rate {run0['rl.learning_rate']:g} (arms may change it), "
+        f"an SPS IRL phase every {view.phase()} steps; recipe `recipes/<algo>.yaml` + `recipes/{s['recipe']}` + "
+        "`recipes/lab/arms/<arm>.yaml`" + (f" + `{' '.join(s['overrides'])}`" if s["overrides"] else "")
+        + (f", swept over `{s['sweep']['key']}`" if s.get("sweep") else "") + ".",
+        "",
+        f"Exact probes (temperature 1, from the model's own probabilities, no sampling) every "
+        f"{lab['probe_every']} steps, at every phase boundary and just before and just after each IRL phase. "
+        f"Bases: {warm['steps']} supervised steps where {warm['favourite']:.0%} of a problem's demonstrations "
+        f"are its favourite completion, correct for {warm['favourite_correct']:.0%} of the problems "
+        "(`spsbench/lab/warmup.py`).",
+        "",
+        f"{record.timing_text(s)} Warm-ups and all measurements included.",
+    ]
 
 
-def final_table(view: View, sampled: dict[int, dict[str, float]]) -> list[str]:
-    head = [name + (" %" if pct else "") for name, _, pct in METRICS]
-    lines = ["| policy | seeds | " + " | ".join(head) + " | sampled Avg@n % | sampled Pass@n % |",
-             "|---|--:|" + "--:|" * (len(METRICS) + 2)]
-    if view.base:
-        s = sampled.get(view.session["base_model_id"], {})
-        lines.append("| base | - | " + " | ".join(_cell([fn(view.base)], pct) for _, fn, pct in METRICS)
-                     + f" | {_pct(s.get('avg'))} | {_pct(s.get('pass'))} |")
-    for key, runs in view.groups.items():
-        finals = view.final(runs)
-        if not finals:
-            continue
-        s = [sampled[r["checkpoints"][-1]["model_id"]] for r in runs if r["checkpoints"][-1]["model_id"] in sampled]
-        lines.append(f"| {view.label(key)} (step {view.steps(runs)[-1]}) | {len(finals)} | "
-                     + " | ".join(_cell([fn(e) for e in finals], pct) for _, fn, pct in METRICS)
-                     + f" | {_cell([x['avg'] for x in s], True) if s else '-'} | "
-                     f"{_cell([x['pass'] for x in s], True) if s else '-'} |")
+def base_table(view: v.SessionView) -> list[str]:
+    lines = ["| base | greedy-path mass % | Pass@1 % | Pass@16 % | Pass@256 % | favourite wrong | their Pass@1 % | "
+             "their Pass@256 % | malformed mass % |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    rows = []
+    for s in view.seeds:
+        b, wrong = s["base"]["probe"], v.SessionView.wrong_favourite(s["base"])
+        row = [v.greedy_mass(b), v.pass_k(b, 1), v.pass_k(b, 16), v.pass_k(b, 256), len(wrong),
+               v.pass_k(b, 1, wrong), v.pass_k(b, 256, wrong), sum(s["base"]["leak"]) / len(s["base"]["leak"])]
+        rows.append(row)
+        lines.append(f"| seed {s['seed']} | " + " | ".join(str(x) if isinstance(x, int) else pct(x) for x in row) + " |")
+    if len(rows) > 1:
+        cols = list(zip(*rows, strict=True))
+        lines.append("| mean [95% CI] | " + " | ".join(
+            f"{sum(c) / len(c):.1f}" if i == 4 else cell(frontier.interval(c, "logit")) for i, c in enumerate(cols))
+            + " |")
     return lines
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-def passk_series(view: View) -> dict[str, list[tuple | None]]:
-    series = {"base": [(view.base["pass_at_k"][str(k)],) * 3 for k in KS]} if view.base else {}
-    for key, runs in view.groups.items():
-        finals = view.final(runs)
-        series[view.label(key)] = [interval([e["pass_at_k"][str(k)] for e in finals]) for k in KS]
-    return series
-
-
-def step_series(view: View, fn) -> tuple[list[int], dict[str, list[tuple | None]]]:
-    steps = sorted({0} | {s for runs in view.groups.values() for s in view.steps(runs)})
-    series = {}
-    for key, runs in view.groups.items():
-        series[view.label(key)] = [interval([fn(e) for e in view.at(runs, s)]) if view.at(runs, s) else None
-                                   for s in steps]
-    return steps, series
-
-
-def irl_markers(view: View) -> list[int]:
-    return sorted({s for runs in view.groups.values() for r in runs for s in r["irl_steps"]})
-
-
-def histogram_groups(view: View) -> dict[str, list[float]]:
-    """Per-problem probability of a correct answer, averaged over seeds (paper Figure 2 (a)/(b))."""
-    groups = {"base": [v["p"] for v in view.base["per_problem"].values()]} if view.base else {}
-    for key, runs in view.groups.items():
-        finals = view.final(runs)
-        ids = list(finals[0]["per_problem"]) if finals else []
-        groups[view.label(key)] = [sum(e["per_problem"][i]["p"] for e in finals) / len(finals) for i in ids]
-    return groups
-
-
-def plots(view: View, out: Path, prefix: str = "") -> list[Path]:
-
-    files = [band_curves(out / f"{prefix}passk.png", "Exact Pass@k of the final checkpoints (band: seed-level 95% CI)",
-                         list(KS), passk_series(view), "k", "Pass@k (%)", logx=True)]
-    marks = irl_markers(view)
-    for name, fn, pct, title in (
-            ("pass256_steps.png", lambda e: e["pass_at_k"]["256"], True, "Exact Pass@256 against training step"),
-            ("pass1_steps.png", lambda e: e["pass_at_k"]["1"], True, "Exact Pass@1 against training step"),
-            ("greedy_steps.png", lambda e: e["greedy_logp"], False, "Greedy-path log-prob (squeezing, Table 6)"),
-            ("distinct_steps.png", lambda e: e["distinct"], False,
-             "Distinct correct trajectories with p >= tau, per problem")):
-        steps, series = step_series(view, fn)
-        files.append(band_curves(out / f"{prefix}{name}", title + " (dotted: IRL phases of SPS)", steps, series,
-                                 "training step (0 = base)", "%" if pct else "value", markers=marks, percent=pct))
-    files.append(p_buckets(out / f"{prefix}buckets.png", "Per-problem P(correct), base vs final (mean over seeds)",
-                           histogram_groups(view)))
-    return files
-
-
-def findings(view: View) -> list[str]:
-    """What the numbers say, computed (null and contrary results included)."""
-    if not view.base:
+def sampled_line(view: v.SessionView) -> list[str]:
+    sampled = view.seeds[0]["base"].get("sampled")
+    if not sampled or sampled.get("avg") is None:
         return []
-    b1, b256 = view.base["pass_at_k"]["1"], view.base["pass_at_k"]["256"]
-    lines = []
-    for key, runs in view.groups.items():
-        finals = view.final(runs)
-        if not finals:
-            continue
-        p1 = interval([e["pass_at_k"]["1"] for e in finals])
-        p256 = interval([e["pass_at_k"]["256"] for e in finals])
-        g = interval([e["greedy_logp"] for e in finals])
-        d = interval([e["distinct"] for e in finals])
-        lines.append(f"{view.label(key)}: Pass@1 {100 * b1:.1f} -> {_pint(p1)}, Pass@256 {100 * b256:.1f} -> "
-                     f"{_pint(p256)}, greedy log-prob {view.base['greedy_logp']:.2f} -> {g[0]:.2f} [{g[1]:.2f}, "
-                     f"{g[2]:.2f}], distinct correct trajectories {view.base['distinct']:.1f} -> {d[0]:.1f} "
-                     f"[{d[1]:.1f}, {d[2]:.1f}]: " + verdict(b1, b256, p1, p256) + " "
-                     + squeeze_verdict(view.base["greedy_logp"], view.base["distinct"], g, d))
-    lines += _compare(view, "grpo", "sps")
+    b = view.seeds[0]["base"]["probe"]
+    return [f"Cross-check by the product's evaluator (`evaluate`, HF engine, n = {sampled['n']} samples per problem "
+            f"at temperature 1, graded by the math grader) on base 0: Avg@{sampled['n']} {pct(sampled['avg'])}% "
+            f"[{pct(sampled['avg_low'])}, {pct(sampled['avg_high'])}] against the exact Pass@1 {pct(v.pass_k(b, 1))}%; "
+            f"Pass@{sampled['n']} {pct(sampled['pass_n'])}% against the exact {pct(v.pass_k(b, sampled['n']))}%."]
+
+
+# -------------------------------------------------------------------------------------------- tables
+
+
+def final_table(view: v.SessionView) -> list[str]:
+    lines = [f"| arm (step {view.session['max_steps']}) | Pass@1 % | Pass@16 % | Pass@64 % | Pass@256 % | "
+             "Pass@256 change from the base (points) | Pass@256 %, favourite-wrong problems | greedy-path mass % | "
+             "distinct correct (p >= tau) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for label in view.labels:
+        finals = view.finals(label)
+        subset = [v.pass_k(r["points"][-1], 256, v.SessionView.wrong_favourite(view.base_of(r)))
+                  for r in view.runs(label)]
+        lines.append(f"| {label} | " + " | ".join([
+            *(cell(frontier.interval([v.pass_k(p, k) for p in finals], "logit")) for k in v.KS),
+            cell(v.change_from_base(view, label, lambda p: v.pass_k(p, 256)), signed=True),
+            cell(frontier.interval(subset, "logit")),
+            cell(frontier.interval([v.greedy_mass(p) for p in finals], "logit")),
+            cell(frontier.interval([v.mean_of(p, "distinct") for p in finals], "log"), scale=1.0)]) + " |")
     return lines
 
 
-def verdict(b1: float, b256: float, p1: tuple, p256: tuple) -> str:
-    """Sharpening / squeezing / exploration, judged by the seed intervals against the base (a change smaller
-    than EPS = half a point does not count)."""
-    up1, down1 = p1[1] > b1 + EPS, p1[2] < b1 - EPS
-    up256, down256 = p256[1] > b256 + EPS, p256[2] < b256 - EPS
-    if up1 and up256:
-        return "exploration (Pass@1 and Pass@256 up)."
-    if up1:
-        return "sharpening (Pass@1 up, Pass@256 " + ("down)." if down256 else "not up).")
-    if down256:
-        return "squeezing without gain (Pass@256 down, Pass@1 " + ("down too)." if down1 else "not up).")
-    return "no change beyond the seed intervals."
+def comparisons(view: v.SessionView) -> list[tuple[str, str]]:
+    """(arm, reference) pairs the page compares: every arm against GRPO, and every other arm against the
+    slower-RL control when the session has it (the test of "SPS only slows RL down")."""
+    pairs = [(label, v.REFERENCE) for label in view.paired_labels()]
+    if v.SLOWER in view.labels:
+        pairs += [(label, v.SLOWER) for label in view.paired_labels() if label != v.SLOWER]
+    return pairs
 
 
-def squeeze_verdict(base_greedy: float, base_distinct: float, g: tuple, d: tuple) -> str:
-    """Paper Table 6 / Table 4 measures against the base, by the seed intervals."""
-    up, fewer = g[1] > base_greedy, d[2] < base_distinct
-    if up and fewer:
-        return "Squeezed: greedy log-prob up and fewer distinct correct trajectories (both beyond the intervals)."
-    if up or fewer:
-        return ("Partly squeezed: " + ("greedy log-prob up" if up else "fewer distinct correct trajectories")
-                + " beyond the intervals, the other measure not.")
-    return "Not squeezed beyond the intervals (greedy log-prob and distinct correct trajectories)."
+def matched_table(view: v.SessionView) -> list[str]:
+    lines = ["| arm vs reference (paired by seed) | final Pass@1 difference (points) | states compared (Pass@1 range %) | "
+             + " | ".join(f"Pass@{k} gap at matched Pass@1 (points)" for k in v.FRONTIER_KS)
+             + " | seeds | verdict (Pass@256) |", "|---|--:|--:|" + "--:|" * len(v.FRONTIER_KS) + "--:|---|"]
+    for label, ref in comparisons(view):
+        rows = {k: v.matched_rows(view, label, k, ref) for k in v.FRONTIER_KS}
+        top = rows[256]
+        p1 = v.final_difference(view, label, lambda p: v.pass_k(p, 1), ref)
+        states = (f"{top['states']} ({pct(top['level'][0])}-{pct(top['level'][1])})" if top["diff"] else
+                  str(top["states"])) + (f"; {top['below']} below, {top['above']} above the reference's range"
+                                         if top["below"] or top["above"] else "")
+        lines.append(f"| {label} vs {ref} | {cell(p1, signed=True)} | {states} | "
+                     + " | ".join(cell(rows[k]["diff"], signed=True) for k in v.FRONTIER_KS)
+                     + f" | {top['seeds']} | {words(top['verdict'], ref)} |")
+    return lines
 
 
-def _pint(t: tuple) -> str:
-    return f"{100 * t[0]:.1f}% [{100 * max(0.0, t[1]):.1f}, {100 * min(1.0, t[2]):.1f}]"
+def verdict_sentence(view: v.SessionView, label: str, ref: str = v.REFERENCE) -> str:
+    """The frontier verdict of one arm against a reference, from the paired interval at Pass@256."""
+    m, name = v.matched_rows(view, label, 256, ref), NAMES.get(ref, ref)
+    if m["diff"] is None:
+        return (f"{label}: no verdict against {name}. Fewer than two seeds had a state to compare at the same "
+                f"Pass@1 ({m['below']} of its states lay below and {m['above']} above the Pass@1 range of {name}'s path).")
+    d, p1 = m["diff"], v.final_difference(view, label, lambda p: v.pass_k(p, 1), ref)
+    text = (f"{label} is **{words(m['verdict'], ref)}**: at the same Pass@1 as {name} on the same seed, its "
+            f"Pass@256 was {cell(d, signed=True)} points from {name}'s (mean gap of its {m['states']} states after "
+            f"it left that path, paired t interval over {m['seeds']} seeds)")
+    if m["below"]:
+        text += f"; {m['below']} of its states had a Pass@1 below any state of {name} and are not in that number"
+    if m["verdict"] == frontier.ON:
+        text += "; the interval includes 0"
+        if p1[2] < 0:
+            gained = v.change_from_base(view, label, lambda p: v.pass_k(p, 1))[1] > 0
+            text += (f", and it ended at a lower Pass@1 ({cell(p1, signed=True)} points)"
+                     + (": what slower RL gives" if gained else ", without a Pass@1 gain over the base"))
+    return text + "."
 
 
-def _compare(view: View, a: str, b: str) -> list[str]:
+def conclusion(view: v.SessionView, label: str) -> str | None:
+    """The answer for one arm: its place against GRPO's frontier, read through the slower-RL control. If
+    slower GRPO itself lies above GRPO's frontier, only the comparison with it separates "moves the
+    frontier" from "slows RL down"."""
+    against = v.matched_rows(view, label, 256)["verdict"]
+    if against is None:
+        return None
+    if v.SLOWER not in view.labels or label == v.SLOWER:
+        return {frontier.ABOVE: f"{label} moves the frontier up", frontier.ON: f"{label} stays on GRPO's frontier",
+                frontier.BELOW: f"{label} falls below GRPO's frontier"}[against]
+    slow = v.matched_rows(view, v.SLOWER, 256)["verdict"]
+    versus = v.matched_rows(view, label, 256, v.SLOWER)["verdict"]
+    if slow != frontier.ABOVE or versus is None:
+        return {frontier.ABOVE: f"{label} moves the frontier up (the slower-RL control does not)",
+                frontier.ON: f"{label} stays on GRPO's frontier, like slower RL",
+                frontier.BELOW: f"{label} falls below GRPO's frontier"}[against]
+    return THROUGH_SLOWER[(against, versus)].format(label=label)
+
+
+# (against GRPO, against the slower-RL control) -> the answer, when slower GRPO is above GRPO's frontier
+THROUGH_SLOWER = {
+    (frontier.ABOVE, frontier.ABOVE): "{label} does more than slow RL down: it is above the slower-RL control's "
+                                      "frontier, which is itself above GRPO's",
+    (frontier.ON, frontier.ABOVE): "{label} is above the slower-RL control's frontier but not above GRPO's",
+    (frontier.BELOW, frontier.ABOVE): "{label} is below GRPO's frontier and above the slower-RL control's",
+    (frontier.ABOVE, frontier.ON): "in this lab {label} behaves like slower RL: slower GRPO is above GRPO's "
+                                   "frontier as well, and {label} is on the slower-RL control's frontier",
+    (frontier.ON, frontier.ON): "{label} is on GRPO's frontier and on the slower-RL control's: this lab cannot "
+                                "tell it from either",
+    (frontier.BELOW, frontier.ON): "{label} is below GRPO's frontier and on the slower-RL control's",
+    (frontier.ABOVE, frontier.BELOW): "{label} is above GRPO's frontier but below the slower-RL control's: "
+                                      "slowing RL down does better",
+    (frontier.ON, frontier.BELOW): "{label} is on GRPO's frontier and below the slower-RL control's: slowing RL "
+                                   "down does better",
+    (frontier.BELOW, frontier.BELOW): "{label} is below both GRPO's frontier and the slower-RL control's",
+}
+
+
+def grpo_sentence(view: v.SessionView) -> str:
+    if v.REFERENCE not in view.labels:
+        return ""
+    d256 = v.change_from_base(view, v.REFERENCE, lambda p: v.pass_k(p, 256))
+    d1 = v.change_from_base(view, v.REFERENCE, lambda p: v.pass_k(p, 1))
+    dm = v.change_from_base(view, v.REFERENCE, v.greedy_mass)
+    word = "lowered" if d256[2] < 0 else "raised" if d256[1] > 0 else "did not change (beyond its interval)"
+    return (f"GRPO {word} Pass@256 ({cell(d256, signed=True)} points from the base, paired by seed) while Pass@1 "
+            f"changed by {cell(d1, signed=True)} and the greedy path's mass by {cell(dm, signed=True)} points"
+            + (": the paper's squeezing." if d256[2] < 0 and d1[1] > 0 else "."))
+
+
+def change_sentence(view: v.SessionView, label: str) -> str:
+    d1 = v.change_from_base(view, label, lambda p: v.pass_k(p, 1))
+    d256 = v.change_from_base(view, label, lambda p: v.pass_k(p, 256))
+    return (f"{label}: Pass@1 {cell(d1, signed=True)} and Pass@256 {cell(d256, signed=True)} points from the base "
+            "(paired by seed).")
+
+
+def flow_table(view: v.SessionView) -> list[str]:
+    lines = ["| arm | segment | dominant mass (points) | other correct mass (points) | incorrect mass (points) |",
+             "|---|---|--:|--:|--:|"]
+    for label in view.labels:
+        for row in v.flow_rows(view, label):
+            seg = (f"RL steps {row['start']}-{row['end']}" if row["kind"] == "rl" else f"IRL phase at step {row['end']}")
+            lines.append(f"| {label} | {seg} | {cell(row['d_dom'], signed=True, digits=2)} | "
+                         f"{cell(row['d_other'], signed=True, digits=2)} | {cell(row['d_wrong'], signed=True, digits=2)} |")
+    return lines
+
+
+def subset_table(view: v.SessionView) -> list[str]:
+    lines = ["| arm | problems | base's dominant completion (points) | other correct (points) | incorrect (points) |",
+             "|---|---|--:|--:|--:|"]
+    for label in view.labels:
+        for row in v.subset_flow_rows(view, label):
+            lines.append(f"| {label} | {row['subset']} | {cell(row['d_dom'], signed=True)} | "
+                         f"{cell(row['d_other'], signed=True)} | {cell(row['d_wrong'], signed=True)} |")
+    return lines
+
+
+def flow_findings(view: v.SessionView) -> list[str]:
     out = []
-    for (value, arm), runs in view.groups.items():
-        if arm != b or (value, a) not in view.groups:
-            continue
-        x = interval([e["pass_at_k"]["256"] for e in view.final(view.groups[(value, a)])])
-        y = interval([e["pass_at_k"]["256"] for e in view.final(runs)])
-        overlap = not (y[1] > x[2] or x[1] > y[2])
-        verdict = ("the seed intervals overlap: no difference shown" if overlap else
-                   f"{b} higher" if y[0] > x[0] else f"{b} lower")
-        where = f" at {view.session['sweep']['key']}={value}" if view.session.get("sweep") else ""
-        out.append(f"{b} vs {a}{where}: Pass@256 {100 * y[0]:.1f}% vs {100 * x[0]:.1f}% ({verdict}).")
+    for label in view.labels:
+        share = v.irl_wrong_share(view, label)
+        if share is not None:
+            out.append(f"{label}: of the mass its IRL phases took from the dominant completions, "
+                       f"{cell(share)}% went to incorrect answers (per seed: incorrect gain / dominant loss, "
+                       "summed over the phases), the rest to other correct ones.")
     return out
 
 
-def dynamics_sections(db: Any, out: Path) -> tuple[list[str], list[Path]]:
-    """Section 2 (the latest session without a sweep) and section 3 (the latest sweep), when stored."""
+# -------------------------------------------------------------------------------------------- sections
+
+
+def session_section(view: v.SessionView, out: Path, number: int) -> tuple[list[str], list[Path]]:
+    tag = view.tag
+    files = [plots.frontier_figure(out / f"{tag}-frontier.png", view),
+             plots.steps_figure(out / f"{tag}-steps.png", view, STEP_METRICS)]
+    versus = [lab for lab in view.paired_labels() if lab != v.SLOWER] if v.SLOWER in view.labels else []
+    if versus:
+        files.append(plots.versus_figure(out / f"{tag}-vs-slower.png", view, v.SLOWER))
+    title = ("Does SPS move the Pass@1-Pass@k frontier, or only slow RL down?" if tag == "main"
+             else f"Further arms: `{tag}`")
+    lines = [f"## {number}. {title} (`spsbench lab dynamics`, session `{tag}`)", "", *setup_text(view), ""]
+    if number == 2 or tag == "main":
+        files.append(plots.base_figure(out / f"{tag}-bases.png", view))
+        lines += ["### The bases", "", *base_table(view), "", *sampled_line(view), "",
+                  f"![bases]({tag}-bases.png)", ""]
+    lines += ["### Where the arms ended", "", *final_table(view), "",
+              f"* {grpo_sentence(view)}", *[f"* {change_sentence(view, lab)}" for lab in view.paired_labels()], "",
+              "### The frontier: Pass@k at matched Pass@1", "",
+              "Seed by seed, every probed state of the arm after it left GRPO's path (paired seeds share it until "
+              "then: SPS until its first IRL phase) is read against GRPO's Pass@k where GRPO's path last had the "
+              "same Pass@1 (linear between two probes); states with a Pass@1 outside the range GRPO's path "
+              "covered cannot be matched and are counted apart. A seed's gap is the mean over its states; the "
+              "verdict is the paired t interval of the seeds' gaps: above 0, on (includes 0), below 0. "
+              "Positive: more Pass@k for the same Pass@1. The same comparison against the slower-RL control "
+              "(GRPO at a lower learning rate) tells whether an arm does more than slow RL down.", "",
+              *matched_table(view), "", *[f"* {verdict_sentence(view, lab, ref)}" for lab, ref in comparisons(view)],
+              *[f"* **Answer**: {c}." for lab in view.paired_labels() if view.arm(lab).startswith("sps")
+                and (c := conclusion(view, lab))], "",
+              f"![frontier]({tag}-frontier.png)", "",
+              *([f"Against the slower-RL control ({v.SLOWER}):", "", f"![vs slower RL]({tag}-vs-slower.png)", ""]
+                if versus else []),
+              "### Along training", "", f"![steps]({tag}-steps.png)", "",
+              "### Where the mass goes", "",
+              "Per segment, the change of the mass on each problem's dominant completion (its greedy completion at "
+              "the segment's start), on the other correct decompositions and on everything else (wrong and "
+              "malformed answers), mean over problems, then over seeds.", "", *flow_table(view), "",
+              f"From the base to step {view.session['max_steps']}, on the problems whose favourite (the completion "
+              "most warm-up demonstrations showed) is correct and on those where it is wrong, with the base's "
+              "greedy completion as the dominant one:", "", *subset_table(view), "",
+              *[f"* {s}" for s in flow_findings(view)], ""]
+    return lines, files
+
+
+def dynamics_sections(sessions: list[dict[str, Any]], out: Path, first: int = 2) -> tuple[list[str], list[Path]]:
     lines: list[str] = []
     files: list[Path] = []
-    sampled = sampled_scores(db)
-    for sweep, prefix in ((False, ""), (True, "sweep_")):
-        session, exact = latest_session(db, sweep)
-        if session is not None:
-            more, pngs = session_section(View(session, exact), sampled, out, prefix)
-            lines += more
-            files += pngs
+    for i, session in enumerate(sessions):
+        more, pngs = session_section(v.SessionView(session), out, first + i)
+        lines += more
+        files += pngs
     return lines, files
 
 
-def _settings(session: dict[str, Any]) -> str:
-    runs = [r for r in session["runs"] if r.get("settings")]
-    if not runs:
-        return ""
-    rl = {r["settings"]["rl.learning_rate"] for r in runs}
-    steps = {r["settings"]["rl.max_steps"] for r in runs}
-    irl = {r["settings"]["sps.irl_learning_rate"] for r in runs if r["settings"]["sps.irl_learning_rate"] is not None}
-    return (f"RL learning rate {', '.join(f'{v:g}' for v in sorted(rl))}, {', '.join(str(v) for v in sorted(steps))} "
-            "steps" + (f", IRL learning rate {', '.join(f'{v:g}' for v in sorted(irl))}" if irl else "") + ".")
-
-
-def session_section(view: View, sampled: dict[int, dict[str, float]], out: Path, prefix: str):
-    session = view.session
-    files = plots(view, out, prefix)
-    lab, warm = session["lab"], session["warmup"]
-    sweep = session.get("sweep")
-    title = (f"## 3. Ablation: `--sweep {sweep['key']}={','.join(str(v) for v in sweep['values'])}`" if sweep
-             else "## 2. The dynamics (`spsbench lab dynamics`)")
-    lines = [title, "",
-             f"Task `lab-sums` (47 problems: a number as a sum of 2 or 3 digits, graded by the math grader). Base: "
-             f"a LlamaForCausalLM (hidden {warm['hidden']}, {warm['layers']} layers) after {warm['steps']} supervised "
-             f"warm-up steps ({warm['targeted']:.0%} of demonstrations correct). Arms {', '.join(lab['arms'])}, "
-             f"{lab['seeds']} seeds each, recipe `recipes/<algo>.yaml` + `recipes/{session['recipe']}`"
-             + (f" + `{' '.join(session['overrides'])}`" if session["overrides"] else "") + ". Exact measures at "
-             f"temperature 1 from enumerated probabilities (distinct: correct trajectories with p >= {lab['tau']:g}); "
-             f"sampled scores from `evaluate` with n = {lab['eval_n']}. " + _settings(session) + " Intervals: "
-             "mean over seeds ± t x sd / sqrt(seeds), probabilities clipped to [0, 100] %.", "",
-             f"Wall time {session['seconds'] / 60:.1f} min on {session['cpus']} CPUs, {session['threads']} torch "
-             f"thread(s), load average {session['load_before'][0]:.1f} before and {session['load_after'][0]:.1f} "
-             "after (other processes shared the cores).", "", *final_table(view, sampled), "",
-             *[f"* {s}" for s in findings(view)], ""]
-    lines += [f"![{p.stem}]({p.name})" for p in files] + [""]
-    return lines, files
+def headline(sessions: list[dict[str, Any]]) -> str | None:
+    """The lab's answer (the main session's SPS arm against GRPO and the slower-RL control), or None."""
+    main = next((s for s in sessions if s["tag"] == "main"), None)
+    if main is None:
+        return None
+    view = v.SessionView(main)
+    sps = next((lab for lab in view.paired_labels() if view.arm(lab).startswith("sps")), None)
+    answer = conclusion(view, sps) if sps else None
+    if answer is None:
+        return None
+    parts = [grpo_sentence(view), verdict_sentence(view, sps)]
+    if v.SLOWER in view.labels:
+        parts += [verdict_sentence(view, v.SLOWER), verdict_sentence(view, sps, v.SLOWER)]
+    return f"**{answer[0].upper() + answer[1:]}.** " + " ".join(parts)

@@ -6,6 +6,7 @@ Values are parsed as YAML (numbers, lists, null), unknown keys and wrong types a
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, TypeVar
 
 import yaml
@@ -51,8 +52,10 @@ def _typed(key: str, value: Any, field: dataclasses.Field, item: str) -> Any:
         raise ConfigError(f"--set {item}: {key} must be true or false")
     if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
         raise ConfigError(f"--set {item}: {key} must be an integer")
-    if isinstance(default, float) and not isinstance(value, (int, float)):
+    if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ConfigError(f"--set {item}: {key} must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"--set {item}: {key} must be a finite number, got {value}")
     return float(value) if isinstance(default, float) else value
 
 

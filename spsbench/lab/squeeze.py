@@ -28,13 +28,17 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
 from typing import Any
 
 import torch
 
 from spsbench.errors import ConfigError
 from spsbench.lab.exact import completion_logprobs, entropy
+from spsbench.lab.record import Clock
+from spsbench.validate import number
 
 REGIMES = ("peaked", "balanced")
 UPDATES = ("grpo", "irl", "grpo+irl")
@@ -61,6 +65,10 @@ class SqueezeConfig:
     quantile: float = 0.5
 
     def __post_init__(self) -> None:
+        for name in ("vocab", "length", "hidden", "layers", "seed", "fit_steps", "group_size", "sampling_size"):
+            number(f"squeeze.{name}", getattr(self, name), low=0, integer=True)
+        for name in ("dominant", "other_correct", "negatives_mass", "spread_decades", "fit_lr", "lr", "quantile"):
+            number(f"squeeze.{name}", getattr(self, name), low=0)        # finite: lr=nan is refused here
         if self.vocab < 2 or self.length < 1 or self.vocab ** self.length > 20000:
             raise ConfigError(f"squeeze: vocab >= 2, length >= 1 and vocab**length <= 20000 needed, got "
                               f"vocab={self.vocab}, length={self.length}")
@@ -68,8 +76,8 @@ class SqueezeConfig:
             raise ConfigError("squeeze: need 0 < negatives_mass < 1 and 0 < dominant < 1 - negatives_mass")
         if self.group_size < 2 or not 1 <= self.sampling_size <= self.group_size:
             raise ConfigError("squeeze: need group_size >= 2 and 1 <= sampling_size <= group_size")
-        if self.lr <= 0 or self.fit_steps < 1:
-            raise ConfigError("squeeze: lr must be > 0 and fit_steps >= 1")
+        if self.lr <= 0 or self.fit_steps < 1 or self.fit_lr <= 0 or self.quantile > 1:
+            raise ConfigError("squeeze: lr and fit_lr must be > 0, fit_steps >= 1 and quantile <= 1")
 
 
 @dataclass
@@ -142,10 +150,13 @@ def fit(model, space: Space, target: torch.Tensor, cfg: SqueezeConfig) -> float:
 
 
 def measures(probs: torch.Tensor, space: Space, dom: int, neg: int) -> dict[str, float]:
+    """Where the mass is: the dominant sequence, the other correct ones, the incorrect ones (they sum to 1)."""
     other = space.correct.clone()
     other[dom] = False
+    wrong = ~space.correct
+    wrong[dom] = False
     return {"p_dom": float(probs[dom]), "entropy": entropy(probs), "other_correct": float(probs[other].sum()),
-            "p_neg": float(probs[neg])}
+            "incorrect": float(probs[wrong].sum()), "p_neg": float(probs[neg])}
 
 
 def grpo_step(model, space: Space, neg: int, lr: float) -> None:
@@ -213,34 +224,56 @@ def run_regime(cfg: SqueezeConfig, regime: str) -> dict[str, Any]:
     rows = []
     for neg in space.correct.logical_not().nonzero().flatten().tolist():
         for update in UPDATES:
-            rows.append({"update": update, "neg": neg, "p": float(base[neg]),
-                         **measure_update(model, space, base, dom, neg, update, cfg)})
-    return {"regime": regime, "fit_kl": kl, "p_dom": float(base[dom]), "dominant": list(space.sequences[dom]),
-            "entropy": entropy(base), "other_correct": float(base[space.correct].sum() - base[dom]),
-            "incorrect": float(base[~space.correct].sum()), "rows": rows}
-
-
-def run(cfg: SqueezeConfig | None = None) -> dict[str, Any]:
-    """Both regimes; a JSON-able result (config, per-regime start measures and every measured update)."""
-    cfg = cfg or SqueezeConfig()
-    return {"config": asdict(cfg), "regimes": [run_regime(cfg, r) for r in REGIMES]}
-
-
-DECADES = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-
-
-def decade_table(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Mean measured deltas per (regime, update, decade of p(y-)): the rows of the page's table."""
-    out = []
-    for reg in result["regimes"]:
-        for update in UPDATES:
-            for lo, hi in itertools.pairwise(DECADES):
-                sel = [r for r in reg["rows"] if r["update"] == update and lo <= r["p"] < hi]
-                if not sel:
-                    continue
-                mean = {k: sum(r[k] for r in sel) / len(sel) for k in ("d_p_dom", "d_entropy", "d_other_correct",
-                                                                         "d_p_neg")}
-                out.append({"regime": reg["regime"], "update": update, "p_low": lo, "p_high": hi,
-                            "negatives": len(sel), **mean,
-                            "share_dom_up": sum(r["d_p_dom"] > 0 for r in sel) / len(sel)})
+            rows.append({"update": update, "neg": neg, "p": _c(float(base[neg])),
+                         **{k: _c(x) for k, x in measure_update(model, space, base, dom, neg, update, cfg).items()}})
+    start = measures(base, space, dom, dom)
+    out = {"regime": regime, "fit_kl": kl, "p_dom": float(base[dom]), "target_p_dom": float(target.max()),
+           "dominant": list(space.sequences[dom]), "dominant_correct": bool(space.correct[dom]),
+           "entropy": entropy(base), "other_correct": start["other_correct"], "incorrect": start["incorrect"],
+           "rows": rows}
+    out["flag"] = fit_flag(out)
     return out
+
+
+def fit_flag(reg: dict[str, Any]) -> str | None:
+    """Why a fitted start is not the regime it should be (then it is shown, and left out of the means)."""
+    if reg["regime"] == "peaked" and reg["p_dom"] < 0.5 * reg["target_p_dom"]:
+        return f"not peaked: p(dominant) {reg['p_dom']:.2f} for a target of {reg['target_p_dom']:.2f}"
+    if reg["regime"] == "balanced" and reg["p_dom"] > 2 * reg["target_p_dom"]:
+        return f"not balanced: p(dominant) {reg['p_dom']:.2f} for a target of {reg['target_p_dom']:.2f}"
+    if reg["regime"] == "peaked" and not reg["dominant_correct"]:
+        return "the dominant sequence is an incorrect one"
+    return None
+
+
+def _c(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def run_seed(cfg: SqueezeConfig) -> dict[str, Any]:
+    """Both regimes from one model seed (`cfg.seed`)."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    return {"seed": cfg.seed, "regimes": [run_regime(cfg, r) for r in REGIMES]}
+
+
+def run(cfg: SqueezeConfig | None = None, seeds: int = 1, workers: int = 1) -> dict[str, Any]:
+    """Model seeds cfg.seed ... cfg.seed + seeds - 1, in `workers` processes; a JSON-able result."""
+    cfg = cfg or SqueezeConfig()
+    clock = Clock()
+    configs = [replace(cfg, seed=cfg.seed + i) for i in range(seeds)]
+    if workers <= 1 or seeds == 1:
+        results = [run_seed(c) for c in configs]
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, seeds), mp_context=get_context("spawn"),
+                                 initializer=_one_thread) as pool:
+            results = list(pool.map(run_seed, configs))
+    return {"config": asdict(cfg), "seeds": results, "workers": min(workers, seeds), **clock.stop()}
+
+
+def _one_thread() -> None:
+    import os
+
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,10 @@ def _colocate_env() -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
 
 
-def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype: str = "float32"):
-    """(trainer, eval callback) ready to `.train()`; every user error is raised before loading weights."""
+def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype: str = "float32",
+                  wrap: Callable[[type], type] | None = None):
+    """(trainer, eval callback) ready to `.train()`; every user error is raised before loading weights.
+    `wrap` subclasses the trainer class the config selects (the squeezing lab's instrumented variants)."""
     from spsbench.train.callbacks import EvaluateCheckpointCallback, write_run_info
 
     if config.algo == "sps":
@@ -193,7 +196,7 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     args = grpo_args(config, output_dir)
     if args.use_vllm and args.vllm_mode == "colocate":
         _colocate_env()
-    cls = trainer_class(config)
+    cls = wrap(trainer_class(config)) if wrap else trainer_class(config)
     model, tokenizer, model_path = load_policy(config.model, dtype)
     dataset, kind = build_dataset(config.task, tokenizer, data=config.data, limit=config.limit)
     extra: dict[str, Any] = {}
@@ -233,7 +236,8 @@ def shutdown_distributed(wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
-def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list[Any] | None = None) -> RunSummary:
+def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list[Any] | None = None,
+          wrap: Callable[[type], type] | None = None) -> RunSummary:
     """Run training to the end; returns what the CLI prints."""
     from spsbench.train.callbacks import refresh_leaderboard, update_run_info
     from spsbench.train.preempt import PreemptCallback, Preemption, catching, resume_point
@@ -242,7 +246,7 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
     preemption = Preemption()
     # The preemption checkpoint is not evaluated now (the job is being stopped); `spsbench eval RUN` later.
     stop = PreemptCallback(preemption, on_stop=lambda: setattr(config.eval, "enabled", False))
-    trainer, evaluator = build_trainer(config, [stop, *(callbacks or [])])
+    trainer, evaluator = build_trainer(config, [stop, *(callbacks or [])], wrap=wrap)
     # With vLLM colocate, vLLM owns the process groups and destroys them itself at exit.
     owns_group = not trainer.use_vllm
     try:
