@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from spsbench import paths
@@ -27,6 +28,7 @@ from spsbench.engines.chat import encode_prompt
 from spsbench.engines.options import Opt, check_options
 from spsbench.errors import EngineError
 from spsbench.models import resolve_model
+from spsbench.quiet import status
 from spsbench.system import busy_cpus, cpu_auto_dtype, package_versions
 
 OPTIONS: dict[str, Any] = {
@@ -311,7 +313,18 @@ def _start_replicas(model_id: str, kwargs: dict[str, Any], dp: int, on_cpu: bool
 
     envs = vllm_replicas.replica_envs(dp, int(kwargs["tensor_parallel_size"]), on_cpu)
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=bool(kwargs["trust_remote_code"]))
-    return vllm_replicas.ReplicaPool(model_id, kwargs, envs), tokenizer
+    with status(f"starting {dp} vLLM replicas of {_short(model_id)} ({_mode(kwargs)}; once per command)",
+                done=f"{dp} vLLM replicas ready"):
+        return vllm_replicas.ReplicaPool(model_id, kwargs, envs), tokenizer
+
+
+def _short(model_id: str) -> str:
+    """A model as the status line names it: a folder by its name, a hub id as it is."""
+    return Path(model_id).name if Path(model_id).is_dir() else model_id
+
+
+def _mode(kwargs: dict[str, Any]) -> str:
+    return f"{kwargs['dtype']}, {'eager' if kwargs['enforce_eager'] else 'compiled: the first start compiles'}"
 
 
 def _start(model_id: str, kwargs: dict[str, Any]) -> Any:
@@ -321,7 +334,9 @@ def _start(model_id: str, kwargs: dict[str, Any]) -> Any:
         raise EngineError(f"engine vllm: cannot import vllm ({exc}); run `make setup-vllm` "
                           "(CPU) or install the CUDA `vllm` package") from None
     try:
-        return LLM(model=model_id, **kwargs)
+        with status(f"starting vLLM on {_short(model_id)} ({_mode(kwargs)}; once per command, ~20-60 s on a CPU: "
+                    "engine output goes to the log)", done="vLLM engine ready"):
+            return LLM(model=model_id, **kwargs)
     except Exception as exc:  # vLLM raises many types; the user needs one line, the chain keeps the rest
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise EngineError(f"engine vllm: cannot start on {model_id!r}: "

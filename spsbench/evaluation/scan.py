@@ -25,8 +25,10 @@ from spsbench.errors import CheckpointError, ConfigError, EngineError
 from spsbench.evaluation.evaluate import SharedEngine, effective_samplings, evaluate, load_eval_task
 from spsbench.evaluation.identity import find_existing
 from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores
+from spsbench.evaluation.run_metrics import RunMetricsWriter
 from spsbench.grading import GradingPolicy, policy_id
 from spsbench.models import check_loadable, weights_hash
+from spsbench.quiet import warn
 from spsbench.store import Store
 from spsbench.tasks import Task
 
@@ -163,9 +165,11 @@ def scan_run(run: str | Path, request: EvalRequest, **options: Any) -> ScanRepor
 
 def scan_groups(run: str | Path, requests: Sequence[EvalRequest], *, watch: bool = False, interval: float = 60.0,
                 until_idle: float | None = None, console: Any = None,
-                engine_factory: Callable[[str, str], Any] | None = None) -> ScanReport:
+                engine_factory: Callable[[str, str], Any] | None = None,
+                metrics: RunMetricsWriter | None = None) -> ScanReport:
     """`scan_run` for several sampling groups (one request each: tasks sharing a sampling) in one loop:
-    every checkpoint once, for every group, with one engine load per checkpoint."""
+    every checkpoint once, for every group, with one engine load per checkpoint. `metrics` receives the
+    scores of every checkpoint evaluated now (not of those read back from the store)."""
     if watch and not interval > 0:
         raise ConfigError(f"--interval: must be > 0 seconds, got {interval:g}")
     if until_idle is not None and until_idle < 0:
@@ -174,7 +178,7 @@ def scan_groups(run: str | Path, requests: Sequence[EvalRequest], *, watch: bool
     report, handled = ScanReport(Path(run)), set()
     last_new = time.monotonic()
     while True:
-        if _scan_once(report, handled, groups, watch, console, engine_factory):
+        if _scan_once(report, handled, groups, watch, console, engine_factory, metrics):
             last_new = time.monotonic()
         if not watch or (until_idle is not None and time.monotonic() - last_new >= until_idle):
             return report
@@ -189,7 +193,7 @@ Groups = Sequence[tuple[EvalRequest, list[Task]]]
 
 
 def _scan_once(report: ScanReport, handled: set[Path], groups: Groups, watch: bool, console: Any,
-               engine_factory: Callable[[str, str], Any] | None) -> int:
+               engine_factory: Callable[[str, str], Any] | None, metrics: RunMetricsWriter | None = None) -> int:
     """One pass over the run folder; returns how many checkpoints were handled in it."""
     count = 0
     for step, folder in checkpoints(report.run):
@@ -200,10 +204,13 @@ def _scan_once(report: ScanReport, handled: set[Path], groups: Groups, watch: bo
         try:
             check_loadable(folder)
         except CheckpointError as exc:
-            _say(console, f"[yellow]skipping broken checkpoint[/] {exc}")
+            warn(f"skipping broken checkpoint {exc}")
             report.checkpoints.append(CheckpointResult(step, folder, "broken", reason=str(exc)))
             continue
-        report.checkpoints.append(_handle(folder, step, report.run, groups, console, engine_factory))
+        result = _handle(folder, step, report.run, groups, console, engine_factory)
+        report.checkpoints.append(result)
+        if metrics is not None and result.status == "evaluated":
+            metrics.write(step, folder.name, result.results)
     return count
 
 
@@ -224,7 +231,7 @@ def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
             evaluated = True
             results += evaluate(req.replace(model=str(folder), tags=run_tags(run, step)), engine_factory=shared.get)
     except (EngineError, CheckpointError) as exc:   # passed the file checks but does not load
-        _say(console, f"[yellow]skipping checkpoint that failed to load[/] {folder.name}: {exc}")
+        warn(f"skipping checkpoint that failed to load {folder.name}: {exc}")
         return CheckpointResult(step, folder, "broken", reason=str(exc))
     finally:
         shared.close()

@@ -14,7 +14,8 @@ from typing import Any
 
 from spsbench.engines.vllm import cpu_env_defaults
 from spsbench.errors import ConfigError, TrainingError, one_line
-from spsbench.models import resolve_model
+from spsbench.models import DEFAULT_MODEL_NAME, default_model_dir, resolve_model
+from spsbench.quiet import status, warn
 from spsbench.system import busy_cpus
 from spsbench.train.budget import apply_rollout_budget
 from spsbench.train.config import TrainConfig
@@ -166,6 +167,13 @@ def fill_names(config: TrainConfig, model_path: str) -> Path:
     return Path(config.output_dir or Path("runs") / config.run_name)
 
 
+def run_folder(config: TrainConfig) -> Path:
+    """The run folder `build_trainer` will use, known before anything loads (the embedded default model
+    is named by its cache folder, not converted), so the run's log can open first."""
+    default = config.model in (None, "", "default", DEFAULT_MODEL_NAME)
+    return fill_names(config, str(default_model_dir()) if default else resolve_model(config.model))
+
+
 def _colocate_env() -> None:
     """vLLM colocate on CPU: the engine's environment, with OpenMP threads left to the training process
     (vLLM's own binding pins them, and torch then refuses `set_num_threads`)."""
@@ -194,17 +202,24 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     if args.use_vllm and args.vllm_mode == "colocate":
         _colocate_env()
     cls = trainer_class(config)
-    model, tokenizer, model_path = load_policy(config.model, dtype)
-    dataset, kind = build_dataset(config.task, tokenizer, data=config.data, limit=config.limit)
-    extra: dict[str, Any] = {}
-    if config.dynamic_sampling.enabled:
-        extra["max_resample_times"] = config.dynamic_sampling.max_resample_times
-    if config.algo == "sps":
-        extra["sps"] = config.sps
-    evaluator = EvaluateCheckpointCallback(config, base_model=str(model_path))
-    trainer = cls(model=model, reward_funcs=reward_funcs(config, kind, args.max_completion_length), args=args,
-                  train_dataset=dataset, processing_class=tokenizer, callbacks=[evaluator, *(callbacks or [])],
-                  **extra)
+    for warning in plan.warnings if int(os.environ.get("RANK", "0")) == 0 else ():
+        warn(warning)
+    with status(f"loading {Path(model_path).name} as the policy (and TRL's trainer: reference model, rollout "
+                "settings)", done="policy and trainer ready"):
+        model, tokenizer, model_path = load_policy(config.model, dtype)
+        dataset, kind = build_dataset(config.task, tokenizer, data=config.data, limit=config.limit)
+        extra: dict[str, Any] = {}
+        if config.dynamic_sampling.enabled:
+            extra["max_resample_times"] = config.dynamic_sampling.max_resample_times
+        if config.algo == "sps":
+            extra["sps"] = config.sps
+        evaluator = EvaluateCheckpointCallback(config, base_model=str(model_path))
+        trainer = cls(model=model, reward_funcs=reward_funcs(config, kind, args.max_completion_length), args=args,
+                      train_dataset=dataset, processing_class=tokenizer, callbacks=[evaluator, *(callbacks or [])],
+                      **extra)
+    for callback in (evaluator, *(callbacks or [])):
+        if hasattr(callback, "attach"):           # the evaluator logs through it; the progress view reads it
+            callback.attach(trainer)
     if trainer.args.should_save:
         write_run_info(output_dir, config, str(model_path), plan=plan.as_dict())
     return trainer, evaluator
@@ -249,6 +264,9 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
         with catching(preemption):
             trainer.train(resume_from_checkpoint=resume_point(trainer.args.output_dir, resume))
     except BaseException:
+        for callback in callbacks or ():
+            if hasattr(callback, "close"):     # a live progress display must not outlive the run
+                callback.close()
         if owns_group:
             shutdown_distributed(wait=False)     # a failed rank must not wait in a barrier for the others
         raise
