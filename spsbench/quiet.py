@@ -16,7 +16,9 @@ What spsbench itself says goes to `terminal()`, a copy of the original descripto
 * `say(line)`: one line of spsbench's own output (a training step, a checkpoint's scores); `to_log(line)`
   a line for the log only.
 * `live_display(progress)`: a rich progress display registers itself, so the three above print above it
-  instead of through it (rich allows one live display at a time).
+  instead of through it (rich allows one live display at a time). Such a display must be made with
+  `redirect_stderr=False`: rich would otherwise show whatever a library writes to `sys.stderr` (a
+  "Writing model shards" bar) on the terminal while it is live.
 
 `-q` (`engine_log(..., quiet=True)`) hides warnings, status lines and bars from the terminal; warnings still
 reach the log, so nothing is lost.
@@ -58,7 +60,8 @@ def engine_log(path: str | Path, verbose: bool = False, quiet: bool = False) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8", buffering=1) as log:
             log.write(f"==== {datetime.now(UTC).isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
-            with _fd2_to(log), _records_to(log), _env(QUIET_ENV), _log_is(log):
+            # sys.stderr too: it is not descriptor 2 when something replaced it (pytest, a notebook)
+            with _fd2_to(log), contextlib.redirect_stderr(log), _records_to(log), _env(QUIET_ENV), _log_is(log):
                 yield path
 
 
@@ -116,7 +119,7 @@ def status(what: str, done: str | None = None) -> Iterator[None]:
     if _hushed:
         yield
         return
-    if _live:
+    if _live and _live[-1].console.is_terminal:       # a spinner row of the display already on screen
         task = _live[-1].add_task(what, total=None)
         try:
             yield

@@ -53,7 +53,7 @@ from spsbench.diagnostics.targets import Target, resolve_targets, store_model_id
 from spsbench.engines import load_engine
 from spsbench.errors import SpsbenchError
 from spsbench.models import check_loadable
-from spsbench.quiet import terminal
+from spsbench.quiet import live_display, terminal
 from spsbench.tasks import load_task
 
 __all__ = ["DiagConfig", "DiagResult", "SpsbenchError", "Target", "engine_label", "resolve_targets",
@@ -319,15 +319,20 @@ class Bars:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=Console(file=terminal()))
+                                     TimeElapsedColumn(), console=Console(file=terminal()),
+                                     redirect_stderr=False)     # library output on sys.stderr stays in the log
 
     def __enter__(self) -> Bars:
         if self.progress is not None:
             self.progress.start()
+            # warnings and the engine's start-up status meanwhile print through it (one live display at a time)
+            self._live = live_display(self.progress)
+            self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
+            self._live.__exit__(None, None, None)
             self.progress.stop()
 
     def note(self, text: str) -> None:

@@ -121,7 +121,8 @@ class TrainProgress(TrainerCallback):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), _FieldColumn("metrics"), console=Console(file=terminal()))
+                                  TimeElapsedColumn(), _FieldColumn("metrics"), console=Console(file=terminal()),
+                                  redirect_stderr=False)     # library bars on sys.stderr stay in the log
         self._task = self._progress.add_task("training", total=state.max_steps, completed=state.global_step,
                                              metrics="")
         self._progress.start()
