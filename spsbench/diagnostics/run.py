@@ -36,7 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spsbench.diagnostics.model_stats import entropy_summary, greedy_summary, load_model, score_pairs
+from spsbench.diagnostics.model_stats import (
+    entropy_summary,
+    greedy_summary,
+    load_model,
+    score_pairs,
+    scoring_threads,
+)
 from spsbench.diagnostics.sampling import draw, from_texts, id_source
 from spsbench.diagnostics.settings import (
     ENTROPY_TEMPERATURE,
@@ -170,32 +176,61 @@ def _reusable(
 def _diagnose_model(
     store: Any, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: Bars
 ) -> list[DiagResult]:
-    """Generate with the engine (closed before scoring: on a GPU both would not fit), then score every
-    completion of every task in one batched pass, then store the three metrics per task."""
+    """Generate with the engine, take the per-token log-probs (greedy) and entropies (samples) the engine
+    computed while generating, score in one batched pass only what it could not give (the engine is
+    closed first: on a GPU both would not fit), then store the three metrics per task."""
     if Path(path).is_dir():  # a partial checkpoint save -> one clear line, not a traceback
         check_loadable(path)
-    name = Path(path).name
     drawn, engine_info = _draw_all(store, path, model_id, todo, cfg, bars)
-    # Scored at the precision the engine generated with: bf16 body (float32 projection and softmax) after
-    # a bf16 engine, float32 otherwise; `--engine-opt dtype=fp32` gives float32 throughout.
-    score_dtype = "bfloat16" if str(engine_info.get("dtype")) in ("bfloat16", "bf16") else "float32"
-    engine_info["score_dtype"] = score_dtype
-    lm = load_model(path, dtype=score_dtype)
-    pairs, spans = [], {}
-    for task, spec in todo.items():
-        prompts = [lm.encode(p.prompt) for p in spec.problems]
-        for kind in ("greedy", "samples"):
-            start = len(pairs)
-            pairs += [(prompts[i], ids) for i, d in enumerate(drawn[task][kind]) for ids in d.ids]
-            spans[task, kind] = (start, len(pairs))
-    scored = score_pairs(lm, pairs, on_batch=bars.scoring(f"{name}: scoring", len(pairs)))
+    parts, missing = _engine_scores(todo, drawn)
+    engine_info |= _score_missing(path, missing, parts, engine_info, bars)
     out = []
     for task, spec in todo.items():
-        parts = {kind: scored[slice(*spans[task, kind])] for kind in ("greedy", "samples")}
-        out += _task_results(store, path, model_id, task, spec, cfg, drawn[task], parts, engine_info)
+        by_kind = {kind: parts[task, kind] for kind in ("greedy", "samples")}
+        out += _task_results(store, path, model_id, task, spec, cfg, drawn[task], by_kind, engine_info)
     for r in out:
         store.add_diagnostic(r.model_id, r.task, r.metric, r.value, r.details)
     return out
+
+
+def _engine_scores(todo: dict[str, Any], drawn: dict[str, dict[str, Any]]) -> tuple[dict[tuple[str, str], list], list]:
+    """(task, kind) -> per completion, in problem order, the engine's (log-probs, entropies) or None where
+    the metric's part is missing (greedy needs log-probs, samples entropies); and the list of those
+    missing ones, (task, kind, index, problem, ids), for the scorer."""
+    parts: dict[tuple[str, str], list] = {}
+    missing: list[tuple] = []
+    for task, spec in todo.items():
+        for kind, need in (("greedy", 0), ("samples", 1)):
+            rows = parts[task, kind] = []
+            for problem, d in zip(spec.problems, drawn[task][kind], strict=True):
+                for ids, scored in zip(d.ids, zip(d.logprobs, d.entropies, strict=True), strict=True):
+                    if ids and not scored[need]:
+                        missing.append((task, kind, len(rows), problem, ids))
+                    rows.append((list(scored[0]), list(scored[1])) if scored[need] or not ids else None)
+    return parts, missing
+
+
+def _score_missing(
+    path: str, missing: list[tuple], parts: dict[tuple[str, str], list], engine_info: dict[str, Any], bars: Bars
+) -> dict[str, Any]:
+    """Score the completions the engine gave no per-token numbers for (a stored evaluation's texts, a
+    multi-process or replicated vLLM) in one batched pass, into `parts`; returns what to record about it."""
+    engine_scored = sum(1 for kind in parts.values() for s in kind if s is not None)
+    if not missing:
+        return {"scored_by": f"engine ({engine_info.get('engine')}, {engine_info.get('dtype')} weights, float32 "
+                             "log-softmax of its logits)"}
+    # Scored at the precision the engine generated with: bf16 body (float32 projection and softmax) after
+    # a bf16 engine, float32 otherwise; `--engine-opt dtype=fp32` gives float32 throughout.
+    score_dtype = "bfloat16" if str(engine_info.get("dtype")) in ("bfloat16", "bf16") else "float32"
+    lm = load_model(path, dtype=score_dtype)
+    prompts: dict[str, list[int]] = {}
+    pairs = [(prompts.setdefault(p.prompt, lm.encode(p.prompt)), ids) for _, _, _, p, ids in missing]
+    with scoring_threads():
+        scored = score_pairs(lm, pairs, on_batch=bars.scoring(f"{Path(path).name}: scoring", len(pairs)))
+    for (task, kind, index, _, _), s in zip(missing, scored, strict=True):
+        parts[task, kind][index] = s
+    by = f"spsbench scorer ({score_dtype} body, float32 projection and log-softmax)"
+    return {"score_dtype": score_dtype, "scored_by": by if not engine_scored else f"mixed: engine and {by}"}
 
 
 def _draw_all(

@@ -10,7 +10,7 @@ ended on it. Which way each set of ids was obtained is recorded (`token_ids` in 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from spsbench.config import SamplingConfig, sample_seed
@@ -25,6 +25,10 @@ class Drawn:
     texts: list[str]
     ids: list[list[int]]
     retokenized: int = 0          # how many of them had no engine ids
+    # The engine's per-token log-probs and entropies of each completion (GenRequest.scores), () where the
+    # engine could not give them: those are scored by diagnostics.model_stats.
+    logprobs: list[tuple[float, ...]] = field(default_factory=list)
+    entropies: list[tuple[float, ...]] = field(default_factory=list)
 
 
 def draw(
@@ -43,11 +47,12 @@ def draw(
     batches (vLLM and the hf engine mix temperatures in a batch). `on_done(1)` per finished completion."""
     requests = [
         GenRequest(f"s:{p.id}", p.prompt, tuple(range(sampling.n)),
-                   tuple(sample_seed(sampling.seed, str(p.id), i) for i in range(sampling.n)))
+                   tuple(sample_seed(sampling.seed, str(p.id), i) for i in range(sampling.n)), scores=True)
         for p in problems
     ] if samples else []
     if greedy:
-        requests += [GenRequest(f"g:{p.id}", p.prompt, (0,), (sampling.seed,), temperature=0.0) for p in problems]
+        requests += [GenRequest(f"g:{p.id}", p.prompt, (0,), (sampling.seed,), temperature=0.0, scores=True)
+                     for p in problems]
     got: dict[str, dict[int, Completion]] = {r.key: {} for r in requests}
     for c in engine.generate(requests, sampling):
         got[c.key][c.sample_idx] = c
@@ -69,13 +74,15 @@ def _drawn(pid: str, completions: list[Completion], tokenizer: Any, eos_id: int 
         else:
             ids.append(retokenize(tokenizer, c.text, c.finish_reason == "stop", eos_id))
             retok += 1
-    return Drawn(pid, [c.text for c in completions], ids, retok)
+    return Drawn(pid, [c.text for c in completions], ids, retok,
+                 logprobs=[c.token_logprobs if c.token_ids else () for c in completions],
+                 entropies=[c.token_entropies if c.token_ids else () for c in completions])
 
 
 def from_texts(pid: str, texts: Sequence[str], finish: Sequence[str], tokenizer: Any, eos_id: int | None) -> Drawn:
     """Stored completions of one problem (text only) as a Drawn."""
     ids = [retokenize(tokenizer, t, f == "stop", eos_id) for t, f in zip(texts, finish, strict=True)]
-    return Drawn(pid, list(texts), ids, len(ids))
+    return Drawn(pid, list(texts), ids, len(ids), logprobs=[()] * len(ids), entropies=[()] * len(ids))
 
 
 def retokenize(tokenizer: Any, text: str, stopped: bool, eos_id: int | None) -> list[int]:

@@ -11,10 +11,15 @@ VLLM_CPU_KVCACHE_SPACE is set; by default one of the cores is reserved for the s
 core runs in a child process unless VLLM_ENABLE_V1_MULTIPROCESSING=0; per-request seeds crashed the
 CPU sampler ("CPU Generator does not use offset") when prompts did not fit one batch unless
 chunked prefill is off (see OPTIONS); the compile cache does not reload, so eager mode is the CPU default.
+
+Requests with `GenRequest.scores` (diagnose) get each token's log-probability from vLLM's own sampler
+(`SamplingParams(logprobs=0)`: the chosen token under the raw logits, float32 log-softmax) and, when the
+engine core runs in this process, each position's entropy from a logits processor (engines/vllm_scores.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 from collections.abc import Iterable, Iterator
@@ -23,6 +28,7 @@ from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
+from spsbench.engines import vllm_scores
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
 from spsbench.engines.chat import encode_prompt
 from spsbench.engines.options import Opt, check_options
@@ -106,7 +112,7 @@ class VLLMEngine:
                 self.replicas, self.tokenizer = _start_replicas(self.model_id, kwargs, self.data_parallel_size,
                                                                 self.on_cpu)
             else:
-                self.llm = _start(self.model_id, kwargs)
+                self.llm = _start(self.model_id, kwargs | _score_processor())
                 self.tokenizer = self.llm.get_tokenizer()
         except BaseException:
             # `auto` falls back to hf in this process: it must not inherit 1 torch thread and
@@ -140,6 +146,7 @@ class VLLMEngine:
 
     def close(self) -> None:
         self.llm = None
+        vllm_scores.forget()
         if self.replicas is not None:
             self.replicas.close()
             self.replicas = None
@@ -170,9 +177,12 @@ class VLLMEngine:
 
 
         prompts = [{"prompt_token_ids": encoded[s.prompt]} for s in chunk]
-        params = [SamplingParams(**sample_params(s, sampling)) for s in chunk]
+        params = [SamplingParams(**sample_params(s, sampling), **_score_params(s)) for s in chunk]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        yield from _completions(chunk, [output_fields(out) for out in outputs], encoded)
+        wanted = {(s.key, s.sample_idx) for s in chunk if s.scores}
+        for completion, out in zip(_completions(chunk, [output_fields(out) for out in outputs], encoded), outputs,
+                                   strict=True):
+            yield _with_scores(completion, out) if (completion.key, completion.sample_idx) in wanted else completion
 
     def _generate_replicated(self, chunks: list[list[Sample]], encoded: dict[str, list[int]],
                              sampling: SamplingConfig) -> Iterator[Completion]:
@@ -184,6 +194,32 @@ class VLLMEngine:
 
 
 Result = tuple[str, int, str, int, tuple[int, ...]]   # text, completion tokens, finish reason, prompt tokens, ids
+
+
+def _score_processor() -> dict[str, Any]:
+    """`logits_processors` for `LLM()`: the entropy recorder, when the engine core runs in this process."""
+    if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
+        return {}
+    return {"logits_processors": [vllm_scores.processor_class()]}
+
+
+def _score_tag(s: Sample | Completion) -> str:
+    return f"{s.key}\x1f{s.sample_idx}"
+
+
+def _score_params(s: Sample) -> dict[str, Any]:
+    """The chosen token's log-prob (vLLM's raw logprobs) and the entropy recorder's tag, when asked for."""
+    return {"logprobs": 0, "extra_args": {vllm_scores.SCORE_KEY: _score_tag(s)}} if s.scores else {}
+
+
+def _with_scores(completion: Completion, out: Any) -> Completion:
+    """The completion with the engine's per-token log-probs and entropies (each left empty if incomplete)."""
+    ids = completion.token_ids
+    steps = out.outputs[0].logprobs or []
+    logprobs = tuple(float(step[t].logprob) for step, t in zip(steps, ids, strict=False) if t in step)
+    entropies = vllm_scores.take(_score_tag(completion), len(ids))
+    return dataclasses.replace(completion, token_logprobs=logprobs if len(logprobs) == len(ids) else (),
+                               token_entropies=entropies or ())
 
 
 def output_fields(out: Any) -> Result:
