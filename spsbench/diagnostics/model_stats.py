@@ -2,7 +2,8 @@
 scored in length-sorted batches, and the two diagnostics built from them.
 
 Generation is not done here: the completions come from an evaluation engine (`diagnostics.sampling`) or
-from stored evaluation samples. Scoring runs the model on many (prompt, completion) pairs at once, in
+from stored evaluation samples. The engines return these statistics themselves while generating; the
+scorer runs only for completions they could not give them for (stored texts, a multi-process vLLM). Scoring runs the model on many (prompt, completion) pairs at once, in
 float32, or with its decoder body in bf16 when the engine generated in bf16 (the vocabulary projection,
 log-softmax and entropy always in float32; see `load_model`):
 
