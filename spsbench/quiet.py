@@ -127,8 +127,12 @@ def status(what: str, done: str | None = None) -> Iterator[None]:
             _live[-1].remove_task(task)
     elif _is_tty(terminal()):
         from rich.console import Console
+        from rich.live import Live
+        from rich.spinner import Spinner
 
-        with Console(file=terminal(), stderr=False).status(what):
+        # Console.status would redirect sys.stderr to the terminal while it spins (library bars included)
+        with Live(Spinner("dots", text=what), console=Console(file=terminal()), transient=True,
+                  redirect_stdout=False, redirect_stderr=False):
             yield
     else:
         _show(f"spsbench: {what}")

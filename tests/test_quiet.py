@@ -355,3 +355,22 @@ def test_the_vllm_start_has_a_status_line(tiny_model_dir, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"starting vLLM on {Path(tiny_model_dir).name} (float32, eager; once per command" in err
     assert "spsbench: vLLM engine ready (" in err
+
+
+def test_a_spinner_on_a_terminal_leaves_library_output_in_the_log(monkeypatch):
+    """rich's own status spinner redirects sys.stderr to the terminal while it spins: a weight-loading bar
+    would appear on screen. Ours does not."""
+    import pty
+
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w", buffering=1) as tty:
+        monkeypatch.setattr(quiet, "_terminal", tty)
+        library = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", library)
+        with quiet.status("loading the policy", done="policy ready"):
+            print("Loading weights: 100%", file=sys.stderr)
+        tty.flush()
+        shown = os.read(master, 65536).decode()
+    os.close(master)
+    assert "Loading weights" in library.getvalue() and "Loading weights" not in shown
+    assert "loading the policy" in shown and "policy ready (" in shown

@@ -6,6 +6,7 @@ DynamicSamplingTrainer (`dynamic_sampling.enabled`), sps -> the SPS layer over t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -202,10 +203,11 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     if args.use_vllm and args.vllm_mode == "colocate":
         _colocate_env()
     cls = trainer_class(config)
-    for warning in plan.warnings if int(os.environ.get("RANK", "0")) == 0 else ():
+    main = int(os.environ.get("RANK", "0")) == 0          # one rank speaks for a torchrun launch
+    for warning in plan.warnings if main else ():
         warn(warning)
-    with status(f"loading {Path(model_path).name} as the policy (and TRL's trainer: reference model, rollout "
-                "settings)", done="policy and trainer ready"):
+    loading = f"loading {Path(model_path).name} as the policy (and TRL's trainer: reference model, rollout settings)"
+    with status(loading, done="policy and trainer ready") if main else contextlib.nullcontext():
         model, tokenizer, model_path = load_policy(config.model, dtype)
         dataset, kind = build_dataset(config.task, tokenizer, data=config.data, limit=config.limit)
         extra: dict[str, Any] = {}
