@@ -124,6 +124,28 @@ def test_describe_records_the_cpu_settings(vllm_tiny):
     assert info["enable_chunked_prefill"] is False and len(info["weights_hash"]) == 64
 
 
+def test_the_entropy_recorder_changes_no_sample(vllm_tiny, vllm_folder, monkeypatch):
+    """Evaluations run on an engine with the recorder installed: their samples must be the ones an engine
+    without it draws (the processor returns the logits untouched), with and without scores asked for."""
+    from dataclasses import replace
+
+    from spsbench.engines import vllm as vllm_engine
+
+    reqs = _requests(count=4, samples=2)
+    sampling = SamplingConfig(n=2, temperature=1.0, max_tokens=10, chat_template="off")
+    with_recorder = {(c.key, c.sample_idx): c.text for c in vllm_tiny.generate(reqs, sampling)}
+    scored = {(c.key, c.sample_idx): c.text for c in vllm_tiny.generate([replace(r, scores=True) for r in reqs],
+                                                                        sampling)}
+    vllm_tiny.close()        # one in-process engine at a time: the last test of the module's engine
+    monkeypatch.setattr(vllm_engine, "_score_processor", dict)
+    plain = load_engine("vllm", str(vllm_folder), max_num_batched_tokens=BUDGET, max_model_len=BUDGET, chunk_size=64)
+    try:
+        without = {(c.key, c.sample_idx): c.text for c in plain.generate(reqs, sampling)}
+    finally:
+        plain.close()
+    assert with_recorder == scored == without
+
+
 @pytest.mark.slow
 def test_vllm_cpu_still_crashes_on_chunked_prefill_with_seeds(tmp_path):
     """Pins the vLLM bug the CPU default works around; when this fails, chunked prefill can come back."""
