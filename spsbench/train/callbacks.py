@@ -155,7 +155,7 @@ class EvaluateCheckpointCallback(TrainerCallback):
 
     def _report(self, name: str, step: int, results: Any, seconds: float, folder: Path | None) -> None:
         """The scores: one line on the terminal, and through the trainer's log (report_to, log history)."""
-        results = results if isinstance(results, list) else []
+        results = [r for r in results if isinstance(r, EvalResult)] if isinstance(results, list) else []
         for line in score_lines(name, step, results, seconds):
             say(line)
         metrics = eval_metrics(results)
