@@ -186,3 +186,12 @@ def test_quiet_training_shows_only_the_summary(model_dir, tmp_path, capfd):
     assert err == ""                     # not even the plan's warning (eval.enabled is false): it is in the log
     assert "spsbench: warning: eval.enabled is false" in (tmp_path / "quiet" / "train.log").read_text()
 
+
+
+def test_a_refused_run_leaves_neither_its_log_nor_a_runs_folder(tmp_path, monkeypatch, capsys):
+    """The run's log opens before anything is checked; a run refused afterwards removes what opening it made."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["train", "--model", "nobody/no-such-model", "--no-eval"]) == 2
+    assert "not in the Hugging Face cache" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

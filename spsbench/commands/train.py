@@ -13,8 +13,8 @@ the summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import shutil
 from pathlib import Path
 
 from spsbench import paths
@@ -100,14 +100,17 @@ def _train_logged(config: TrainConfig, args: argparse.Namespace) -> tuple[object
     from spsbench.train.progress import TrainProgress
 
     folder = run_folder(config)
-    created = not folder.exists()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]     # what opening the log creates
     progress = TrainProgress(verbose=args.verbose)
     try:
         with engine_log(folder / TRAIN_LOG, args.verbose, quiet=args.quiet) as log:
             return train(config, resume=args.resume, callbacks=[progress]), log
     except SpsbenchError:
-        if created and folder.is_dir() and {p.name for p in folder.iterdir()} <= {TRAIN_LOG}:
-            shutil.rmtree(folder, ignore_errors=True)
+        if created and {p.name for p in folder.iterdir()} <= {TRAIN_LOG}:
+            (folder / TRAIN_LOG).unlink(missing_ok=True)
+            for made in created:                          # innermost first; only folders left empty
+                with contextlib.suppress(OSError):
+                    made.rmdir()
         raise
 
 
@@ -127,9 +130,11 @@ def _print_summary(console, summary) -> None:
     console.print(f"done: {summary.steps} steps, run folder {summary.output_dir}")
     if summary.checkpoints:
         console.print(f"checkpoints: {', '.join(summary.checkpoints)}")
-    # Each IRL phase was one line while training ran (and is in sps_phases.jsonl); a shortfall was a warning.
+    # Each IRL phase was one line while training ran (and is in sps_phases.jsonl).
     report = summary.sps_report
-    if report and not report["shortfall"]:
+    if report and report["shortfall"]:
+        console.print(f"[bold yellow]warning:[/] SPS: {report['shortfall']}", highlight=False)
+    elif report:
         console.print(f"SPS: {report['irl_phases_run']} of {report['planned_irl_phases']} planned IRL phases ran "
                       f"(every {report['rl_steps_per_phase']} RL steps)", highlight=False)
     if summary.evaluations:

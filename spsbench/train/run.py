@@ -169,10 +169,13 @@ def fill_names(config: TrainConfig, model_path: str) -> Path:
 
 
 def run_folder(config: TrainConfig) -> Path:
-    """The run folder `build_trainer` will use, known before anything loads (the embedded default model
-    is named by its cache folder, not converted), so the run's log can open first."""
-    default = config.model in (None, "", "default", DEFAULT_MODEL_NAME)
-    return fill_names(config, str(default_model_dir()) if default else resolve_model(config.model))
+    """The run folder `build_trainer` will use, known before anything loads or is checked (the embedded
+    default model is named by its cache folder, not converted; a model that does not resolve is refused
+    later, by build_trainer, in its usual order), so the run's log can open first."""
+    if config.model in (None, "", "default", DEFAULT_MODEL_NAME):
+        return fill_names(config, str(default_model_dir()))
+    folder = Path(config.model).expanduser()
+    return fill_names(config, str(folder.resolve()) if folder.is_dir() else config.model)
 
 
 def _colocate_env() -> None:
