@@ -370,7 +370,17 @@ def test_a_spinner_on_a_terminal_leaves_library_output_in_the_log(monkeypatch):
         with quiet.status("loading the policy", done="policy ready"):
             print("Loading weights: 100%", file=sys.stderr)
         tty.flush()
-        shown = os.read(master, 65536).decode()
+        shown = _drain(master)
     os.close(master)
     assert "Loading weights" in library.getvalue() and "Loading weights" not in shown
     assert "loading the policy" in shown and "policy ready (" in shown
+
+
+def _drain(fd: int) -> str:
+    """Everything written to a pty so far (several writes may need several reads)."""
+    import select
+
+    chunks = []
+    while select.select([fd], [], [], 0.5)[0]:
+        chunks.append(os.read(fd, 65536))
+    return b"".join(chunks).decode(errors="replace")
