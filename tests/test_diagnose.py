@@ -371,14 +371,47 @@ def test_bf16_scoring_keeps_the_projection_in_float32_and_stays_close(tiny_pair)
         assert lp16 == pytest.approx(lp32, abs=0.1) and ent16 == pytest.approx(ent32, abs=0.1)
 
 
-def test_scoring_follows_the_engine_dtype(tiny_pair, monkeypatch):
+def test_the_engines_own_scores_are_used_and_nothing_is_rescored(tiny_pair, monkeypatch):
     seen = []
     real_load = diagnose.load_model
     monkeypatch.setattr(diag_run, "load_model", lambda path, **kw: seen.append(kw["dtype"]) or real_load(path, **kw))
     got = _diagnose(tiny_pair[0], limit=1, engine_options={"dtype": "bf16"})
+    assert seen == [] and "score_dtype" not in got["greedy_logprob"].details           # no second forward pass
+    assert got["greedy_logprob"].details["scored_by"].startswith("engine (hf, bfloat16 weights")
+    assert got["token_entropy"].details["scored_by"] == got["greedy_logprob"].details["scored_by"]
+
+
+def test_completions_without_engine_scores_are_scored_at_the_engines_dtype(tiny_pair, monkeypatch):
+    from spsbench.engines import hf
+
+    seen = []
+    real_load = diagnose.load_model
+    monkeypatch.setattr(diag_run, "load_model", lambda path, **kw: seen.append(kw["dtype"]) or real_load(path, **kw))
+    monkeypatch.setattr(hf._Scores, "attach", lambda self, completion, row: completion)   # an engine without them
+    got = _diagnose(tiny_pair[0], limit=1, engine_options={"dtype": "bf16"})
     assert seen == ["bfloat16"] and got["greedy_logprob"].details["score_dtype"] == "bfloat16"
+    assert got["greedy_logprob"].details["scored_by"].startswith("spsbench scorer (bfloat16 body")
     got = _diagnose(tiny_pair[0], limit=1, engine_options={"dtype": "fp32"})
     assert seen[-1] == "float32" and got["token_entropy"].details["dtype"] == "float32"
+
+
+def test_hf_engine_scores_equal_a_separate_scoring_pass(tiny_pair):
+    """The per-token log-probs and entropies the hf engine computes while decoding (KV cache, batch of
+    greedy and sampled rows) are the scorer's numbers for the same ids: raw logits, temperature 1, fp32."""
+    from spsbench.config import SamplingConfig
+    from spsbench.diagnostics.sampling import draw
+    from spsbench.engines.hf import HFEngine
+
+    engine = HFEngine(str(tiny_pair[1]), dtype="fp32", batch_size=3)
+    problems = load_task("arith", limit=2).problems
+    greedy, drawn = draw(engine, problems, SamplingConfig(n=2, temperature=1.0, max_tokens=10, seed=3),
+                         engine.tokenizer, engine.tokenizer.eos_token_id, greedy=True)
+    lm = diagnose.load_model(str(tiny_pair[1]))
+    for p, d in zip([*problems, *problems], [*greedy, *drawn], strict=True):
+        scored = diagnose.score_pairs(lm, [(lm.encode(p.prompt), ids) for ids in d.ids])
+        for (want_lp, want_h), lps, ents in zip(scored, d.logprobs, d.entropies, strict=True):
+            assert len(lps) == len(ents) == len(want_lp) >= 1
+            assert list(lps) == pytest.approx(want_lp, abs=1e-4) and list(ents) == pytest.approx(want_h, abs=1e-4)
 
 
 def test_hf_engine_ids_are_what_the_text_decodes_from(tiny_pair):
@@ -459,9 +492,9 @@ def test_stored_diagnostics_with_the_same_setting_are_reused_not_recomputed(tiny
     with Store(store) as s:
         first = {(r["model_id"], r["metric"]): (r["value"], r["created_at"]) for r in s.diagnostics()}
     loads = []
-    real_load = diagnose.load_model
-    monkeypatch.setattr(diag_run, "load_model",
-                        lambda path, **kw: loads.append(Path(path).name) or real_load(path, **kw))
+    real_load = diag_run.load_engine
+    monkeypatch.setattr(diag_run, "load_engine",
+                        lambda engine, path, **kw: loads.append(Path(path).name) or real_load(engine, path, **kw))
     capsys.readouterr()
     assert main(args) == 0                                           # same setting: nothing is loaded
     assert loads == [] and capsys.readouterr().out.count("(stored)") == 6

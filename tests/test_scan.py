@@ -118,13 +118,15 @@ def test_watch_picks_up_checkpoints_as_they_complete(tmp_path, tiny_model_dir, s
     assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated"), (20, "evaluated")]
 
 
-def test_cli_run_folder(run_folder, store_path, tmp_path, capsys, monkeypatch):
+def test_cli_run_folder(run_folder, store_path, tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("SPSBENCH_LEADERBOARDS", str(tmp_path / "lb"))
     code = main(["eval", str(run_folder), "--engine", "hf", "--n", "2", "--max-tokens", "8", "--limit", "2",
-                 "--store", str(store_path), "--quiet", "--no-leaderboard"])
-    out = capsys.readouterr().out
+                 "--store", str(store_path), "--no-leaderboard"])
+    out, err = capfd.readouterr()
     assert code == 0
-    assert "checkpoint-30" in out and "truncated safetensors" in out and "no model weight files" in out
+    skipped = [line for line in err.splitlines() if line.startswith("spsbench: warning: skipping broken checkpoint")]
+    assert len(skipped) == 2 and "checkpoint-30" in err                      # on the terminal, while quiet
+    assert "truncated safetensors" in err and "no model weight files" in err
     assert "best checkpoint on arith: checkpoint-" in out and "2 broken checkpoint(s) skipped" in out
 
 
@@ -200,7 +202,7 @@ def task_file(tmp_path, name, n):
     return path
 
 
-def test_watch_covers_every_sampling_group_in_one_loop(tmp_path, tiny_model_dir, store_path, fake_factory):
+def test_watch_covers_every_sampling_group_in_one_loop(tmp_path, tiny_model_dir, store_path, fake_factory, capsys):
     import io
 
     from rich.console import Console
@@ -220,21 +222,22 @@ def test_watch_covers_every_sampling_group_in_one_loop(tmp_path, tiny_model_dir,
     for c in report.checkpoints[::2]:
         assert sorted((r.task, r.n) for r in c.results) == [("arith", 2), ("arith3", 3)]
     assert len(fake_factory.engines) == 2                 # one engine per checkpoint, shared by both groups
-    log = out.getvalue()
-    assert log.count("skipping broken checkpoint") == 1 and log.count("evaluating checkpoint-20") == 1
+    assert capsys.readouterr().err.count("spsbench: warning: skipping broken checkpoint") == 1
+    assert out.getvalue().count("evaluating checkpoint-20") == 1
 
 
-def test_cli_watch_with_two_sampling_groups_ends_and_reports_broken_once(run_folder, store_path, tmp_path, capsys):
+def test_cli_watch_with_two_sampling_groups_ends_and_reports_broken_once(run_folder, store_path, tmp_path, capfd):
     old = time.time() - 60
     for p in run_folder.rglob("*"):            # the fixture truncated a file just now: settle it for --watch
         os.utime(p, (old, old))
     code = main(["eval", str(run_folder), "--tasks", "arith", "--task-file", str(task_file(tmp_path, "arith3", 3)),
                  "--engine", "hf", "--max-tokens", "4", "--limit", "1", "--watch", "--interval", "0.1",
                  "--until-idle", "0.3", "--store", str(store_path), "--quiet", "--no-leaderboard"])
-    out = capsys.readouterr().out
-    assert code == 0
-    assert out.count("checkpoint-30") == 2          # the one-line skip message, and the summary line
-    assert out.count("skipping broken checkpoint") == 2     # checkpoints 30 and 40, once each
+    out, err = capfd.readouterr()
+    assert code == 0 and "warning" not in err                # -q: the warnings only in the engine log
+    assert out.count("checkpoint-30") == 1          # the summary line
+    log = (store_path.parent / "engine.log").read_text()
+    assert log.count("spsbench: warning: skipping broken checkpoint") == 2     # checkpoints 30 and 40, once each
     assert "best checkpoint on arith:" in out and "best checkpoint on arith3:" in out
     with Store(store_path) as s:
         assert sorted((e.task, e.n) for e in s.evaluations()) == [("arith", 8)] * 3 + [("arith3", 3)] * 3

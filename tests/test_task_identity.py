@@ -41,7 +41,7 @@ def test_a_task_reusing_a_name_and_version_is_evaluated_as_new(tiny_model_dir, s
     capsys.readouterr()
     other = run(tiny_model_dir, store_path, fake_factory, task=impostor(tmp_path), limit=None)
     assert other.eval_id != first.eval_id and other.generated == 2 * 2     # the model ran on ITS questions
-    assert capsys.readouterr().err.strip().splitlines() == [f"spsbench: {NOTICE}"]
+    assert capsys.readouterr().err.strip().splitlines() == [f"spsbench: warning: {NOTICE}"]
     again = run(tiny_model_dir, store_path, fake_factory)                  # the built-in still resumes
     assert (again.eval_id, again.generated) == (first.eval_id, 0)
 

@@ -140,3 +140,58 @@ def test_a_failed_leaderboard_refresh_is_a_recorded_failure(model_dir, tmp_path,
     assert (failure["kind"], failure["step"]) == ("leaderboard", 3) and "OSError: disk full" in failure["message"]
     with Store(store) as db:
         assert [(f.run_name, f.kind, f.step) for f in db.run_failures("lb")] == [("lb", "leaderboard", 3)]
+
+
+# --------------------------------------------------------------------------- what a researcher sees
+
+
+def test_training_terminal_shows_progress_and_scores_while_libraries_go_to_the_runs_log(model_dir, tmp_path, capfd):
+    """The default view of `spsbench train`: a line per logged step with the watched numbers, one per IRL phase
+    and per checkpoint evaluation; no library warning, weight-loading bar or raw metric dict on the terminal;
+    all of those in the run's train.log. Pass@k goes through the trainer's log into the last checkpoint's
+    trainer_state.json (at the checkpoint's step) and the base model's at step 0."""
+    run, store = tmp_path / "run", tmp_path / "s.db"
+    sets = [*SMALL, *EVAL, "eval.base=true", "rl.logging_steps=1", f"eval.store={store}"]
+    code = main(["train", "--algo", "sps", "--model", model_dir, "--output-dir", str(run),
+                 *[a for s in sets for a in ("--set", s)]])
+    out, err = capfd.readouterr()
+    assert code == 0
+    assert "{'loss'" not in out and "'reward'" not in out                 # TRL's dict per step is not printed
+    for noise in ("UserWarning", "Loading weights", "Writing model shards", "{'"):
+        assert noise not in err and noise not in out, noise
+    assert "step 1/2 · reward" in err and "step 2/2 · reward" in err and "s/step" in err
+    assert "SPS IRL phase 0 (step 2): " in err
+    assert "the base model (step 0) · arith: Avg@2 " in err and "checkpoint-2 (step 2) · arith: Avg@2 " in err
+    assert "spsbench: evaluating checkpoint-2 (arith, n=2, first 2 problems; training waits)" in err
+    log = (run / "train.log").read_text()
+    assert '"loss": ' in log and "step 2: " in log                       # the full metric dicts, in the log
+    assert f"library output: {run / 'train.log'}" in out
+    history = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    evals = [(e["step"], sorted(k for k in e if k.startswith("eval_"))) for e in history if "eval_arith/avg@2" in e]
+    assert evals == [(0, ["eval_arith/avg@2", "eval_arith/pass@1", "eval_arith/pass@2"]),
+                     (2, ["eval_arith/avg@2", "eval_arith/pass@1", "eval_arith/pass@2"])]
+    with Store(store) as db:                                             # the logged value is the stored one
+        [ev] = [e for e in db.evaluations() if e.model_path.endswith("checkpoint-2")]
+        [avg] = [s.value for s in db.scores(ev.id) if s.metric == "avg@n"]
+    [logged] = [e for e in history if e["step"] == 2 and "eval_arith/avg@2" in e]
+    assert logged["eval_arith/avg@2"] == pytest.approx(avg)
+
+
+def test_quiet_training_shows_only_the_summary(model_dir, tmp_path, capfd):
+    sets = [*SMALL, "rl.logging_steps=1", "eval.enabled=false"]
+    code = main(["train", "-q", "--model", model_dir, "--output-dir", str(tmp_path / "quiet"),
+                 *[a for s in sets for a in ("--set", s)]])
+    out, err = capfd.readouterr()
+    assert code == 0 and "done: 2 steps" in out
+    assert err == ""                     # not even the plan's warning (eval.enabled is false): it is in the log
+    assert "spsbench: warning: eval.enabled is false" in (tmp_path / "quiet" / "train.log").read_text()
+
+
+
+def test_a_refused_run_leaves_neither_its_log_nor_a_runs_folder(tmp_path, monkeypatch, capsys):
+    """The run's log opens before anything is checked; a run refused afterwards removes what opening it made."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["train", "--model", "nobody/no-such-model", "--no-eval"]) == 2
+    assert "not in the Hugging Face cache" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -33,12 +33,16 @@ def _requests(count: int = 16, samples: int = 2) -> list[GenRequest]:
 
 
 @pytest.fixture(scope="module")
-def vllm_tiny(tmp_path_factory):
+def vllm_folder(tmp_path_factory):
     from tests.fixtures.tiny_model import tiny_model
 
     # head_dim 32: the CPU attention backend has no kernels for the default tiny model's head_dim 8.
-    folder = tiny_model(tmp_path_factory.mktemp("vllm") / "model", hidden=128)
-    engine = load_engine("vllm", str(folder), max_num_batched_tokens=BUDGET, max_model_len=BUDGET,
+    return tiny_model(tmp_path_factory.mktemp("vllm") / "model", hidden=128)
+
+
+@pytest.fixture(scope="module")
+def vllm_tiny(vllm_folder):
+    engine = load_engine("vllm", str(vllm_folder), max_num_batched_tokens=BUDGET, max_model_len=BUDGET,
                          chunk_size=64)
     yield engine
     engine.close()
@@ -85,6 +89,32 @@ def test_a_greedy_request_beside_sampled_ones_and_the_returned_token_ids(vllm_ti
         assert tokenizer.decode(list(c.token_ids), skip_special_tokens=True) == c.text
 
 
+def test_engine_scores_are_what_a_separate_scoring_pass_gives(vllm_tiny, vllm_folder):
+    """`spsbench diagnose` takes each token's log-prob (vLLM's raw logprobs) and each position's entropy
+    (the logits processor in engines/vllm_scores.py) from the engine instead of a second forward pass: they
+    equal the scorer's numbers for the same ids, for greedy and sampled rows in one batch (prefill spread
+    over several engine steps), and requests that do not ask get none."""
+    from dataclasses import replace
+
+    from spsbench.diagnostics.model_stats import load_model, score_pairs
+
+    asked = [replace(r, scores=True) for r in _requests(count=6, samples=2)]
+    greedy = replace(_requests(count=1, samples=1)[0], key="g", temperature=0.0, scores=True)
+    plain = [replace(r, key=f"plain{r.key}") for r in _requests(count=2, samples=1)]
+    sampling = SamplingConfig(n=2, temperature=1.0, max_tokens=12, chat_template="off")
+    out = list(vllm_tiny.generate([*asked, greedy, *plain], sampling))
+    lm = load_model(str(vllm_folder), chat_template="off")
+    prompts = {r.key: r.prompt for r in [*asked, greedy, *plain]}
+    scored = [c for c in out if not c.key.startswith("plain")]
+    want = score_pairs(lm, [(lm.encode(prompts[c.key]), list(c.token_ids)) for c in scored])
+    tolerance = 1e-3 if vllm_tiny.dtype == "float32" else 0.05            # bf16 logits where the CPU has bf16
+    for c, (logps, entropies) in zip(scored, want, strict=True):
+        assert len(c.token_logprobs) == len(c.token_entropies) == len(c.token_ids) >= 1
+        assert list(c.token_logprobs) == pytest.approx(logps, abs=tolerance)
+        assert list(c.token_entropies) == pytest.approx(entropies, abs=tolerance)
+    assert all(c.token_logprobs == c.token_entropies == () for c in out if c.key.startswith("plain"))
+
+
 def test_describe_records_the_cpu_settings(vllm_tiny):
     from spsbench.system import cpu_has_fast_bf16
 
@@ -92,6 +122,28 @@ def test_describe_records_the_cpu_settings(vllm_tiny):
     want = "bfloat16" if cpu_has_fast_bf16() else "float32"   # dtype=auto on CPU: bf16 only when native
     assert info["engine"] == "vllm" and info["device"] == "cpu" and info["dtype"] == want
     assert info["enable_chunked_prefill"] is False and len(info["weights_hash"]) == 64
+
+
+def test_the_entropy_recorder_changes_no_sample(vllm_tiny, vllm_folder, monkeypatch):
+    """Evaluations run on an engine with the recorder installed: their samples must be the ones an engine
+    without it draws (the processor returns the logits untouched), with and without scores asked for."""
+    from dataclasses import replace
+
+    from spsbench.engines import vllm as vllm_engine
+
+    reqs = _requests(count=4, samples=2)
+    sampling = SamplingConfig(n=2, temperature=1.0, max_tokens=10, chat_template="off")
+    with_recorder = {(c.key, c.sample_idx): c.text for c in vllm_tiny.generate(reqs, sampling)}
+    scored = {(c.key, c.sample_idx): c.text for c in vllm_tiny.generate([replace(r, scores=True) for r in reqs],
+                                                                        sampling)}
+    vllm_tiny.close()        # one in-process engine at a time: the last test of the module's engine
+    monkeypatch.setattr(vllm_engine, "_score_processor", dict)
+    plain = load_engine("vllm", str(vllm_folder), max_num_batched_tokens=BUDGET, max_model_len=BUDGET, chunk_size=64)
+    try:
+        without = {(c.key, c.sample_idx): c.text for c in plain.generate(reqs, sampling)}
+    finally:
+        plain.close()
+    assert with_recorder == scored == without
 
 
 @pytest.mark.slow

@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="Show the engine's own log lines (default: appended to engine.log beside the store).")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="No progress bars, status lines or spsbench warnings on the terminal (the warnings still "
+                             "go to engine.log).")
     parser.add_argument(
         "--force",
         action="store_true",
@@ -100,9 +103,10 @@ def run(args: argparse.Namespace) -> int:
     store = Store(store_path)
     try:
         before = _settings(store.diagnostics())
-        with engine_log(store_path.parent / ENGINE_LOG, args.verbose):
+        with engine_log(store_path.parent / ENGINE_LOG, args.verbose, quiet=args.quiet):
             results = run_diagnostics(args.target, tasks, store, store.models(), cfg=cfg,
-                                      data=parse_data_args(args.data), base=args.base, force=args.force)
+                                      data=parse_data_args(args.data), base=args.base, force=args.force,
+                                      progress=not args.quiet)
     finally:
         store.close()
     table = Table(title="spsbench diagnostics", title_justify="left")

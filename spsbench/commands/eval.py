@@ -18,10 +18,11 @@ from spsbench.config import SamplingConfig
 from spsbench.errors import CheckpointError, ConfigError
 from spsbench.evaluation.evaluate import SharedEngine, evaluate, score_table
 from spsbench.evaluation.records import EvalRequest, EvalResult
+from spsbench.evaluation.run_metrics import TENSORBOARD_DIR, RunMetricsWriter
 from spsbench.evaluation.scan import is_run_folder, recorded_sampling, scan_groups
 from spsbench.grading import GradingPolicy
 from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
-from spsbench.quiet import engine_log
+from spsbench.quiet import engine_log, warn
 from spsbench.tasks import load_spec, parse_data_args
 
 ENGINE_LOG = "engine.log"     # beside the store: vLLM / torch / transformers output of every eval
@@ -82,10 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until-idle", type=float, metavar="S",
                         help="--watch: stop after S seconds without a new checkpoint (default: never).")
     parser.add_argument("--no-leaderboard", action="store_true", help="Do not refresh the leaderboards.")
-    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="No progress bars, status lines or spsbench warnings on the terminal (the warnings "
+                             "still go to engine.log); errors and the score table stay.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="Show the engines' own log lines and warnings (default: they go to engine.log beside "
-                             "the store).")
+                             "the store; spsbench's own warnings are shown either way).")
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,14 @@ def run(args: argparse.Namespace) -> int:
     if plan.recorded:
         used = ", ".join(f"{k}={v}" for k, v in plan.recorded.items())
         console.print(f"[dim]continuing the run's evaluations at its recorded setting ({used})[/]", highlight=False)
-    with engine_log(store.parent / ENGINE_LOG, args.verbose) as log:
+    with engine_log(store.parent / ENGINE_LOG, args.verbose, quiet=args.quiet) as log:
         if plan.run_folder:
-            report = scan_groups(args.model, plan.requests, watch=args.watch, interval=args.interval,
-                                 until_idle=args.until_idle, console=console)
+            metrics = RunMetricsWriter(args.model)
+            try:
+                report = scan_groups(args.model, plan.requests, watch=args.watch, interval=args.interval,
+                                     until_idle=args.until_idle, console=console, metrics=metrics)
+            finally:
+                metrics.close()
             results = [(c.path.name, r) for c in report.checkpoints for r in c.results]
             _refuse_all_broken(report)
         else:
@@ -116,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(score_table(results))
     if plan.run_folder:
         _print_best(console, report, plan.tasks)
+        _print_metrics_files(console, report, metrics)
     _print_destinations(console, store, args.no_leaderboard)
     if log is not None:
         console.print(f"engine messages: {paths.display_path(log)} (-v shows them here)", highlight=False)
@@ -273,6 +281,16 @@ def _print_best(console: Any, report: Any, tasks: list[str]) -> None:
                       f"(Avg@{result.n} {result.scores.avg.value * 100:.1f}; {passk})", highlight=False)
 
 
+def _print_metrics_files(console: Any, report: Any, metrics: RunMetricsWriter) -> None:
+    """Where the checkpoints evaluated now were logged for TensorBoard / JSON readers."""
+    if not any(c.status == "evaluated" for c in report.checkpoints):
+        return
+    where = paths.display_path(metrics.path)
+    if metrics.tensorboard:
+        where += f" and TensorBoard events in {paths.display_path(metrics.run / TENSORBOARD_DIR)}/"
+    console.print(f"checkpoint metrics (eval/<task>/pass@k by step): {where}", highlight=False, soft_wrap=True)
+
+
 def _print_destinations(console: Any, store: Path, skip_leaderboard: bool) -> None:
     console.print(f"results: {store} (export with `spsbench results --store {store}`)", highlight=False)
     if skip_leaderboard:
@@ -280,7 +298,7 @@ def _print_destinations(console: Any, store: Path, skip_leaderboard: bool) -> No
     try:
         files = leaderboard_refresh(store)
     except Exception as exc:  # noqa: BLE001 - the evaluation itself succeeded and is stored
-        console.print(f"[yellow]leaderboard refresh failed: {type(exc).__name__}: {exc}")
+        warn(f"leaderboard refresh failed: {type(exc).__name__}: {exc}")
         return
 
     console.print(f"leaderboards: {paths.default_leaderboard_dir(store)}/ ({len(files)} files)", highlight=False)

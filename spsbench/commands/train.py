@@ -2,18 +2,30 @@
 
 With no arguments beyond `--algo` it trains the embedded SmolLM2-135M on the built-in `arith` task with
 the CPU demo sizes (recipes/cpu-demo.yaml). Heavy imports happen inside `run`.
+
+The terminal shows spsbench's own output (status lines, a progress bar over steps with reward, KL,
+entropy, clip ratios and step time, one line per IRL phase and per checkpoint evaluation, every
+warning); the libraries' output (TRL, transformers, vLLM, the evaluation child) goes to `train.log` in
+the run folder. `-v` shows everything, including TRL's per-step metric dict; `-q` shows only errors and
+the summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from pathlib import Path
 
+from spsbench import paths
 from spsbench.commands import output_console
-from spsbench.errors import ConfigError
+from spsbench.errors import ConfigError, SpsbenchError
 from spsbench.evaluation.evaluate import score_table
-from spsbench.train.config import describe_keys, load_config
-from spsbench.train.run import pick_cpu_threads, train
+from spsbench.quiet import engine_log
+from spsbench.train.config import TrainConfig, describe_keys, load_config
+from spsbench.train.run import pick_cpu_threads, run_folder, train
+
+TRAIN_LOG = "train.log"      # in the run folder: TRL / transformers / vLLM output of every command on it
 
 HELP = "Train a policy with GRPO, DAPO, GSPO or SPS (recipes in recipes/*.yaml) and evaluate its checkpoints."
 
@@ -35,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Resume from the last checkpoint in the run folder, or from CHECKPOINT.")
     parser.add_argument("--no-eval", action="store_true", help="Do not evaluate checkpoints while training.")
     parser.add_argument("--list-keys", action="store_true", help="Print every spsbench recipe key and exit.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help=f"Show the libraries' output (TRL, transformers, vLLM) and TRL's per-step metric dict "
+                             f"on the terminal (default: into {TRAIN_LOG} in the run folder).")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help=f"No progress bar, status lines or spsbench warnings on the terminal (the warnings "
+                             f"still go to {TRAIN_LOG}); errors and the summary stay.")
     parser.add_argument("--dry-run", action="store_true", help="Print the schedule as one JSON object (steps "
                         "per epoch, max steps, IRL phase / save / evaluation steps, IRL coverage, warnings) and "
                         "exit; loads no model. --set world_size=N plans for N ranks.")
@@ -75,12 +93,34 @@ def run(args: argparse.Namespace) -> int:
     threads = pick_cpu_threads()
     console.print(f"training [bold]{config.label}[/] with recipe {config.recipe}"
                   + (f" ({threads} CPU thread{'s' * (threads > 1)}; set OMP_NUM_THREADS to choose)" if threads else ""))
-    summary = train(config, resume=args.resume)
+    summary, log = _train_logged(config, args)
     _print_summary(console, summary)
+    if log is not None:
+        console.print(f"library output: {paths.display_path(log)} (-v shows it here)", highlight=False)
     if summary.preempted:
         console.print(f"stopped by {summary.preempted} at step {summary.steps}: checkpoint-{summary.steps} saved in "
                       f"{summary.output_dir}; continue with the same command plus --resume", highlight=False)
     return summary.exit_code or _report_failures(console, summary)
+
+
+def _train_logged(config: TrainConfig, args: argparse.Namespace) -> tuple[object, Path | None]:
+    """`train` with the libraries' output in the run folder's log and spsbench's progress on the terminal.
+    A run refused before it started leaves no folder behind (the log alone would create one)."""
+    from spsbench.train.progress import TrainProgress
+
+    folder = run_folder(config)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]     # what opening the log creates
+    progress = TrainProgress(verbose=args.verbose)
+    try:
+        with engine_log(folder / TRAIN_LOG, args.verbose, quiet=args.quiet) as log:
+            return train(config, resume=args.resume, callbacks=[progress]), log
+    except SpsbenchError:
+        if created and {p.name for p in folder.iterdir()} <= {TRAIN_LOG}:
+            (folder / TRAIN_LOG).unlink(missing_ok=True)
+            for made in created:                          # innermost first; only folders left empty
+                with contextlib.suppress(OSError):
+                    made.rmdir()
+        raise
 
 
 def _report_failures(console, summary) -> int:
@@ -99,11 +139,7 @@ def _print_summary(console, summary) -> None:
     console.print(f"done: {summary.steps} steps, run folder {summary.output_dir}")
     if summary.checkpoints:
         console.print(f"checkpoints: {', '.join(summary.checkpoints)}")
-    for phase in summary.sps_phases:
-        console.print(f"SPS phase {phase['phase']} (step {phase['step']}): {phase['sequences']} sequences, "
-                      f"{phase['from_negatives_share']:.0%} negatives, IRL loss {phase['irl_loss_before']:.4f} -> "
-                      f"{phase['irl_loss_after']:.4f}, ||dθ||/||θ|| {phase['rel_weight_change']:.1e}, IRL "
-                      f"{phase['irl_time_share']:.1%} of the iteration", highlight=False)
+    # Each IRL phase was one line while training ran (and is in sps_phases.jsonl).
     report = summary.sps_report
     if report and report["shortfall"]:
         console.print(f"[bold yellow]warning:[/] SPS: {report['shortfall']}", highlight=False)

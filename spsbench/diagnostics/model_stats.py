@@ -2,7 +2,8 @@
 scored in length-sorted batches, and the two diagnostics built from them.
 
 Generation is not done here: the completions come from an evaluation engine (`diagnostics.sampling`) or
-from stored evaluation samples. Scoring runs the model on many (prompt, completion) pairs at once, in
+from stored evaluation samples. The engines return these statistics themselves while generating; the
+scorer runs only for completions they could not give them for (stored texts, a multi-process vLLM). Scoring runs the model on many (prompt, completion) pairs at once, in
 float32, or with its decoder body in bf16 when the engine generated in bf16 (the vocabulary projection,
 log-softmax and entropy always in float32; see `load_model`):
 
@@ -20,13 +21,16 @@ torch / transformers are imported lazily, inside the functions that run a model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from spsbench.engines.chat import encode_prompt
 from spsbench.errors import EngineError, one_line
 from spsbench.stats import ratio_interval
+from spsbench.system import busy_cpus
 
 Pair = tuple[list[int], list[int]]              # (prompt ids, completion ids)
 Scored = tuple[list[float], list[float]]        # per completion token: (log-prob, entropy in nats)
@@ -93,6 +97,28 @@ class _Float32Head:
 
 
 # ---------------------------------------------------------------------------- scoring
+
+
+@contextlib.contextmanager
+def scoring_threads(busy: float | None = None, cores: int | None = None) -> Iterator[int]:
+    """torch CPU threads for the scoring pass, chosen as the vLLM engine's `cpu_threads=auto` chooses them:
+    every core on a quiet machine, only the free ones while other processes keep cores busy. OpenMP threads
+    spin-wait for a core another process holds: the same 40 completions took 325 s with 2 threads and 52 s
+    with 1 on 2 cores at load ~7 (measured). OMP_NUM_THREADS, if set, wins; a GPU is left alone."""
+    import torch
+
+    if torch.cuda.is_available() or os.environ.get("OMP_NUM_THREADS"):
+        yield torch.get_num_threads()
+        return
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    busy = busy_cpus() if busy is None else busy
+    threads = cores if busy < 0.5 else max(1, min(cores, int(cores - busy + 0.5)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def score_pairs(

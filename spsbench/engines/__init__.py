@@ -14,7 +14,7 @@ from typing import Any
 from spsbench.engines.base import Completion, Engine, GenRequest
 from spsbench.engines.options import check_option
 from spsbench.errors import EngineError
-from spsbench.quiet import terminal
+from spsbench.quiet import warn
 
 # Explicit registry. Importing this module must not import torch, transformers or vllm.
 ENGINES: dict[str, str] = {
@@ -49,7 +49,7 @@ def load_engine(name: str, model: str, **options: Any) -> Engine:
     try:
         return engine_class("vllm")(model, **_options_for("vllm", options))
     except EngineError as exc:
-        print(f"spsbench: vLLM could not start ({exc}); using the hf engine", file=terminal())
+        warn(f"vLLM could not start ({exc}); using the hf engine")
         return engine_class("hf")(model, **_options_for("hf", options))
 
 

@@ -25,6 +25,11 @@ class GenRequest:
     # Overrides sampling.temperature for this request's samples (0 = greedy). `spsbench diagnose` sends
     # its greedy and sampled completions in one batch; evaluations never set it.
     temperature: float | None = None
+    # Ask for each generated token's log-probability and the entropy of the distribution it was drawn from
+    # (the model's raw logits, temperature 1, in float32), computed by the engine while it generates
+    # (`Completion.token_logprobs` / `token_entropies`). Only `spsbench diagnose` sets it; an engine that
+    # cannot leaves them empty and diagnose scores the completion itself.
+    scores: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,9 @@ class Completion:
     # The generated token ids (EOS included when generated), from engines that have them (hf, vllm); ()
     # from a server. Only `spsbench diagnose` reads them: the store keeps the text.
     token_ids: tuple[int, ...] = ()
+    # With GenRequest.scores, one per token id when the engine could compute them, else ().
+    token_logprobs: tuple[float, ...] = ()
+    token_entropies: tuple[float, ...] = ()
 
 
 class Engine(Protocol):
@@ -65,6 +73,7 @@ class Sample:
     sample_idx: int
     seed: int
     temperature: float | None = None   # the request's override of sampling.temperature
+    scores: bool = False               # the request asks for per-token log-probs and entropies
 
     def temperature_in(self, sampling: SamplingConfig) -> float:
         return sampling.temperature if self.temperature is None else self.temperature
@@ -78,7 +87,7 @@ def flatten(requests: Iterable[GenRequest]) -> list[Sample]:
             raise EngineError(f"request {req.key!r}: {len(req.sample_indices)} sample indices but "
                               f"{len(req.seeds)} seeds")
         pairs = zip(req.sample_indices, req.seeds, strict=True)
-        samples.extend(Sample(req.key, req.prompt, i, s, req.temperature) for i, s in pairs)
+        samples.extend(Sample(req.key, req.prompt, i, s, req.temperature, req.scores) for i, s in pairs)
     return samples
 
 

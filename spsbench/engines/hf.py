@@ -16,6 +16,7 @@ Finished rows are dropped from the batch (and the KV cache) so long tails do not
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -107,6 +108,7 @@ class HFEngine:
         tokens: list[list[int]] = [[] for _ in batch]
         reasons: list[str | None] = [None] * len(batch)
         active = list(range(len(batch)))
+        scores = _Scores(len(batch)) if any(s.scores for s in batch) else None
         with torch.inference_mode():
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                              use_cache=True, logits_to_keep=1)
@@ -114,6 +116,8 @@ class HFEngine:
             for step in range(sampling.max_tokens):
                 nxt = self._sample(out.logits[:, -1, :], [gens[i] for i in active],
                                    [batch[i].temperature_in(sampling) for i in active], sampling)
+                if scores is not None:
+                    scores.add(torch, out.logits[:, -1, :], nxt, active)
                 for i, token in zip(active, nxt.tolist(), strict=True):   # one device sync per step
                     reasons[i] = self._append(tokens[i], token, sampling, step)
                 keep = [row for row, i in enumerate(active) if reasons[i] is None]
@@ -129,7 +133,8 @@ class HFEngine:
                 out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None],
                                  past_key_values=cache, use_cache=True)
         for i, s in enumerate(batch):
-            yield self._completion(s, len(prompts[i]), tokens[i], reasons[i] or "length", sampling)
+            completion = self._completion(s, len(prompts[i]), tokens[i], reasons[i] or "length", sampling)
+            yield scores.attach(completion, i) if scores is not None and s.scores else completion
 
     def _sample(self, logits: Any, gens: list[Any], temps: list[float], sampling: SamplingConfig) -> Any:
         """One token per row; a row at temperature 0 is greedy (rows may differ: `GenRequest.temperature`)."""
@@ -170,6 +175,27 @@ class HFEngine:
         return Completion(key=s.key, sample_idx=s.sample_idx, seed=s.seed, text=text,
                           prompt_tokens=n_prompt, completion_tokens=len(toks), finish_reason=reason,
                           token_ids=tuple(toks))
+
+
+class _Scores:
+    """Per row of a batch: each generated token's log-prob and the entropy of the distribution it came from
+    (raw logits, temperature 1, float32), for requests with GenRequest.scores (diagnose)."""
+
+    def __init__(self, rows: int) -> None:
+        self.logprobs: list[list[float]] = [[] for _ in range(rows)]
+        self.entropies: list[list[float]] = [[] for _ in range(rows)]
+
+    def add(self, torch: Any, logits: Any, chosen: Any, active: list[int]) -> None:
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        token = logp.gather(-1, chosen[:, None]).squeeze(-1).tolist()
+        entropy = (-(logp.exp() * logp).sum(-1)).tolist()
+        for i, lp, h in zip(active, token, entropy, strict=True):
+            self.logprobs[i].append(lp)
+            self.entropies[i].append(h)
+
+    def attach(self, completion: Completion, row: int) -> Completion:
+        return dataclasses.replace(completion, token_logprobs=tuple(self.logprobs[row]),
+                                   token_entropies=tuple(self.entropies[row]))
 
 
 # ---------------------------------------------------------------------- helpers

@@ -44,7 +44,7 @@ from spsbench.engines.base import Completion, GenRequest, Sample, flatten
 from spsbench.engines.options import Opt, check_options
 from spsbench.engines.servers import Server, ServerPool, split_urls
 from spsbench.errors import EngineError
-from spsbench.quiet import terminal
+from spsbench.quiet import warn
 from spsbench.system import package_versions
 
 OPTIONS: dict[str, Any] = {
@@ -186,8 +186,8 @@ class OpenAIEngine:
         except _NoChatTemplate:
             if not self._no_chat_template:
                 self._no_chat_template = True     # threads may race here; the warning is cosmetic
-                print(f"spsbench: {self.model!r} has no chat template on {self.base_url}; sending raw "
-                      "prompts to /completions (chat_template=auto)", file=terminal())
+                warn(f"{self.model!r} has no chat template on {self.base_url}; sending raw prompts to "
+                     "/completions (chat_template=auto)")
             return self._request(sample, sampling, False)
 
     def _request(self, sample: Sample, sampling: SamplingConfig, chat: bool) -> Completion:

@@ -11,22 +11,30 @@ VLLM_CPU_KVCACHE_SPACE is set; by default one of the cores is reserved for the s
 core runs in a child process unless VLLM_ENABLE_V1_MULTIPROCESSING=0; per-request seeds crashed the
 CPU sampler ("CPU Generator does not use offset") when prompts did not fit one batch unless
 chunked prefill is off (see OPTIONS); the compile cache does not reload, so eager mode is the CPU default.
+
+Requests with `GenRequest.scores` (diagnose) get each token's log-probability from vLLM's own sampler
+(`SamplingParams(logprobs=0)`: the chosen token under the raw logits, float32 log-softmax) and, when the
+engine core runs in this process, each position's entropy from a logits processor (engines/vllm_scores.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
+from spsbench.engines import vllm_scores
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
 from spsbench.engines.chat import encode_prompt
 from spsbench.engines.options import Opt, check_options
 from spsbench.errors import EngineError
 from spsbench.models import resolve_model
+from spsbench.quiet import status
 from spsbench.system import busy_cpus, cpu_auto_dtype, package_versions
 
 OPTIONS: dict[str, Any] = {
@@ -104,7 +112,7 @@ class VLLMEngine:
                 self.replicas, self.tokenizer = _start_replicas(self.model_id, kwargs, self.data_parallel_size,
                                                                 self.on_cpu)
             else:
-                self.llm = _start(self.model_id, kwargs)
+                self.llm = _start(self.model_id, kwargs | _score_processor())
                 self.tokenizer = self.llm.get_tokenizer()
         except BaseException:
             # `auto` falls back to hf in this process: it must not inherit 1 torch thread and
@@ -138,6 +146,7 @@ class VLLMEngine:
 
     def close(self) -> None:
         self.llm = None
+        vllm_scores.forget()
         if self.replicas is not None:
             self.replicas.close()
             self.replicas = None
@@ -168,9 +177,12 @@ class VLLMEngine:
 
 
         prompts = [{"prompt_token_ids": encoded[s.prompt]} for s in chunk]
-        params = [SamplingParams(**sample_params(s, sampling)) for s in chunk]
+        params = [SamplingParams(**sample_params(s, sampling), **_score_params(s)) for s in chunk]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        yield from _completions(chunk, [output_fields(out) for out in outputs], encoded)
+        wanted = {(s.key, s.sample_idx) for s in chunk if s.scores}
+        for completion, out in zip(_completions(chunk, [output_fields(out) for out in outputs], encoded), outputs,
+                                   strict=True):
+            yield _with_scores(completion, out) if (completion.key, completion.sample_idx) in wanted else completion
 
     def _generate_replicated(self, chunks: list[list[Sample]], encoded: dict[str, list[int]],
                              sampling: SamplingConfig) -> Iterator[Completion]:
@@ -182,6 +194,32 @@ class VLLMEngine:
 
 
 Result = tuple[str, int, str, int, tuple[int, ...]]   # text, completion tokens, finish reason, prompt tokens, ids
+
+
+def _score_processor() -> dict[str, Any]:
+    """`logits_processors` for `LLM()`: the entropy recorder, when the engine core runs in this process."""
+    if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
+        return {}
+    return {"logits_processors": [vllm_scores.processor_class()]}
+
+
+def _score_tag(s: Sample | Completion) -> str:
+    return f"{s.key}\x1f{s.sample_idx}"
+
+
+def _score_params(s: Sample) -> dict[str, Any]:
+    """The chosen token's log-prob (vLLM's raw logprobs) and the entropy recorder's tag, when asked for."""
+    return {"logprobs": 0, "extra_args": {vllm_scores.SCORE_KEY: _score_tag(s)}} if s.scores else {}
+
+
+def _with_scores(completion: Completion, out: Any) -> Completion:
+    """The completion with the engine's per-token log-probs and entropies (each left empty if incomplete)."""
+    ids = completion.token_ids
+    steps = out.outputs[0].logprobs or []
+    logprobs = tuple(float(step[t].logprob) for step, t in zip(steps, ids, strict=False) if t in step)
+    entropies = vllm_scores.take(_score_tag(completion), len(ids))
+    return dataclasses.replace(completion, token_logprobs=logprobs if len(logprobs) == len(ids) else (),
+                               token_entropies=entropies or ())
 
 
 def output_fields(out: Any) -> Result:
@@ -311,7 +349,18 @@ def _start_replicas(model_id: str, kwargs: dict[str, Any], dp: int, on_cpu: bool
 
     envs = vllm_replicas.replica_envs(dp, int(kwargs["tensor_parallel_size"]), on_cpu)
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=bool(kwargs["trust_remote_code"]))
-    return vllm_replicas.ReplicaPool(model_id, kwargs, envs), tokenizer
+    with status(f"starting {dp} vLLM replicas of {_short(model_id)} ({_mode(kwargs)}; once per command)",
+                done=f"{dp} vLLM replicas ready"):
+        return vllm_replicas.ReplicaPool(model_id, kwargs, envs), tokenizer
+
+
+def _short(model_id: str) -> str:
+    """A model as the status line names it: a folder by its name, a hub id as it is."""
+    return Path(model_id).name if Path(model_id).is_dir() else model_id
+
+
+def _mode(kwargs: dict[str, Any]) -> str:
+    return f"{kwargs['dtype']}, {'eager' if kwargs['enforce_eager'] else 'compiled: the first start compiles'}"
 
 
 def _start(model_id: str, kwargs: dict[str, Any]) -> Any:
@@ -321,7 +370,9 @@ def _start(model_id: str, kwargs: dict[str, Any]) -> Any:
         raise EngineError(f"engine vllm: cannot import vllm ({exc}); run `make setup-vllm` "
                           "(CPU) or install the CUDA `vllm` package") from None
     try:
-        return LLM(model=model_id, **kwargs)
+        with status(f"starting vLLM on {_short(model_id)} ({_mode(kwargs)}; once per command, ~20-60 s on a CPU: "
+                    "engine output goes to the log)", done="vLLM engine ready"):
+            return LLM(model=model_id, **kwargs)
     except Exception as exc:  # vLLM raises many types; the user needs one line, the chain keeps the rest
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise EngineError(f"engine vllm: cannot start on {model_id!r}: "

@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from spsbench import quiet
 from spsbench.config import SamplingConfig
 from spsbench.engines.budget import completion_budget, context_length, load_tokenizer, longest_prompt
 from spsbench.tasks import Task
@@ -43,7 +43,7 @@ class BudgetResolver:
         if not budget.clamped:
             return sampling
         if warn:
-            print(budget.warning(f"{task.spec.name}: max_tokens"), file=sys.stderr)
+            quiet.warn(budget.warning(f"{task.spec.name}: max_tokens"))
         return dataclasses.replace(sampling, max_tokens=budget.effective)
 
     @functools.cached_property
@@ -58,9 +58,8 @@ class BudgetResolver:
         longest = self._server.longest(prompts, chat_template)
         if longest is None and not self._warned_uncounted:
             self._warned_uncounted = True
-            print(f"spsbench: warning: {self._server.base_url} reports a {self.context}-token context but cannot "
-                  "count prompt tokens (no /tokenize, no local tokenizer): max_tokens is not checked against it",
-                  file=sys.stderr)
+            quiet.warn(f"{self._server.base_url} reports a {self.context}-token context but cannot count prompt tokens "
+                       "(no /tokenize, no local tokenizer): max_tokens is not checked against it")
         return longest
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelT
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy, shared_pool
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
 from spsbench.models import resolve_model, weights_hash
-from spsbench.quiet import terminal
+from spsbench.quiet import live_display, terminal
 from spsbench.store import SampleRow, Store
 from spsbench.tasks import Problem, Task, load_spec, load_task
 
@@ -349,17 +349,21 @@ class _Bars:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=Console(file=terminal()))
+                                      TimeElapsedColumn(), console=Console(file=terminal()),
+                                      redirect_stderr=False)     # library output on sys.stderr stays in the log
             self._gen = self._progress.add_task(f"{label}: {source}", total=total)
             self._grade = self._progress.add_task(f"{label}: grading + storing", total=total)
 
     def __enter__(self) -> _Bars:
         if self._progress is not None:
             self._progress.start()
+            self._live = live_display(self._progress)      # warnings meanwhile print above the bars
+            self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
+            self._live.__exit__(None, None, None)
             self._progress.stop()
 
     def generated(self, count: int) -> None:

@@ -8,11 +8,11 @@ evaluates as new. A changed task under a reused name and version is announced in
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import astuple
 
 from spsbench.evaluation.records import EvalKey
+from spsbench.quiet import warn
 from spsbench.store import EvalRow, Store
 from spsbench.tasks import Task
 
@@ -26,7 +26,7 @@ def differs_notice(task: Task) -> str:
 def find_existing(db: Store, key: EvalKey, task: Task,
                   notify: Callable[[str], None] | None = None) -> EvalRow | None:
     """The evaluation `key` resumes (claiming a matching legacy one), else None; `notify` (default: a
-    line on stderr) hears when the store holds this name and version with other content."""
+    warning line) hears when the store holds this name and version with other content."""
     if not key.task_digest:                   # a caller without a digest: the pre-v4 behaviour
         return db.find_evaluation(*astuple(key))
     exact = db.find_evaluation(*astuple(key))
@@ -37,7 +37,7 @@ def find_existing(db: Store, key: EvalKey, task: Task,
         if ev.task_digest == "" and prompts_match(db, ev.id, task) and db.claim_legacy(ev.id, key.task_digest):
             return db.find_evaluation(*astuple(key))
     if others:
-        (notify or _stderr)(differs_notice(task))
+        (notify or warn)(differs_notice(task))
     return None
 
 
@@ -52,6 +52,3 @@ def prompts_match(db: Store, eval_id: int, task: Task) -> bool:
             return False
     return True
 
-
-def _stderr(message: str) -> None:
-    print(f"spsbench: {message}", file=sys.stderr, flush=True)

@@ -30,8 +30,10 @@ from spsbench.errors import CheckpointError, ConfigError, EngineError
 from spsbench.evaluation.evaluate import SharedEngine, effective_samplings, evaluate, load_eval_task
 from spsbench.evaluation.identity import find_existing
 from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores
+from spsbench.evaluation.run_metrics import RunMetricsWriter
 from spsbench.grading import GradingPolicy, policy_id
 from spsbench.models import check_loadable, weights_hash
+from spsbench.quiet import warn
 from spsbench.store import Store
 from spsbench.tasks import Task
 
@@ -197,9 +199,11 @@ def scan_run(run: str | Path, request: EvalRequest, **options: Any) -> ScanRepor
 
 def scan_groups(run: str | Path, requests: Sequence[EvalRequest], *, watch: bool = False, interval: float = 60.0,
                 until_idle: float | None = None, console: Any = None,
-                engine_factory: Callable[[str, str], Any] | None = None) -> ScanReport:
+                engine_factory: Callable[[str, str], Any] | None = None,
+                metrics: RunMetricsWriter | None = None) -> ScanReport:
     """`scan_run` for several sampling groups (one request each: tasks sharing a sampling) in one loop:
-    every checkpoint once, for every group, with one engine load per checkpoint."""
+    every checkpoint once, for every group, with one engine load per checkpoint. `metrics` receives the
+    scores of every checkpoint evaluated now (not of those read back from the store)."""
     if watch and not interval > 0:
         raise ConfigError(f"--interval: must be > 0 seconds, got {interval:g}")
     if until_idle is not None and until_idle < 0:
@@ -210,7 +214,7 @@ def scan_groups(run: str | Path, requests: Sequence[EvalRequest], *, watch: bool
         _say(console, _watching(report.run, interval, until_idle))
     last_new = time.monotonic()
     while True:
-        if _scan_once(report, state, groups, watch, console, engine_factory):
+        if _scan_once(report, state, groups, watch, console, engine_factory, metrics):
             last_new = time.monotonic()
         if not watch or (until_idle is not None and time.monotonic() - last_new >= until_idle):
             _say_still_waiting(console, state, until_idle if watch else None)
@@ -256,7 +260,7 @@ Groups = Sequence[tuple[EvalRequest, list[Task]]]
 
 
 def _scan_once(report: ScanReport, state: Watch, groups: Groups, watch: bool, console: Any,
-               engine_factory: Callable[[str, str], Any] | None) -> int:
+               engine_factory: Callable[[str, str], Any] | None, metrics: RunMetricsWriter | None = None) -> int:
     """One pass over the run folder; returns how many checkpoints were handled (or changed) in it."""
     count = 0
     found = checkpoints(report.run) if report.run.is_dir() else []
@@ -281,6 +285,8 @@ def _scan_once(report: ScanReport, state: Watch, groups: Groups, watch: bool, co
         count += 1
         result = _check_and_handle(report, state, folder, step, groups, console, engine_factory)
         report.checkpoints = [c for c in report.checkpoints if c.path != folder] + [result]
+        if metrics is not None and result.status == "evaluated":
+            metrics.write(step, folder.name, result.results)
     return count
 
 
@@ -295,7 +301,7 @@ def _check_and_handle(report: ScanReport, state: Watch, folder: Path, step: int,
         check_loadable(folder)
     except CheckpointError as exc:
         if not again:
-            _say(console, f"[yellow]skipping broken checkpoint[/] {exc}")
+            warn(f"skipping broken checkpoint {exc}")
         state.broken[folder] = files
         return CheckpointResult(step, folder, "broken", reason=str(exc))
     result = _handle(folder, step, report.run, groups, console, engine_factory)
@@ -324,7 +330,7 @@ def _handle(folder: Path, step: int, run: Path, groups: Groups, console: Any,
             evaluated = True
             results += evaluate(req.replace(model=str(folder), tags=run_tags(run, step)), engine_factory=shared.get)
     except (EngineError, CheckpointError) as exc:   # passed the file checks but does not load
-        _say(console, f"[yellow]skipping checkpoint that failed to load[/] {folder.name}: {exc}")
+        warn(f"skipping checkpoint that failed to load {folder.name}: {exc}")
         return CheckpointResult(step, folder, "broken", reason=str(exc))
     finally:
         shared.close()

@@ -9,11 +9,11 @@ BudgetError line. `rollout_budget` computes without changing anything (for `spsb
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from spsbench.engines.budget import Budget, completion_budget, context_length, load_tokenizer, longest_prompt
 from spsbench.models import resolve_model
+from spsbench.quiet import warn
 from spsbench.tasks import load_task
 from spsbench.train.config import TrainConfig, grpo_config_fields
 
@@ -46,6 +46,6 @@ def apply_rollout_budget(config: TrainConfig, tokenizer: Any = None) -> Budget:
     """Clamp `rl.max_completion_length` to the context (one warning line); returns the budget."""
     budget = rollout_budget(config, tokenizer)
     if budget.clamped:
-        print(budget.warning(f"{config.task}: {WHAT}"), file=sys.stderr)
+        warn(budget.warning(f"{config.task}: {WHAT}"))
         config.rl = {**(config.rl or {}), "max_completion_length": budget.effective}
     return budget

@@ -10,6 +10,13 @@ A failed evaluation or leaderboard refresh does not stop training: it is recorde
 at the end (the checkpoint can be evaluated later with `spsbench eval RUN_DIR`). With `eval.mode: watch`
 the callback evaluates nothing: a second process runs `spsbench eval RUN_DIR --watch`, at the sampling
 this module records in `spsbench_run.json`.
+
+Each evaluation's Pass@k and Avg@n go through the trainer's own `log` at the checkpoint's step
+(`eval_<task>/pass@k`, shown as `eval/<task>/pass@k` by every `report_to` logger), so they land beside the
+reward curves and in `trainer_state.json`'s log history; the evaluated checkpoint's own
+`trainer_state.json` (written before `on_save` runs) is rewritten to include them. The terminal gets a
+status line while an evaluation runs and one line of scores after it; the evaluation child's own output
+goes to the run's log, except its `spsbench: warning:` lines, which are shown.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import dataclasses
 import json
 import logging
 import random
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,13 +36,16 @@ from transformers import TrainerCallback
 
 from spsbench import __version__, paths
 from spsbench.evaluation.records import EvalResult, ModelTags, Scores
-from spsbench.io import atomic_write_json
+from spsbench.evaluation.run_metrics import eval_metrics, trainer_keys
+from spsbench.io import atomic_write_json, atomic_write_text
 from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
+from spsbench.quiet import WARNING_PREFIX, say, status, warn
 from spsbench.store import Store
 from spsbench.train.config import TrainConfig
 from spsbench.train.eval_worker import RESULT, run
 
 logger = logging.getLogger(__name__)
+TRAINER_STATE = "trainer_state.json"
 
 
 def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str,
@@ -90,6 +102,10 @@ class EvaluateCheckpointCallback(TrainerCallback):
         self.results: list[tuple[int, Any]] = []          # (step, evaluate() output) for the summary
         self.base_results: Any = None                      # the base model's, when eval.base
         self.failures: list[dict[str, Any]] = []           # what failed (kind, step, model, message)
+        self.trainer: Any = None                            # set by attach(): its log() takes the metrics
+
+    def attach(self, trainer: Any) -> None:
+        self.trainer = trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
         ev = self.config.eval
@@ -112,9 +128,12 @@ class EvaluateCheckpointCallback(TrainerCallback):
 
     def evaluate_model(self, model: str, step: int, tags: Any) -> Any:
         """One evaluation into the store (tags None: the base model, stored as a plain model)."""
+        name = "the base model" if tags is None else Path(model).name
+        start = time.monotonic()
         try:
-            result = self._evaluate_isolated(model, tags) if self.config.eval.isolate else \
-                self._evaluate_here(model, tags)
+            with status(f"evaluating {name} ({self._what()})"):
+                result = self._evaluate_isolated(model, tags) if self.config.eval.isolate else \
+                    self._evaluate_here(model, tags)
         except Exception as exc:  # noqa: BLE001 - evaluation must never kill a training run
             later = Path(model).parent if tags is not None else model
             logger.warning("evaluation of %s failed (%s: %s); training continues, evaluate it later with "
@@ -125,8 +144,23 @@ class EvaluateCheckpointCallback(TrainerCallback):
             self.base_results = result
         else:
             self.results.append((step, result))
+        self._report(name, step, result, time.monotonic() - start, folder=Path(model) if tags is not None else None)
         refresh_leaderboard(self.config.eval.store, lambda msg: self.record_failure("leaderboard", msg, step=step))
         return result
+
+    def _what(self) -> str:
+        ev = self.config.eval
+        problems = f"first {ev.limit} problems" if ev.limit else "all problems"
+        return f"{', '.join(ev.tasks)}, n={ev.n}, {problems}; training waits"
+
+    def _report(self, name: str, step: int, results: Any, seconds: float, folder: Path | None) -> None:
+        """The scores: one line on the terminal, and through the trainer's log (report_to, log history)."""
+        results = [r for r in results if isinstance(r, EvalResult)] if isinstance(results, list) else []
+        for line in score_lines(name, step, results, seconds):
+            say(line)
+        metrics = eval_metrics(results)
+        if metrics and self.trainer is not None:
+            log_to_trainer(self.trainer, trainer_keys(metrics), folder)
 
     def record_failure(self, kind: str, message: str, step: int | None = None, model: str | None = None) -> None:
         """Keep a failure for the run's summary and record it in the store (best effort: the store may be
@@ -154,18 +188,17 @@ class EvaluateCheckpointCallback(TrainerCallback):
 
     def _evaluate_isolated(self, model: str, tags: Any) -> Any:
         import subprocess
-        import sys
 
         spec = json.dumps(self._spec(model, tags))
-        proc = subprocess.run([sys.executable, "-m", "spsbench.train.eval_worker", spec], capture_output=True,
-                              text=True)
-        for warning in (ln for ln in proc.stderr.splitlines() if ln.startswith("spsbench: warning:")):
-            logger.warning("%s", warning.removeprefix("spsbench: warning: "))   # e.g. a clamped budget
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
-        if proc.returncode != 0 or not lines:
-            tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-            raise RuntimeError(f"evaluation process failed: {tail}")
-        return self._results(model, json.loads(lines[-1][len(RESULT):]))
+        # One stream (stderr into stdout: two pipes could fill while we read the other), read as it comes:
+        # the result line, spsbench's warnings (shown), and everything else to our stderr (the run's log).
+        with subprocess.Popen([sys.executable, "-m", "spsbench.train.eval_worker", spec], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+            result, tail = _read_worker(proc.stdout)
+        code = proc.returncode
+        if code != 0 or result is None:
+            raise RuntimeError(f"evaluation process failed: {tail or f'exit code {code}'}")
+        return self._results(model, json.loads(result))
 
     def _results(self, model: str, eval_ids: list[int]) -> list[Any]:
         """EvalResults rebuilt from the store (the same shape `evaluate` returns)."""
@@ -177,6 +210,48 @@ class EvaluateCheckpointCallback(TrainerCallback):
                 scores = Scores.from_rows(store.scores(eval_id), ev.n)
                 out.append(EvalResult(ev.task, eval_id, model, scores.n, scores))
             return out
+
+
+def _read_worker(stream: Any) -> tuple[str | None, str]:
+    """(the RESULT payload, the last other line) of the evaluation child's output, read as it comes:
+    spsbench's warnings are shown, everything else goes to our stderr (the run's log while quiet)."""
+    result, tail = None, ""
+    for line in stream:
+        line = line.rstrip("\n")
+        if line.startswith(RESULT):
+            result = line[len(RESULT):]
+        elif line.startswith(WARNING_PREFIX):
+            warn(line)                                     # e.g. a clamped budget
+        else:
+            sys.stderr.write(line + "\n")
+            tail = line.strip() or tail
+    return result, tail
+
+
+def score_lines(name: str, step: int, results: list[Any], seconds: float) -> list[str]:
+    """'checkpoint-2 (step 2) · arith: Avg@8 3.5 [1.9, 6.5] · pass@1 3.5 · pass@8 28.1 · 152 s', one per task."""
+    out = []
+    for r in results:
+        avg = r.scores.avg
+        cells = [f"Avg@{r.n} " + ("—" if avg is None else f"{avg.value * 100:.1f} [{avg.ci_low * 100:.1f}, "
+                                                         f"{avg.ci_high * 100:.1f}]")]
+        cells += [f"pass@{k} {v.value * 100:.1f}" for k, v in sorted(r.scores.pass_at_k.items())]
+        out.append(f"{name} (step {step}) · {r.task}: {' · '.join(cells)} · {seconds:.0f} s")
+    return out
+
+
+def log_to_trainer(trainer: Any, logs: dict[str, float], checkpoint: Path | None = None) -> None:
+    """`logs` through `transformers.Trainer.log` at the trainer's current step (the checkpoint's: the
+    evaluation runs inside `on_save`), so every `report_to` logger and the log history get them. TRL's
+    `GRPOTrainer.log` is bypassed: it would fold its pending training metrics into this record. The
+    checkpoint's `trainer_state.json`, written before the evaluation, is rewritten to include them."""
+    from transformers import Trainer
+
+    Trainer.log(trainer, dict(logs))
+    state = None if checkpoint is None else checkpoint / TRAINER_STATE
+    if state is not None and state.is_file() and trainer.args.should_save:
+        # TrainerState.save_to_json's format, replaced atomically (a --watch scanner may read it)
+        atomic_write_text(state, json.dumps(dataclasses.asdict(trainer.state), indent=2, sort_keys=True) + "\n")
 
 
 def refresh_leaderboard(store: str | None, on_error: Callable[[str], None] | None = None) -> Path | None:

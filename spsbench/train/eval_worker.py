@@ -17,6 +17,7 @@ import json
 import sys
 from typing import Any
 
+from spsbench import quiet
 from spsbench.config import SamplingConfig
 from spsbench.errors import SpsbenchError
 from spsbench.evaluation.evaluate import evaluate
@@ -37,6 +38,7 @@ def run(spec: dict[str, Any]) -> list[Any]:
 
 
 def main(argv: list[str]) -> int:
+    quiet.install()        # spsbench's logged warnings as `spsbench: warning:` lines: the parent shows those
     try:
         ids = [r.eval_id for r in run(json.loads(argv[0]))]
     except SpsbenchError as exc:

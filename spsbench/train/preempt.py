@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from spsbench.errors import TrainingError
+from spsbench.quiet import warn
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 COMPLETE = "spsbench_checkpoint_complete"      # written last into a checkpoint folder
@@ -121,5 +121,5 @@ def resume_point(output_dir: str | Path, resume: str | bool | None) -> str | Non
         raise TrainingError(f"--resume: no complete checkpoint in {output_dir} to resume from")
     for _, p in found:
         if p not in complete and int(CHECKPOINT_RE.match(p.name).group(1)) > int(complete[-1].name.split("-")[1]):
-            print(f"spsbench: skipping {p.name}: its save did not finish (interrupted)", file=sys.stderr)
+            warn(f"skipping {p.name}: its save did not finish (interrupted)")
     return str(complete[-1])

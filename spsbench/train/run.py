@@ -6,6 +6,7 @@ DynamicSamplingTrainer (`dynamic_sampling.enabled`), sps -> the SPS layer over t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -15,7 +16,8 @@ from typing import Any
 
 from spsbench.engines.vllm import cpu_env_defaults
 from spsbench.errors import ConfigError, TrainingError, one_line
-from spsbench.models import resolve_model
+from spsbench.models import DEFAULT_MODEL_NAME, default_model_dir, resolve_model
+from spsbench.quiet import status, warn
 from spsbench.system import busy_cpus
 from spsbench.train.budget import apply_rollout_budget
 from spsbench.train.config import TrainConfig
@@ -167,6 +169,16 @@ def fill_names(config: TrainConfig, model_path: str) -> Path:
     return Path(config.output_dir or Path("runs") / config.run_name)
 
 
+def run_folder(config: TrainConfig) -> Path:
+    """The run folder `build_trainer` will use, known before anything loads or is checked (the embedded
+    default model is named by its cache folder, not converted; a model that does not resolve is refused
+    later, by build_trainer, in its usual order), so the run's log can open first."""
+    if config.model in (None, "", "default", DEFAULT_MODEL_NAME):
+        return fill_names(config, str(default_model_dir()))
+    folder = Path(config.model).expanduser()
+    return fill_names(config, str(folder.resolve()) if folder.is_dir() else config.model)
+
+
 def _colocate_env() -> None:
     """vLLM colocate on CPU: the engine's environment, with OpenMP threads left to the training process
     (vLLM's own binding pins them, and torch then refuses `set_num_threads`)."""
@@ -197,17 +209,25 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     if args.use_vllm and args.vllm_mode == "colocate":
         _colocate_env()
     cls = wrap(trainer_class(config)) if wrap else trainer_class(config)
-    model, tokenizer, model_path = load_policy(config.model, dtype)
-    dataset, kind = build_dataset(config.task, tokenizer, data=config.data, limit=config.limit)
-    extra: dict[str, Any] = {}
-    if config.dynamic_sampling.enabled:
-        extra["max_resample_times"] = config.dynamic_sampling.max_resample_times
-    if config.algo == "sps":
-        extra["sps"] = config.sps
-    evaluator = EvaluateCheckpointCallback(config, base_model=str(model_path))
-    trainer = cls(model=model, reward_funcs=reward_funcs(config, kind, args.max_completion_length), args=args,
-                  train_dataset=dataset, processing_class=tokenizer, callbacks=[evaluator, *(callbacks or [])],
-                  **extra)
+    main = int(os.environ.get("RANK", "0")) == 0          # one rank speaks for a torchrun launch
+    for warning in plan.warnings if main else ():
+        warn(warning)
+    loading = f"loading {Path(model_path).name} as the policy (and TRL's trainer: reference model, rollout settings)"
+    with status(loading, done="policy and trainer ready") if main else contextlib.nullcontext():
+        model, tokenizer, model_path = load_policy(config.model, dtype)
+        dataset, kind = build_dataset(config.task, tokenizer, data=config.data, limit=config.limit)
+        extra: dict[str, Any] = {}
+        if config.dynamic_sampling.enabled:
+            extra["max_resample_times"] = config.dynamic_sampling.max_resample_times
+        if config.algo == "sps":
+            extra["sps"] = config.sps
+        evaluator = EvaluateCheckpointCallback(config, base_model=str(model_path))
+        trainer = cls(model=model, reward_funcs=reward_funcs(config, kind, args.max_completion_length), args=args,
+                      train_dataset=dataset, processing_class=tokenizer, callbacks=[evaluator, *(callbacks or [])],
+                      **extra)
+    for callback in (evaluator, *(callbacks or [])):
+        if hasattr(callback, "attach"):           # the evaluator logs through it; the progress view reads it
+            callback.attach(trainer)
     if trainer.args.should_save:
         write_run_info(output_dir, config, str(model_path), plan=plan.as_dict())
     return trainer, evaluator
@@ -253,6 +273,9 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
         with catching(preemption):
             trainer.train(resume_from_checkpoint=resume_point(trainer.args.output_dir, resume))
     except BaseException:
+        for callback in callbacks or ():
+            if hasattr(callback, "close"):     # a live progress display must not outlive the run
+                callback.close()
         if owns_group:
             shutdown_distributed(wait=False)     # a failed rank must not wait in a barrier for the others
         raise
