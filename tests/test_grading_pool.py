@@ -141,10 +141,12 @@ def test_an_answer_stuck_twice_is_a_cached_timeout(monkeypatch, stops):
         p.grade(GradeRequest(r"\boxed{1}", "1"))
         send = pool_module._Worker.send
 
-        def send_then_freeze(self, *args):
-            send(self, *args)
+        def freeze_then_send(self, *args):
+            # Frozen first: a worker that got the job before the stop could answer a fast job (a cached gold)
+            # and the test would see a verdict instead of a timeout. The job waits in the pipe.
             os.kill(self.proc.pid, signal.SIGSTOP)
-        monkeypatch.setattr(pool_module._Worker, "send", send_then_freeze)
+            send(self, *args)
+        monkeypatch.setattr(pool_module._Worker, "send", freeze_then_send)
         g = p.grade(GradeRequest(r"\boxed{7}", "7"))
         assert g.outcome is Outcome.GRADER_TIMEOUT
         assert "killed after 2 s" in g.detail and "first timed out at 1 s" in g.detail
