@@ -119,7 +119,7 @@ def test_a_checkpoint_being_written_is_evaluated_once_when_complete(tmp_path, ti
 
 
 def test_a_broken_checkpoint_that_changes_is_checked_again(tmp_path, tiny_model_dir, store_path, fake_factory,
-                                                           monkeypatch):
+                                                           monkeypatch, capsys):
     monkeypatch.setattr(scan, "SETTLE_S", 0.2)
     run = tmp_path / "run"
     broken = make_checkpoint(run, 10, tiny_model_dir)
@@ -137,7 +137,8 @@ def test_a_broken_checkpoint_that_changes_is_checked_again(tmp_path, tiny_model_
     report = watch(run, store_path, fake_factory, out, until_idle=2.5)
     fixer.join()
     log = out.getvalue()
-    assert log.count("skipping broken checkpoint") == 1, log            # said once, not at every scan
+    err = capsys.readouterr().err                                       # warnings go to the terminal's stderr
+    assert err.count("spsbench: warning: skipping broken checkpoint") == 1, err   # said once, not at every scan
     assert "checkpoint-10 changed since it was found broken: checking it again" in log
     assert [(c.step, c.status) for c in report.checkpoints] == [(10, "evaluated")]
 
