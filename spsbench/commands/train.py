@@ -13,6 +13,7 @@ from spsbench.commands import output_console
 from spsbench.errors import ConfigError
 from spsbench.evaluation.evaluate import score_table
 from spsbench.train.config import describe_keys, load_config
+from spsbench.train.preflight import prepare
 from spsbench.train.run import pick_cpu_threads, train
 
 HELP = "Train a policy with GRPO, DAPO, GSPO or SPS (recipes in recipes/*.yaml) and evaluate its checkpoints."
@@ -35,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Resume from the last checkpoint in the run folder, or from CHECKPOINT.")
     parser.add_argument("--no-eval", action="store_true", help="Do not evaluate checkpoints while training.")
     parser.add_argument("--list-keys", action="store_true", help="Print every spsbench recipe key and exit.")
-    parser.add_argument("--dry-run", action="store_true", help="Print the schedule as one JSON object (steps "
-                        "per epoch, max steps, IRL phase / save / evaluation steps, IRL coverage, warnings) and "
-                        "exit; loads no model. --set world_size=N plans for N ranks.")
+    parser.add_argument("--dry-run", action="store_true", help="Make every check the run makes before loading "
+                        "weights (settings, tasks, model files, run folder, --resume) and print the schedule as one "
+                        "JSON object (steps per epoch, max steps, IRL phase / save / evaluation steps, IRL coverage, "
+                        "resume point, warnings); loads no weights. --set world_size=N plans for N ranks.")
     parser.add_argument("--diff", metavar="RECIPE", help="With --dry-run: compare the run with another recipe "
                         "(its own algo and base; the same --set flags): print the settings and plan entries that "
                         "differ, key -> [this run, RECIPE].")
@@ -66,16 +68,19 @@ def run(args: argparse.Namespace) -> int:
             other = load_config(None, None, args.diff, overrides, model=args.model)
             print(json.dumps(plan.diff(config, other)))
             return 0
-        print(json.dumps(plan.make_plan(config).as_dict()))      # stdout holds only the plan (machine-readable)
+        # every check the run makes before its weights load, with the same code (train.preflight.prepare)
+        prepared = prepare(config, args.resume, plan_only=True)
+        print(json.dumps(prepared.as_dict()))      # stdout holds only the plan (machine-readable)
         return 0
     if config.model is None:
         console.print("[dim]embedded default: SmolLM2-135M-Instruct on the built-in arith task, CPU demo sizes "
                       "(recipes/cpu-demo.yaml)[/]")
 
+    prepared = prepare(config, args.resume)   # every check before weights load: a refusal comes before any output
     threads = pick_cpu_threads()
     console.print(f"training [bold]{config.label}[/] with recipe {config.recipe}"
                   + (f" ({threads} CPU thread{'s' * (threads > 1)}; set OMP_NUM_THREADS to choose)" if threads else ""))
-    summary = train(config, resume=args.resume)
+    summary = train(config, resume=args.resume, prepared=prepared)
     _print_summary(console, summary)
     if summary.preempted:
         console.print(f"stopped by {summary.preempted} at step {summary.steps}: checkpoint-{summary.steps} saved in "

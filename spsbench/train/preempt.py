@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from spsbench.errors import TrainingError
+from spsbench.train.run_folder import complete_checkpoints
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 COMPLETE = "spsbench_checkpoint_complete"      # written last into a checkpoint folder
@@ -110,16 +110,12 @@ def agreed(requested: bool, device: Any) -> bool:
 
 def resume_point(output_dir: str | Path, resume: str | bool | None) -> str | None:
     """What to resume from: an explicit CHECKPOINT as given; for `--resume` alone, the newest complete
-    checkpoint (one a SIGKILL cut short during its save is skipped, with a note)."""
+    checkpoint (one a SIGKILL cut short during its save is skipped). `spsbench train` resolves it with the
+    run folder's other checks (train.run_folder.check_folder); this is the same choice, for callers that
+    drive a trainer themselves."""
     if resume is not True:
         return resume or None
-    found = sorted((int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*")
-                   if p.is_dir() and (m := CHECKPOINT_RE.match(p.name)))
-    marked = [p for _, p in found if (p / COMPLETE).is_file()]
-    complete = marked or [p for _, p in found if (p / TRAINER_STATE).is_file()]
+    complete = complete_checkpoints(Path(output_dir))
     if not complete:
         raise TrainingError(f"--resume: no complete checkpoint in {output_dir} to resume from")
-    for _, p in found:
-        if p not in complete and int(CHECKPOINT_RE.match(p.name).group(1)) > int(complete[-1].name.split("-")[1]):
-            print(f"spsbench: skipping {p.name}: its save did not finish (interrupted)", file=sys.stderr)
-    return str(complete[-1])
+    return str(complete[-1][1])
