@@ -34,6 +34,7 @@ from spsbench.train.args import grpo_args, refuse_sharding_for_sps
 from spsbench.train.budget import WHAT, rollout_budget
 from spsbench.train.config import TrainConfig
 from spsbench.train.plan import Plan, make_plan
+from spsbench.train.reward import check_kind
 from spsbench.train.run_folder import FolderVerdict, adopt_run_name, check_folder, run_identity
 from spsbench.validate import existing_file, output_file
 
@@ -50,6 +51,12 @@ class Prepared:
     folder: FolderVerdict             # the checkpoint to resume from, if any
     warnings: list[str] = field(default_factory=list)   # besides the schedule's own (also in plan.warnings)
 
+    def say_warnings(self) -> None:
+        """The run's warnings on stderr, once, from rank 0 (the plan lists them instead)."""
+        if int(os.environ.get("RANK", "0")) == 0:
+            for line in self.warnings:
+                print(f"spsbench: warning: {line}", file=sys.stderr)
+
     def as_dict(self) -> dict[str, Any]:
         """The plan as `--dry-run` prints it: the schedule, then the run it belongs to."""
         resume = self.folder.resume
@@ -62,8 +69,8 @@ class Prepared:
 
 def prepare(config: TrainConfig, resume: str | bool | None = None, *, plan_only: bool = False) -> Prepared:
     """Check everything and resolve the run; one SpsbenchError line for anything the run would refuse. The run
-    prints the warnings (rank 0); the plan lists them. Mutates `config` as the run does (names, a clamped
-    rollout length)."""
+    says the warnings once it holds the folder (`Prepared.say_warnings`); the plan lists them. Mutates `config`
+    as the run does (names, a clamped rollout length)."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     world = config.world_size or launched
     here = world == launched
@@ -81,15 +88,12 @@ def prepare(config: TrainConfig, resume: str | bool | None = None, *, plan_only:
     if model_here:
         _fit_rollouts(config, model_path, warnings)
     args = grpo_args(config, output_dir, None if here else world)
-    check_soft_overlong(config, args.max_completion_length)
+    check_reward_settings(config, args)
     plan = make_plan(config, world_size=world)    # the schedule (IRL phases that fire), from the real data size
     identity = run_identity(config, model_path)
     folder = check_folder(output_dir, identity, resume, plan.max_steps, planned=plan_only)
     warnings += folder.warnings
     plan.warnings += warnings
-    if not plan_only and int(os.environ.get("RANK", "0")) == 0:
-        for line in warnings:
-            print(f"spsbench: warning: {line}", file=sys.stderr)
     return Prepared(model_path, output_dir, args, plan, identity, folder, warnings)
 
 
@@ -100,6 +104,19 @@ def check_launch(config: TrainConfig) -> int:
         raise ConfigError(f"{config.recipe}: world_size is {config.world_size} but this launch has {launched} "
                           "process(es); drop world_size (it is for --dry-run planning) or launch that many")
     return launched
+
+
+def check_reward_settings(config: TrainConfig, args: Any) -> None:
+    """What TRL's trainer checks about its reward functions when it is built, after the model loads: checked now.
+    The grader is reward function 1; DAPO's soft overlong punishment, when on, function 2."""
+    check_soft_overlong(config, args.max_completion_length)
+    overlong = config.dynamic_sampling.enabled and config.dynamic_sampling.soft_overlong_cache is not None
+    funcs = 1 + overlong
+    if args.reward_weights is not None and len(args.reward_weights) != funcs:
+        raise ConfigError(f"rl.reward_weights: {len(args.reward_weights)} weight(s) for {funcs} reward function(s) "
+                          "(the grader" + (", DAPO's soft overlong punishment)" if overlong else ")"))
+    if getattr(args, "sync_ref_model", False) and not args.beta:
+        raise ConfigError("rl.sync_ref_model: true needs a reference model, and rl.beta is 0 (no reference model)")
 
 
 def check_soft_overlong(config: TrainConfig, max_completion_length: int) -> None:
@@ -147,7 +164,8 @@ def _fit_rollouts(config: TrainConfig, model_path: str, warnings: list[str]) -> 
 
 def preflight(config: TrainConfig, output_dir: Path, model_path: str) -> None:
     """Raise one SpsbenchError line for anything that would fail later in the run."""
-    load_spec(config.task)
+    spec = load_spec(config.task)
+    check_kind(spec.grader, spec.name)           # the task's grader gives the reward
     if config.data is not None:
         existing_file(config.data, "data")
     if Path(model_path).is_dir():

@@ -59,6 +59,18 @@ RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "top_entropy_quantile": (0, False, 1, False),
 }
 
+# String settings TRL 1.16 checks only where it uses them, mid-run (GRPOTrainer: "Unknown loss type: ...");
+# tests/test_train_seams.py pins that the trainer handles each of these values and GRPOConfig's help names them.
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+    "importance_sampling_level": ("token", "sequence"),
+    "scale_rewards": ("group", "batch", "none", True, False),
+    "vllm_mode": ("server", "colocate"),
+    "vllm_importance_sampling_mode": ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"),
+    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
+    "vllm_model_impl": ("transformers", "vllm"),
+}
+
 
 @functools.cache
 def grpo_config_fields() -> dict[str, dataclasses.Field]:
@@ -81,6 +93,12 @@ def check_rl(rl: dict[str, Any]) -> dict[str, Any]:
     types_ = grpo_config_types()
     out = {}
     for key, value in rl.items():
+        if key in CHOICES:
+            if not any(value == c and type(value) is type(c) for c in CHOICES[key]):
+                raise ConfigError(f"rl.{key}: must be one of {', '.join(_show(c) for c in CHOICES[key])}, "
+                                  f"got {type(value).__name__} {value!r:.60}")
+            out[key] = value
+            continue
         value = typed(f"rl.{key}", value, types_.get(key, Any))
         if key in RANGES and value is not None:
             low, low_open, high, integer = RANGES[key]
@@ -145,6 +163,10 @@ def _match(value: Any, hint: Any) -> tuple[bool, Any]:
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return isinstance(value, hint), value
     return True, value             # a library class (ParallelismConfig, ...): transformers checks it
+
+
+def _show(choice: Any) -> str:
+    return ("true" if choice else "false") if isinstance(choice, bool) else str(choice)
 
 
 def _describe(hint: Any) -> str:

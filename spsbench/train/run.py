@@ -116,7 +116,9 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     checks the plan makes too (`prepare`; `resume`: what `--resume` says, for the run folder's checks)."""
     from spsbench.train.callbacks import EvaluateCheckpointCallback, write_run_info
 
-    prepared = prepared or prepare(config, resume)
+    if prepared is None:
+        prepared = prepare(config, resume)
+        prepared.say_warnings()
     output_dir, args, plan = prepared.output_dir, prepared.args, prepared.plan
     writable_dir(output_dir, "output_dir")        # created last: a refused run leaves no folder behind
     if args.use_vllm and args.vllm_mode == "colocate":
@@ -163,6 +165,7 @@ def train(config: TrainConfig, resume: str | bool | None = None, callbacks: list
     checks already made (`prepare(config, resume)`), or None to make them now."""
     prepared = prepared or prepare(config, resume)
     with held_for_training(prepared.output_dir, prepared.identity, resume, prepared.plan.max_steps):
+        prepared.say_warnings()
         return _train(config, prepared, callbacks)
 
 

@@ -140,7 +140,7 @@ def check_folder(folder: Path, identity: dict[str, Any], resume: str | bool | No
     verdict = FolderVerdict()
     _same_run(folder, record, identity, resume, verdict)
     if not resume:
-        _no_checkpoints(folder, record)
+        _no_checkpoints(folder, record, verdict)
         return verdict
     step, path = _resume_checkpoint(folder, resume, verdict)
     _own_checkpoint(path, identity)
@@ -182,25 +182,25 @@ def _changed(before: Any, now: dict[str, Any], shown: int = 4) -> str:
     return ", ".join(parts) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
-def _no_checkpoints(folder: Path, record: dict[str, Any]) -> None:
-    """A new start of the same run may replace a run record that has no checkpoint, never its checkpoints."""
+def _no_checkpoints(folder: Path, record: dict[str, Any], verdict: FolderVerdict) -> None:
+    """A new start of the same run may replace a run record without complete checkpoints, never its checkpoints."""
     found = checkpoints(folder)
-    if not found:
-        return
     done = complete_checkpoints(folder)
     if done:
         raise TrainingError(f"{folder} already holds the run {record.get('run_name')!r} with {len(done)} "
                             f"checkpoint(s), the last at step {done[-1][0]}: continue it with --resume, or train "
                             "into another --output-dir (a new start would overwrite them)")
-    raise TrainingError(f"{folder} holds only checkpoints whose save did not finish ({found[-1][1].name}, ...): "
-                        "remove them to start the run again, or train into another --output-dir")
+    if found:
+        verdict.warnings.append(f"{folder}: starting the run again over {len(found)} checkpoint(s) whose save did "
+                                f"not finish ({', '.join(p.name for _, p in found)}); they are replaced as it saves")
 
 
 def _resume_checkpoint(folder: Path, resume: str | bool, verdict: FolderVerdict) -> tuple[int, Path]:
     complete = complete_checkpoints(folder)
     if resume is True:
         if not complete:
-            raise TrainingError(f"--resume: no complete checkpoint in {folder} to resume from")
+            raise TrainingError(f"--resume: no complete checkpoint in {folder} to resume from; start the run again "
+                                "without --resume")
         for step, p in checkpoints(folder):
             if step > complete[-1][0] and (step, p) not in complete:
                 verdict.warnings.append(f"skipping {p.name}: its save did not finish (interrupted)")
@@ -210,6 +210,11 @@ def _resume_checkpoint(folder: Path, resume: str | bool, verdict: FolderVerdict)
     if path.resolve() not in {p.resolve() for _, p in complete}:
         raise TrainingError(f"--resume {resume}: its save did not finish (interrupted); resume from a complete one "
                             f"({', '.join(p.name for _, p in complete) or 'none in the folder'})")
+    later = [p.name for s, p in complete if s > int(m.group(1))]
+    if later:
+        raise TrainingError(f"--resume {resume}: the run has later checkpoints ({', '.join(later)}), which resuming "
+                            "from an earlier one would overwrite; continue from the last (--resume), or move them "
+                            "out of the folder first")
     return int(m.group(1)), path
 
 
