@@ -1,13 +1,16 @@
 """Training configuration: the dataclasses a recipe YAML is parsed into, and recipe loading/merging.
 
 A recipe has top-level run keys (algo, model, task, ...), an `rl` mapping passed verbatim to TRL's
-`GRPOConfig` (so every GRPOConfig field is a valid key and nothing else is), and the sections
-`dynamic_sampling`, `sps` and `eval` below. Layering, later wins:
+`GRPOConfig` (so every GRPOConfig field is a valid key and nothing else is; `rl_values` types each value), and
+the sections `dynamic_sampling`, `sps` (below) and `eval` (`eval_config`). Layering, later wins:
 
   recipes/<base>.yaml (sps only) -> recipes/<algo>.yaml or --config FILE -> recipes/cpu-demo.yaml
   (embedded default model only) -> --set key=value flags.
 
-Every mistake is one ConfigError line naming the file (or flag) and the key.
+A --config file replaces recipes/<algo>.yaml as a whole: an empty one is an error, and the settings of
+recipes/<algo>.yaml a partial one leaves at another default are a warning (`TrainConfig.notes`). YAML is read
+with a key given twice refused (`yaml_strict`). Every mistake is one ConfigError line naming the file (or
+flag) and the key.
 """
 
 from __future__ import annotations
