@@ -105,25 +105,27 @@ RESUMES = ["no", "latest", "grpo/checkpoint-1", "grpo/checkpoint-2", "sps/checkp
            "grpo"]
 
 
-def legit(algo: str, change: str, steps: int, target: str, resume: str, name: str | None) -> bool:
-    """The oracle: a new run into a new folder, or the GRPO run's own continuation with steps left."""
+def continued(algo: str, change: str, steps: int, target: str, resume: str, name: str | None) -> str | None:
+    """The oracle: the finished run ('grpo' or 'sps') this command legitimately continues (same algorithm and
+    settings, its own latest checkpoint, steps left), '' for a new run into a new folder, None: refused."""
     if resume == "no":
-        return target in ("new", "default")
-    own = {"latest": 2, "grpo/checkpoint-2": 2}        # checkpoint-1: resuming there would overwrite checkpoint-2
-    continues_grpo = target == "grpo" or (target == "default" and resume.startswith("grpo/"))
-    return (continues_grpo and resume in own and algo == "grpo" and change in ("none", "saves")
-            and name in (None, "grpo-model") and steps > own[resume])
+        return "" if target in ("new", "default") else None
+    run = target if target in ("grpo", "sps") else resume.split("/")[0] if target == "default" else None
+    own = resume == "latest" or resume == f"{run}/checkpoint-2"     # checkpoint-1: would overwrite checkpoint-2
+    same = algo == run and change in ("none", "saves") and name in (None, f"{run}-model")
+    return run if run and own and same and steps > 2 else None
 
 
 @settings(HYPO, max_examples=18)
 @given(algo=st.sampled_from(["grpo", "sps", "dapo"]), change=st.sampled_from(sorted(CHANGES)),
        steps=st.sampled_from([1, 2, 3]), target=st.sampled_from(TARGETS), resume=st.sampled_from(RESUMES),
-       name=st.sampled_from([None, "grpo-model", "other-name"]))
+       name=st.sampled_from([None, "grpo-model", "sps-model", "other-name"]))
 @example(algo="grpo", change="none", steps=2, target="grpo", resume="no", name=None)          # the same command again
 @example(algo="sps", change="none", steps=2, target="grpo", resume="no", name=None)          # SPS over a GRPO run
 @example(algo="grpo", change="none", steps=1, target="new", resume="sps/checkpoint-2", name=None)
 @example(algo="grpo", change="none", steps=1, target="grpo", resume="latest", name=None)     # nothing to train
 @example(algo="grpo", change="none", steps=3, target="grpo", resume="latest", name=None)     # its continuation
+@example(algo="sps", change="saves", steps=3, target="default", resume="sps/checkpoint-2", name=None)
 @example(algo="grpo", change="none", steps=2, target="trl", resume="no", name=None)          # a plain TRL run
 def test_property_a_run_folder_trains_only_its_own_run(tmp_path_factory, capsys, model_dir, finished, algo, change,
                                                        steps, target, resume, name):
@@ -149,7 +151,8 @@ def test_property_a_run_folder_trains_only_its_own_run(tmp_path_factory, capsys,
     plan_error = error_line(err) if code == 2 else None
     assert {p.name: tree(p) for p in root.iterdir()} == before       # the plan writes nothing
     code, out, err = run_cli(capsys, command)
-    if not legit(algo, change, steps, target, resume, name):
+    run = continued(algo, change, steps, target, resume, name)
+    if run is None:
         assert code == 2, out[-1500:] + err[-1500:]
         assert error_line(err) == plan_error                         # the plan refused it with the same line
         assert {p.name: tree(p) for p in root.iterdir()} == before   # nothing written, replaced or removed
@@ -157,13 +160,13 @@ def test_property_a_run_folder_trains_only_its_own_run(tmp_path_factory, capsys,
     assert code == 0 and plan_error is None, err[-2000:]
     plan = json.loads(plan_out)
     assert steps_done(out) == plan["max_steps"]
-    if plan["resume_step"] is not None:
-        assert plan["steps_to_train"] == steps - plan["resume_step"] > 0
-        after = tree(root / "grpo")
-        for entry, stat in before["grpo"].items():                     # every checkpoint it had is as it was
+    if run:
+        assert plan["resume_step"] == 2 and plan["steps_to_train"] == steps - 2
+        after = tree(root / run)
+        for entry, stat in before[run].items():                        # every checkpoint it had is as it was
             if entry.startswith("checkpoint-"):
                 assert after[entry] == stat, entry
-    for other in ("sps", "trl", "a-file") + (("grpo",) if resume == "no" else ()):
+    for other in {"grpo", "sps", "trl", "a-file"} - {run}:
         assert tree(root / other) == before[other]
 
 

@@ -54,6 +54,16 @@ def make(model_dir, tmp_path, algo, base=None, extra=(), callbacks=None, resume=
     return trainer
 
 
+def killed_after(run, step):
+    """The run folder as a kill after checkpoint-`step` leaves it: a resume from an earlier checkpoint would
+    overwrite the later ones, which spsbench refuses (tests/test_hostile_train.py)."""
+    import shutil
+
+    for later in run.glob("checkpoint-*"):
+        if int(later.name.split("-")[1]) > step:
+            shutil.rmtree(later)
+
+
 def snapshot(model):
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
@@ -316,6 +326,7 @@ def test_resume_restores_sps_phase_and_irl_optimizer(model_dir, tmp_path):
     assert state["phase_index"] == 1 and state["last_irl_step"] == 2 and state["buffer"] == []   # phase just ran
     assert state["irl_optimizer"]["state"][0]["step"] == 4
     checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    killed_after(tmp_path / "run", 2)
     resumed = make(model_dir, tmp_path, "sps", extra=extra, resume=checkpoint)
     resumed.train(resume_from_checkpoint=checkpoint)
     assert resumed.phase.index == 2 and resumed.phase.last_irl_step == 4
@@ -519,6 +530,7 @@ def test_resume_mid_phase_keeps_phase_position_and_buffer_and_ends_with_the_same
     state = torch.load(tmp_path / "run" / "checkpoint-2" / "sps_state.pt", weights_only=True)
     assert (state["phase_index"], state["last_irl_step"], len(state["buffer"])) == (0, 0, 4)   # steps 1-2
     checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    killed_after(tmp_path / "run", 2)
     resumed = make(model_dir, tmp_path, "sps", extra=extra, resume=checkpoint)
     resumed.train(resume_from_checkpoint=checkpoint)
     [whole], [after_resume] = first.phase.log, resumed.phase.log
@@ -537,6 +549,7 @@ def test_a_checkpoint_without_a_buffer_resumes_with_an_empty_one(model_dir, tmp_
     path = tmp_path / "run" / "checkpoint-2" / "sps_state.pt"
     torch.save(torch.load(path, weights_only=True) | {"buffer": "dropped"}, path)
     checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    killed_after(tmp_path / "run", 2)
     resumed = make(model_dir, tmp_path, "sps", extra=extra, resume=checkpoint)
     resumed.train(resume_from_checkpoint=checkpoint)
     assert resumed.phase.log[0]["groups"] == 2                                          # step 3 only
@@ -551,6 +564,8 @@ def test_dynamic_sampling_refill_draws_survive_a_resume(model_dir, tmp_path, mon
     extra = ["rl.max_steps=2", "rl.save_steps=1", "dynamic_sampling.max_resample_times=1"]
     runs = []
     for resume in (None, str(tmp_path / "run" / "checkpoint-1")):
+        if resume:
+            killed_after(tmp_path / "run", 1)
         trainer = make(model_dir, tmp_path, "dapo", extra=extra, resume=resume)
         draws = {}
         real = trainer._fresh_inputs

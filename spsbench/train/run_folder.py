@@ -66,6 +66,9 @@ def recipe_settings(config: TrainConfig) -> dict[str, Any]:
     for key, value in sorted((config.rl or {}).items()):
         if key not in OPERATIONAL_RL and key not in DURATION_RL and value != _field_default(fields[key]):
             out[f"rl.{key}"] = value
+    for key in ("task", "data"):        # a file named from another working folder is the same file
+        if isinstance(out[key], str) and Path(out[key]).is_file():
+            out[key] = str(Path(out[key]).resolve())
     out |= {f"dynamic_sampling.{k}": v for k, v in dataclasses.asdict(config.dynamic_sampling).items()}
     if config.algo == "sps":
         out |= {f"sps.{k}": v for k, v in dataclasses.asdict(config.sps).items() if k != "allow_no_irl"}
