@@ -25,6 +25,7 @@ _HUB_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+?)--([^/]+)/snapshots/[^/]+$")
 # Written by `spsbench train` into a checkpoint folder after the last file of its save (train.preempt.COMPLETE,
 # the same name: tests/test_hostile_watch.py holds them equal); `eval --watch` waits for it.
 CHECKPOINT_COMPLETE = "spsbench_checkpoint_complete"
+TRAIN_LOG = "train.log"       # in a run folder: the libraries' output (TRL, transformers, vLLM) of every command on it
 CHECKPOINT_INFO = "spsbench_checkpoint.json"   # the trainer's record of one checkpoint (e.g. IRL phases before it)
 
 

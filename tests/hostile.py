@@ -43,3 +43,34 @@ def outcome_of(call) -> object:
     except SpsbenchError as exc:
         one_line_error(exc)
         return None
+
+
+def run_cli(capsys, argv: list[str]) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of one in-process CLI call; any exception but a SpsbenchError (which the CLI
+    turns into exit 2) fails the test with its traceback."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(err: str) -> str:
+    """The one `spsbench CMD: error: ...` line of a refusal's stderr (asserting it is the only line)."""
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and ": error: " in lines[0] and "Traceback" not in err, err[-2000:]
+    return lines[0].split(": error: ", 1)[1]
+
+
+def tree(folder) -> dict[str, tuple[int, int]]:
+    """Every file under `folder` (relative path -> size, mtime in ns): equal snapshots mean nothing was written,
+    replaced or removed."""
+    import os
+    from pathlib import Path
+
+    folder = Path(folder)
+    if not folder.exists():
+        return {}
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        st = os.stat(path)
+        out[str(path.relative_to(folder))] = (st.st_size if path.is_file() else -1, st.st_mtime_ns)
+    return out

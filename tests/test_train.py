@@ -47,10 +47,21 @@ def model_dir(tmp_path_factory):
     return str(tiny_model(tmp_path_factory.mktemp("tiny") / "model"))
 
 
-def make(model_dir, tmp_path, algo, base=None, extra=(), callbacks=None):
+def make(model_dir, tmp_path, algo, base=None, extra=(), callbacks=None, resume=None):
+    """A trainer into tmp_path/run (`resume`: the checkpoint a second trainer of the same run continues)."""
     cfg = load_config(algo, base, overrides=[*SMALL, f"output_dir={tmp_path / 'run'}", *extra], model=model_dir)
-    trainer, _ = build_trainer(cfg, callbacks)
+    trainer, _ = build_trainer(cfg, callbacks, resume=resume)
     return trainer
+
+
+def killed_after(run, step):
+    """The run folder as a kill after checkpoint-`step` leaves it: a resume from an earlier checkpoint would
+    overwrite the later ones, which spsbench refuses (tests/test_hostile_train.py)."""
+    import shutil
+
+    for later in run.glob("checkpoint-*"):
+        if int(later.name.split("-")[1]) > step:
+            shutil.rmtree(later)
 
 
 def snapshot(model):
@@ -314,8 +325,10 @@ def test_resume_restores_sps_phase_and_irl_optimizer(model_dir, tmp_path):
     state = torch.load(tmp_path / "run" / "checkpoint-2" / "sps_state.pt", weights_only=True)
     assert state["phase_index"] == 1 and state["last_irl_step"] == 2 and state["buffer"] == []   # phase just ran
     assert state["irl_optimizer"]["state"][0]["step"] == 4
-    resumed = make(model_dir, tmp_path, "sps", extra=extra)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    killed_after(tmp_path / "run", 2)
+    resumed = make(model_dir, tmp_path, "sps", extra=extra, resume=checkpoint)
+    resumed.train(resume_from_checkpoint=checkpoint)
     assert resumed.phase.index == 2 and resumed.phase.last_irl_step == 4
     assert resumed.irl_optimizer.state_dict()["state"][0]["step"] == 8     # continued, not restarted
     for key in ("exp_avg", "exp_avg_sq"):
@@ -516,8 +529,10 @@ def test_resume_mid_phase_keeps_phase_position_and_buffer_and_ends_with_the_same
     first.train()
     state = torch.load(tmp_path / "run" / "checkpoint-2" / "sps_state.pt", weights_only=True)
     assert (state["phase_index"], state["last_irl_step"], len(state["buffer"])) == (0, 0, 4)   # steps 1-2
-    resumed = make(model_dir, tmp_path, "sps", extra=extra)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    killed_after(tmp_path / "run", 2)
+    resumed = make(model_dir, tmp_path, "sps", extra=extra, resume=checkpoint)
+    resumed.train(resume_from_checkpoint=checkpoint)
     [whole], [after_resume] = first.phase.log, resumed.phase.log
     assert (whole["phase"], whole["step"], whole["groups"]) == (0, 3, 6)            # steps 1-3
     assert (after_resume["phase"], after_resume["step"], after_resume["groups"]) == (0, 3, 6)
@@ -533,8 +548,10 @@ def test_a_checkpoint_without_a_buffer_resumes_with_an_empty_one(model_dir, tmp_
     make(model_dir, tmp_path, "sps", extra=extra).train()
     path = tmp_path / "run" / "checkpoint-2" / "sps_state.pt"
     torch.save(torch.load(path, weights_only=True) | {"buffer": "dropped"}, path)
-    resumed = make(model_dir, tmp_path, "sps", extra=extra)
-    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    killed_after(tmp_path / "run", 2)
+    resumed = make(model_dir, tmp_path, "sps", extra=extra, resume=checkpoint)
+    resumed.train(resume_from_checkpoint=checkpoint)
     assert resumed.phase.log[0]["groups"] == 2                                          # step 3 only
 
 
@@ -547,7 +564,9 @@ def test_dynamic_sampling_refill_draws_survive_a_resume(model_dir, tmp_path, mon
     extra = ["rl.max_steps=2", "rl.save_steps=1", "dynamic_sampling.max_resample_times=1"]
     runs = []
     for resume in (None, str(tmp_path / "run" / "checkpoint-1")):
-        trainer = make(model_dir, tmp_path, "dapo", extra=extra)
+        if resume:
+            killed_after(tmp_path / "run", 1)
+        trainer = make(model_dir, tmp_path, "dapo", extra=extra, resume=resume)
         draws = {}
         real = trainer._fresh_inputs
 

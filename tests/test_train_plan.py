@@ -99,9 +99,9 @@ def test_four_node_plan_needs_whole_groups_per_rank(tmp_path, capsys):
     assert plan["generation_batch"]["completions"] == 256 and plan["irl_phase_steps"] == [186, 372, 558]
 
 
-def test_recipe_without_sps_section_shows_its_default_phase_length(tmp_path, capsys):
-    recipe = tmp_path / "mine.yaml"
-    recipe.write_text("algo: sps\nmodel: some/model\ntask: arith\nrl: {max_steps: 64, num_generations: 8, "
+def test_recipe_without_sps_section_shows_its_default_phase_length(tmp_path, capsys, model_dir):
+    recipe = tmp_path / "mine.yaml"      # the model must be here: the plan checks it as the run does
+    recipe.write_text(f"algo: sps\nmodel: {model_dir}\ntask: arith\nrl: {{max_steps: 64, num_generations: 8, "
                       "per_device_train_batch_size: 8}\n")
     plan = dry_run(capsys, "--config", str(recipe))
     assert plan["rl_steps_per_phase_setting"] == "epoch" and plan["rl_steps_per_phase"] == 4   # 32 prompts, 8 per step

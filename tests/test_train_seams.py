@@ -99,3 +99,30 @@ def test_vllm_colocate_weight_sync_seams():
         return
     assert params(GPUModelRunner.reload_weights)[:4] == ["self", "weights_iterator", "weights_path",
                                                          "is_checkpoint_format"]
+
+
+def test_grpo_config_resolves_the_generation_batch_over_the_world_size_property():
+    """The plan for another launch builds GRPOConfig with `world_size` overridden (train.args.config_class)."""
+    from transformers import TrainingArguments
+
+    from spsbench.train.args import config_class
+
+    assert isinstance(inspect.getattr_static(TrainingArguments, "world_size"), property)
+    assert "num_processes = self.world_size" in inspect.getsource(GRPOConfig.__post_init__)
+    args = config_class(32)(output_dir="unused", per_device_train_batch_size=4, num_generations=8, use_cpu=True,
+                            bf16=False, report_to="none")
+    assert (args.generation_batch_size, args.steps_per_generation) == (128, 1)     # 4 x 32 ranks, not 4
+
+
+def test_the_string_choices_spsbench_checks_are_the_ones_trl_handles():
+    """train.rl_values.CHOICES: TRL checks these values only where it uses them, mid-run; each one spsbench
+    accepts is handled by the trainer, and GRPOConfig's help names it."""
+    from spsbench.train.rl_values import CHOICES, grpo_config_fields
+
+    trainer = inspect.getsource(GRPOTrainer)
+    for key, values in CHOICES.items():
+        help_text = grpo_config_fields()[key].metadata.get("help", "")
+        for value in values:
+            if isinstance(value, str):
+                assert f'"{value}"' in trainer or f"'{value}'" in trainer or key == "vllm_model_impl", (key, value)
+                assert value in help_text, (key, value)

@@ -23,9 +23,10 @@ from spsbench.errors import ConfigError, SpsbenchError
 from spsbench.evaluation.evaluate import score_table
 from spsbench.quiet import engine_log
 from spsbench.train.config import TrainConfig, describe_keys, load_config
-from spsbench.train.run import pick_cpu_threads, run_folder, train
+from spsbench.train.preflight import Prepared, prepare
+from spsbench.train.run import pick_cpu_threads, train
 
-TRAIN_LOG = "train.log"      # in the run folder: TRL / transformers / vLLM output of every command on it
+TRAIN_LOG = paths.TRAIN_LOG
 
 HELP = "Train a policy with GRPO, DAPO, GSPO or SPS (recipes in recipes/*.yaml) and evaluate its checkpoints."
 
@@ -53,9 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true",
                         help=f"No progress bar, status lines or spsbench warnings on the terminal (the warnings "
                              f"still go to {TRAIN_LOG}); errors and the summary stay.")
-    parser.add_argument("--dry-run", action="store_true", help="Print the schedule as one JSON object (steps "
-                        "per epoch, max steps, IRL phase / save / evaluation steps, IRL coverage, warnings) and "
-                        "exit; loads no model. --set world_size=N plans for N ranks.")
+    parser.add_argument("--dry-run", action="store_true", help="Make every check the run makes before loading "
+                        "weights (settings, tasks, model files, run folder, --resume) and print the schedule as one "
+                        "JSON object (steps per epoch, max steps, IRL phase / save / evaluation steps, IRL coverage, "
+                        "resume point, warnings); loads no weights. --set world_size=N plans for N ranks.")
     parser.add_argument("--diff", metavar="RECIPE", help="With --dry-run: compare the run with another recipe "
                         "(its own algo and base; the same --set flags): print the settings and plan entries that "
                         "differ, key -> [this run, RECIPE].")
@@ -84,16 +86,19 @@ def run(args: argparse.Namespace) -> int:
             other = load_config(None, None, args.diff, overrides, model=args.model)
             print(json.dumps(plan.diff(config, other)))
             return 0
-        print(json.dumps(plan.make_plan(config).as_dict()))      # stdout holds only the plan (machine-readable)
+        # every check the run makes before its weights load, with the same code (train.preflight.prepare)
+        prepared = prepare(config, args.resume, plan_only=True)
+        print(json.dumps(prepared.as_dict()))      # stdout holds only the plan (machine-readable)
         return 0
     if config.model is None:
         console.print("[dim]embedded default: SmolLM2-135M-Instruct on the built-in arith task, CPU demo sizes "
                       "(recipes/cpu-demo.yaml)[/]")
 
+    prepared = prepare(config, args.resume)   # every check before weights load: a refusal comes before any output
     threads = pick_cpu_threads()
     console.print(f"training [bold]{config.label}[/] with recipe {config.recipe}"
                   + (f" ({threads} CPU thread{'s' * (threads > 1)}; set OMP_NUM_THREADS to choose)" if threads else ""))
-    summary, log = _train_logged(config, args)
+    summary, log = _train_logged(config, args, prepared)
     _print_summary(console, summary)
     if log is not None:
         console.print(f"library output: {paths.display_path(log)} (-v shows it here)", highlight=False)
@@ -103,17 +108,18 @@ def run(args: argparse.Namespace) -> int:
     return summary.exit_code or _report_failures(console, summary)
 
 
-def _train_logged(config: TrainConfig, args: argparse.Namespace) -> tuple[object, Path | None]:
+def _train_logged(config: TrainConfig, args: argparse.Namespace,
+                  prepared: Prepared) -> tuple[object, Path | None]:
     """`train` with the libraries' output in the run folder's log and spsbench's progress on the terminal.
     A run refused before it started leaves no folder behind (the log alone would create one)."""
     from spsbench.train.progress import TrainProgress
 
-    folder = run_folder(config)
+    folder = prepared.output_dir
     created = [p for p in (folder, *folder.parents) if not p.exists()]     # what opening the log creates
     progress = TrainProgress(verbose=args.verbose)
     try:
         with engine_log(folder / TRAIN_LOG, args.verbose, quiet=args.quiet) as log:
-            return train(config, resume=args.resume, callbacks=[progress]), log
+            return train(config, resume=args.resume, callbacks=[progress], prepared=prepared), log
     except SpsbenchError:
         if created and {p.name for p in folder.iterdir()} <= {TRAIN_LOG}:
             (folder / TRAIN_LOG).unlink(missing_ok=True)

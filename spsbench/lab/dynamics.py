@@ -196,7 +196,7 @@ def one_run(job: SeedJob, group: Group, base: Path, layout, raw: dict[str, Any],
     shutil.rmtree(out, ignore_errors=True)      # a rerun starts fresh, never resumes
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with open(out / "train.log", "w", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), \
+    with open(out / paths.TRAIN_LOG, "w", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), \
             contextlib.redirect_stderr(fh):
         summary = train(config, wrap=lab_trainer(arm.advantages, probes))
     seconds = time.perf_counter() - start

@@ -26,9 +26,10 @@ def max_completion_length(config: TrainConfig) -> int:
     return int(value if value is not None else grpo_config_fields()["max_completion_length"].default)
 
 
-def rollout_budget(config: TrainConfig, tokenizer: Any = None) -> Budget:
-    """Requested vs effective rollout length for this run (tokenizer: the policy's, loaded when None)."""
-    path = resolve_model(config.model)
+def rollout_budget(config: TrainConfig, tokenizer: Any = None, model_path: str | None = None) -> Budget:
+    """Requested vs effective rollout length for this run (tokenizer: the policy's, loaded when None; model_path:
+    the resolved policy, resolved here when None)."""
+    path = model_path or resolve_model(config.model)
     rl = config.rl or {}
     vllm_len = rl.get("vllm_max_model_length") if rl.get("use_vllm") else None
     context = context_length(path, vllm_len)

@@ -49,9 +49,10 @@ TRAINER_STATE = "trainer_state.json"
 
 
 def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str,
-                   plan: dict[str, Any] | None = None) -> Path:
-    """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints, and the
-    schedule the run was planned with (`spsbench train --dry-run`'s object)."""
+                   plan: dict[str, Any] | None = None, identity: dict[str, Any] | None = None) -> Path:
+    """`spsbench_run.json` in the run folder: what the run-folder scanner needs to tag checkpoints, the
+    schedule the run was planned with (`spsbench train --dry-run`'s object), and which run the folder holds
+    (`identity`: recipe digest and settings, train.run_folder)."""
     path = Path(output_dir) / paths.RUN_INFO
     ev = config.eval
     info = {"run_name": config.run_name, "algo": config.label, "base": config.base, "base_model": base_model,
@@ -61,6 +62,7 @@ def write_run_info(output_dir: str | Path, config: TrainConfig, base_model: str,
             "eval": {"mode": ev.mode if ev.enabled else "off", "engine": ev.engine, **ev.sampling()}}
     if plan is not None:
         info["plan"] = plan
+    info |= identity or {}
     atomic_write_json(path, info, indent=2)
     return path
 

@@ -1,19 +1,21 @@
 """Training configuration: the dataclasses a recipe YAML is parsed into, and recipe loading/merging.
 
 A recipe has top-level run keys (algo, model, task, ...), an `rl` mapping passed verbatim to TRL's
-`GRPOConfig` (so every GRPOConfig field is a valid key and nothing else is), and the sections
-`dynamic_sampling`, `sps` and `eval` below. Layering, later wins:
+`GRPOConfig` (so every GRPOConfig field is a valid key and nothing else is; `rl_values` types each value), and
+the sections `dynamic_sampling`, `sps` (below) and `eval` (`eval_config`). Layering, later wins:
 
   recipes/<base>.yaml (sps only) -> recipes/<algo>.yaml or --config FILE -> recipes/cpu-demo.yaml
   (embedded default model only) -> --set key=value flags.
 
-Every mistake is one ConfigError line naming the file (or flag) and the key.
+A --config file replaces recipes/<algo>.yaml as a whole: an empty one is an error, and the settings of
+recipes/<algo>.yaml a partial one leaves at another default are a warning (`TrainConfig.notes`). YAML is read
+with a key given twice refused (`yaml_strict`). Every mistake is one ConfigError line naming the file (or
+flag) and the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -24,15 +26,14 @@ import yaml
 
 from spsbench import paths
 from spsbench.errors import ConfigError
+from spsbench.train import yaml_strict
+from spsbench.train.eval_config import EVAL_GPU_MEMORY_UTILIZATION, EVAL_MODES, EvalConfig  # noqa: F401 - re-exported
+from spsbench.train.eval_config import field_with_help as _f
+from spsbench.train.rl_values import check_rl, grpo_config_fields
 from spsbench.validate import check_fields, number, read_text, text
 
 ALGOS = ("grpo", "dapo", "gspo", "sps")
 L2TE_LOGPROBS = ("sum", "mean")
-EVAL_MODES = ("inline", "watch")
-# vLLM's share of a GPU when it evaluates beside training (eval.engine vllm/auto and no
-# eval.engine_options.gpu_memory_utilization): the policy, its optimizer state and a colocated rollout
-# vLLM (TRL's vllm_gpu_memory_utilization default 0.3) already hold the rest; vLLM's own 0.9 cannot fit.
-EVAL_GPU_MEMORY_UTILIZATION = 0.3
 L2TE_TRUNCATED = ("exclude", "keep")
 BASES = ("grpo", "dapo", "gspo")
 # sps.* keys with a fixed set of values (the first is the default): each is an interpretive choice the paper
@@ -44,12 +45,6 @@ SPS_CHOICES = {"l2te_logprob": L2TE_LOGPROBS, "l2te_truncated": L2TE_TRUNCATED,
 DEMO_RECIPE = "cpu-demo.yaml"
 # YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
-
-
-def _f(default: Any, help: str) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -142,79 +137,6 @@ class SPSConfig:
 
 
 @dataclass
-class EvalConfig:
-    """Evaluation of every saved checkpoint by the spsbench evaluator (same store as `spsbench eval`)."""
-
-    enabled: bool = _f(True, "Evaluate each checkpoint when it is saved.")
-    mode: str = _f("inline", "inline: the training process evaluates each checkpoint (callback); watch: it "
-                             "does not, a second process runs `spsbench eval RUN --watch` with the sampling "
-                             "recorded in the run folder's spsbench_run.json.")
-    base: bool = _f(True, "Also evaluate the base model before the first step, with the same settings (the "
-                          "step-0 point and the comparison table's base row; reused from the store when there).")
-    tasks: list[str] = _f(["arith"], "Tasks to evaluate on (registry names or task YAML paths).")
-    n: int = _f(8, "Samples per problem (paper: 128).")
-    k: list[int] = _f([], "Extra k values for pass@k (powers of two up to n are always reported).")
-    temperature: float = _f(0.7, "Sampling temperature (paper eval: 0.7).")
-    top_p: float = _f(1.0, "Nucleus sampling mass.")
-    max_tokens: int = _f(256, "Max new tokens per evaluation sample.")
-    seed: int = _f(0, "Base sampling seed.")
-    engine: str = _f("hf", "Generation engine for evaluation: hf | vllm | auto | openai.")
-    engine_options: dict[str, Any] = _f({}, "Engine options, like `spsbench eval --engine-opt`. For vllm and "
-                                            f"auto, gpu_memory_utilization defaults to {EVAL_GPU_MEMORY_UTILIZATION} "
-                                            "(beside the training job on the same GPU), not vLLM's 0.9.")
-    isolate: bool = _f(True, "Evaluate in a child process (own memory, threads and engine; the training "
-                             "process is untouched). false: in the training process.")
-    store: str | None = _f(None, "Results store path (default: the `spsbench eval` default store).")
-    limit: int | None = _f(None, "Evaluate only the first N problems of each task.")
-    data: dict[str, str] = _f({}, "Local data files per task name (offline use), like `spsbench eval --data`.")
-
-    def __post_init__(self) -> None:
-        if isinstance(self.tasks, str):
-            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
-        check_fields(self, "eval.")
-        if self.n < 1:
-            raise ConfigError(f"eval.n: must be >= 1, got {self.n}")
-        if any(k > self.n for k in self.k):
-            raise ConfigError(f"eval.k: {max(self.k)} is larger than eval.n={self.n}")
-        if isinstance(self.tasks, str):
-            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
-        if self.mode not in EVAL_MODES:
-            raise ConfigError(f"eval.mode: must be one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
-        if self.engine in ("vllm", "auto"):
-            self.engine_options = {"gpu_memory_utilization": EVAL_GPU_MEMORY_UTILIZATION, **(self.engine_options or {})}
-        self._check_values()
-
-    @property
-    def in_training(self) -> bool:
-        """Whether the training process evaluates checkpoints itself (not off, not left to a watcher)."""
-        return self.enabled and self.mode == "inline"
-
-    def sampling(self) -> dict[str, Any]:
-        """The checkpoint evaluations' setting, as recorded in the run info for `spsbench eval RUN`."""
-        return {"tasks": list(self.tasks), "n": self.n, "temperature": self.temperature, "top_p": self.top_p,
-                "max_tokens": self.max_tokens, "seed": self.seed, "k": list(self.k), "limit": self.limit}
-
-    def _check_values(self) -> None:
-        """Every value a checkpoint evaluation would refuse, refused when the recipe loads."""
-        number("eval.temperature", self.temperature, low=0)
-        number("eval.top_p", self.top_p, low=0, low_open=True, high=1)
-        number("eval.max_tokens", self.max_tokens, low=1, integer=True)
-        if self.limit is not None:
-            number("eval.limit", self.limit, low=1, integer=True)
-        if not self.tasks:
-            raise ConfigError("eval.tasks: give at least one task (or eval.enabled: false)")
-        for i, task in enumerate(self.tasks):
-            text(f"eval.tasks[{i}]", task)
-        for key, value in (self.k and {f"eval.k[{i}]": k for i, k in enumerate(self.k)} or {}).items():
-            number(key, value, low=1, integer=True)
-        for name, path in self.data.items():
-            text(f"eval.data.{name}", path)
-        if self.store is not None:
-            text("eval.store", self.store)
-        text("eval.engine", self.engine)
-
-
-@dataclass
 class TrainConfig:
     """One training run. `rl` holds TRL GRPOConfig keyword arguments (see `spsbench train --list-keys`)."""
 
@@ -240,9 +162,11 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Checkpoint evaluation."})
     recipe: str | None = None        # the recipe file(s) it came from (provenance, not a YAML key)
     sps_defaults: tuple[str, ...] = ()   # sps.* keys no layer set (shown by the plan, not a YAML key)
+    notes: tuple[str, ...] = ()          # warnings about the settings (the plan lists them, the run prints them)
 
     def __post_init__(self) -> None:
         check_fields(self, "")
+        self.rl = check_rl(self.rl)
         for name in ("task", "model", "data", "run_name", "output_dir"):
             if getattr(self, name) is not None:
                 text(name, getattr(self, name))
@@ -280,6 +204,7 @@ class TrainConfig:
 
 
 SECTIONS = {"dynamic_sampling": DynamicSamplingConfig, "sps": SPSConfig, "eval": EvalConfig}
+NOT_KEYS = ("recipe", "sps_defaults", "notes")      # TrainConfig fields no recipe sets
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -292,11 +217,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"recipe not found: {path}")
     content = read_text(path, "recipe")          # a folder, unreadable, not UTF-8: one line
     try:
-        raw = yaml.safe_load(content)
+        raw = yaml_strict.load(content)
+    except yaml_strict.DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if raw is None:
-        return {}
+        raise ConfigError(f"{path}: the recipe is empty; a --config recipe replaces the algorithm's recipe "
+                          "(recipes/<algo>.yaml) as a whole, so start from a copy of it, or drop --config")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys (algo, rl, sps, ...)")
     _check_keys(raw, str(path))
@@ -320,7 +248,9 @@ def parse_override(item: str) -> dict[str, Any]:
     if not text.strip():
         raise ConfigError(f"--set {key.strip()}: needs a value, got an empty string (write null for none)")
     try:
-        value = yaml.safe_load(text)
+        value = yaml_strict.load(text)
+    except yaml_strict.DuplicateKeyError as exc:
+        raise ConfigError(f"--set {key.strip()}: {exc}") from None
     except yaml.YAMLError:
         value = text
     out: dict[str, Any] = {}
@@ -348,11 +278,17 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
                 overrides: list[str] | tuple[str, ...] = (), model: str | None = None) -> TrainConfig:
     """Build a TrainConfig from the built-in recipes, a user recipe file and --set overrides."""
     user = read_yaml(Path(config)) if config else {}
+    extra = [parse_override(item) for item in overrides]
+    algo, base = _flag_or_set("algo", algo, extra), _flag_or_set("base", base, extra)
     if config:
         check_recipe_label(str(config), user, algo, base)
     algo = algo or user.get("algo") or "grpo"
     if algo not in ALGOS:
         raise ConfigError(f"--algo: must be one of {', '.join(ALGOS)}, got {algo!r}")
+    if algo != "sps" and (base or user.get("base")):
+        where = f"{config}: base: {user['base']}" if user.get("base") and not base else f"--base {base}"
+        raise ConfigError(f"{where}: a base algorithm is only for --algo sps (SPS is layered on it); this run is "
+                          f"{algo}: drop it, or train --algo sps --base {base or user.get('base')}")
     layers: list[tuple[str, dict[str, Any]]] = []
     own = (str(config), user) if config else _builtin(algo)
     if algo == "sps":
@@ -361,7 +297,6 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
             raise ConfigError(f"--base: must be one of {', '.join(BASES)}, got {base!r}")
         layers.append(_builtin(base))
     layers.append(own)
-    extra = [parse_override(item) for item in overrides]
     wanted_model = model or next((o["model"] for o in reversed(extra) if "model" in o), None) or own[1].get("model")
     if wanted_model is None and not config:
         layers.append(_builtin_file(DEMO_RECIPE))     # the embedded default must finish in minutes on CPU
@@ -373,9 +308,60 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
     raw.update(algo=algo, base=base if algo == "sps" else None)
     if model:
         raw["model"] = model
-    config = from_mapping(raw, recipe=", ".join(name for name, _ in layers))
+    notes = recipe_gaps(str(config), [user, *extra], algo, layers[0][1] if algo == "sps" else {}) if config else ()
+    config = from_mapping(raw, recipe=", ".join(name for name, _ in layers), notes=notes)
     check_settings_algorithm(config)
     return config
+
+
+def _flag_or_set(key: str, flag: str | None, extra: list[dict[str, Any]]) -> str | None:
+    """--algo / --base, or the same key given with --set (the last one); both, disagreeing, is an error."""
+    given = next((o[key] for o in reversed(extra) if key in o), None)
+    if flag and given is not None and given != flag:
+        raise ConfigError(f"--{key} {flag} and --set {key}={given} disagree; give one")
+    value = flag or given
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"--set {key}: must be a string, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def recipe_gaps(path: str, given: list[dict[str, Any]], algo: str, below: dict[str, Any]) -> tuple[str, ...]:
+    """A --config recipe replaces recipes/<algo>.yaml as a whole: the keys that file sets and this run leaves
+    at another default (TRL's for `rl`, spsbench's for the sections), as one warning. `below`: the base
+    algorithm's recipe under sps, which still applies."""
+    name, builtin = _builtin(algo)
+    covered = set().union(*(_flat(layer) for layer in given), _flat(below))
+    gaps = []
+    for key, value in _flat(builtin).items():
+        if key in covered or key in ("algo", "base"):
+            continue
+        default = _key_default(key)
+        if default != value:
+            gaps.append(f"{key} = {default!r} ({Path(name).name}: {value!r})")
+    if not gaps:
+        return ()
+    return (f"{path} replaces {Path(name).name} as a whole and leaves {len(gaps)} of its setting(s) at the "
+            f"defaults: {', '.join(gaps)}; set them in the recipe to keep {Path(name).name}'s values",)
+
+
+def _flat(raw: dict[str, Any]) -> dict[str, Any]:
+    """A recipe mapping as `section.key` -> value (top-level keys as they are)."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if (key in SECTIONS or key == "rl") and isinstance(value, dict):
+            out |= {f"{key}.{sub}": v for sub, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
+def _key_default(key: str) -> Any:
+    """The value a key takes when no layer sets it: TRL's GRPOConfig default for `rl.*`, else spsbench's."""
+    section, _, sub = key.rpartition(".")
+    if section == "rl":
+        return _default(grpo_config_fields()[sub])
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section] if section else TrainConfig)}
+    return _default(fields[sub])
 
 
 def check_recipe_label(path: str, user: dict[str, Any], algo: str | None, base: str | None) -> None:
@@ -412,7 +398,7 @@ def check_settings_algorithm(config: TrainConfig) -> None:
                           f"run it as {flag}, or change the settings")
 
 
-def from_mapping(raw: dict[str, Any], recipe: str | None = None) -> TrainConfig:
+def from_mapping(raw: dict[str, Any], recipe: str | None = None, notes: tuple[str, ...] = ()) -> TrainConfig:
     """TrainConfig from an already merged mapping."""
     _check_keys(raw, recipe or "config")
     values = dict(raw)
@@ -421,7 +407,7 @@ def from_mapping(raw: dict[str, Any], recipe: str | None = None) -> TrainConfig:
             values[name] = cls(**(values.get(name) or {}))
         given = set(raw.get("sps") or {})
         unset = tuple(f.name for f in dataclasses.fields(SPSConfig) if f.name not in given)
-        return TrainConfig(recipe=recipe, sps_defaults=unset, **values)
+        return TrainConfig(recipe=recipe, sps_defaults=unset, notes=notes, **values)
     except TypeError as exc:  # wrong type reaching a comparison in __post_init__
         raise ConfigError(f"{recipe}: {exc}") from None
 
@@ -435,17 +421,9 @@ def _builtin_file(filename: str) -> tuple[str, dict[str, Any]]:
     return str(path), read_yaml(path)
 
 
-@functools.cache
-def grpo_config_fields() -> dict[str, dataclasses.Field]:
-    """Fields of TRL's GRPOConfig (valid keys of the `rl` section)."""
-    from trl import GRPOConfig
-
-    return {f.name: f for f in dataclasses.fields(GRPOConfig) if f.init}
-
-
 def _check_keys(raw: dict[str, Any], where: str) -> None:
     """Unknown keys anywhere in a recipe mapping -> one ConfigError naming `where` and the key."""
-    top = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe", "sps_defaults"}
+    top = {f.name for f in dataclasses.fields(TrainConfig)} - set(NOT_KEYS)
     for key, value in raw.items():
         if key not in top:
             raise ConfigError(f"{where}: unknown key {key!r} (valid: {', '.join(sorted(top))})")
@@ -465,7 +443,7 @@ def describe_keys() -> list[tuple[str, str, str]]:
     """(key, default, help) for every spsbench-owned recipe key, for docs and `--list-keys`."""
     rows = []
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("recipe", "sps_defaults"):
+        if f.name in NOT_KEYS:
             continue
         if f.name in SECTIONS:
             for sub in dataclasses.fields(SECTIONS[f.name]):

@@ -19,7 +19,6 @@ behaviour and interrupts at once (a user who presses Ctrl-C twice means it).
 from __future__ import annotations
 
 import contextlib
-import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -28,13 +27,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from spsbench import paths
 from spsbench.errors import TrainingError
 from spsbench.quiet import warn
+from spsbench.train.run_folder import checkpoints, complete_checkpoints
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-COMPLETE = "spsbench_checkpoint_complete"      # written last into a checkpoint folder
-TRAINER_STATE = "trainer_state.json"            # the Trainer's last file: completeness for older runs
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+COMPLETE = paths.CHECKPOINT_COMPLETE           # written last into a checkpoint folder
 
 
 class Preemption:
@@ -110,16 +109,16 @@ def agreed(requested: bool, device: Any) -> bool:
 
 def resume_point(output_dir: str | Path, resume: str | bool | None) -> str | None:
     """What to resume from: an explicit CHECKPOINT as given; for `--resume` alone, the newest complete
-    checkpoint (one a SIGKILL cut short during its save is skipped, with a note)."""
+    checkpoint (one a SIGKILL cut short during its save is skipped). `spsbench train` resolves it with the
+    run folder's other checks (train.run_folder.check_folder); this is the same choice, for callers that
+    drive a trainer themselves."""
     if resume is not True:
         return resume or None
-    found = sorted((int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*")
-                   if p.is_dir() and (m := CHECKPOINT_RE.match(p.name)))
-    marked = [p for _, p in found if (p / COMPLETE).is_file()]
-    complete = marked or [p for _, p in found if (p / TRAINER_STATE).is_file()]
+    complete = complete_checkpoints(Path(output_dir))
     if not complete:
         raise TrainingError(f"--resume: no complete checkpoint in {output_dir} to resume from")
-    for _, p in found:
-        if p not in complete and int(CHECKPOINT_RE.match(p.name).group(1)) > int(complete[-1].name.split("-")[1]):
+    newest = complete[-1][0]
+    for step, p in checkpoints(Path(output_dir)):
+        if step > newest:
             warn(f"skipping {p.name}: its save did not finish (interrupted)")
-    return str(complete[-1])
+    return str(complete[-1][1])

@@ -34,7 +34,9 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from spsbench import paths
 from spsbench.errors import TrainingError
+from spsbench.io import atomic_write_json
 
 LEFT_PADDED = {"prompt_ids": "pad", "prompt_mask": 0}
 RIGHT_PADDED = {"completion_ids": "pad", "completion_mask": 0, "old_per_token_logps": 0.0,
@@ -94,7 +96,15 @@ class SpsbenchGRPOTrainer(GRPOTrainer):
             self.accelerator.wait_for_everyone()
 
     def _save_rank_state(self, folder: Path) -> None:
-        """Per-rank state beside the checkpoint (subclasses add theirs and call super)."""
+        """Per-rank state beside the checkpoint (subclasses add theirs and call super); the main process
+        writes the checkpoint's record (`spsbench_checkpoint.json`: its step and the run it belongs to)."""
+        if self.args.should_save:
+            atomic_write_json(folder / paths.CHECKPOINT_INFO, self.checkpoint_record(), indent=2)
+
+    def checkpoint_record(self) -> dict[str, Any]:
+        """What a checkpoint says about itself: its step and its run (name, algorithm, recipe digest, set by
+        `build_trainer`); `--resume` refuses a checkpoint of another run (train.run_folder)."""
+        return {"step": self.state.global_step, **getattr(self, "run_identity", {})}
 
     def require_finite(self, what: str, tensors: list[torch.Tensor | None], after_step: bool = False) -> None:
         """One-line TrainingError when any of `tensors` holds NaN/inf (the RL step's gradients or weights)."""

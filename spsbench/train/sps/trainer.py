@@ -36,9 +36,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from spsbench import paths
 from spsbench.errors import TrainingError
-from spsbench.io import atomic_write_json
 from spsbench.train import plan
 from spsbench.train.config import SPSConfig
 from spsbench.train.sps import irl, update
@@ -395,13 +393,12 @@ class SPSTrainer(SpsbenchGRPOTrainer):
         super()._save_rank_state(folder)
         if self.args.should_save or self.accelerator.num_processes > 1:
             torch.save(self.sps_state(), folder / self._state_file())
-        if self.args.should_save:
-            # What the checkpoint is: before its first IRL phase an SPS checkpoint is its base algorithm's
-            # (the comparison page marks it; rl_steps_per_phase epoch puts phase 1 at step ~187 of 700).
-            info = {"step": self.state.global_step, "algo": "sps",
-                    "irl_phases": self.phase.index, "last_irl_step": self.phase.last_irl_step,
-                    "rl_steps_per_phase": self.phase_length}
-            atomic_write_json(folder / paths.CHECKPOINT_INFO, info, indent=2)
+
+    def checkpoint_record(self) -> dict[str, Any]:
+        # What the checkpoint is: before its first IRL phase an SPS checkpoint is its base algorithm's
+        # (the comparison page marks it; rl_steps_per_phase epoch puts phase 1 at step ~187 of 700).
+        return {"algo": "sps", **super().checkpoint_record(), "irl_phases": self.phase.index,
+                "last_irl_step": self.phase.last_irl_step, "rl_steps_per_phase": self.phase_length}
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
