@@ -3,6 +3,9 @@ the one-line-error check, the Hypothesis settings, and generators of arbitrary J
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -74,3 +77,14 @@ def tree(folder) -> dict[str, tuple[int, int]]:
         st = os.stat(path)
         out[str(path.relative_to(folder))] = (st.st_size if path.is_file() else -1, st.st_mtime_ns)
     return out
+
+
+def counts(store: Path) -> tuple[int, int]:
+    """(evaluations, samples) in a store; (0, 0) when it was never created."""
+    if not store.exists():
+        return (0, 0)
+    con = sqlite3.connect(store)
+    try:
+        return tuple(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("evaluations", "samples"))
+    finally:
+        con.close()

@@ -16,6 +16,7 @@ from spsbench.leaderboards.external import agreement, disagreements, dual_passk
 from spsbench.metrics import pass_at_k
 from spsbench.store import Store
 from tests.fixtures.evalscope_runs import AIME_PROBLEMS, MATH500, write_run
+from tests.hostile import counts
 
 
 def _by_task(store: Path) -> dict:
@@ -139,14 +140,6 @@ def test_warnings_for_greedy_fixed_seed_and_failed_problems(tmp_path):
         assert {s["seed"] for s in db.samples(ev.id)} == {7}      # the seed EvalScope sent, on every repeat
 
 
-def _counts(store: Path) -> tuple[int, int]:
-    if not store.exists():
-        return (0, 0)
-    con = sqlite3.connect(store)
-    try:
-        return tuple(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("evaluations", "samples"))
-    finally:
-        con.close()
 
 
 def _truncate(run: Path) -> None:
@@ -184,7 +177,7 @@ def test_bad_inputs_give_one_line_and_write_nothing(tmp_path, capsys, damage, me
     assert main(["import", "evalscope", str(folder), "--store", str(store)]) == 2
     err = capsys.readouterr()[1].strip()
     assert len(err.splitlines()) == 1 and message in err, err
-    assert _counts(store) == (0, 0)
+    assert counts(store) == (0, 0)
 
 
 def test_a_failure_while_storing_rolls_the_evaluation_back(tmp_path, monkeypatch):
@@ -323,4 +316,4 @@ def test_two_runs_of_one_work_dir_that_would_merge_are_refused_before_writing(tm
     write_run(tmp_path / "w", stamp="20260102_080000")
     assert main(["import", "evalscope", str(tmp_path / "w"), "--store", str(tmp_path / "s.db")]) == 2
     assert "import them one at a time with --model-name" in capsys.readouterr()[1]
-    assert _counts(tmp_path / "s.db") == (0, 0)
+    assert counts(tmp_path / "s.db") == (0, 0)

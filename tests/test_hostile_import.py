@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -26,22 +25,13 @@ from spsbench.interop.evalscope_ingest import import_evalscope, plan_run
 from spsbench.interop.evalscope_parse import read_run
 from spsbench.validate import LINE_BREAKS
 from tests.fixtures.evalscope_runs import AIME, _prediction, _review, config_text, write_run
-from tests.hostile import HYPO, VALUES, fails, one_line_error
+from tests.hostile import HYPO, VALUES, counts, fails, one_line_error
 
 PRED = Path("predictions/stub-model/aime25_default.jsonl")
 REV = Path("reviews/stub-model/aime25_default.jsonl")
 CONFIG = Path("configs/task_config.yaml")
 
 
-def counts(store: Path) -> tuple[int, int]:
-    """(evaluations, samples) in a store; (0, 0) when it was never created."""
-    if not store.exists():
-        return (0, 0)
-    con = sqlite3.connect(store)
-    try:
-        return tuple(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("evaluations", "samples"))
-    finally:
-        con.close()
 
 
 def rows(path: Path) -> list[dict]:
