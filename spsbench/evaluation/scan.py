@@ -29,12 +29,12 @@ from spsbench.config import SamplingConfig
 from spsbench.errors import CheckpointError, ConfigError, EngineError
 from spsbench.evaluation.evaluate import SharedEngine, effective_samplings, evaluate, load_eval_task
 from spsbench.evaluation.identity import find_existing
-from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores
+from spsbench.evaluation.records import EvalRequest, EvalResult
 from spsbench.evaluation.run_metrics import RunMetricsWriter
 from spsbench.grading import GradingPolicy, policy_id
 from spsbench.models import check_loadable, weights_hash
 from spsbench.quiet import warn
-from spsbench.store import Store
+from spsbench.store import EvalKey, EvalRow, ModelTags, Scores, Store
 from spsbench.tasks import Task
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -179,12 +179,9 @@ def stored_results(store: Store, folder: Path, tasks: Sequence[Task], sampling: 
     return out
 
 
-def _policy(grading: Any) -> str:
-    return policy_id(grading)
-
-
-def _stored(store: Store, model_id: int, task: Task, sampling: SamplingConfig, grading: Any) -> Any:
-    key = EvalKey(model_id, task.spec.name, task.spec.version, _policy(grading), sampling.key(), task.digest)
+def _stored(store: Store, model_id: int, task: Task, sampling: SamplingConfig,
+            grading: GradingPolicy | None) -> EvalRow | None:
+    key = EvalKey(model_id, task.spec.name, task.spec.version, policy_id(grading), sampling.key(), task.digest)
     return find_existing(store, key, task, notify=lambda _: None)   # evaluate() says it, once
 
 
