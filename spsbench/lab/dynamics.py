@@ -234,12 +234,7 @@ def sampled_eval(folder: Path, store: str | Path, n: int) -> dict[str, float]:
     Path(store).parent.mkdir(parents=True, exist_ok=True)
     result = evaluate(EvalRequest(str(folder), ["lab-sums"], sampling, engine="hf", store=store, progress=False,
                                   grader_workers=1, engine_options={"batch_size": 512, "dtype": "fp32"}))[0]
-    scores = result.scores
-    top = scores.pass_at_k.get(n)
-    return {"n": n, "avg": compact(scores.avg.value) if scores.avg else None,
-            "avg_low": compact(scores.avg.ci_low) if scores.avg and scores.avg.ci_low is not None else None,
-            "avg_high": compact(scores.avg.ci_high) if scores.avg and scores.avg.ci_high is not None else None,
-            "pass_n": compact(top.value) if top else None, "counts": dict(scores.counts)}
+    return record.sampled_record(result.scores, n, compact)
 
 
 # ---------------------------------------------------------------------------------------------- session
