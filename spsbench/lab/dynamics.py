@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
@@ -33,6 +33,9 @@ from spsbench.lab.trainer import Probes, compact, lab_trainer, stored
 from spsbench.lab.warmup import WarmupConfig, base_model, describe, for_seed
 from spsbench.train.config import load_config, parse_override, read_yaml
 from spsbench.validate import number
+
+if TYPE_CHECKING:                       # the trainer is imported when a run starts (`one_run`)
+    from spsbench.train.run import RunSummary
 
 RECIPE = "lab/dynamics.yaml"
 DEFAULT_ARMS = ("grpo", "sps", "grpo-slow")
@@ -215,7 +218,7 @@ def one_run(job: SeedJob, group: Group, base: Path, layout, raw: dict[str, Any],
             "log": probes.log, "advantages": probes.advantages}
 
 
-def run_warnings(summary: Any) -> list[str]:
+def run_warnings(summary: RunSummary) -> list[str]:
     """What the product's trainer warned about during a run (IRL phases below the weights' resolution,
     IRL phases that did not run), so it reaches the terminal although TRL's output goes to the log file."""
     out = [f"SPS phase at step {p['step']}: IRL changed the weights by {p['rel_weight_change']:.1e} (relative), "

@@ -17,7 +17,7 @@ from typing import Any
 
 from spsbench.leaderboards.markdown import Site, common_k, pct, score_text, setting_line, slug, table
 from spsbench.leaderboards.pairs import diff_text
-from spsbench.leaderboards.snapshot import Entry, reference_setting
+from spsbench.leaderboards.snapshot import Entry, Setting, reference_setting
 from spsbench.stats import Matched, matched_difference
 
 MATCHED_RULE = (
@@ -27,7 +27,7 @@ MATCHED_RULE = (
 )
 
 
-def trajectories(rows: list[Any], task: str, ref: Any) -> dict[int, list[Entry]]:
+def trajectories(rows: list[Any], task: str, ref: Setting | None) -> dict[int, list[Entry]]:
     """Row index -> its evaluations on `task` with setting `ref` in training order: the base model first
     (when the base row has one), then one checkpoint per step. Runs only (`rows`: the comparison rows of
     one base model, within the page's step budget)."""
@@ -128,7 +128,7 @@ def frontier_section(site: Site, task: str, groups: list[tuple[str, str | None, 
             "[95% interval].", "", *body]
 
 
-def _group(site: Site, task: str, stem: str, name: str, rows: list[Any], ref: Any,
+def _group(site: Site, task: str, stem: str, name: str, rows: list[Any], ref: Setting,
            trajs: dict[int, list[Entry]]) -> list[str]:
     k = common_k([e for t in trajs.values() for e in t])
     lines = [f"### Base model `{name}`" if name else "### Base model not recorded", "", setting_line(ref), ""]
