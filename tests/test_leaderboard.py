@@ -214,6 +214,27 @@ def test_index_pluralises_counts():
     assert "1 model, 1 finished evaluation, 1 task." in index and "- [t](tasks/t.md): 1 model" in index
 
 
+def test_a_page_is_one_function_and_one_registry_line(monkeypatch):
+    """docs/how-to-add-records.md: a new page is a `build(site)` function plus one `Page` in `PAGES`."""
+    from spsbench.leaderboards import refresh as refresh_module
+
+    def tasks_page(site):
+        site.page("task-list.md", "Task list", [f"- {task}" for task in site.snap.tasks()])
+
+    setting = Setting("1", "strict", 2, 0.7, 1.0, 64)
+    model = Model(1, "m", "")
+    snap = Snapshot("x.db", {1: model}, [_entry(1, model, 0.5, 0.6, setting)], [])
+    before = build_site(snap).pages
+    pages = [*refresh_module.PAGES, refresh_module.Page(tasks_page, ("Every task", "task-list.md"))]
+    monkeypatch.setattr(refresh_module, "PAGES", pages)
+    after = build_site(snap).pages
+    assert after["task-list.md"].endswith("# Task list\n\n- t\n")
+    assert after["README.md"] == before["README.md"].replace(
+        "- [All models and diagnostics](models.md)\n", "- [All models and diagnostics](models.md)\n- [Every task](task-list.md)\n")
+    assert {k: v for k, v in after.items() if k not in ("task-list.md", "README.md")} == {
+        k: v for k, v in before.items() if k != "README.md"}
+
+
 def test_budget_limits_the_checkpoints(store, tmp_path):
     refresh(store, tmp_path, plots=False, budget=100, store_label=LABEL)
     text = (tmp_path / "comparison.md").read_text()
