@@ -160,7 +160,8 @@ def is_stored(store: Store, folder: Path, tasks: Sequence[Task], sampling: Sampl
             return False
         if store.scored_problems(ev.id) not in (None, {p.id for p in task.problems}):
             return False                     # scored over another problem subset (--limit): rescore
-        if not any(s.metric == "avg@n" and s.n == sampling.n for s in store.scores(ev.id)):
+        scored = Scores.from_rows(store.scores(ev.id), 0)
+        if scored.avg is None or scored.n != sampling.n:
             return False
     return True
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from spsbench.metrics import pass_at_k
-from spsbench.store import EvalRow, Store
+from spsbench.store import EvalRow, Scores, Store
 
 USABLE = ("correct", "incorrect")
 
@@ -81,7 +81,8 @@ def dual_passk(db: Store, eval_id: int, source: str = "evalscope") -> dict[str, 
                                         for s, _ in pairs])
     their_n, their_c = counts_by_problem([(g["problem_id"], g["verdict"]) for _, g in pairs])
     top = max(ours_n + their_n)
-    ks = sorted({1 << e for e in range(top.bit_length())} | {s.k for s in db.scores(eval_id) if s.metric == "pass@k"})
+    stored = Scores.from_rows(db.scores(eval_id), 0).pass_at_k
+    ks = sorted({1 << e for e in range(top.bit_length())} | set(stored))
     return {"spsbench": passk(ours_n, ours_c, ks), theirs_name: passk(their_n, their_c, ks)}
 
 
