@@ -36,9 +36,24 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def type_checking_only(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:`: imports for annotations only, never run (how a module names a type it may not import)."""
+    return isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+
+
+def walk(tree: ast.AST) -> list[ast.AST]:
+    """Every node, functions' bodies included, except what only a type checker reads."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        todo += [child for child in ast.iter_child_nodes(node) if not type_checking_only(child)]
+    return out
+
+
 def imports(path: Path, module_level_only: bool = False) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if module_level_only else ast.walk(tree)
+    nodes = tree.body if module_level_only else walk(tree)
     out: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -123,9 +138,11 @@ def test_no_import_cycle_between_modules_lazy_imports_included():
 
 def test_the_cycle_check_sees_a_cycle_through_a_lazy_import(tmp_path):
     lazy = tmp_path / "b.py"
-    lazy.write_text("import spsbench.c\n\ndef f():\n    from spsbench import a\n", encoding="utf-8")
-    assert imports(lazy, module_level_only=True) == {"spsbench.c"}
-    assert imports(lazy) == {"spsbench.c", "spsbench", "spsbench.a"}           # the function-local one too
+    lazy.write_text("from typing import TYPE_CHECKING\nimport spsbench.c\n\nif TYPE_CHECKING:\n    import spsbench.d\n\n"
+                    "def f():\n    from spsbench import a\n", encoding="utf-8")
+    assert imports(lazy, module_level_only=True) == {"typing", "typing.TYPE_CHECKING", "spsbench.c"}
+    # the function-local import too; not the one only a type checker reads
+    assert imports(lazy) == {"typing", "typing.TYPE_CHECKING", "spsbench.c", "spsbench", "spsbench.a"}
     graph = {"spsbench.a": {"spsbench.b"}, "spsbench.b": {"spsbench.c"}, "spsbench.c": set()}
     assert find_cycle(graph) is None
     graph["spsbench.b"].add("spsbench.a")
