@@ -93,8 +93,8 @@ def _export(store: Store, evals: list[EvalRow], args: argparse.Namespace) -> tup
 
 def _eval_fields(ev: EvalRow) -> dict[str, Any]:
     return {"eval_id": ev.id, "task": ev.task, "task_version": ev.task_version, "model": ev.model_path,
-            "name": _name(ev), "weights_hash": ev.weights_hash, "run_name": ev.run_name, "step": ev.step, "algo": ev.algo,
-            "base_model": ev.base_model, "grader_policy": ev.grader_policy, "engine": ev.engine,
+            "name": _name(ev), "weights_hash": ev.weights_hash, **ev.tags.to_dict(), "grader_policy": ev.grader_policy,
+            "engine": ev.engine,
             "status": ev.status}
 
 
