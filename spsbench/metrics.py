@@ -1,6 +1,6 @@
 """Metrics: unbiased Pass@k (Chen et al. 2021), Avg@n, 95% intervals, chance floors. numpy only.
 
-Public: pass_at_k, report_ks, summarize, score_interval, wilson, chance_pass_at_k.
+Public: pass_at_k, report_ks, summarize (-> Summary of Intervals), score_interval, wilson, chance_pass_at_k.
 
 pass@k per problem is 1 - C(n-c, k)/C(n, k) = 1 - prod_{i=n-c+1}^{n} (1 - k/i). The product is
 evaluated as a difference of cumulative sums of log1p(-k/i), one table per distinct k in extended
@@ -11,11 +11,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 _BOOT_CHUNK_CELLS = 2_000_000     # bootstrap count-matrix cells held in memory at once
 Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A score with its 95% interval (None: not known, e.g. a legacy row)."""
+
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What `summarize` returns: Avg@n and Pass@k (each with its interval) over `problems` problems,
+    n = the fewest samples any problem has."""
+
+    avg: Interval
+    pass_at_k: dict[int, Interval] = field(default_factory=dict)
+    problems: int = 0
+    n: int = 0
 
 
 def _as_int_array(name: str, value) -> np.ndarray:
@@ -103,17 +124,16 @@ def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
-def _interval(value: float, boots: np.ndarray) -> dict[str, float]:
+def _interval(value: float, boots: np.ndarray) -> Interval:
     low, high = np.percentile(boots, [2.5, 97.5]) if boots.size else (value, value)
-    return {"value": float(value), "ci_low": float(low), "ci_high": float(high)}
+    return Interval(float(value), float(low), float(high))
 
 
 def summarize(n: Sequence[int], c: Sequence[int], ks: Sequence[int], n_boot: int = 1000, seed: int = 0,
-              interval: str = "wilson") -> dict:
+              interval: str = "wilson") -> Summary:
     """Per-problem sample counts n_i and correct counts c_i -> aggregate scores with 95% intervals.
 
-    Returns {"avg@n": {"value", "ci_low", "ci_high"}, "pass@k": {k: {"value", "ci_low", "ci_high"}},
-             "problems": int, "n": int (min n_i)}.
+    Returns a `Summary`: Avg@n and Pass@k per k as `Interval`s, the problems, n = min n_i.
     Avg@n is the mean over problems of c_i/n_i. Intervals: "wilson" (default) = `score_interval`;
     "bootstrap" = percentile intervals over problems resampled with replacement (seeded, so reruns
     agree; collapses at 0% and 100%). Every k must be <= min n_i.
@@ -133,16 +153,11 @@ def summarize(n: Sequence[int], c: Sequence[int], ks: Sequence[int], n_boot: int
     if interval == "wilson":
         low_n = int(n_a.min())
         bounds = [score_interval(values[:, j], low_n, k) for j, k in enumerate([1, *ks])]
-        found = [{"value": float(means[j]), "ci_low": lo, "ci_high": hi} for j, (lo, hi) in enumerate(bounds)]
+        found = [Interval(float(means[j]), lo, hi) for j, (lo, hi) in enumerate(bounds)]
     else:
         boots = _bootstrap_means(values, n_boot, seed) if n_boot else np.empty((0, len(columns)))
         found = [_interval(means[j], boots[:, j]) for j in range(len(columns))]
-    return {
-        "avg@n": found[0],
-        "pass@k": {k: found[j + 1] for j, k in enumerate(ks)},
-        "problems": int(n_a.size),
-        "n": int(n_a.min()),
-    }
+    return Summary(found[0], {k: found[j + 1] for j, k in enumerate(ks)}, int(n_a.size), int(n_a.min()))
 
 
 def score_interval(values: Sequence[float], samples_per_problem: int, k: int = 1) -> tuple[float, float]:

@@ -134,7 +134,7 @@ class FakeStore:
     def __init__(self, evals=(), samples=None):
         self.ids, self.added, self._evals, self._samples = {}, [], list(evals), samples or {}
 
-    def upsert_model(self, path, weights_hash, **tags):
+    def upsert_model(self, path, weights_hash, tags=None):
         return self.ids.setdefault(path, 100 + len(self.ids))
 
     def evaluations(self, status="done"):

@@ -16,6 +16,7 @@ from spsbench.leaderboards.external import agreement, disagreements, dual_passk
 from spsbench.metrics import pass_at_k
 from spsbench.store import Store
 from tests.fixtures.evalscope_runs import AIME_PROBLEMS, MATH500, write_run
+from tests.fixtures.store_helpers import begin
 from tests.hostile import counts
 
 
@@ -272,7 +273,7 @@ def test_external_grades_on_a_v3_store_without_the_table_and_grouped_rollback(tm
     path = tmp_path / "s.db"
     with Store(path) as db:
         model = db.upsert_model("m", "")
-        eval_id = db.begin_evaluation(model, "aime25", "1", "p", SamplingConfig(n=1), "x", {})
+        eval_id = begin(db, model, SamplingConfig(n=1), "x", {}, task="aime25", policy="p")
     con = sqlite3.connect(path)
     con.execute("DROP TABLE external_grades")      # a store written before the table existed (still v3)
     con.commit()
@@ -306,7 +307,7 @@ def test_an_interrupted_run_scores_what_is_there(tmp_path):
         path.write_text("\n".join(keep) + "\n")
     report = next(r for r in import_evalscope(tmp_path / "w", store=tmp_path / "s.db") if r.task == "aime25")
     assert report.samples == 10 and any("fewer than repeats=4" in w for w in report.warnings)
-    assert sorted(report.scores["pass@k"]) == [1, 2]      # k <= the fewest attempts (2)
+    assert sorted(report.scores.pass_at_k) == [1, 2]      # k <= the fewest attempts (2)
     with Store(tmp_path / "s.db") as db:
         assert db.problem_counts(report.eval_id) == [("0", 4, 2), ("1", 4, 3), ("2", 2, 0)]
 

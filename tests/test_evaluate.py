@@ -14,8 +14,8 @@ from spsbench.cli import main
 from spsbench.config import SamplingConfig, sample_seed
 from spsbench.errors import ConfigError, EngineError, StoreError
 from spsbench.evaluation.evaluate import evaluate
-from spsbench.evaluation.records import EvalRequest, ModelTags
-from spsbench.store import Store
+from spsbench.evaluation.records import EvalRequest
+from spsbench.store import ModelTags, Store
 
 LIMIT = 6
 DATA = Path(__file__).parent / "data" / "tasks"

@@ -18,6 +18,8 @@ from spsbench.cli import main
 from spsbench.errors import ConfigError
 from spsbench.leaderboards.refresh import build_site, parse_metric, refresh
 from spsbench.leaderboards.snapshot import Entry, Model, Score, Setting, Snapshot, unique_short_names
+from spsbench.store import ModelTags
+from tests.fixtures.store_helpers import begin
 from tests.fixtures.synthetic_store import synthetic_store
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -175,8 +177,8 @@ def _problems(avg: float, p2: float, count: int = 400) -> list[tuple[str, int, i
 
 def test_no_bold_when_grpo_wins_and_only_the_metric_sps_wins_is_bold():
     setting = Setting("1", "strict", 2, 0.7, 1.0, 64)
-    grpo = Model(1, "g", "", "g-run", 10, "grpo", "B")
-    sps = Model(2, "s", "", "s-run", 10, "sps+dapo", "B")
+    grpo = Model(1, "g", "", ModelTags("g-run", 10, "grpo", "B"))
+    sps = Model(2, "s", "", ModelTags("s-run", 10, "sps+dapo", "B"))
     snap = Snapshot(
         "x.db", {1: grpo, 2: sps}, [_entry(1, grpo, 0.5, 0.6, setting), _entry(2, sps, 0.4, 0.7, setting)], []
     )
@@ -187,8 +189,8 @@ def test_no_bold_when_grpo_wins_and_only_the_metric_sps_wins_is_bold():
 
 def _two_run_snapshot(grpo_task: str | None, sps_task: str | None) -> Snapshot:
     setting = Setting("1", "strict", 2, 0.7, 1.0, 64)
-    grpo = Model(1, "g", "", "g-run", 10, "grpo", "B")
-    sps = Model(2, "s", "", "s-run", 10, "sps", "B")
+    grpo = Model(1, "g", "", ModelTags("g-run", 10, "grpo", "B"))
+    sps = Model(2, "s", "", ModelTags("s-run", 10, "sps", "B"))
     info = {run: {"task": t, "source": "x"} for run, t in (("g-run", grpo_task), ("s-run", sps_task)) if t}
     entries = [_entry(1, grpo, 0.5, 0.6, setting), _entry(2, sps, 0.6, 0.7, setting)]
     return Snapshot("x.db", {1: grpo, 2: sps}, entries, [], run_info=info)
@@ -210,6 +212,27 @@ def test_index_pluralises_counts():
     model = Model(1, "m", "")
     index = build_site(Snapshot("x.db", {1: model}, [_entry(1, model, 0.5, 0.6, setting)], [])).pages["README.md"]
     assert "1 model, 1 finished evaluation, 1 task." in index and "- [t](tasks/t.md): 1 model" in index
+
+
+def test_a_page_is_one_function_and_one_registry_line(monkeypatch):
+    """docs/how-to-add-records.md: a new page is a `build(site)` function plus one `Page` in `PAGES`."""
+    from spsbench.leaderboards import refresh as refresh_module
+
+    def tasks_page(site):
+        site.page("task-list.md", "Task list", [f"- {task}" for task in site.snap.tasks()])
+
+    setting = Setting("1", "strict", 2, 0.7, 1.0, 64)
+    model = Model(1, "m", "")
+    snap = Snapshot("x.db", {1: model}, [_entry(1, model, 0.5, 0.6, setting)], [])
+    before = build_site(snap).pages
+    pages = [*refresh_module.PAGES, refresh_module.Page(tasks_page, ("Every task", "task-list.md"))]
+    monkeypatch.setattr(refresh_module, "PAGES", pages)
+    after = build_site(snap).pages
+    assert after["task-list.md"].endswith("# Task list\n\n- t\n")
+    assert after["README.md"] == before["README.md"].replace(
+        "- [All models and diagnostics](models.md)\n", "- [All models and diagnostics](models.md)\n- [Every task](task-list.md)\n")
+    assert {k: v for k, v in after.items() if k not in ("task-list.md", "README.md")} == {
+        k: v for k, v in before.items() if k != "README.md"}
 
 
 def test_budget_limits_the_checkpoints(store, tmp_path):
@@ -273,15 +296,13 @@ def test_pct_rounding_ignores_float_noise():
 def test_store_written_through_the_store_api(tmp_path):
     """The real Store's writes -> refresh."""
     from spsbench.config import SamplingConfig
-    from spsbench.store import SampleRow, ScoreRow, Store
+    from spsbench.store import ModelTags, SampleRow, ScoreRow, Store
 
     store = Store(tmp_path / "s.db")
-    mid = store.upsert_model("/m/base", "abc", run_name=None)
-    cid = store.upsert_model(
-        "/r/checkpoint-10", "def", run_name="r", step=10, algo="sps", base_model="/m/base"
-    )
+    mid = store.upsert_model("/m/base", "abc")
+    cid = store.upsert_model("/r/checkpoint-10", "def", ModelTags("r", 10, "sps", "/m/base"))
     for model_id, correct in ((mid, 1), (cid, 2)):
-        ev = store.begin_evaluation(model_id, "arith", "1", "strict", SamplingConfig(n=2), "hf", {})
+        ev = begin(store, model_id, SamplingConfig(n=2), "hf", {}, policy="strict")
         rows = [
             SampleRow("p0", i, i, "q", "c", 1, 1, "stop", "4", "correct" if i < correct else "no_answer")
             for i in range(2)
@@ -468,7 +489,7 @@ def _frontier_snapshot(grpo_counts: list[list[int]], sps_counts: list[list[int]]
         entries.append(_traj_entry(1, models[1], base))
     for run, algo, runs_counts, first in (("g-run", "grpo", grpo_counts, 10), ("s-run", "sps", sps_counts, 20)):
         for s, counts in enumerate(runs_counts):
-            models[first + s] = Model(first + s, f"{run}/checkpoint-{s + 1}", "", run, s + 1, algo, "B")
+            models[first + s] = Model(first + s, f"{run}/checkpoint-{s + 1}", "", ModelTags(run, s + 1, algo, "B"))
             entries.append(_traj_entry(first + s, models[first + s], counts))
     return Snapshot("x.db", models, entries, [])
 
@@ -528,8 +549,8 @@ def test_frontier_reading():
 def _irl_snapshot(phases_at_best: int | None) -> Snapshot:
     """An SPS run whose best checkpoint (step 100) had `phases_at_best` IRL phases before it, and a GRPO run."""
     setting = Setting("1", "strict", 2, 0.7, 1.0, 64)
-    grpo = Model(1, "g", "", "g-run", 100, "grpo", "B")
-    early, late = Model(2, "s1", "", "s-run", 100, "sps", "B"), Model(3, "s2", "", "s-run", 200, "sps", "B")
+    grpo = Model(1, "g", "", ModelTags("g-run", 100, "grpo", "B"))
+    early, late = Model(2, "s1", "", ModelTags("s-run", 100, "sps", "B")), Model(3, "s2", "", ModelTags("s-run", 200, "sps", "B"))
     entries = [_entry(1, grpo, 0.5, 0.6, setting), _entry(2, early, 0.6, 0.7, setting),
                _entry(3, late, 0.55, 0.65, setting)]
     phases = {200: 1} | ({100: phases_at_best} if phases_at_best is not None else {})
@@ -559,7 +580,7 @@ def test_checkpoint_irl_phases_are_read_from_the_checkpoint_folders(tmp_path):
         (run / f"checkpoint-{step}").mkdir(parents=True)
         (run / f"checkpoint-{step}" / paths.CHECKPOINT_INFO).write_text(json.dumps({"step": step, "irl_phases": phases}))
     (run / paths.RUN_INFO).write_text(json.dumps({"run_name": "s-run", "task": "arith"}))
-    models = [Model(i, str(run / f"checkpoint-{s}"), "", "s-run", s, "sps", "B") for i, s in ((1, 100), (2, 200))]
+    models = [Model(i, str(run / f"checkpoint-{s}"), "", ModelTags("s-run", s, "sps", "B")) for i, s in ((1, 100), (2, 200))]
     info = read_run_info(models, tmp_path)
     assert info["s-run"]["irl_phases"] == {100: 0, 200: 1} and info["s-run"]["task"] == "arith"
     assert _run_info(info["s-run"], 100) == {"task": "arith", "irl_phases": 0}          # what an export keeps

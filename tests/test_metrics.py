@@ -82,16 +82,16 @@ def test_summarize_values_and_intervals():
     n = [8, 8, 8, 8]
     c = [0, 2, 8, 4]
     s = summarize(n, c, ks=[1, 4, 8], n_boot=500, seed=3)
-    assert s["problems"] == 4 and s["n"] == 8
-    assert s["avg@n"]["value"] == pytest.approx(np.mean([0, 2 / 8, 1, 4 / 8]))
-    assert s["pass@k"][1]["value"] == pytest.approx(s["avg@n"]["value"])
-    assert s["pass@k"][8]["value"] == pytest.approx(0.75)
+    assert s.problems == 4 and s.n == 8
+    assert s.avg.value == pytest.approx(np.mean([0, 2 / 8, 1, 4 / 8]))
+    assert s.pass_at_k[1].value == pytest.approx(s.avg.value)
+    assert s.pass_at_k[8].value == pytest.approx(0.75)
     expected4 = np.mean([float(exact(8, ci, 4)) for ci in c])
-    assert s["pass@k"][4]["value"] == pytest.approx(expected4)
-    for entry in [s["avg@n"], *s["pass@k"].values()]:
-        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
-        assert 0.0 <= entry["ci_low"] and entry["ci_high"] <= 1.0
-    assert s["pass@k"][8]["ci_low"] < s["pass@k"][8]["ci_high"]
+    assert s.pass_at_k[4].value == pytest.approx(expected4)
+    for entry in [s.avg, *s.pass_at_k.values()]:
+        assert entry.ci_low <= entry.value <= entry.ci_high
+        assert 0.0 <= entry.ci_low and entry.ci_high <= 1.0
+    assert s.pass_at_k[8].ci_low < s.pass_at_k[8].ci_high
 
 
 def test_summarize_is_seeded_and_mixed_n_is_handled():
@@ -99,7 +99,7 @@ def test_summarize_is_seeded_and_mixed_n_is_handled():
     b = summarize([16, 8, 12], [3, 0, 12], ks=[1, 8], n_boot=200, seed=7, interval="bootstrap")
     c = summarize([16, 8, 12], [3, 0, 12], ks=[1, 8], n_boot=200, seed=8, interval="bootstrap")
     assert a == b and a != c
-    assert a["n"] == 8
+    assert a.n == 8
     with pytest.raises(ValueError, match="k=16 is larger than n=8"):
         summarize([16, 8], [1, 1], ks=[16])
     with pytest.raises(ValueError, match="one n and one c"):
@@ -110,8 +110,8 @@ def test_summarize_ci_covers_a_known_rate():
     rng = np.random.default_rng(0)
     c = rng.binomial(64, 0.3, size=200)
     s = summarize([64] * 200, c, ks=[1], n_boot=1000, seed=0)
-    assert s["avg@n"]["ci_low"] < 0.3 < s["avg@n"]["ci_high"]
-    assert s["avg@n"]["ci_high"] - s["avg@n"]["ci_low"] < 0.05
+    assert s.avg.ci_low < 0.3 < s.avg.ci_high
+    assert s.avg.ci_high - s.avg.ci_low < 0.05
 
 
 def test_summarize_is_fast_enough_for_a_benchmark():

@@ -154,7 +154,7 @@ def served_model_without_chat_template(ctx):
 @site
 def task_differs_from_the_stored_one(ctx):
     from spsbench.evaluation.identity import find_existing
-    from spsbench.evaluation.records import EvalKey
+    from spsbench.store import EvalKey
 
     db = SimpleNamespace(find_evaluation=lambda *key: None, digests=lambda *key: [SimpleNamespace(id=1, task_digest="old")])
     task = SimpleNamespace(spec=SimpleNamespace(name="arith", version="2"))
@@ -223,7 +223,7 @@ def checkpoint_evaluation_failed_in_training(ctx):
     def broken(request, **kwargs):
         raise RuntimeError("grader pool died")
 
-    from spsbench.evaluation.records import ModelTags
+    from spsbench.store import ModelTags
 
     ctx.monkeypatch.setattr("spsbench.train.eval_worker.evaluate", broken)
     _callback(ctx).evaluate_model(str(ctx.tmp / "run" / "checkpoint-3"), 3, tags=ModelTags(run_name="r", step=3))

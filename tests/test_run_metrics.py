@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from spsbench.cli import main
 from spsbench.config import SamplingConfig
-from spsbench.evaluation.records import EvalRequest, Interval
+from spsbench.evaluation.records import EvalRequest
 from spsbench.evaluation.run_metrics import (
     METRICS_FILE,
     TENSORBOARD_DIR,
@@ -19,6 +19,7 @@ from spsbench.evaluation.run_metrics import (
     trainer_keys,
 )
 from spsbench.evaluation.scan import scan_groups
+from spsbench.store import Interval
 from tests.test_scan import make_checkpoint
 
 

@@ -24,8 +24,8 @@ def _coverage(a: float, b: float, problems: int, n: int, k: int, sims: int, meth
         if method == "wilson":
             low, high = score_interval(pass_at_k(np.full(problems, n), c, k), n, k)
         else:
-            r = summarize([n] * problems, c, [k], n_boot=200, seed=s, interval="bootstrap")["pass@k"][k]
-            low, high = r["ci_low"], r["ci_high"]
+            r = summarize([n] * problems, c, [k], n_boot=200, seed=s, interval="bootstrap").pass_at_k[k]
+            low, high = r.ci_low, r.ci_high
         hits += low <= true <= high
     return hits / sims
 
@@ -48,7 +48,7 @@ def test_zero_of_eighty_is_not_a_point_interval():
     low, high = score_interval([1.0] * 10, samples_per_problem=8, k=8)
     assert high == 1.0 and 0.7 < low < 0.75                   # Pass@8 at n=8: one trial per problem
     s = summarize([8] * 10, [0] * 10, [1, 8])
-    assert s["avg@n"]["ci_high"] > 0 and s["pass@k"][8]["ci_high"] > s["avg@n"]["ci_high"]
+    assert s.avg.ci_high > 0 and s.pass_at_k[8].ci_high > s.avg.ci_high
 
 
 def test_wilson_matches_the_textbook_value():
@@ -76,9 +76,9 @@ def test_pairing_makes_a_small_consistent_gain_significant():
     d = [x + 1 for x in c]
     diff = paired_difference(n, c, n, d, [1])
     assert diff["avg"].significant
-    a = summarize(n, c, [1])["avg@n"]
-    b = summarize(n, d, [1])["avg@n"]
-    assert b["ci_low"] < a["ci_high"]                          # the separate intervals overlap
+    a = summarize(n, c, [1]).avg
+    b = summarize(n, d, [1]).avg
+    assert b.ci_low < a.ci_high                          # the separate intervals overlap
 
 
 def test_paired_difference_refuses_unpaired_input():

@@ -13,8 +13,9 @@ import pytest
 
 from spsbench.config import SamplingConfig
 from spsbench.errors import StoreError
-from spsbench.store import SCHEMA_VERSION, SampleRow, ScoreRow, Store
+from spsbench.store import SCHEMA_VERSION, ModelTags, SampleRow, ScoreRow, Store
 from spsbench.store import db as store_module
+from tests.fixtures.store_helpers import begin
 
 
 def rows(problem: str, indices, outcome: str = "correct") -> list[SampleRow]:
@@ -30,7 +31,7 @@ def store(store_path):
 
 def new_eval(store: Store, n: int = 4, path: str = "/m", **sampling) -> int:
     model = store.upsert_model(path, "hash")
-    return store.begin_evaluation(model, "arith", "1", "policy", SamplingConfig(n=n, **sampling), "hf",
+    return begin(store, model, SamplingConfig(n=n, **sampling), "hf",
                                   {"host": "x"})
 
 
@@ -43,10 +44,9 @@ def test_creates_parent_folders_wal_and_version(store, store_path):
 
 
 def test_round_trip(store):
-    model = store.upsert_model("/runs/r/checkpoint-10", "abc", run_name="r", step=10, algo="sps",
-                               base_model="/base")
+    model = store.upsert_model("/runs/r/checkpoint-10", "abc", ModelTags("r", 10, "sps", "/base"))
     assert store.upsert_model("/runs/r/checkpoint-10", "abc") == model        # tags kept when not given
-    ev = store.begin_evaluation(model, "arith", "1", "policy", SamplingConfig(n=2, max_tokens=64), "hf",
+    ev = begin(store, model, SamplingConfig(n=2, max_tokens=64), "hf",
                                 {"host": "h"})
     assert store.add_samples(ev, rows("p1", [0, 1]) + rows("p2", [0], "no_answer") + rows("p2", [1], "incorrect")) == 4
     assert store.done_samples(ev) == {("p1", 0), ("p1", 1), ("p2", 0), ("p2", 1)}
@@ -88,7 +88,7 @@ def test_identity_excludes_n_and_keeps_largest(store):
 def test_resume_with_another_engine_records_both(store):
     ev = new_eval(store)
     model = store.evaluation(ev).model_id
-    store.begin_evaluation(model, "arith", "1", "policy", SamplingConfig(n=4), "vllm", {})
+    begin(store, model, SamplingConfig(n=4), "vllm", {})
     assert store.evaluation(ev).engine == "hf,vllm"
 
 
@@ -117,11 +117,13 @@ def test_folder_path_is_refused(tmp_path):
 WRITER = textwrap.dedent("""
     import sys
     from spsbench.config import SamplingConfig
-    from spsbench.store import SampleRow, Store
+    from spsbench.store import EvalKey, SampleRow, Store
     path, name = sys.argv[1], sys.argv[2]
-    s = Store(path)
-    own = s.begin_evaluation(s.upsert_model("/m/" + name, "h"), "t", "1", "p", SamplingConfig(n=1), "x", {})
-    shared = s.begin_evaluation(s.upsert_model("/m/shared", "h"), "t", "1", "p", SamplingConfig(n=1), "x", {})
+    s, sampling = Store(path), SamplingConfig(n=1)
+    own = s.begin_evaluation(EvalKey(s.upsert_model("/m/" + name, "h"), "t", "1", "p", sampling.key()), sampling,
+                             "x", {})
+    shared = s.begin_evaluation(EvalKey(s.upsert_model("/m/shared", "h"), "t", "1", "p", sampling.key()), sampling,
+                                "x", {})
     for b in range(200):
         batch = [SampleRow(f"q{b}", i, i, "p", name, 1, 1, "stop", None, "correct") for i in range(5)]
         s.add_samples(own, batch)
@@ -158,11 +160,11 @@ def test_store_usable_from_a_second_thread(store):
 
 def test_each_run_keeps_its_own_provenance_and_what_it_stored(store, store_path):
     model = store.upsert_model("/m", "hash")
-    first = store.begin_evaluation(model, "arith", "1", "policy", SamplingConfig(n=2), "hf",
+    first = begin(store, model, SamplingConfig(n=2), "hf",
                                    {"host": "first-host", "packages": {"torch": "2.0"}})
     store.add_samples(first, rows("p1", [0, 1]) + rows("p2", [0]))
     with Store(store_path) as other:                      # a later process resumes and extends to n=4
-        again = other.begin_evaluation(model, "arith", "1", "policy", SamplingConfig(n=4), "vllm",
+        again = begin(other, model, SamplingConfig(n=4), "vllm",
                                        {"host": "second-host", "packages": {"torch": "2.1"}})
         assert again == first
         assert other.add_samples(again, rows("p1", [1, 2, 3]) + rows("p2", [1, 2, 3])) == 5   # p1/1 was stored
@@ -192,7 +194,7 @@ def test_an_older_store_gains_the_history_with_what_it_kept(store_path):
         [upgraded] = s.sessions(ev)
         assert (upgraded.kind, upgraded.provenance, upgraded.samples, upgraded.min_idx, upgraded.max_idx) == (
             "upgrade", {"host": "old"}, 3, 0, 2)
-        s.begin_evaluation(s.evaluation(ev).model_id, "arith", "1", "policy", SamplingConfig(n=4), "hf",
+        begin(s, s.evaluation(ev).model_id, SamplingConfig(n=4), "hf",
                            {"host": "new"})
         assert [x.provenance["host"] for x in s.sessions(ev)] == ["old", "new"]
     assert sqlite3.connect(store_path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from spsbench.commands.selection import MODEL_HELP, existing_store, require_matches, select
 from spsbench.errors import ConfigError
-from spsbench.interop.evalscope_crosscheck import crosscheck, evalscope_python
+from spsbench.interop.evalscope_crosscheck import CrossReport, crosscheck, evalscope_python
 from spsbench.store import Store
 from spsbench.tasks import parse_data_args
 
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if worst <= TOLERANCE else 1
 
 
-def describe(report: Any) -> tuple[list[str], float]:
+def describe(report: CrossReport) -> tuple[list[str], float]:
     """Lines for one evaluation and the largest gap between the two estimators on EvalScope's verdicts."""
     lines = [f"evaluation {report.eval_id} ({report.task}, {report.model}) reviewed by evalscope@"
              f"{report.evalscope_version} as {report.bench}: verdicts agree on {report.agree}/{report.samples}",

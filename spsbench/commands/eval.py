@@ -19,7 +19,7 @@ from spsbench.errors import CheckpointError, ConfigError
 from spsbench.evaluation.evaluate import SharedEngine, evaluate, score_table
 from spsbench.evaluation.records import EvalRequest, EvalResult
 from spsbench.evaluation.run_metrics import TENSORBOARD_DIR, RunMetricsWriter
-from spsbench.evaluation.scan import is_run_folder, recorded_sampling, scan_groups
+from spsbench.evaluation.scan import ScanReport, is_run_folder, recorded_sampling, scan_groups
 from spsbench.grading import GradingPolicy
 from spsbench.leaderboards.refresh import refresh as leaderboard_refresh
 from spsbench.quiet import engine_log, warn
@@ -254,7 +254,7 @@ def _evaluate_model(plan: EvalPlan) -> list[EvalResult]:
         shared.close()
 
 
-def _refuse_all_broken(report: Any) -> None:
+def _refuse_all_broken(report: ScanReport) -> None:
     """A run folder whose every checkpoint is broken evaluated nothing: that is an error, not an empty table."""
     broken = [c for c in report.checkpoints if c.status == "broken"]
     if broken and len(broken) == len(report.checkpoints):
@@ -265,7 +265,7 @@ def _refuse_all_broken(report: Any) -> None:
 # --------------------------------------------------------------------------- output
 
 
-def _print_best(console: Any, report: Any, tasks: list[str]) -> None:
+def _print_best(console: Any, report: ScanReport, tasks: list[str]) -> None:
     broken = [c for c in report.checkpoints if c.status == "broken"]
     if broken:
         console.print(f"[yellow]{len(broken)} broken checkpoint(s) skipped: "
@@ -281,7 +281,7 @@ def _print_best(console: Any, report: Any, tasks: list[str]) -> None:
                       f"(Avg@{result.n} {result.scores.avg.value * 100:.1f}; {passk})", highlight=False)
 
 
-def _print_metrics_files(console: Any, report: Any, metrics: RunMetricsWriter) -> None:
+def _print_metrics_files(console: Any, report: ScanReport, metrics: RunMetricsWriter) -> None:
     """Where the checkpoints evaluated now were logged for TensorBoard / JSON readers."""
     if not any(c.status == "evaluated" for c in report.checkpoints):
         return

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from spsbench.errors import SpsbenchError
 from spsbench.grading import GradingPolicy
-from spsbench.interop.evalscope_ingest import import_evalscope
+from spsbench.interop.evalscope_ingest import ImportReport, import_evalscope
 
 HELP = "Import an EvalScope run folder into the results store (re-graded, scored, its verdicts kept)."
 
@@ -38,10 +37,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(report: Any) -> str:
+def describe(report: ImportReport) -> str:
     """One line per imported evaluation: where it went, what it holds, and how the graders compare."""
-    passk = report.scores.get("pass@k", {})
-    cells = " ".join(f"pass@{k}={v['value']:.3f}" for k, v in sorted(passk.items()))
+    cells = " ".join(f"pass@{k}={v.value:.3f}" for k, v in sorted(report.scores.pass_at_k.items()))
     agree = (f"verdicts agree on {report.agree}/{report.reviewed}" if report.reviewed
              else "no EvalScope verdicts")
     return (f"{report.bench} -> {report.task} (task version {report.task_version}): evaluation {report.eval_id}, "

@@ -14,7 +14,7 @@ from spsbench import paths
 from spsbench.commands.compare import run_compare
 from spsbench.commands.selection import MODEL_HELP, existing_store, output, require_matches, select, write
 from spsbench.errors import ConfigError
-from spsbench.store import Store
+from spsbench.store import EvalRow, Store
 
 HELP = ("Export scores, samples, the run history (provenance) or the samples where another evaluator's verdict "
         "differs from ours as JSONL or CSV; compare two evaluations problem by problem (--compare, --solved-diff).")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(store: Any, evals: list[Any], args: argparse.Namespace) -> tuple[Iterator[dict], tuple[str, ...], str]:
+def _export(store: Store, evals: list[EvalRow], args: argparse.Namespace) -> tuple[Iterator[dict], tuple[str, ...], str]:
     if args.samples:
         return sample_rows(store, evals), SAMPLE_FIELDS, "samples"
     if args.sessions:
@@ -91,19 +91,19 @@ def _export(store: Any, evals: list[Any], args: argparse.Namespace) -> tuple[Ite
     return score_rows(store, evals), SCORE_FIELDS, "score rows"
 
 
-def _eval_fields(ev: Any) -> dict[str, Any]:
+def _eval_fields(ev: EvalRow) -> dict[str, Any]:
     return {"eval_id": ev.id, "task": ev.task, "task_version": ev.task_version, "model": ev.model_path,
-            "name": _name(ev), "weights_hash": ev.weights_hash, "run_name": ev.run_name, "step": ev.step, "algo": ev.algo,
-            "base_model": ev.base_model, "grader_policy": ev.grader_policy, "engine": ev.engine,
+            "name": _name(ev), "weights_hash": ev.weights_hash, **ev.tags.to_dict(), "grader_policy": ev.grader_policy,
+            "engine": ev.engine,
             "status": ev.status}
 
 
-def _name(ev: Any) -> str:
+def _name(ev: EvalRow) -> str:
     """The display name pages give the model (`model` keeps its stored path)."""
     return paths.model_display_name(ev.model_path, ev.run_name, ev.step)
 
 
-def score_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
+def score_rows(store: Store, evals: list[EvalRow]) -> Iterator[dict[str, Any]]:
     for ev in evals:
         base = _eval_fields(ev) | {key: ev.sampling.get(key) for key in ("temperature", "top_p", "max_tokens",
                                                                         "seed")}
@@ -112,14 +112,14 @@ def score_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
                           "ci_high": s.ci_high, "n": s.n}
 
 
-def sample_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
+def sample_rows(store: Store, evals: list[EvalRow]) -> Iterator[dict[str, Any]]:
     for ev in evals:
         base = {"task": ev.task, "model": ev.model_path, "name": _name(ev), "run_name": ev.run_name, "step": ev.step}
         for s in store.samples(ev.id):
             yield base | s
 
 
-def disagreement_rows(store: Any, evals: list[Any], source: str) -> Iterator[dict[str, Any]]:
+def disagreement_rows(store: Store, evals: list[EvalRow], source: str) -> Iterator[dict[str, Any]]:
     from spsbench.leaderboards.external import disagreements
 
     for ev in evals:
@@ -127,7 +127,7 @@ def disagreement_rows(store: Any, evals: list[Any], source: str) -> Iterator[dic
             yield {"eval_id": ev.id, "task": ev.task, "model": ev.model_path} | row
 
 
-def session_rows(store: Any, evals: list[Any]) -> Iterator[dict[str, Any]]:
+def session_rows(store: Store, evals: list[EvalRow]) -> Iterator[dict[str, Any]]:
     """One row per run that opened an evaluation; `provenance` is its full provenance as JSON text."""
     for ev in evals:
         for x in store.sessions(ev.id):

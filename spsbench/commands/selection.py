@@ -18,13 +18,14 @@ from spsbench import paths
 from spsbench.errors import ConfigError, StoreError
 from spsbench.io import atomic_target
 from spsbench.leaderboards.snapshot import short_path_name
+from spsbench.store import EvalRow, Store
 from spsbench.store.names import Candidate, matches
 from spsbench.validate import output_file
 
 MODEL_HELP = ("Only this model: its path, short name, run name or run@step; if none is named exactly that, "
               "models whose path ends with it, else whose path (or run name) contains it.")
 
-def select(store: Any, task: str | None, model: str | None, status: str | None) -> list[Any]:
+def select(store: Store, task: str | None, model: str | None, status: str | None) -> list[EvalRow]:
     """Evaluations matching the filters: task exact; model by `spsbench.store.names` (an exact name wins,
     then a path tail, then any part of the path or run name)."""
     evals = store.evaluations(status=status, task=task)
@@ -34,13 +35,13 @@ def select(store: Any, task: str | None, model: str | None, status: str | None) 
     return evals
 
 
-def _candidate(ev: Any) -> Candidate:
+def _candidate(ev: EvalRow) -> Candidate:
     step = f"{ev.run_name}@{ev.step}" if ev.run_name else None
     return Candidate.of(ev.id, step or paths.display_path(ev.model_path), ev.model_path,
                         paths.display_path(ev.model_path), ev.run_name, short_path_name(ev.model_path))
 
 
-def require_matches(store: Any, evals: list[Any], task: str | None, model: str | None, status: str | None,
+def require_matches(store: Store, evals: list[EvalRow], task: str | None, model: str | None, status: str | None,
                     path: Path) -> None:
     """Filters that select nothing are a mistake (a typo prints nothing and exits 0 otherwise): say what exists."""
     if evals or not (task or model):

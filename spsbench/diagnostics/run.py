@@ -62,14 +62,15 @@ from spsbench.engines import load_engine
 from spsbench.errors import SpsbenchError
 from spsbench.models import check_loadable
 from spsbench.quiet import live_display, terminal
-from spsbench.tasks import load_task
+from spsbench.store import Store
+from spsbench.tasks import TaskSpec, load_task
 
 __all__ = ["DiagConfig", "DiagResult", "SpsbenchError", "Target", "engine_label", "resolve_targets",
            "run_diagnostics", "setting_details"]
 
 
 def _stored_completions(
-    store: Any, model_id: int, task: str, version: str, problem_ids: Sequence[str]
+    store: Store, model_id: int, task: str, version: str, problem_ids: Sequence[str]
 ) -> tuple[dict[str, list[str]], Any] | None:
     """Completions of this model's largest finished evaluation of `task` (same task version), grouped
     by problem and restricted to the problems the other diagnostics use (`--limit`)."""
@@ -104,7 +105,7 @@ class DiagResult:
 def run_diagnostics(
     target: str,
     tasks: Sequence[str],
-    store: Any,
+    store: Store,
     known: Sequence[Any],
     *,
     cfg: DiagConfig | None = None,
@@ -141,13 +142,13 @@ def run_diagnostics(
     return results
 
 
-def _stored_diagnostics(store: Any) -> dict[tuple[int, str, str], dict[str, Any]]:
+def _stored_diagnostics(store: Store) -> dict[tuple[int, str, str], dict[str, Any]]:
     """(model id, task, metric) -> stored diagnostic row."""
     return {(int(r["model_id"]), r["task"], r["metric"]): r for r in store.diagnostics()}
 
 
 def _expected_settings(
-    store: Any, model_id: int, task: str, spec: Any, cfg: DiagConfig
+    store: Store, model_id: int, task: str, spec: TaskSpec, cfg: DiagConfig
 ) -> dict[str, dict[str, Any]] | None:
     """The `setting` each metric would be stored with now; None when there would be no similarity
     (`--similarity-from eval` without a stored evaluation whose completions can be used)."""
@@ -162,7 +163,7 @@ def _expected_settings(
 
 
 def _reusable(
-    stored: dict, store: Any, path: str, model_id: int, task: str, spec: Any, cfg: DiagConfig
+    stored: dict, store: Store, path: str, model_id: int, task: str, spec: TaskSpec, cfg: DiagConfig
 ) -> list[DiagResult] | None:
     """The stored diagnostics of (model, task) when all three have exactly the setting asked for."""
     if not stored:
@@ -176,7 +177,7 @@ def _reusable(
 
 
 def _diagnose_model(
-    store: Any, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: Bars
+    store: Store, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: Bars
 ) -> list[DiagResult]:
     """Generate with the engine, take the per-token log-probs (greedy) and entropies (samples) the engine
     computed while generating, score in one batched pass only what it could not give (the engine is
@@ -236,7 +237,7 @@ def _score_missing(
 
 
 def _draw_all(
-    store: Any, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: Bars
+    store: Store, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: Bars
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """{task: {"greedy": [Drawn], "samples": [Drawn], "samples_eval": eval row or None}} and the engine's
     description. The engine loads only when something must be generated."""
@@ -265,7 +266,7 @@ def _draw_all(
 
 
 def _task_results(
-    store: Any, path: str, model_id: int, task: str, spec: Any, cfg: DiagConfig,
+    store: Store, path: str, model_id: int, task: str, spec: TaskSpec, cfg: DiagConfig,
     drawn: dict[str, Any], parts: dict[str, list], engine_info: dict[str, Any],
 ) -> list[DiagResult]:
     g_setting, fresh = run_settings(spec, cfg)
@@ -291,7 +292,7 @@ def _task_results(
 
 
 def _stored_samples(
-    store: Any, model_id: int, task: str, spec: Any, cfg: DiagConfig
+    store: Store, model_id: int, task: str, spec: TaskSpec, cfg: DiagConfig
 ) -> tuple[dict[str, tuple[list[str], list[str]]], Any] | None:
     """A stored evaluation of this model sampled exactly as the entropy samples would be (temperature 1,
     top_p 1, same max_tokens, no stop strings) with at least n samples of every problem: its first n
@@ -316,7 +317,7 @@ def _stored_samples(
 
 
 def _similarity(
-    store: Any, model_id: int, task: str, spec: Any, sampled: list[list[str]], cfg: DiagConfig, fresh: dict
+    store: Store, model_id: int, task: str, spec: TaskSpec, sampled: list[list[str]], cfg: DiagConfig, fresh: dict
 ) -> tuple[float, dict[str, Any]] | None:
     """Pairwise similarity from the stored evaluation's completions (auto/eval) or the fresh samples.
 
@@ -336,7 +337,7 @@ def _similarity(
 
 
 def _usable_stored_completions(
-    store: Any, model_id: int, task: str, spec: Any, cfg: DiagConfig
+    store: Store, model_id: int, task: str, spec: TaskSpec, cfg: DiagConfig
 ) -> tuple[dict[str, list[str]], Any] | None:
     """The stored evaluation's completions similarity would use (auto/eval), if any problem has two."""
     if cfg.similarity_from == "sampled":

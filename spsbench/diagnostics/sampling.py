@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spsbench.config import SamplingConfig, sample_seed
-from spsbench.engines.base import Completion, GenRequest
+from spsbench.engines.base import Completion, Engine, GenRequest
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Drawn:
 
 
 def draw(
-    engine: Any,
+    engine: Engine,
     problems: Sequence[Any],
     sampling: SamplingConfig,
     tokenizer: Any,

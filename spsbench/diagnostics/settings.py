@@ -10,6 +10,8 @@ from typing import Any
 from spsbench.config import SamplingConfig
 from spsbench.diagnostics.similarity import group_counts
 from spsbench.errors import SpsbenchError
+from spsbench.store import EvalRow
+from spsbench.tasks import TaskSpec
 
 SIMILARITY_FROM = ("auto", "eval", "sampled")
 SAMPLES_FROM = ("auto", "fresh")
@@ -74,7 +76,7 @@ def setting_details(
     return out | {"engine": engine} if engine is not None else out
 
 
-def run_settings(spec: Any, cfg: DiagConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_settings(spec: TaskSpec, cfg: DiagConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """The settings of this invocation's greedy decoding and of its fresh (entropy) samples on a task."""
     common = {"problems": len(spec.problems), "max_tokens": cfg.max_tokens, "task_version": str(spec.spec.version),
               "limit": cfg.limit, "engine": engine_label(cfg)}
@@ -82,14 +84,14 @@ def run_settings(spec: Any, cfg: DiagConfig) -> tuple[dict[str, Any], dict[str, 
         "fresh samples", **common, n=cfg.n, temperature=ENTROPY_TEMPERATURE, seed=cfg.seed)
 
 
-def samples_setting(spec: Any, cfg: DiagConfig, ev: Any) -> dict[str, Any]:
+def samples_setting(spec: TaskSpec, cfg: DiagConfig, ev: EvalRow) -> dict[str, Any]:
     """The setting of token entropy computed on a stored evaluation's completions."""
     return setting_details("eval samples", problems=len(spec.problems), max_tokens=cfg.max_tokens,
                            task_version=str(spec.spec.version), limit=cfg.limit, n=cfg.n,
                            temperature=ENTROPY_TEMPERATURE, eval_id=int(ev.id))
 
 
-def eval_setting(groups: dict[str, list[str]], ev: Any, spec: Any, cfg: DiagConfig) -> dict[str, Any]:
+def eval_setting(groups: dict[str, list[str]], ev: EvalRow, spec: TaskSpec, cfg: DiagConfig) -> dict[str, Any]:
     """The setting of a similarity computed from a stored evaluation's completions."""
     sampling = getattr(ev, "sampling", None) or {}
     counts = group_counts(groups)

@@ -4,29 +4,29 @@ or one model; the run's base model first, and each model's row in the store."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from spsbench.errors import EngineError
 from spsbench.evaluation.scan import checkpoints, run_tags
 from spsbench.models import resolve_model, weights_hash
+from spsbench.store import ModelRow, ModelTags, Store
+from spsbench.store.rows import Tagged
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(Tagged):
+    """A model to diagnose, with its training tags (`target.run_name` etc. read them)."""
+
     path: str
-    run_name: str | None = None
-    step: int | None = None
-    algo: str | None = None
-    base_model: str | None = None
+    tags: ModelTags = field(default_factory=ModelTags)
     is_base: bool = False
 
 
-def resolve_targets(target: str, known: Sequence[Any], base: str | None) -> list[Target]:
+def resolve_targets(target: str, known: Sequence[ModelRow], base: str | None) -> list[Target]:
     """A run name in the store, a run folder with checkpoint-*/ subfolders, or one model; base model first."""
     found = [
-        Target(m.path, m.run_name, m.step, m.algo, m.base_model)
+        Target(m.path, m.tags)
         for m in sorted(known, key=lambda m: (m.step or 0, m.id))
         if m.run_name == target
     ]
@@ -35,7 +35,7 @@ def resolve_targets(target: str, known: Sequence[Any], base: str | None) -> list
 
         # The trainer's run info names the run, its algorithm and its base model (diagnosed alongside).
         tags = [(p, run_tags(folder, step)) for step, p in checkpoints(folder)]
-        found = [Target(str(p.resolve()), t.run_name, t.step, t.algo, t.base_model) for p, t in tags]
+        found = [Target(str(p.resolve()), t) for p, t in tags]
     if not found:
 
         found = [Target(resolve_model(target))]
@@ -43,7 +43,8 @@ def resolve_targets(target: str, known: Sequence[Any], base: str | None) -> list
     if base and bases:
         # --base names the base of checkpoints that carry no base_model tag (a run folder without the
         # trainer's spsbench_run.json): tag them, so the run page shows the base row beside them.
-        found = [replace(t, base_model=bases[0].path) if t.run_name and not t.base_model else t for t in found]
+        found = [replace(t, tags=replace(t.tags, base_model=bases[0].path)) if t.run_name and not t.base_model
+                 else t for t in found]
     return bases + found
 
 
@@ -61,16 +62,12 @@ def _base_targets(explicit: str | None, found: list[Target]) -> list[Target]:
         return []
 
 
-def store_model_id(store: Any, known: Sequence[Any], t: Target) -> int:
+def store_model_id(store: Store, known: Sequence[ModelRow], t: Target) -> int:
     """Reuse the store's row for this path (keeps its run tags); otherwise register the model."""
     for m in known:
         if m.path == t.path and (m.run_name == t.run_name or t.run_name is None):
             return int(m.id)
 
     digest = weights_hash(t.path) if Path(t.path).is_dir() else ""
-    return int(
-        store.upsert_model(
-            t.path, digest, run_name=t.run_name, step=t.step, algo=t.algo, base_model=t.base_model
-        )
-    )
+    return int(store.upsert_model(t.path, digest, t.tags))
 

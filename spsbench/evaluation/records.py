@@ -1,8 +1,9 @@
 """The records that cross the evaluation's boundaries, as named, typed values.
 
 `EvalRequest` is what a caller asks for (built and validated once, at the edge: the CLI or the
-trainer's callback); `EvalKey` is the identity under which the store keeps an evaluation; `Scores` is
-what comes back, convertible to and from the store's `ScoreRow`s; `EvalResult` wraps it per task.
+trainer's callback); `EvalResult` wraps the `Scores` of one task. The records the store keeps
+(`EvalKey`, `ModelTags`, `Scores`, `Interval`) are the store's (`spsbench.store.records`), re-exported
+here for the callers that build a request.
 """
 
 from __future__ import annotations
@@ -19,18 +20,8 @@ from spsbench.engines import check_engine_options
 from spsbench.errors import ConfigError, StoreError
 from spsbench.grading import GradingPolicy
 from spsbench.metrics import report_ks
-from spsbench.store import ScoreRow
+from spsbench.store import EvalKey, Interval, ModelTags, Scores
 from spsbench.validate import creatable_file
-
-
-@dataclass(frozen=True)
-class ModelTags:
-    """Training provenance attached to a checkpoint in the store."""
-
-    run_name: str | None = None
-    step: int | None = None
-    algo: str | None = None
-    base_model: str | None = None
 
 
 def check_ks(n: int, ks: Sequence[int]) -> tuple[int, ...]:
@@ -86,70 +77,6 @@ class EvalRequest:
         return dataclasses.replace(self, **changes)
 
 
-@dataclass(frozen=True)
-class EvalKey:
-    """The identity of a stored evaluation. n is not part of it: raising n extends an evaluation and
-    lowering it scores a subset. `task_digest` is what the task is (problems, gold answers, prompts,
-    grader: `spsbench.tasks.identity`), so a task changed under the same name and version is new."""
-
-    model_id: int
-    task: str
-    task_version: str
-    grader_policy: str
-    sampling_key: str
-    task_digest: str = ""
-
-
-@dataclass(frozen=True)
-class Interval:
-    value: float
-    ci_low: float | None = None
-    ci_high: float | None = None
-
-
-@dataclass
-class Scores:
-    """Avg@n and Pass@k with intervals, outcome counts and (multiple choice) the chance floor."""
-
-    n: int
-    avg: Interval | None = None
-    pass_at_k: dict[int, Interval] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    chance_pass_at_k: dict[int, float] = field(default_factory=dict)
-    problems: int | None = None
-
-    @classmethod
-    def from_summary(cls, summary: Mapping[str, Any], counts: Mapping[str, int],
-                     chance: Mapping[int, float] | None = None) -> Scores:
-        """From `metrics.summarize` output plus the stored outcome counts."""
-        return cls(n=int(summary["n"]), avg=Interval(**summary["avg@n"]),
-                   pass_at_k={int(k): Interval(**v) for k, v in summary["pass@k"].items()},
-                   counts=dict(counts), chance_pass_at_k=dict(chance or {}), problems=summary.get("problems"))
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[ScoreRow], n: int) -> Scores:
-        """From the store's score rows (a checkpoint already evaluated)."""
-        out = cls(n=n)
-        for r in rows:
-            cell = Interval(r.value, r.ci_low, r.ci_high)
-            if r.metric == "avg@n":
-                out.avg, out.n = cell, r.n
-            elif r.metric == "pass@k":
-                out.pass_at_k[r.k] = cell
-            elif r.metric.startswith("count:"):
-                out.counts[r.metric.removeprefix("count:")] = int(r.value)
-            elif r.metric == "chance_pass@k":
-                out.chance_pass_at_k[r.k] = r.value
-        return out
-
-    def to_rows(self) -> list[ScoreRow]:
-        rows = [ScoreRow("avg@n", 0, self.avg.value, self.avg.ci_low, self.avg.ci_high, self.n)] if self.avg else []
-        rows += [ScoreRow("pass@k", k, v.value, v.ci_low, v.ci_high, self.n) for k, v in self.pass_at_k.items()]
-        rows += [ScoreRow(f"count:{o}", 0, float(c), None, None, self.n) for o, c in self.counts.items()]
-        rows += [ScoreRow("chance_pass@k", k, v, None, None, self.n) for k, v in self.chance_pass_at_k.items()]
-        return rows
-
-
 @dataclass
 class EvalResult:
     task: str
@@ -159,3 +86,6 @@ class EvalResult:
     scores: Scores
     generated: int = 0            # samples generated (and stored) by this call; 0 when fully resumed
     elapsed_s: float = 0.0
+
+
+__all__ = ["EvalKey", "EvalRequest", "EvalResult", "Interval", "ModelTags", "Scores", "check_ks"]

@@ -29,12 +29,12 @@ from spsbench.config import SamplingConfig
 from spsbench.errors import CheckpointError, ConfigError, EngineError
 from spsbench.evaluation.evaluate import SharedEngine, effective_samplings, evaluate, load_eval_task
 from spsbench.evaluation.identity import find_existing
-from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores
+from spsbench.evaluation.records import EvalRequest, EvalResult
 from spsbench.evaluation.run_metrics import RunMetricsWriter
 from spsbench.grading import GradingPolicy, policy_id
 from spsbench.models import check_loadable, weights_hash
 from spsbench.quiet import warn
-from spsbench.store import Store
+from spsbench.store import EvalKey, EvalRow, ModelTags, Scores, Store
 from spsbench.tasks import Task
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -160,7 +160,8 @@ def is_stored(store: Store, folder: Path, tasks: Sequence[Task], sampling: Sampl
             return False
         if store.scored_problems(ev.id) not in (None, {p.id for p in task.problems}):
             return False                     # scored over another problem subset (--limit): rescore
-        if not any(s.metric == "avg@n" and s.n == sampling.n for s in store.scores(ev.id)):
+        scored = Scores.from_rows(store.scores(ev.id), 0)
+        if scored.avg is None or scored.n != sampling.n:
             return False
     return True
 
@@ -179,12 +180,9 @@ def stored_results(store: Store, folder: Path, tasks: Sequence[Task], sampling: 
     return out
 
 
-def _policy(grading: Any) -> str:
-    return policy_id(grading)
-
-
-def _stored(store: Store, model_id: int, task: Task, sampling: SamplingConfig, grading: Any) -> Any:
-    key = EvalKey(model_id, task.spec.name, task.spec.version, _policy(grading), sampling.key(), task.digest)
+def _stored(store: Store, model_id: int, task: Task, sampling: SamplingConfig,
+            grading: GradingPolicy | None) -> EvalRow | None:
+    key = EvalKey(model_id, task.spec.name, task.spec.version, policy_id(grading), sampling.key(), task.digest)
     return find_existing(store, key, task, notify=lambda _: None)   # evaluate() says it, once
 
 

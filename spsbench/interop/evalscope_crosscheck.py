@@ -26,7 +26,8 @@ from typing import Any
 from spsbench.errors import TaskError
 from spsbench.interop import InteropError
 from spsbench.leaderboards.external import agree, counts_by_problem, passk
-from spsbench.tasks import load_spec
+from spsbench.store import EvalRow, Store
+from spsbench.tasks import Problem, TaskSpec, load_spec
 from spsbench.tasks import sources as task_data
 from spsbench.tasks.sources import build_problems
 
@@ -63,7 +64,7 @@ def evalscope_python(explicit: str | None = None) -> Path:
     return path
 
 
-def crosscheck(db: Any, evals: list[Any], *, data: dict[str, str] | None = None, python: str | None = None,
+def crosscheck(db: Store, evals: list[EvalRow], *, data: dict[str, str] | None = None, python: str | None = None,
                work: str | Path | None = None) -> list[CrossReport]:
     """Review each evaluation's samples with EvalScope and compare; nothing is written until all succeed."""
     exe = evalscope_python(python)
@@ -74,7 +75,7 @@ def crosscheck(db: Any, evals: list[Any], *, data: dict[str, str] | None = None,
     return reports
 
 
-def _one(db: Any, ev: Any, data: str | None, exe: Path, work: Path) -> CrossReport:
+def _one(db: Store, ev: EvalRow, data: str | None, exe: Path, work: Path) -> CrossReport:
     if ev.task not in CROSS_BENCH:
         raise InteropError(f"evaluation {ev.id}: task {ev.task!r} has no EvalScope crosscheck (supported: "
                            f"{', '.join(sorted(CROSS_BENCH))})")
@@ -87,7 +88,7 @@ def _one(db: Any, ev: Any, data: str | None, exe: Path, work: Path) -> CrossRepo
     return _compare(db, ev, bench, result, order, samples)
 
 
-def _task_rows(ev: Any, data: str | None) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+def _task_rows(ev: EvalRow, data: str | None) -> tuple[TaskSpec, list[Problem], list[dict[str, Any]]]:
     """Our task spec, its problems (id, gold, options) and their raw rows (problem text), in task order."""
 
     spec = load_spec(ev.task)
@@ -101,7 +102,7 @@ def _task_rows(ev: Any, data: str | None) -> tuple[Any, list[Any], list[dict[str
     return spec, build_problems(spec, rows, label), rows
 
 
-def _samples(db: Any, ev: Any, problems: list[Any]) -> dict[str, list[dict[str, Any]]]:
+def _samples(db: Store, ev: EvalRow, problems: list[Problem]) -> dict[str, list[dict[str, Any]]]:
     """Stored samples 0..n-1 per scored problem (every one must be there)."""
     by_problem: dict[str, list[dict[str, Any]]] = {}
     for s in db.samples(ev.id):
@@ -116,7 +117,7 @@ def _samples(db: Any, ev: Any, problems: list[Any]) -> dict[str, list[dict[str, 
     return out
 
 
-def _data_row(kind: str, problem: Any, text: str) -> dict[str, Any]:
+def _data_row(kind: str, problem: Problem, text: str) -> dict[str, Any]:
     if kind == "mc":
         return {"question": text, **{"ABCDEFGHIJ"[i]: c for i, c in enumerate(problem.choices or ())},
                 "answer": problem.answer, "id": problem.id}
@@ -185,7 +186,7 @@ def _verdict(row: dict[str, Any]) -> str:
     return "correct" if float(value) >= 1.0 - 1e-9 else "incorrect"
 
 
-def _compare(db: Any, ev: Any, bench: str, result: dict[str, Any], order: dict[int, tuple[str, int]],
+def _compare(db: Store, ev: EvalRow, bench: str, result: dict[str, Any], order: dict[int, tuple[str, int]],
              samples: dict[str, list[dict[str, Any]]]) -> CrossReport:
 
     version = str(result.get("evalscope_version") or "unknown")

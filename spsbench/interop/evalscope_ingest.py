@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from spsbench import paths
-from spsbench.grading import GradeRequest, GraderPool, GradingPolicy
+from spsbench.config import SamplingConfig
+from spsbench.grading import Grade, GradeRequest, GraderPool, GradingPolicy
 from spsbench.interop import InteropError
 from spsbench.interop.evalscope_map import (
     ImportedProblem,
@@ -40,9 +41,9 @@ from spsbench.interop.evalscope_map import (
 from spsbench.interop.evalscope_parse import Attempt, Review, Run, SubsetFile, find_runs, read_run
 from spsbench.leaderboards.external import agreement
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
-from spsbench.store import SampleRow, ScoreRow, Store
+from spsbench.store import EvalKey, SampleRow, Scores, Store
+from spsbench.tasks import TaskSpec, load_spec
 from spsbench.tasks import fill_template as render_prompt
-from spsbench.tasks import load_spec
 
 FINISH = {"max_tokens": "length", "model_length": "length", "stop": "stop"}
 
@@ -61,17 +62,21 @@ class Plan:
 
     run: Run
     bench: str
-    spec: Any                          # our TaskSpec
+    spec: TaskSpec                     # ours
     task_version: str
     model: str
-    sampling: Any                      # SamplingConfig
+    sampling: SamplingConfig
     items: list[Item]
     warnings: list[str] = field(default_factory=list)
-    grades: list[Any] = field(default_factory=list)
+    grades: list[Grade] = field(default_factory=list)
 
     @property
     def source(self) -> str:
         return f"evalscope@{self.run.config.version}"
+
+    def key(self, model_id: int, policy: GradingPolicy) -> EvalKey:
+        """The evaluation this plan is stored as (no task digest: EvalScope's own prompts)."""
+        return EvalKey(model_id, self.spec.name, self.task_version, policy.id(), self.sampling.key())
 
 
 @dataclass
@@ -87,12 +92,12 @@ class ImportReport:
     new: int
     agree: int
     reviewed: int
-    scores: dict[str, Any]
+    scores: Scores
     warnings: list[str]
 
 
 def import_evalscope(work_dir: str | Path, *, model_name: str | None = None, store: str | Path | None = None,
-                     grading: Any = None, grader_workers: int = 1) -> list[ImportReport]:
+                     grading: GradingPolicy | None = None, grader_workers: int = 1) -> list[ImportReport]:
     """Import every run under `work_dir`; all inputs are read and checked before anything is written."""
 
     plans = [plan for path in find_runs(work_dir) for plan in plan_run(read_run(path), model_name)]
@@ -222,7 +227,7 @@ def completion_text(attempt: Attempt) -> str:
 # --------------------------------------------------------------------------- grading
 
 
-def grade_plans(plans: list[Plan], policy: Any, workers: int) -> None:
+def grade_plans(plans: list[Plan], policy: GradingPolicy, workers: int) -> None:
 
     requests = [GradeRequest(completion_text(i.attempt), i.problem.gold, p.spec.grader, i.problem.choices)
                 for p in plans for i in p.items]
@@ -238,7 +243,7 @@ def grade_plans(plans: list[Plan], policy: Any, workers: int) -> None:
 # --------------------------------------------------------------------------- storing
 
 
-def ingest(db: Any, plan: Plan, policy: Any) -> ImportReport:
+def ingest(db: Store, plan: Plan, policy: GradingPolicy) -> ImportReport:
     """One evaluation, written in one transaction."""
 
     seed = int(plan.run.config.generation.get("seed") if plan.run.config.generation.get("seed") is not None else -1)
@@ -248,10 +253,9 @@ def ingest(db: Any, plan: Plan, policy: Any) -> ImportReport:
                       g.extracted, str(g.outcome)) for i, g in zip(plan.items, plan.grades, strict=True)]
     external = [(i.problem.id, i.idx, i.review.extracted, i.review.verdict) for i in plan.items if i.review]
     with db.transaction():
-        model_id = db.upsert_model(plan.model, "")
-        _check_identity(db, plan, model_id, policy)
-        eval_id = db.begin_evaluation(model_id, plan.spec.name, plan.task_version, policy.id(), plan.sampling,
-                                      plan.source, _provenance(plan))
+        key = plan.key(db.upsert_model(plan.model, ""), policy)
+        _check_identity(db, plan, key)
+        eval_id = db.begin_evaluation(key, plan.sampling, plan.source, _provenance(plan))
         new = db.add_samples(eval_id, rows)
         db.add_external_grades(eval_id, plan.source, external)
         scores = score(db, eval_id, plan)
@@ -261,9 +265,9 @@ def ingest(db: Any, plan: Plan, policy: Any) -> ImportReport:
                         problems, len(rows), new, agree, reviewed, scores, plan.warnings)
 
 
-def _check_identity(db: Any, plan: Plan, model_id: int, policy: Any) -> None:
+def _check_identity(db: Store, plan: Plan, key: EvalKey) -> None:
     """Refuse to merge into an evaluation that another run (native or another EvalScope run) produced."""
-    existing = db.find_evaluation(model_id, plan.spec.name, plan.task_version, policy.id(), plan.sampling.key())
+    existing = db.find_evaluation(key)
     if existing is None:
         return
     runs = {(s.provenance.get("evalscope") or {}).get("run") for s in db.sessions(existing.id)}
@@ -292,21 +296,17 @@ def _provenance(plan: Plan) -> dict[str, Any]:
             "warnings": plan.warnings}
 
 
-def score(db: Any, eval_id: int, plan: Plan) -> dict[str, Any]:
+def score(db: Store, eval_id: int, plan: Plan) -> Scores:
     """Scores from our grades, as a native evaluation's: Pass@k (k <= the fewest attempts) with intervals."""
 
     counts = db.problem_counts(eval_id)
     n_min = min(c[1] for c in counts)
     ks = report_ks(n_min, [k for k in plan.spec.k if k <= n_min])
     summary = summarize([c[1] for c in counts], [c[2] for c in counts], ks)
-    summary["counts"] = db.outcome_counts(eval_id)
-    avg = summary["avg@n"]
-    rows = [ScoreRow("avg@n", 0, avg["value"], avg["ci_low"], avg["ci_high"], n_min)]
-    rows += [ScoreRow("pass@k", k, v["value"], v["ci_low"], v["ci_high"], n_min) for k, v in summary["pass@k"].items()]
-    rows += [ScoreRow(f"count:{o}", 0, float(c), None, None, n_min) for o, c in summary["counts"].items()]
+    chance = None
     if plan.spec.grader == "mc":
         sizes = [len(p.choices or ()) or 4 for p in {i.problem.id: i.problem for i in plan.items}.values()]
-        summary["chance_pass@k"] = {k: sum(chance_pass_at_k(m, k) for m in sizes) / len(sizes) for k in ks}
-        rows += [ScoreRow("chance_pass@k", k, v, None, None, n_min) for k, v in summary["chance_pass@k"].items()]
-    db.finish_evaluation(eval_id, rows, problems=[c[0] for c in counts])
-    return summary
+        chance = {k: sum(chance_pass_at_k(m, k) for m in sizes) / len(sizes) for k in ks}
+    scores = Scores.from_summary(summary, db.outcome_counts(eval_id), chance)
+    db.finish_evaluation(eval_id, scores.to_rows(), problems=[c[0] for c in counts])
+    return scores

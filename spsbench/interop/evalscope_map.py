@@ -19,6 +19,7 @@ from spsbench.config import SamplingConfig
 from spsbench.errors import ConfigError
 from spsbench.interop import InteropError
 from spsbench.interop.evalscope_parse import Attempt, RunConfig, SubsetFile
+from spsbench.tasks import TaskSpec
 from spsbench.tasks import sources as task_data
 
 BENCH_TASKS = {"aime24": "aime24", "aime25": "aime25", "hmmt25": "hmmt_feb25", "hmmt_nov25": "hmmt_nov25",
@@ -223,7 +224,7 @@ def prompt_digest(prompts: list[tuple[str, str]]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
-def cached_ids(spec: Any) -> dict[str, str]:
+def cached_ids(spec: TaskSpec) -> dict[str, str]:
     """normalised problem text -> our problem id, from our task's rows if they are cached locally (no hub)."""
 
     path = spec.cache_path() if spec.source_kind == "hub" else None

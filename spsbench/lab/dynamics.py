@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
@@ -33,6 +33,9 @@ from spsbench.lab.trainer import Probes, compact, lab_trainer, stored
 from spsbench.lab.warmup import WarmupConfig, base_model, describe, for_seed
 from spsbench.train.config import load_config, parse_override, read_yaml
 from spsbench.validate import number
+
+if TYPE_CHECKING:                       # the trainer is imported when a run starts (`one_run`)
+    from spsbench.train.run import RunSummary
 
 RECIPE = "lab/dynamics.yaml"
 DEFAULT_ARMS = ("grpo", "sps", "grpo-slow")
@@ -215,7 +218,7 @@ def one_run(job: SeedJob, group: Group, base: Path, layout, raw: dict[str, Any],
             "log": probes.log, "advantages": probes.advantages}
 
 
-def run_warnings(summary: Any) -> list[str]:
+def run_warnings(summary: RunSummary) -> list[str]:
     """What the product's trainer warned about during a run (IRL phases below the weights' resolution,
     IRL phases that did not run), so it reaches the terminal although TRL's output goes to the log file."""
     out = [f"SPS phase at step {p['step']}: IRL changed the weights by {p['rel_weight_change']:.1e} (relative), "
@@ -234,12 +237,7 @@ def sampled_eval(folder: Path, store: str | Path, n: int) -> dict[str, float]:
     Path(store).parent.mkdir(parents=True, exist_ok=True)
     result = evaluate(EvalRequest(str(folder), ["lab-sums"], sampling, engine="hf", store=store, progress=False,
                                   grader_workers=1, engine_options={"batch_size": 512, "dtype": "fp32"}))[0]
-    scores = result.scores
-    top = scores.pass_at_k.get(n)
-    return {"n": n, "avg": compact(scores.avg.value) if scores.avg else None,
-            "avg_low": compact(scores.avg.ci_low) if scores.avg and scores.avg.ci_low is not None else None,
-            "avg_high": compact(scores.avg.ci_high) if scores.avg and scores.avg.ci_high is not None else None,
-            "pass_n": compact(top.value) if top else None, "counts": dict(scores.counts)}
+    return record.sampled_record(result.scores, n, compact)
 
 
 # ---------------------------------------------------------------------------------------------- session

@@ -85,14 +85,14 @@ def base_table(view: v.SessionView) -> list[str]:
 
 
 def sampled_line(view: v.SessionView) -> list[str]:
-    sampled = view.seeds[0]["base"].get("sampled")
-    if not sampled or sampled.get("avg") is None:
+    scores = record.sampled_scores(view.seeds[0]["base"].get("sampled"))
+    if scores is None or scores.avg is None:
         return []
-    b = view.seeds[0]["base"]["probe"]
-    return [f"Cross-check by the product's evaluator (`evaluate`, HF engine, n = {sampled['n']} samples per problem "
-            f"at temperature 1, graded by the math grader) on base 0: Avg@{sampled['n']} {pct(sampled['avg'])}% "
-            f"[{pct(sampled['avg_low'])}, {pct(sampled['avg_high'])}] against the exact Pass@1 {pct(v.pass_k(b, 1))}%; "
-            f"Pass@{sampled['n']} {pct(sampled['pass_n'])}% against the exact {pct(v.pass_k(b, sampled['n']))}%."]
+    b, n, avg = view.seeds[0]["base"]["probe"], scores.n, scores.avg
+    return [f"Cross-check by the product's evaluator (`evaluate`, HF engine, n = {n} samples per problem "
+            f"at temperature 1, graded by the math grader) on base 0: Avg@{n} {pct(avg.value)}% "
+            f"[{pct(avg.ci_low)}, {pct(avg.ci_high)}] against the exact Pass@1 {pct(v.pass_k(b, 1))}%; "
+            f"Pass@{n} {pct(scores.pass_at_k[n].value)}% against the exact {pct(v.pass_k(b, n))}%."]
 
 
 # -------------------------------------------------------------------------------------------- tables

@@ -19,16 +19,41 @@ import json
 import os
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from spsbench.errors import ConfigError
 from spsbench.io import atomic_target
+from spsbench.store import Interval, Scores
 
 SQUEEZE_FILE = "squeeze.json.gz"
 DYNAMICS_PREFIX = "dynamics-"
 SUFFIX = ".json.gz"
 MAIN_TAG = "main"
+
+
+def sampled_record(scores: Scores, n: int, rounded: Callable[[float], float]) -> dict[str, Any]:
+    """The product evaluator's scores of a base as a session keeps them: Avg@n with its interval, Pass@n and
+    the outcome counts (`sampled_scores` reads them back)."""
+    avg, top = scores.avg, scores.pass_at_k.get(n)
+
+    def num(x: float | None) -> float | None:
+        return rounded(x) if x is not None else None
+
+    return {"n": n, "avg": num(avg.value) if avg else None, "avg_low": num(avg.ci_low) if avg else None,
+            "avg_high": num(avg.ci_high) if avg else None, "pass_n": num(top.value) if top else None,
+            "counts": dict(scores.counts)}
+
+
+def sampled_scores(data: dict[str, Any] | None) -> Scores | None:
+    """A session's `sampled` record as the store's `Scores` (None: no cross-check was run)."""
+    if not data or data.get("avg") is None:
+        return None
+    n = int(data["n"])
+    top = {n: Interval(data["pass_n"])} if data.get("pass_n") is not None else {}
+    return Scores(n, Interval(data["avg"], data.get("avg_low"), data.get("avg_high")), top,
+                  dict(data.get("counts") or {}))
 
 
 def default_store() -> Path:

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from spsbench.metrics import pass_at_k
+from spsbench.store import EvalRow, Scores, Store
 
 USABLE = ("correct", "incorrect")
 
 
-def _pairs(db: Any, eval_id: int, source: str | None = None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def _pairs(db: Store, eval_id: int, source: str | None = None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(our sample, their grade) for every sample the other evaluator graded."""
     theirs = [g for g in db.external_grades(eval_id) if source is None or g["source"].startswith(source)]
     if not theirs:
@@ -32,13 +33,13 @@ def agree(ours: str, theirs: str) -> bool:
     return (ours == "correct") == (theirs == "correct")
 
 
-def agreement(db: Any, eval_id: int, source: str | None = None) -> tuple[int, int]:
+def agreement(db: Store, eval_id: int, source: str | None = None) -> tuple[int, int]:
     """(samples where both graders agree, samples both graded)."""
     pairs = list(_pairs(db, eval_id, source))
     return sum(agree(s["outcome"], g["verdict"]) for s, g in pairs), len(pairs)
 
 
-def disagreements(db: Any, eval_id: int, source: str | None = None) -> Iterator[dict[str, Any]]:
+def disagreements(db: Store, eval_id: int, source: str | None = None) -> Iterator[dict[str, Any]]:
     """One row per sample where the verdicts differ, with both extracted answers."""
     for sample, grade in _pairs(db, eval_id, source):
         if not agree(sample["outcome"], grade["verdict"]):
@@ -68,7 +69,7 @@ def passk(n: list[int], c: list[int], ks: list[int]) -> dict[int, float]:
     return {k: float(pass_at_k(n, c, k).mean()) for k in ks if k <= min(n)}
 
 
-def dual_passk(db: Any, eval_id: int, source: str = "evalscope") -> dict[str, dict[int, float]]:
+def dual_passk(db: Store, eval_id: int, source: str = "evalscope") -> dict[str, dict[int, float]]:
     """{"spsbench": {k: pass@k}, "<source@version>": {k: pass@k}} on the same samples, every power-of-two k
     (and every k our scores have); empty when the evaluation has no other verdicts. For the leaderboards."""
     pairs = list(_pairs(db, eval_id, source))
@@ -80,11 +81,12 @@ def dual_passk(db: Any, eval_id: int, source: str = "evalscope") -> dict[str, di
                                         for s, _ in pairs])
     their_n, their_c = counts_by_problem([(g["problem_id"], g["verdict"]) for _, g in pairs])
     top = max(ours_n + their_n)
-    ks = sorted({1 << e for e in range(top.bit_length())} | {s.k for s in db.scores(eval_id) if s.metric == "pass@k"})
+    stored = Scores.from_rows(db.scores(eval_id), 0).pass_at_k
+    ks = sorted({1 << e for e in range(top.bit_length())} | set(stored))
     return {"spsbench": passk(ours_n, ours_c, ks), theirs_name: passk(their_n, their_c, ks)}
 
 
-def grader_view(db: Any, eval_id: int) -> tuple[dict[str, dict[int, float]], tuple[int, int]] | None:
+def grader_view(db: Store, eval_id: int) -> tuple[dict[str, dict[int, float]], tuple[int, int]] | None:
     """(Pass@k per grader, (agreeing, graded)) for an evaluation with another evaluator's verdicts, else None."""
     dual = dual_passk(db, eval_id, source="")
     theirs = next((name for name in dual if name != "spsbench"), None)
@@ -105,7 +107,7 @@ def graders_table(rows: list[tuple[str, tuple[dict[str, dict[int, float]], tuple
     return lines
 
 
-def comparison_markdown(db: Any, evals: list[Any] | None = None) -> list[str]:
+def comparison_markdown(db: Store, evals: list[EvalRow] | None = None) -> list[str]:
     """A markdown section: for every evaluation with another evaluator's verdicts, Pass@k under both graders
     side by side and how often they agree (empty when nothing was imported or cross-checked)."""
     rows = [(f"{ev.model_path} ({ev.task})", view) for ev in (evals if evals is not None else db.evaluations())

@@ -13,12 +13,15 @@ scored.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from spsbench.leaderboards.markdown import Site, common_k, pct, score_text, setting_line, slug, table
 from spsbench.leaderboards.pairs import diff_text
-from spsbench.leaderboards.snapshot import Entry, reference_setting
+from spsbench.leaderboards.snapshot import Entry, Setting, reference_setting
 from spsbench.stats import Matched, matched_difference
+
+if TYPE_CHECKING:                  # comparison.py builds the rows and imports this module
+    from spsbench.leaderboards.comparison import Row
 
 MATCHED_RULE = (
     "the Pass@1 level is the highest both runs reach (the lower of their best Pass@1); each run's Pass@K there "
@@ -27,7 +30,7 @@ MATCHED_RULE = (
 )
 
 
-def trajectories(rows: list[Any], task: str, ref: Any) -> dict[int, list[Entry]]:
+def trajectories(rows: list[Row], task: str, ref: Setting | None) -> dict[int, list[Entry]]:
     """Row index -> its evaluations on `task` with setting `ref` in training order: the base model first
     (when the base row has one), then one checkpoint per step. Runs only (`rows`: the comparison rows of
     one base model, within the page's step budget)."""
@@ -70,7 +73,7 @@ def _matched(a: list[Entry], b: list[Entry], k: int) -> Matched | None:
     return matched_difference(evals, [index[e.eval_id] for e in a], [index[e.eval_id] for e in b], k)
 
 
-def matched_diffs(site: Site, rows: list[Any], settings: list) -> dict[tuple[int, int, str], Matched | None]:
+def matched_diffs(site: Site, rows: list[Row], settings: list) -> dict[tuple[int, int, str], Matched | None]:
     """(A row, B row, task) -> Pass@K at matched Pass@1 for the comparison page's pairs of runs."""
     out = {}
     for task, ref, k in settings:
@@ -108,7 +111,7 @@ def reading(m: Matched | None) -> str:
 # ---------------------------------------------------------------------------- the task page
 
 
-def frontier_section(site: Site, task: str, groups: list[tuple[str, str | None, list[Any]]]) -> list[str]:
+def frontier_section(site: Site, task: str, groups: list[tuple[str, str | None, list[Row]]]) -> list[str]:
     """'## Frontier' of a task page: per base model (file stem, display name or None when not recorded,
     its comparison rows) with runs on the task, the plot, the trajectory table and the matched-Pass@1
     comparisons."""
@@ -128,7 +131,7 @@ def frontier_section(site: Site, task: str, groups: list[tuple[str, str | None, 
             "[95% interval].", "", *body]
 
 
-def _group(site: Site, task: str, stem: str, name: str, rows: list[Any], ref: Any,
+def _group(site: Site, task: str, stem: str, name: str, rows: list[Row], ref: Setting,
            trajs: dict[int, list[Entry]]) -> list[str]:
     k = common_k([e for t in trajs.values() for e in t])
     lines = [f"### Base model `{name}`" if name else "### Base model not recorded", "", setting_line(ref), ""]
@@ -148,7 +151,7 @@ def _group(site: Site, task: str, stem: str, name: str, rows: list[Any], ref: An
     return lines + _matched_table(site, rows, trajs, k)
 
 
-def _matched_table(site: Site, rows: list[Any], trajs: dict[int, list[Entry]], k: int) -> list[str]:
+def _matched_table(site: Site, rows: list[Row], trajs: dict[int, list[Entry]], k: int) -> list[str]:
     pairs = [(i, j) for i, j in run_pairs(rows) if i in trajs and j in trajs]
     if not pairs:
         return []
@@ -166,7 +169,7 @@ def _matched_table(site: Site, rows: list[Any], trajs: dict[int, list[Entry]], k
             *table(head, cells, right_from=2), ""]
 
 
-def run_pairs(rows: list[Any]) -> list[tuple[int, int]]:
+def run_pairs(rows: list[Row]) -> list[tuple[int, int]]:
     """(A, B) for two runs of different methods trained on the same data where known (B − A reported)."""
     return [(i, j) for i in range(len(rows)) for j in range(i + 1, len(rows))
             if "base" not in (rows[i].method, rows[j].method) and rows[i].method != rows[j].method

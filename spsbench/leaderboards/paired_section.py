@@ -6,14 +6,17 @@ Pass@1 along their trajectories (`spsbench.leaderboards.frontier`)."""
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING
 
 from spsbench.leaderboards.frontier import MATCHED_RULE, matched_text
 from spsbench.leaderboards.markdown import table
 from spsbench.leaderboards.pairs import SIGNIFICANT, Paired, diff_text, paired, solved_change, solved_lines
 
+if TYPE_CHECKING:                  # comparison.py builds the rows and imports this module
+    from spsbench.leaderboards.comparison import Row
 
-def compared_pairs(rows: list[Any]) -> list[tuple[int, int]]:
+
+def compared_pairs(rows: list[Row]) -> list[tuple[int, int]]:
     """(A, B) row indices: base vs each run, and runs of different methods (B - A is reported)."""
     out = []
     for i, j in combinations(range(len(rows)), 2):
@@ -23,11 +26,11 @@ def compared_pairs(rows: list[Any]) -> list[tuple[int, int]]:
     return out
 
 
-def _label(row: Any) -> str:
+def _label(row: Row) -> str:
     return "base" if row.method == "base" else f"{row.method} ({row.run})"
 
 
-def pair_diffs(rows: list[Any], picks: dict, settings: list) -> dict[tuple[int, int, str], Paired]:
+def pair_diffs(rows: list[Row], picks: dict, settings: list) -> dict[tuple[int, int, str], Paired]:
     """(A row, B row, task) -> the paired difference of their chosen checkpoints (table setting only)."""
     out = {}
     for i, j in compared_pairs(rows):
@@ -39,7 +42,7 @@ def pair_diffs(rows: list[Any], picks: dict, settings: list) -> dict[tuple[int, 
     return out
 
 
-def plot_rows(rows: list[Any], diffs: dict, task: str) -> dict[str, list[tuple[float, float, float]]]:
+def plot_rows(rows: list[Row], diffs: dict, task: str) -> dict[str, list[tuple[float, float, float]]]:
     """'B − A' -> [(ΔPass@K, low, high), (ΔAvg@n, low, high)] for the paired-difference plot."""
     out = {}
     for (i, j, t), d in sorted(diffs.items()):
@@ -48,7 +51,7 @@ def plot_rows(rows: list[Any], diffs: dict, task: str) -> dict[str, list[tuple[f
     return out
 
 
-def paired_section(rows: list[Any], picks: dict, settings: list, diffs: dict, matched: dict) -> list[str]:
+def paired_section(rows: list[Row], picks: dict, settings: list, diffs: dict, matched: dict) -> list[str]:
     pairs = compared_pairs(rows)
     if not pairs:
         return []
@@ -76,7 +79,7 @@ def paired_section(rows: list[Any], picks: dict, settings: list, diffs: dict, ma
     return lines + _solvable_section(rows, picks, settings, pairs)
 
 
-def _solvable_section(rows: list[Any], picks: dict, settings: list, pairs: list[tuple[int, int]]) -> list[str]:
+def _solvable_section(rows: list[Row], picks: dict, settings: list, pairs: list[tuple[int, int]]) -> list[str]:
     lines = ["### Solvable set", "",
              "Problems solved (at least one correct sample, i.e. at the largest k = n) by A only (lost) and by "
              "B only (gained), with each one's per-problem pass rate c/n, and the exact sign test of the net "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from spsbench import paths
@@ -95,14 +96,11 @@ def build_site(
     snap: Snapshot, metric: tuple[str, int | None] = ("avg", None), budget: int | None = None,
     select_on: tuple[str, ...] = (),
 ) -> Site:
+    """Every registered page (`PAGES`, in order), then the index linking them."""
     site = Site(snap, metric, budget, tuple(select_on))
-    for run in snap.runs():
-        _run_page(site, run)
-    for task in snap.tasks():
-        _task_page(site, task)
-    comparison_page(site)
-    _models_page(site)
-    _index_page(site)
+    for page in PAGES:
+        page.build(site)
+    _index_page(site, [page.link for page in PAGES if page.link])
     return site
 
 
@@ -396,15 +394,15 @@ def _base_cell(snap: Snapshot, base: str | None) -> str:
     return f"{snap.path_name(base)} (`{snap.show(base)}`)"
 
 
-def _index_page(site: Site) -> None:
+def _index_page(site: Site, links: list[tuple[str, str]]) -> None:
+    """README.md: the registered pages' links, then every run page and every task page."""
     snap = site.snap
     body = [
         f"Generated from the results store `{snap.store_label}`: {plural(len(snap.models), 'model')}, "
         f"{plural(len(snap.entries), 'finished evaluation')}, {plural(len(snap.tasks()), 'task')}. "
         "See docs/leaderboards.md for what each table shows and when two scores are comparable.",
         "",
-        "- [Method comparison (paper Table 1)](comparison.md)",
-        "- [All models and diagnostics](models.md)",
+        *(f"- [{text}]({rel})" for text, rel in links),
         "",
         "## Runs",
         "",
@@ -419,3 +417,35 @@ def _index_page(site: Site) -> None:
         count = len({e.model.id for e in snap.entries if e.task == task})
         body.append(f"- [{task}](tasks/{slug(task)}.md): {plural(count, 'model')}")
     site.page("README.md", "spsbench leaderboards", body)
+
+
+# ---------------------------------------------------------------------------- the page registry
+
+
+def _run_pages(site: Site) -> None:
+    for run in site.snap.runs():
+        _run_page(site, run)
+
+
+def _task_pages(site: Site) -> None:
+    for task in site.snap.tasks():
+        _task_page(site, task)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One kind of leaderboard page: `build(site)` adds its file(s) with `site.page(rel, title, body)` (and
+    its plots with `site.plot`); `link` = (text, file) lists it at the top of the index."""
+
+    build: Callable[[Site], None]
+    link: tuple[str, str] | None = None
+
+
+# Built in this order (a later page may reuse what an earlier one left in `site.cache`); README.md is last.
+# A new page: a module in leaderboards/ with `def my_page(site: Site) -> None`, and one line here.
+PAGES: list[Page] = [
+    Page(_run_pages),
+    Page(_task_pages),
+    Page(comparison_page, ("Method comparison (paper Table 1)", "comparison.md")),
+    Page(_models_page, ("All models and diagnostics", "models.md")),
+]

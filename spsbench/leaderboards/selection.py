@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from spsbench.leaderboards.markdown import pct, table
 from spsbench.leaderboards.snapshot import Entry
+
+if TYPE_CHECKING:                  # comparison.py builds the rows and imports this module
+    from spsbench.leaderboards.comparison import Row
 
 SPLIT_SEED = "spsbench-selection-split-v1"
 
@@ -87,7 +90,7 @@ def _gap(best: float | None, chosen: float | None) -> str:
     return "—" if best is None or chosen is None else f"{pct(best - chosen)}"
 
 
-def selection_section(rows: list[Any], picks_by_task: dict[str, Any], select_on: Sequence[str]) -> list[str]:
+def selection_section(rows: list[Row], picks_by_task: dict[str, Any], select_on: Sequence[str]) -> list[str]:
     """The *Checkpoint selection* section for one base model group (`rows`: comparison rows)."""
     cells = []
     for row in rows:

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import numpy as np
 from spsbench.leaderboards.external import grader_view
 from spsbench.metrics import pass_at_k, score_interval
 from spsbench.paths import CHECKPOINT_INFO, RUN_INFO, display_path, model_display_name
-from spsbench.store import ModelRow
+from spsbench.store import EvalRow, Interval, ModelRow, Scores, Store
 
 OUTCOME_FLAGS = ("no_answer", "grader_timeout", "grader_error")
 
@@ -71,12 +70,7 @@ def _fmt_value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-@dataclass(frozen=True)
-class Score:
-    value: float
-    ci_low: float | None
-    ci_high: float | None
-
+Score = Interval       # a score on a page: the store's record
 
 @dataclass(frozen=True)
 class Model(ModelRow):
@@ -278,20 +272,17 @@ def reference_setting(settings: list[Setting]) -> Setting | None:
 
 
 def load_snapshot(
-    store: Any, store_label: str, store_path: str | Path | None = None, root: str | Path | None = None
+    store: Store, store_label: str, store_path: str | Path | None = None, root: str | Path | None = None
 ) -> Snapshot:
     """Read every finished evaluation, its scores, outcome counts, per-problem counts and diagnostics.
 
     `root` (default: the current directory) is what displayed paths are made relative to, and what a
     relative checkpoint path in the store is relative to when looking for its run folder."""
     root = str(root if root is not None else os.getcwd())
-    models: dict[int, Model] = {m.id: Model(**dataclasses.asdict(m)) for m in store.models()}
+    models: dict[int, Model] = {m.id: Model(m.id, m.path, m.weights_hash, m.tags) for m in store.models()}
     entries = []
     for ev in current_evaluations(store.evaluations(status="done")):
-        model = models.setdefault(
-            ev.model_id,
-            Model(ev.model_id, ev.model_path, ev.weights_hash, ev.run_name, ev.step, ev.algo, ev.base_model),
-        )
+        model = models.setdefault(ev.model_id, Model(ev.model_id, ev.model_path, ev.weights_hash, ev.tags))
         entries.append(_entry(store, ev, model))
     _fill_legacy_digests(entries)
     entries.sort(key=lambda e: (e.task, e.model.run_name or "", e.model.step or 0, e.model.id, e.eval_id))
@@ -304,7 +295,7 @@ def load_snapshot(
     return snap
 
 
-def _grader_views(store: Any, entries: list[Entry]) -> dict[int, Any]:
+def _grader_views(store: Store, entries: list[Entry]) -> dict[int, Any]:
     """Imported (or cross-checked) evaluations: Pass@k under our grader and theirs, side by side."""
 
     return {e.eval_id: view for e in entries if (view := grader_view(store, e.eval_id))}
@@ -323,14 +314,14 @@ def _fill_legacy_digests(entries: list[Entry]) -> None:
             e.setting = dataclasses.replace(e.setting, task_digest=max(known, key=lambda d: (known[d], d)))
 
 
-def current_evaluations(evals: list[Any]) -> list[Any]:
+def current_evaluations(evals: list[EvalRow]) -> list[EvalRow]:
     """Drop evaluations superseded by a newer grader extractor version of the same evaluation.
 
     A new extractor version (`x=` in the policy id) re-grades the stored completions into a new
     evaluation (same model, task version, sampling config, math-verify version and mode); showing both
     would put one model twice in a table, the older one flagged. Other policy differences (strict vs
     lenient, another math-verify or time limit) are kept and flagged as usual."""
-    def key(ev: Any) -> tuple[tuple, int]:
+    def key(ev: EvalRow) -> tuple[tuple, int]:
         """(the evaluation's identity without the extractor version, that version)."""
         head, sep, version = str(ev.grader_policy).rpartition(";x=")
         policy, x = (head, int(version)) if sep and version.isdigit() else (str(ev.grader_policy), 0)
@@ -384,15 +375,9 @@ def _checkpoint_phases(folder: Path, step: int | None) -> int | None:
     return None
 
 
-def _entry(store: Any, ev: Any, model: Model) -> Entry:
-    avg, passk = None, {}
-    avg_n = ev.n
-    for row in store.scores(ev.id):
-        score = Score(float(row.value), row.ci_low, row.ci_high)
-        if row.metric in ("avg@n", "avg"):
-            avg, avg_n = score, int(row.n)
-        elif (k := _pass_k(row.metric, row.k)) is not None:
-            passk[k] = score
+def _entry(store: Store, ev: EvalRow, model: Model) -> Entry:
+    scores = Scores.from_rows(store.scores(ev.id), ev.n)
+    avg, passk, avg_n = scores.avg, scores.pass_at_k, scores.n
     sampling = ev.sampling or {}
     scored = store.scored_problems(ev.id)
     problems = sorted((str(p), int(n), int(c)) for p, n, c in store.problem_counts(ev.id, n=avg_n)
@@ -428,14 +413,6 @@ def _intervals(problems: list[tuple[str, int, int]], avg: Score | None,
         return Score(score.value, *score_interval(pass_at_k(n, c, k), low, k))
 
     return (redo(avg, 1) if avg else None), {k: redo(s, k) for k, s in passk.items()}
-
-
-def _pass_k(metric: str, k: int) -> int | None:
-    """'pass@k' with k in the k column; also accepts 'pass@8' spelled out. chance_pass@k is not a score."""
-    if metric == "pass@k":
-        return int(k)
-    m = re.fullmatch(r"pass@(\d+)", metric)
-    return int(m.group(1)) if m else None
 
 
 def _diag_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.errors import StoreError
-from spsbench.store.rows import EvalRow, ModelRow, RunFailureRow, SampleRow, ScoreRow, SessionRow
+from spsbench.store.records import EvalKey
+from spsbench.store.rows import EvalRow, ModelRow, ModelTags, RunFailureRow, SampleRow, ScoreRow, SessionRow
 from spsbench.store.schema import (
     BUSY_TIMEOUT_MS,
     EVAL_COLUMNS,
@@ -69,7 +70,7 @@ def store_error(path: str | Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"results store {path}: {type(exc).__name__}: {text}")
 
 
-def _sampling_parts(sampling: Any) -> tuple[str, dict[str, Any], int]:
+def _sampling_parts(sampling: SamplingConfig | dict[str, Any]) -> tuple[str, dict[str, Any], int]:
     """(key, dict, n) from a SamplingConfig or its to_dict() form."""
 
     if isinstance(sampling, dict):
@@ -200,9 +201,10 @@ class Store:
                 raise store_error(self.path, exc) from None
 
     # -- writes -------------------------------------------------------------------------------
-    def upsert_model(self, path: str, weights_hash: str, *, run_name: str | None = None,
-                     step: int | None = None, algo: str | None = None, base_model: str | None = None) -> int:
+    def upsert_model(self, path: str, weights_hash: str, tags: ModelTags | None = None) -> int:
         """Id of the model (path, weights_hash); tags given here fill in or replace the stored ones."""
+        t = tags or ModelTags()
+        run_name, step, algo, base_model = t.run_name, t.step, t.algo, t.base_model
         with self._tx() as con:
             con.execute("INSERT OR IGNORE INTO models(path, weights_hash, run_name, step, algo, base_model, "
                         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -215,14 +217,17 @@ class Store:
                               (path, weights_hash)).fetchone()
         return int(row[0])
 
-    def begin_evaluation(self, model_id: int, task: str, task_version: str, grader_policy: str,
-                         sampling: Any, engine: str, provenance: dict[str, Any], task_digest: str = "") -> int:
-        """Id of the evaluation with this identity, created or reopened (status 'running', n = max).
+    def begin_evaluation(self, key: EvalKey, sampling: SamplingConfig | dict[str, Any], engine: str,
+                         provenance: dict[str, Any]) -> int:
+        """Id of the evaluation `key`, created or reopened (status 'running', n = max); `sampling` is the
+        full setting stored with it (its key must be the key's).
 
         Also opens a session (this run's provenance) that later `add_samples` calls of this Store credit."""
-        key, sampling_dict, n = _sampling_parts(sampling)
+        sampling_key, sampling_dict, n = _sampling_parts(sampling)
+        if sampling_key != key.sampling_key:
+            raise ValueError(f"begin_evaluation: sampling key {sampling_key} is not the key's {key.sampling_key}")
         prov = json.dumps(provenance, sort_keys=True, default=str)
-        ident = (model_id, task, task_version, grader_policy, key, task_digest)
+        ident = (key.model_id, key.task, key.task_version, key.grader_policy, key.sampling_key, key.task_digest)
         with self._tx() as con:
             con.execute("INSERT OR IGNORE INTO evaluations(model_id, task, task_version, grader_policy, "
                         "sampling_key, task_digest, sampling_json, n, engine, provenance_json, status, created_at) "
@@ -320,20 +325,19 @@ class Store:
         rows = self._read(EVAL_COLUMNS + " WHERE e.id = ?", (eval_id,))
         return self._eval_row(rows[0]) if rows else None
 
-    def find_evaluation(self, model_id: int, task: str, task_version: str, grader_policy: str,
-                        sampling_key: str, task_digest: str = "") -> EvalRow | None:
-        """The evaluation with this identity, if any (what begin_evaluation would reopen)."""
+    def find_evaluation(self, key: EvalKey) -> EvalRow | None:
+        """The evaluation `key`, if any (what begin_evaluation would reopen)."""
         rows = self._read(EVAL_COLUMNS + " WHERE e.model_id = ? AND e.task = ? AND e.task_version = ? AND "
                           "e.grader_policy = ? AND e.sampling_key = ? AND e.task_digest = ?",
-                          (model_id, task, task_version, grader_policy, sampling_key, task_digest))
+                          (key.model_id, key.task, key.task_version, key.grader_policy, key.sampling_key,
+                           key.task_digest))
         return self._eval_row(rows[0]) if rows else None
 
-    def digests(self, model_id: int, task: str, task_version: str, grader_policy: str,
-                sampling_key: str) -> list[EvalRow]:
-        """Every evaluation with this identity whatever its task digest ('' = legacy), oldest first."""
+    def digests(self, key: EvalKey) -> list[EvalRow]:
+        """Every evaluation of `key` whatever its task digest ('' = legacy), oldest first."""
         rows = self._read(EVAL_COLUMNS + " WHERE e.model_id = ? AND e.task = ? AND e.task_version = ? AND "
                           "e.grader_policy = ? AND e.sampling_key = ? ORDER BY e.id",
-                          (model_id, task, task_version, grader_policy, sampling_key))
+                          (key.model_id, key.task, key.task_version, key.grader_policy, key.sampling_key))
         return [self._eval_row(r) for r in rows]
 
     def claim_legacy(self, eval_id: int, task_digest: str) -> bool:
@@ -353,17 +357,19 @@ class Store:
             out.setdefault(str(pid), set()).add(prompt)
         return out
 
-    def sibling_evaluations(self, model_id: int, task: str, task_version: str, sampling_key: str) -> list[EvalRow]:
-        """Evaluations with this identity under any grader policy: same model, task version and sampling
-        key, hence the same prompts and per-sample seeds, so their completions can be re-graded."""
+    def sibling_evaluations(self, key: EvalKey) -> list[EvalRow]:
+        """Evaluations of `key` under any grader policy and task digest (the key's own included): same
+        model, task version and sampling key, hence the same per-sample seeds, so their completions can be
+        re-graded."""
         rows = self._read(EVAL_COLUMNS + " WHERE e.model_id = ? AND e.task = ? AND e.task_version = ? AND "
-                          "e.sampling_key = ? ORDER BY e.id", (model_id, task, task_version, sampling_key))
+                          "e.sampling_key = ? ORDER BY e.id", (key.model_id, key.task, key.task_version,
+                                                              key.sampling_key))
         return [self._eval_row(r) for r in rows]
 
     def models(self) -> list[ModelRow]:
         """Every model, evaluated or only diagnosed, in insertion order."""
         rows = self._read("SELECT id, path, weights_hash, run_name, step, algo, base_model FROM models ORDER BY id")
-        return [ModelRow(*row) for row in rows]
+        return [ModelRow(*row[:3], ModelTags(*row[3:])) for row in rows]
 
     def find_model(self, path: str, weights_hash: str) -> int | None:
         rows = self._read("SELECT id FROM models WHERE path = ? AND weights_hash = ?", (path, weights_hash))
@@ -371,7 +377,7 @@ class Store:
 
     @staticmethod
     def _eval_row(r: tuple) -> EvalRow:
-        return EvalRow(*r[:11], json.loads(r[11]), *r[12:])
+        return EvalRow(*r[:4], ModelTags(*r[4:8]), *r[8:11], json.loads(r[11]), *r[12:])
 
     def sessions(self, eval_id: int) -> list[SessionRow]:
         """Every run that opened the evaluation, oldest first, with its provenance and what it stored."""

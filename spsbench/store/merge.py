@@ -22,6 +22,7 @@ from typing import Any
 from spsbench.paths import display_path
 from spsbench.store.db import Store
 from spsbench.store.published import Published, project_path, sampling_key
+from spsbench.store.rows import EvalRow, ModelTags
 from spsbench.store.schema import EXTERNAL_GRADES
 
 
@@ -68,7 +69,7 @@ def merged_store(published: list[Published], local: Store | None, root: str | Pa
                 out.local += 1
         if local is not None:
             for m in local.models():       # models only diagnosed, and every local diagnostic
-                _model(con, copy, m.path, m.weights_hash, m.run_name, m.step, m.algo, m.base_model)
+                _model(con, copy, m.path, m.weights_hash, m.tags)
             _copy_local_diagnostics(con, copy, local)
     return out
 
@@ -91,8 +92,7 @@ def _order(choice: tuple[str, int, Any]) -> tuple:
     return (0, item.source) if origin == "published" else (1, str(item.id).zfill(12))
 
 
-def _model(con: sqlite3.Connection, copy: _Copy, path: str, weights_hash: str, run_name: str | None,
-           step: int | None, algo: str | None, base_model: str | None) -> int:
+def _model(con: sqlite3.Connection, copy: _Copy, path: str, weights_hash: str, tags: ModelTags) -> int:
     """Id of the model in the merged store; tags already there are kept, missing ones filled in."""
     key = (display_path(path, copy.root), weights_hash)    # as pages show it: a clone elsewhere agrees
     if key not in copy.models:
@@ -101,7 +101,7 @@ def _model(con: sqlite3.Connection, copy: _Copy, path: str, weights_hash: str, r
         copy.models[key] = int(cur.lastrowid)
     con.execute("UPDATE models SET run_name = COALESCE(run_name, ?), step = COALESCE(step, ?), "
                 "algo = COALESCE(algo, ?), base_model = COALESCE(base_model, ?) WHERE id = ?",
-                (run_name, step, algo, base_model, copy.models[key]))
+                (tags.run_name, tags.step, tags.algo, tags.base_model, copy.models[key]))
     return copy.models[key]
 
 
@@ -137,8 +137,8 @@ def _rows(con: sqlite3.Connection, eval_id: int, scores: Iterable[tuple], scored
 
 def _copy_published(con: sqlite3.Connection, copy: _Copy, pub: Published) -> None:
     m = pub.head["model"]
-    model_id = _model(con, copy, project_path(m, "path", copy.root), m["weights_hash"], m["run_name"], m["step"],
-                      m["algo"], project_path(m, "base_model", copy.root))
+    tags = ModelTags(m["run_name"], m["step"], m["algo"], project_path(m, "base_model", copy.root))
+    model_id = _model(con, copy, project_path(m, "path", copy.root), m["weights_hash"], tags)
     eval_id = _evaluation(con, model_id, pub.head)
     _rows(con, eval_id,
           [(s["metric"], s["k"], s["value"], s["ci_low"], s["ci_high"], s["n"]) for s in pub.scores],
@@ -150,8 +150,8 @@ def _copy_published(con: sqlite3.Connection, copy: _Copy, pub: Published) -> Non
         _diagnostic(con, model_id, pub.head["task"], d["metric"], d["value"], d["details"], d["created_at"])
 
 
-def _copy_local(con: sqlite3.Connection, copy: _Copy, local: Store, ev: Any) -> None:
-    model_id = _model(con, copy, ev.model_path, ev.weights_hash, ev.run_name, ev.step, ev.algo, ev.base_model)
+def _copy_local(con: sqlite3.Connection, copy: _Copy, local: Store, ev: EvalRow) -> None:
+    model_id = _model(con, copy, ev.model_path, ev.weights_hash, ev.tags)
     head = {"task": ev.task, "task_version": ev.task_version, "grader_policy": ev.grader_policy,
             "sampling_key": sampling_key(ev.sampling), "sampling": ev.sampling, "n": ev.n, "engine": ev.engine,
             "created_at": ev.created_at, "finished_at": ev.finished_at}

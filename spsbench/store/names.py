@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from spsbench.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Candidate:
-    key: Any                          # what the caller selects (a model id, an evaluation)
+    key: int                          # the id of what the caller selects (a model, an evaluation)
     label: str                        # how it is listed in a message
     names: frozenset[str]             # exact names
     path: str                         # where tails and parts are looked for
 
     @classmethod
-    def of(cls, key: Any, label: str, path: str, *names: str | None) -> Candidate:
+    def of(cls, key: int, label: str, path: str, *names: str | None) -> Candidate:
         return cls(key, label, frozenset(n for n in (path, label, *names) if n), path)
 
 

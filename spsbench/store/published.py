@@ -34,6 +34,7 @@ from spsbench.io import atomic_target
 from spsbench.paths import display_path, model_display_name
 from spsbench.store.db import Store
 from spsbench.store.published_check import FIELDS, check_record, check_samples
+from spsbench.store.rows import EvalRow
 
 FORMAT = 1                       # bump when a record changes meaning
 SUFFIX = ".jsonl.gz"
@@ -72,7 +73,7 @@ def sampling_key(sampling: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def export_evaluation(store: Store, ev: Any, out_dir: str | Path, root: str | Path,
+def export_evaluation(store: Store, ev: EvalRow, out_dir: str | Path, root: str | Path,
                       run_info: dict[str, str] | None = None) -> Path:
     """Write evaluation `ev` (an EvalRow of `store`) to `out_dir`; returns the file written."""
     head = _head(ev, root, run_info, store.scored_problems(ev.id))
@@ -94,7 +95,7 @@ def export_evaluation(store: Store, ev: Any, out_dir: str | Path, root: str | Pa
     return path
 
 
-def _head(ev: Any, root: str | Path, run_info: dict[str, str] | None, scored: set[str] | None) -> dict[str, Any]:
+def _head(ev: EvalRow, root: str | Path, run_info: dict[str, str] | None, scored: set[str] | None) -> dict[str, Any]:
     model = {"path": display_path(ev.model_path, root), "weights_hash": ev.weights_hash, "run_name": ev.run_name,
              "step": ev.step, "algo": ev.algo, "base_model": display_path(ev.base_model, root) if ev.base_model
              else None,

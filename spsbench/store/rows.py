@@ -1,9 +1,47 @@
-"""The store's rows as typed records: what `Store` methods take and return."""
+"""The store's rows as typed records: what `Store` methods take and return. A model's training tags are
+one record, `ModelTags`, carried whole by `ModelRow` and `EvalRow` (and readable as their attributes)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelTags:
+    """Training provenance attached to a checkpoint in the store (all None: a model not trained here)."""
+
+    run_name: str | None = None
+    step: int | None = None
+    algo: str | None = None
+    base_model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """{"run_name", "step", "algo", "base_model"}, in that order."""
+        return dataclasses.asdict(self)
+
+
+class Tagged:
+    """`row.run_name` etc. for a row that carries its model's `tags`."""
+
+    tags: ModelTags
+
+    @property
+    def run_name(self) -> str | None:
+        return self.tags.run_name
+
+    @property
+    def step(self) -> int | None:
+        return self.tags.step
+
+    @property
+    def algo(self) -> str | None:
+        return self.tags.algo
+
+    @property
+    def base_model(self) -> str | None:
+        return self.tags.base_model
 
 
 @dataclass(frozen=True)
@@ -21,26 +59,20 @@ class SampleRow:
 
 
 @dataclass(frozen=True)
-class ModelRow:
+class ModelRow(Tagged):
     id: int
     path: str
     weights_hash: str
-    run_name: str | None = None
-    step: int | None = None
-    algo: str | None = None
-    base_model: str | None = None
+    tags: ModelTags = field(default_factory=ModelTags)
 
 
 @dataclass(frozen=True)
-class EvalRow:
+class EvalRow(Tagged):
     id: int
     model_id: int
     model_path: str
     weights_hash: str
-    run_name: str | None
-    step: int | None
-    algo: str | None
-    base_model: str | None
+    tags: ModelTags
     task: str
     task_version: str
     grader_policy: str
