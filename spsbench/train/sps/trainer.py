@@ -38,8 +38,8 @@ from transformers import TrainerCallback
 
 from spsbench.errors import TrainingError
 from spsbench.train import plan
-from spsbench.train.config import SPSConfig
 from spsbench.train.sps import irl, update
+from spsbench.train.sps.config import SPSConfig
 from spsbench.train.sps.l2te import Scored, batch_threshold, select_l2te
 from spsbench.train.sps.state import PhaseState, Rollouts
 from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer
