@@ -26,15 +26,14 @@ import yaml
 
 from spsbench import paths
 from spsbench.errors import ConfigError
-from spsbench.train import yaml_strict
+from spsbench.train import algorithms, yaml_strict
+from spsbench.train.algorithms import ALGORITHMS, Algorithm
 from spsbench.train.eval_config import EVAL_GPU_MEMORY_UTILIZATION, EVAL_MODES, EvalConfig  # noqa: F401 - re-exported
 from spsbench.train.eval_config import field_with_help as _f
 from spsbench.train.rl_values import check_rl, grpo_config_fields
 from spsbench.train.sps.config import SPSConfig  # noqa: F401 - re-exported (the section lives beside its trainer)
 from spsbench.validate import check_fields, read_text, text
 
-ALGOS = ("grpo", "dapo", "gspo", "sps")
-BASES = ("grpo", "dapo", "gspo")
 DEMO_RECIPE = "cpu-demo.yaml"
 # YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
@@ -62,8 +61,8 @@ class DynamicSamplingConfig:
 class TrainConfig:
     """One training run. `rl` holds TRL GRPOConfig keyword arguments (see `spsbench train --list-keys`)."""
 
-    algo: str = _f("grpo", "Algorithm: grpo | dapo | gspo | sps.")
-    base: str | None = _f(None, "sps only: the RL algorithm SPS is layered on (grpo | dapo | gspo).")
+    algo: str = _f(algorithms.DEFAULT, "Algorithm: {algorithms}.")     # {...}: from the table (describe_keys)
+    base: str | None = _f(None, "sps only: the RL algorithm SPS is layered on ({bases}).")
     model: str | None = _f(None, "Policy: HF model folder or hub id. null = the embedded SmolLM2-135M.")
     task: str = _f("arith", "Training prompts: task registry name or task YAML path.")
     data: str | None = _f(None, "Local JSONL/Parquet with the task's rows (offline use).")
@@ -92,14 +91,14 @@ class TrainConfig:
         for name in ("task", "model", "data", "run_name", "output_dir"):
             if getattr(self, name) is not None:
                 text(name, getattr(self, name))
-        if self.algo not in ALGOS:
-            raise ConfigError(f"algo: must be one of {', '.join(ALGOS)}, got {self.algo!r}")
-        if self.algo == "sps":
-            self.base = self.base or "grpo"
-            if self.base not in BASES:
-                raise ConfigError(f"base: must be one of {', '.join(BASES)}, got {self.base!r}")
+        if not algorithms.known(self.algo):
+            raise ConfigError(f"algo: must be one of {', '.join(algorithms.names())}, got {self.algo!r}")
+        if self.algorithm.layer:
+            self.base = self.base or self.algorithm.default_base
+            if self.base not in algorithms.bases():
+                raise ConfigError(f"base: must be one of {', '.join(algorithms.bases())}, got {self.base!r}")
         elif self.base is not None:
-            raise ConfigError(f"base: only valid with algo: sps (algo is {self.algo!r})")
+            raise ConfigError(f"base: only valid with algo: {' | '.join(algorithms.layers())} (algo is {self.algo!r})")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit: must be >= 1, got {self.limit}")
         if self.world_size is not None and (isinstance(self.world_size, bool) or not isinstance(self.world_size, int)
@@ -121,8 +120,34 @@ class TrainConfig:
 
     @property
     def label(self) -> str:
-        """'sps+dapo', 'grpo', ... as shown in the store and leaderboards."""
-        return f"sps+{self.base}" if self.algo == "sps" and self.base != "grpo" else self.algo
+        """'sps+dapo', 'grpo', ... as shown in the store and leaderboards (a layer over its default base: its name)."""
+        layered = self.algorithm.layer and self.base != self.algorithm.default_base
+        return f"{self.algo}+{self.base}" if layered else self.algo
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The run's entry in the algorithm table."""
+        return ALGORITHMS[self.algo]
+
+    @property
+    def rl_algorithm(self) -> Algorithm:
+        """The RL algorithm the run's settings implement: the base under a layer (sps over dapo: dapo)."""
+        return ALGORITHMS[self.base] if self.algorithm.layer and self.base else self.algorithm
+
+    @property
+    def algorithms(self) -> tuple[Algorithm, ...]:
+        """Every algorithm the run is made of: a layer and its base, or the one."""
+        return (self.algorithm, self.rl_algorithm) if self.algorithm.layer else (self.algorithm,)
+
+    def uses(self, section: str) -> bool:
+        """Whether the run's algorithms own the recipe section `section` (sps): its settings apply to this run."""
+        return any(a.section == section for a in self.algorithms)
+
+    @property
+    def whole_groups(self) -> bool:
+        """Each rank must hold whole prompt groups: an algorithm selects within groups (SPS's L2TE), or dynamic
+        sampling drops whole groups."""
+        return any(a.whole_groups for a in self.algorithms) or self.dynamic_sampling.enabled
 
 
 SECTIONS = {"dynamic_sampling": DynamicSamplingConfig, "sps": SPSConfig, "eval": EvalConfig}
@@ -204,19 +229,21 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
     algo, base = _flag_or_set("algo", algo, extra), _flag_or_set("base", base, extra)
     if config:
         check_recipe_label(str(config), user, algo, base)
-    algo = algo or user.get("algo") or "grpo"
-    if algo not in ALGOS:
-        raise ConfigError(f"--algo: must be one of {', '.join(ALGOS)}, got {algo!r}")
-    if algo != "sps" and (base or user.get("base")):
+    algo = algo or user.get("algo") or algorithms.DEFAULT
+    if not algorithms.known(algo):
+        raise ConfigError(f"--algo: must be one of {', '.join(algorithms.names())}, got {algo!r}")
+    layered = ALGORITHMS[algo].layer
+    if not layered and (base or user.get("base")):
         where = f"{config}: base: {user['base']}" if user.get("base") and not base else f"--base {base}"
-        raise ConfigError(f"{where}: a base algorithm is only for --algo sps (SPS is layered on it); this run is "
-                          f"{algo}: drop it, or train --algo sps --base {base or user.get('base')}")
+        layer = algorithms.layers()[0]
+        raise ConfigError(f"{where}: a base algorithm is only for --algo {layer} ({layer.upper()} is layered on it); "
+                          f"this run is {algo}: drop it, or train --algo {layer} --base {base or user.get('base')}")
     layers: list[tuple[str, dict[str, Any]]] = []
     own = (str(config), user) if config else _builtin(algo)
-    if algo == "sps":
-        base = base or own[1].get("base") or "grpo"
-        if base not in BASES:
-            raise ConfigError(f"--base: must be one of {', '.join(BASES)}, got {base!r}")
+    if layered:
+        base = base or own[1].get("base") or ALGORITHMS[algo].default_base
+        if base not in algorithms.bases():
+            raise ConfigError(f"--base: must be one of {', '.join(algorithms.bases())}, got {base!r}")
         layers.append(_builtin(base))
     layers.append(own)
     wanted_model = model or next((o["model"] for o in reversed(extra) if "model" in o), None) or own[1].get("model")
@@ -227,10 +254,10 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
         raw = merge(raw, layer)
     for item in extra:
         raw = merge(raw, item)
-    raw.update(algo=algo, base=base if algo == "sps" else None)
+    raw.update(algo=algo, base=base if layered else None)
     if model:
         raw["model"] = model
-    notes = recipe_gaps(str(config), [user, *extra], algo, layers[0][1] if algo == "sps" else {}) if config else ()
+    notes = recipe_gaps(str(config), [user, *extra], algo, layers[0][1] if layered else {}) if config else ()
     config = from_mapping(raw, recipe=", ".join(name for name, _ in layers), notes=notes)
     check_settings_algorithm(config)
     return config
@@ -292,32 +319,58 @@ def check_recipe_label(path: str, user: dict[str, Any], algo: str | None, base: 
     for flag, wanted, key in (("--algo", algo, "algo"), ("--base", base, "base")):
         said = user.get(key)
         if wanted and said and wanted != said:
-            what = f"sps over {user.get('base', 'grpo')}" if user.get("algo") == "sps" else user.get("algo", said)
+            what = _recipe_for(user, said)
             raise ConfigError(f"{path} is a recipe for {what} ({key}: {said}) but {flag} is {wanted}: use a {wanted} "
                               f"recipe (recipes/gpu/ has one per algorithm) or drop {flag}")
 
 
+def _recipe_for(user: dict[str, Any], said: Any) -> Any:
+    """What a recipe file says it is for: 'sps over dapo', 'grpo', ..."""
+    algo = user.get("algo")
+    if algorithms.known(algo) and ALGORITHMS[algo].layer:
+        return f"{algo} over {user.get('base', ALGORITHMS[algo].default_base)}"
+    return user.get("algo", said)
+
+
 def settings_algorithm(config: TrainConfig) -> str:
-    """The RL algorithm a config's settings implement: DAPO = dynamic sampling, GSPO = sequence-level importance
-    sampling, else GRPO (the loss type does not decide: TRL's default loss for GRPO is "dapo")."""
-    dapo = bool(config.dynamic_sampling.enabled)
-    gspo = (config.rl or {}).get("importance_sampling_level", "token") == "sequence"
-    if dapo and gspo:
-        raise ConfigError(f"{config.recipe}: dynamic_sampling.enabled (DAPO) and rl.importance_sampling_level: "
-                          "sequence (GSPO) together are neither algorithm; keep one")
-    return "dapo" if dapo else "gspo" if gspo else "grpo"
+    """The RL algorithm a config's settings implement: the one whose `signature` they match (DAPO = dynamic
+    sampling, GSPO = sequence-level importance sampling), else the default, GRPO (the loss type does not
+    decide: TRL's default loss for GRPO is "dapo")."""
+    matched = [a for a in _signed() if all(_setting(config, k) == v for k, v in a.signature.items())]
+    if len(matched) > 1:
+        said = " and ".join(f"{', '.join(k if v is True else f'{k}: {v}' for k, v in a.signature.items())} "
+                            f"({a.name.upper()})" for a in matched)
+        raise ConfigError(f"{config.recipe}: {said} together are neither algorithm; keep one")
+    return matched[0].name if matched else algorithms.DEFAULT
 
 
 def check_settings_algorithm(config: TrainConfig) -> None:
-    """The label (algo, or base under sps) must match what the settings train."""
-    implied = settings_algorithm(config)
-    wanted = config.base if config.algo == "sps" else config.algo
-    if implied != wanted:
-        why = {"dapo": "dynamic_sampling.enabled is true", "gspo": "rl.importance_sampling_level is sequence",
-               "grpo": "no dynamic sampling and token-level importance sampling"}[implied]
-        flag = f"--base {implied}" if config.algo == "sps" else f"--algo {implied}"
-        raise ConfigError(f"{config.recipe}: labelled {config.label} but its settings train {implied} ({why}): "
-                          f"run it as {flag}, or change the settings")
+    """The label (algo, or base under a layer) must match what the settings train: an algorithm with a signature
+    needs its settings, one without needs settings matching no signature."""
+    implied, wanted = ALGORITHMS[settings_algorithm(config)], config.rl_algorithm
+    if implied.name == wanted.name or not (implied.signature or wanted.signature):
+        return
+    why = _said(implied) if implied.signature else f"neither {' nor '.join(_said(a) for a in _signed())}"
+    flag = f"--base {implied.name}" if config.algorithm.layer else f"--algo {implied.name}"
+    raise ConfigError(f"{config.recipe}: labelled {config.label} but its settings train {implied.name} ({why}): "
+                      f"run it as {flag}, or change the settings")
+
+
+def _signed() -> list[Algorithm]:
+    return [a for a in ALGORITHMS.values() if a.signature]
+
+
+def _said(algorithm: Algorithm) -> str:
+    """An algorithm's signature in words: 'dynamic_sampling.enabled is true'."""
+    return " and ".join(f"{k} is {str(v).lower() if isinstance(v, bool) else v}" for k, v in algorithm.signature.items())
+
+
+def _setting(config: TrainConfig, key: str) -> Any:
+    """A dotted recipe key's value in `config` (`rl.*` at TRL's default when the recipe leaves it out)."""
+    section, _, sub = key.rpartition(".")
+    if section == "rl":
+        return config.rl[sub] if sub in config.rl else _key_default(key)
+    return getattr(getattr(config, section) if section else config, sub)
 
 
 def from_mapping(raw: dict[str, Any], recipe: str | None = None, notes: tuple[str, ...] = ()) -> TrainConfig:
@@ -334,8 +387,9 @@ def from_mapping(raw: dict[str, Any], recipe: str | None = None, notes: tuple[st
         raise ConfigError(f"{recipe}: {exc}") from None
 
 
-def _builtin(name: str) -> tuple[str, dict[str, Any]]:
-    return _builtin_file(f"{name}.yaml")
+def _builtin(algo: str) -> tuple[str, dict[str, Any]]:
+    """The algorithm's own recipe (its `recipe` in the table)."""
+    return _builtin_file(ALGORITHMS[algo].recipe)
 
 
 def _builtin_file(filename: str) -> tuple[str, dict[str, Any]]:
@@ -371,8 +425,16 @@ def describe_keys() -> list[tuple[str, str, str]]:
             for sub in dataclasses.fields(SECTIONS[f.name]):
                 rows.append((f"{f.name}.{sub.name}", repr(_default(sub)), sub.metadata["help"]))
         else:
-            rows.append((f.name, repr(_default(f)), f.metadata["help"]))
+            rows.append((f.name, repr(_default(f)), _help(f)))
     return rows
+
+
+def _help(f: dataclasses.Field) -> str:
+    """A top-level key's help; `algo` and `base` list the algorithm table as it is now."""
+    text = f.metadata["help"]
+    if f.name not in ("algo", "base"):
+        return text
+    return text.format(algorithms=" | ".join(algorithms.names()), bases=" | ".join(algorithms.bases()))
 
 
 def _default(f: dataclasses.Field) -> Any:
