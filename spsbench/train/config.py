@@ -8,6 +8,9 @@ Layering, later wins:
   recipes/<base>.yaml (sps only) -> recipes/<algo>.yaml or --config FILE -> recipes/cpu-demo.yaml
   (embedded default model only) -> --set key=value flags.
 
+Which algorithms exist, their recipe files, what layers on what and which settings identify each are the
+algorithm table's (`train.algorithms`); this module asks it and compares no algorithm names.
+
 A --config file replaces recipes/<algo>.yaml as a whole: an empty one is an error, and the settings of
 recipes/<algo>.yaml a partial one leaves at another default are a warning (`TrainConfig.notes`). YAML is read
 with a key given twice refused (`yaml_strict`). Every mistake is one ConfigError line naming the file (or
@@ -27,7 +30,7 @@ import yaml
 from spsbench import paths
 from spsbench.errors import ConfigError
 from spsbench.train import algorithms, yaml_strict
-from spsbench.train.algorithms import ALGORITHMS, Algorithm
+from spsbench.train.algorithms import ALGORITHMS, DEFAULT, Algorithm
 from spsbench.train.eval_config import EVAL_GPU_MEMORY_UTILIZATION, EVAL_MODES, EvalConfig  # noqa: F401 - re-exported
 from spsbench.train.eval_config import field_with_help as _f
 from spsbench.train.rl_values import check_rl, grpo_config_fields
@@ -61,7 +64,7 @@ class DynamicSamplingConfig:
 class TrainConfig:
     """One training run. `rl` holds TRL GRPOConfig keyword arguments (see `spsbench train --list-keys`)."""
 
-    algo: str = _f(algorithms.DEFAULT, "Algorithm: {algorithms}.")     # {...}: from the table (describe_keys)
+    algo: str = _f(DEFAULT, "Algorithm: {algorithms}.")     # {...}: filled from the table (describe_keys)
     base: str | None = _f(None, "sps only: the RL algorithm SPS is layered on ({bases}).")
     model: str | None = _f(None, "Policy: HF model folder or hub id. null = the embedded SmolLM2-135M.")
     task: str = _f("arith", "Training prompts: task registry name or task YAML path.")
@@ -229,7 +232,7 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
     algo, base = _flag_or_set("algo", algo, extra), _flag_or_set("base", base, extra)
     if config:
         check_recipe_label(str(config), user, algo, base)
-    algo = algo or user.get("algo") or algorithms.DEFAULT
+    algo = algo or user.get("algo") or DEFAULT
     if not algorithms.known(algo):
         raise ConfigError(f"--algo: must be one of {', '.join(algorithms.names())}, got {algo!r}")
     layered = ALGORITHMS[algo].layer
@@ -341,7 +344,7 @@ def settings_algorithm(config: TrainConfig) -> str:
         said = " and ".join(f"{', '.join(k if v is True else f'{k}: {v}' for k, v in a.signature.items())} "
                             f"({a.name.upper()})" for a in matched)
         raise ConfigError(f"{config.recipe}: {said} together are neither algorithm; keep one")
-    return matched[0].name if matched else algorithms.DEFAULT
+    return matched[0].name if matched else DEFAULT
 
 
 def check_settings_algorithm(config: TrainConfig) -> None:
