@@ -28,7 +28,7 @@ class DummyTrainer(SpsbenchGRPOTrainer):
 
 
 def dummy(recipe: Path, **kwargs) -> Algorithm:
-    return Algorithm("dummy", "a dummy algorithm", f"{__name__}:DummyTrainer", str(recipe), **kwargs)
+    return Algorithm("dummy", f"{__name__}:DummyTrainer", str(recipe), **kwargs)
 
 
 @pytest.fixture

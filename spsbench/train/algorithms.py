@@ -28,7 +28,6 @@ class Algorithm:
     """One row of the table (see the module docstring)."""
 
     name: str
-    about: str
     trainer: str                        # "module:object": the trainer class; for a layer, base class -> class
     recipe: str                         # its defaults: a file in recipes/ (an absolute path is taken as is)
     layers_sps: bool = False            # SPS may be layered on it: a valid `--base`
@@ -44,17 +43,17 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
-    Algorithm("grpo", "GRPO (Shao et al., 2024): TRL's GRPOTrainer with the paper's settings",
-              "spsbench.train.trainer:SpsbenchGRPOTrainer", "grpo.yaml", layers_sps=True),
-    Algorithm("dapo", "DAPO (Yu et al., 2025): clip-higher, token-level loss, dynamic sampling",
-              "spsbench.train.trainer:DynamicSamplingTrainer", "dapo.yaml", layers_sps=True,
+    # GRPO (Shao et al., 2024): TRL's GRPOTrainer with the paper's settings
+    Algorithm("grpo", "spsbench.train.trainer:SpsbenchGRPOTrainer", "grpo.yaml", layers_sps=True),
+    # DAPO (Yu et al., 2025): clip-higher, token-level loss, dynamic sampling (not in TRL)
+    Algorithm("dapo", "spsbench.train.trainer:DynamicSamplingTrainer", "dapo.yaml", layers_sps=True,
               signature={"dynamic_sampling.enabled": True}),
-    Algorithm("gspo", "GSPO (Zheng et al., 2025): sequence-level importance ratio",
-              "spsbench.train.trainer:SpsbenchGRPOTrainer", "gspo.yaml", layers_sps=True,
+    # GSPO (Zheng et al., 2025): sequence-level importance ratio, a configuration of TRL's trainer
+    Algorithm("gspo", "spsbench.train.trainer:SpsbenchGRPOTrainer", "gspo.yaml", layers_sps=True,
               signature={"rl.importance_sampling_level": "sequence"}),
-    Algorithm("sps", "SPS (paper Algorithm 1): RL phases of the base algorithm, IRL phases on L2TE's picks",
-              "spsbench.train.sps.trainer:with_sps", "sps.yaml", layer=True, default_base="grpo", section="sps",
-              whole_groups=True, check="spsbench.train.args:refuse_sharding_for_sps"),
+    # SPS (paper Algorithm 1): RL phases of the base algorithm, IRL phases on the rollouts L2TE picks
+    Algorithm("sps", "spsbench.train.sps.trainer:with_sps", "sps.yaml", layer=True, default_base="grpo",
+              section="sps", whole_groups=True, check="spsbench.train.args:refuse_sharding_for_sps"),
 )}
 
 
