@@ -24,7 +24,11 @@ MODEL = "some/model"   # any explicit model skips the CPU demo overlay; never lo
 
 
 class DummyTrainer(SpsbenchGRPOTrainer):
-    """A new algorithm's trainer: the product's GRPO trainer, unchanged (what matters is where it is named)."""
+    """A new algorithm's trainer: the product's GRPO trainer, counting its generations (its own hook)."""
+
+    def _generate_and_score_completions(self, inputs):
+        self.dummy_generations = getattr(self, "dummy_generations", 0) + 1
+        return super()._generate_and_score_completions(inputs)
 
 
 def dummy(recipe: Path, **kwargs) -> Algorithm:
@@ -139,3 +143,34 @@ def test_an_unknown_algorithm_lists_the_table(monkeypatch, tmp_path):
         Arm(name="x", algo="nope")
     with pytest.raises(ConfigError, match="--base: must be one of grpo, dapo, gspo, got 'dummy'"):
         load_config("sps", "dummy", model=MODEL)          # not `layers_sps`: no base
+
+
+def test_sps_layered_on_a_registered_algorithm_trains_through_both_classes(registered, tmp_path, monkeypatch):
+    """`layers_sps` alone: SPS composes over the new class, whose hook runs under SPS's (an IRL phase on the
+    rollouts the dummy generated)."""
+    import torch
+
+    from spsbench.train.run import build_trainer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr("spsbench.grading.reward", lambda completions, golds, kind="math", choices=None:
+                        [float(len(t) % 2) for t in completions])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        small = ["rl.num_generations=4", "rl.per_device_train_batch_size=8", "rl.gradient_accumulation_steps=1",
+                 "rl.max_completion_length=8", "rl.max_steps=2", "rl.save_steps=100", "rl.learning_rate=1e-3",
+                 "rl.logging_steps=100", "eval.enabled=false", "limit=16", "sps.rl_steps_per_phase=2",
+                 "sps.l2te_truncated=keep", "sps.irl_batch_size=6", "sps.irl_micro_batch_size=4",
+                 f"output_dir={tmp_path / 'run'}"]
+        cfg = load_config("sps", "dummy", overrides=small, model=str(tiny_model(tmp_path / "model")))
+        trainer, _ = build_trainer(cfg)
+        trainer.train()
+    finally:
+        torch.set_num_threads(threads)
+    assert isinstance(trainer, DummyTrainer) and trainer.dummy_generations == 2
+    [phase] = trainer.phase.log
+    assert phase["step"] == 2 and phase["groups"] == 4 and phase["sequences"] == 12
+    info = json.loads((tmp_path / "run" / "spsbench_run.json").read_text())
+    assert (info["algo"], info["base"]) == ("sps+dummy", "dummy")
