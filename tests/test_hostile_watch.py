@@ -32,11 +32,13 @@ SAMPLING = SamplingConfig(n=2, max_tokens=8)
 def test_the_watch_waits_for_the_marker_train_writes():
     import ast
 
-    # Read, not imported (the trainer module pulls in transformers): the constant train writes.
+    # Read, not imported (the trainer module pulls in transformers): the marker train writes is paths' own
+    # constant, or a literal equal to it.
     tree = ast.parse((Path(scan.__file__).parent.parent / "train" / "preempt.py").read_text())
-    values = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
-              if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    assert paths.CHECKPOINT_COMPLETE == values["COMPLETE"]
+    [value] = [n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+               if isinstance(t, ast.Name) and t.id == "COMPLETE"]
+    said = value.value if isinstance(value, ast.Constant) else ast.unparse(value)
+    assert said in (paths.CHECKPOINT_COMPLETE, "paths.CHECKPOINT_COMPLETE")
 
 
 def watch(run: Path, store: Path, factory, console_out: io.StringIO, until_idle: float = 1.5):
