@@ -74,7 +74,18 @@ def linear_output_dtypes(model, run):
     return set(seen)
 
 
-def test_irl_nll_runs_under_the_prepared_models_mixed_precision(tmp_path):
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate's state is process-wide and fixed by the first Accelerator: a trainer an earlier test built in
+    this process (fp32) would refuse this test's bf16 one. Reset before, and after for the tests that follow."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_irl_nll_runs_under_the_prepared_models_mixed_precision(tmp_path, fresh_accelerate_state):
     """accelerate puts bf16 autocast inside the prepared model's forward, which the IRL loss replaces: with the
     accelerator's autocast passed in, the IRL matmuls run in bf16 as the RL forward's do (weights stay fp32)."""
     from accelerate import Accelerator
