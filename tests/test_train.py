@@ -605,7 +605,7 @@ def test_sps_trainer_refuses_a_deepspeed_or_fsdp1_accelerator(model_dir, tmp_pat
 def test_l2te_logprob_mean_ranks_by_per_token_log_prob():
     from types import SimpleNamespace
 
-    from spsbench.train.config import SPSConfig
+    from spsbench.train.sps.config import SPSConfig
     from spsbench.train.sps.state import PhaseState
     from spsbench.train.sps.trainer import SPSTrainer
 

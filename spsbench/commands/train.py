@@ -22,6 +22,7 @@ from spsbench.commands import output_console
 from spsbench.errors import ConfigError, SpsbenchError
 from spsbench.evaluation.evaluate import score_table
 from spsbench.quiet import engine_log
+from spsbench.train import algorithms
 from spsbench.train.config import TrainConfig, describe_keys, load_config
 from spsbench.train.preflight import Prepared, prepare
 from spsbench.train.run import pick_cpu_threads, train
@@ -32,9 +33,9 @@ HELP = "Train a policy with GRPO, DAPO, GSPO or SPS (recipes in recipes/*.yaml) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--algo", choices=("grpo", "dapo", "gspo", "sps"), help="Algorithm (default: the "
-                        "recipe's `algo`, else grpo).")
-    parser.add_argument("--base", choices=("grpo", "dapo", "gspo"), help="With --algo sps: the RL algorithm "
+    parser.add_argument("--algo", choices=algorithms.names(), help="Algorithm (default: the "
+                        f"recipe's `algo`, else {algorithms.DEFAULT}).")
+    parser.add_argument("--base", choices=algorithms.bases(), help="With --algo sps: the RL algorithm "
                         "SPS is layered on (default grpo).")
     parser.add_argument("--config", metavar="RECIPE", help="Recipe YAML replacing recipes/<algo>.yaml.")
     parser.add_argument("--model", help="HF model folder or hub id (default: the embedded SmolLM2-135M).")

@@ -4,7 +4,7 @@ and (mechanism controls) which advantages it keeps.
 An arm file has exactly these keys:
 
     about: one line for the page
-    algo: grpo | sps | dapo | gspo         (SPS is layered over GRPO)
+    algo: an algorithm of spsbench.train.algorithms (grpo, sps, dapo, gspo; SPS is layered over GRPO)
     advantages: all | positive | negative   (optional, default all; see spsbench.lab.trainer)
     recipe: {rl: {...}, sps: {...}, ...}    (optional: recipe keys, applied like `spsbench train --set`)
 
@@ -22,7 +22,7 @@ import yaml
 
 from spsbench import paths
 from spsbench.errors import ConfigError
-from spsbench.train.config import ALGOS
+from spsbench.train import algorithms
 from spsbench.validate import read_text
 
 ARMS_DIR = "lab/arms"
@@ -41,13 +41,15 @@ class Arm:
     recipe: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ConfigError(f"lab arm {self.name}: algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if not algorithms.known(self.algo):
+            raise ConfigError(f"lab arm {self.name}: algo must be one of {', '.join(algorithms.names())}, "
+                              f"got {self.algo!r}")
         if self.advantages not in ADVANTAGES:
             raise ConfigError(f"lab arm {self.name}: advantages must be one of {', '.join(ADVANTAGES)}, "
                               f"got {self.advantages!r}")
-        if self.advantages != "all" and self.algo == "sps":
-            raise ConfigError(f"lab arm {self.name}: an advantage mask is a GRPO control, not an SPS arm")
+        if self.advantages != "all" and algorithms.ALGORITHMS[self.algo].layer:
+            raise ConfigError(f"lab arm {self.name}: an advantage mask is a GRPO control, not an "
+                              f"{self.algo.upper()} arm")
         if not isinstance(self.recipe, dict):
             raise ConfigError(f"lab arm {self.name}: recipe must be a mapping of recipe keys")
 

@@ -31,6 +31,7 @@ from spsbench.lab import measure, record
 from spsbench.lab.settings import apply_overrides, parse_sweep, parse_value, split_item
 from spsbench.lab.trainer import Probes, compact, lab_trainer, stored
 from spsbench.lab.warmup import WarmupConfig, base_model, describe, for_seed
+from spsbench.train.algorithms import ALGORITHMS
 from spsbench.train.config import load_config, parse_override, read_yaml
 from spsbench.validate import number
 
@@ -110,7 +111,7 @@ def recipe_overrides() -> list[str]:
 def arm_config(group: Group, model: Path, seed: int, extra: list[str], run_name: str, output_dir: Path):
     """The TrainConfig of one run: algorithm recipe + lab overlay + arm + user/sweep items + run identity."""
     arm = lab_arms.load_arm(group.arm)
-    base = "grpo" if arm.algo == "sps" else None
+    base = ALGORITHMS[arm.algo].default_base           # an SPS arm is over GRPO (a `--set base=` disagrees)
     items = [*recipe_overrides(), *arm.overrides(), *extra, *group.items(), f"rl.seed={seed}", f"sps.seed={seed}",
              f"run_name={run_name}", f"output_dir={json.dumps(str(output_dir))}"]
     return load_config(arm.algo, base, overrides=items, model=str(model))
@@ -134,7 +135,7 @@ def check_configs(groups: list[Group], extra: list[str], tag: str) -> int:
     for group in groups:
         config = arm_config(group, Path("base"), 0, extra, run_name(group, 0, tag), Path("unused"))
         steps.add(int(config.rl.get("max_steps", 0)))
-        if config.algo == "sps" and boundary(config) >= int(config.rl.get("max_steps", 0)) + 1:
+        if config.uses("sps") and boundary(config) >= int(config.rl.get("max_steps", 0)) + 1:
             raise ConfigError(f"lab arm {group.label}: no IRL phase within rl.max_steps")
     if len(steps) != 1 or min(steps) < 1:
         raise ConfigError(f"lab: every arm must train the same number of steps >= 1, got {sorted(steps)}")
@@ -212,7 +213,7 @@ def one_run(job: SeedJob, group: Group, base: Path, layout, raw: dict[str, Any],
             "steps": summary.steps, "train_seconds": seconds, "points": probes.points,
             "settings": {"rl.learning_rate": config.rl.get("learning_rate"), "rl.max_steps": config.rl.get("max_steps"),
                          "phase": boundary(config),
-                         "sps.irl_learning_rate": config.sps.irl_learning_rate if config.algo == "sps" else None},
+                         "sps.irl_learning_rate": config.sps.irl_learning_rate if config.uses("sps") else None},
             "irl": [{k: p[k] for k in ("step", "irl_loss_before", "irl_loss_after", "rel_weight_change",
                                        "from_negatives_share", "irl_time_share")} for p in summary.sps_phases],
             "log": probes.log, "advantages": probes.advantages}

@@ -44,7 +44,7 @@ def grpo_args(config: TrainConfig, output_dir: Path, world_size: int | None = No
     except (ValueError, TypeError, ZeroDivisionError) as exc:
         raise ConfigError(f"{config.recipe}: rl: {one_line(exc)}") from None
     per_rank = args.per_device_train_batch_size * args.steps_per_generation
-    if (config.algo == "sps" or config.dynamic_sampling.enabled) and per_rank % args.num_generations:
+    if config.whole_groups and per_rank % args.num_generations:
         raise ConfigError(f"{config.recipe}: rl: per_device_train_batch_size x steps_per_generation ({per_rank}) "
                           f"must be a multiple of num_generations ({args.num_generations}) for SPS and dynamic "
                           "sampling (each rank must hold whole prompt groups)")

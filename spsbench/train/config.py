@@ -2,10 +2,14 @@
 
 A recipe has top-level run keys (algo, model, task, ...), an `rl` mapping passed verbatim to TRL's
 `GRPOConfig` (so every GRPOConfig field is a valid key and nothing else is; `rl_values` types each value), and
-the sections `dynamic_sampling`, `sps` (below) and `eval` (`eval_config`). Layering, later wins:
+the sections `dynamic_sampling` (below), `sps` (`sps.config`, beside its trainer) and `eval` (`eval_config`).
+Layering, later wins:
 
   recipes/<base>.yaml (sps only) -> recipes/<algo>.yaml or --config FILE -> recipes/cpu-demo.yaml
   (embedded default model only) -> --set key=value flags.
+
+Which algorithms exist, their recipe files, what layers on what and which settings identify each are the
+algorithm table's (`train.algorithms`); this module asks it and compares no algorithm names.
 
 A --config file replaces recipes/<algo>.yaml as a whole: an empty one is an error, and the settings of
 recipes/<algo>.yaml a partial one leaves at another default are a warning (`TrainConfig.notes`). YAML is read
@@ -16,7 +20,6 @@ flag) and the key.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,22 +29,14 @@ import yaml
 
 from spsbench import paths
 from spsbench.errors import ConfigError
-from spsbench.train import yaml_strict
+from spsbench.train import algorithms, yaml_strict
+from spsbench.train.algorithms import ALGORITHMS, DEFAULT, Algorithm
 from spsbench.train.eval_config import EVAL_GPU_MEMORY_UTILIZATION, EVAL_MODES, EvalConfig  # noqa: F401 - re-exported
 from spsbench.train.eval_config import field_with_help as _f
 from spsbench.train.rl_values import check_rl, grpo_config_fields
-from spsbench.validate import check_fields, number, read_text, text
+from spsbench.train.sps.config import SPSConfig  # noqa: F401 - re-exported (the section lives beside its trainer)
+from spsbench.validate import check_fields, read_text, text
 
-ALGOS = ("grpo", "dapo", "gspo", "sps")
-L2TE_LOGPROBS = ("sum", "mean")
-L2TE_TRUNCATED = ("exclude", "keep")
-BASES = ("grpo", "dapo", "gspo")
-# sps.* keys with a fixed set of values (the first is the default): each is an interpretive choice the paper
-# leaves open, listed with its reason in docs/training.md ("Interpretive choices")
-SPS_CHOICES = {"l2te_logprob": L2TE_LOGPROBS, "l2te_truncated": L2TE_TRUNCATED,
-               "irl_optimizer_state": ("carry", "reset"), "irl_objective": ("imitate", "repel"),
-               "irl_diagnostics": ("light", "full"), "quantile_scope": ("group", "batch"),
-               "positive_topup": ("lowest", "random"), "dropped_groups": ("buffer", "skip")}
 DEMO_RECIPE = "cpu-demo.yaml"
 # YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes mean a number.
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
@@ -66,82 +61,11 @@ class DynamicSamplingConfig:
 
 
 @dataclass
-class SPSConfig:
-    """The SPS layer: RL phase of `rl_steps_per_phase` optimizer steps, then an IRL phase (paper Alg. 1)."""
-
-    rl_steps_per_phase: int | str = _f("epoch", "RL optimizer steps between two IRL phases, or `epoch`: one "
-                                                 "pass over the training prompts as TRL's dataloader really "
-                                                 "yields it (paper Algorithm 1). `spsbench train --dry-run` shows it.")
-    allow_no_irl: bool = _f(False, "Let an SPS plan contain no IRL phase (rl_steps_per_phase > max_steps); "
-                                   "otherwise that is an error, since the run would be its base algorithm.")
-    sampling_size: int = _f(3, "Completions kept per prompt group by L2TE (paper: 3 of 8).")
-    quantile: float = _f(0.5, "L2TE: per group, sampling_size incorrect rollouts are drawn from the lowest "
-                              "max(sampling_size, ceil(quantile x #incorrect)) by sequence log-prob (0 = the "
-                              "least likely ones); correct rollouts only top up groups with too few negatives.")
-    l2te_logprob: str = _f("sum", "L2TE's sequence log-prob: sum over completion tokens (favours long "
-                                  "completions; the paper does not say) or mean (per token).")
-    l2te_truncated: str = _f("exclude", "L2TE and truncated completions (cut at max_completion_length, no EOS): "
-                                      "keep (rank them like the others) or exclude (never imitate them).")
-    irl_steps: int | str = _f(4, "IRL optimizer steps per phase (paper: 4), or `auto`: as many as it takes to "
-                                 "train once on every sequence L2TE selected (ceil(selection / irl_batch_size); the "
-                                 "plan shows the coverage either way).")
-    irl_batch_size: int = _f(512, "Sequences per IRL optimizer step, over all ranks (paper: 512).")
-    irl_micro_batch_size: int = _f(8, "Sequences per forward/backward on one rank (gradient accumulation; each step's "
-                                      "rows are sorted by length first, so a micro-batch pads to similar lengths).")
-    irl_learning_rate: float = _f(5e-10, "IRL AdamW learning rate (paper: 5e-10).")
-    irl_weight_decay: float = _f(0.0, "IRL AdamW weight decay.")
-    irl_optimizer_state: str = _f("carry", "carry: the IRL AdamW keeps its moments and step count from one phase "
-                                           "to the next (the paper does not say); reset: a fresh AdamW every phase.")
-    irl_max_grad_norm: float | None = _f(None, "Clip the IRL gradient to this global norm (the paper states no "
-                                               "clipping); null = no clipping.")
-    irl_objective: str = _f("imitate", "imitate: minimise the selected completions' NLL, i.e. KL(pi_rollout || pi), "
-                                       "what the paper's text describes; repel: maximise it, Eq. 4 as printed "
-                                       "(L = -KL, minimised).")
-    irl_diagnostics: str = _f("light", "Per-phase checks and measures. light: IRL loss after the update on one "
-                                       "micro-batch per rank, weight change from a 1/1021 strided sample, weights "
-                                       "checked finite once after the phase; full: loss after on the first IRL "
-                                       "batch, exact weight change against a host copy, weights checked after "
-                                       "every IRL step. Gradients are checked before every IRL step either way.")
-    quantile_scope: str = _f("group", "L2TE's lower quantile over the negatives of each prompt group (group), or "
-                                      "over all negatives of each generation batch, on all ranks (batch: Appendix "
-                                      "C.1's 'lower quantile of trajectories in each batch').")
-    positive_topup: str = _f("lowest", "L2TE, groups with fewer than sampling_size negatives: top up with correct "
-                                       "rollouts lowest log-prob first (lowest) or drawn uniformly (random).")
-    dropped_groups: str = _f("buffer", "SPS over DAPO: groups dynamic sampling drops (all rewards equal) also "
-                                       "enter the IRL buffer (buffer), or only the groups RL trains on (skip).")
-    seed: int = _f(0, "Seed of the L2TE draws and the IRL batch order.")
-
-    def __post_init__(self) -> None:
-        if self.rl_steps_per_phase != "epoch" and (isinstance(self.rl_steps_per_phase, bool)
-                                                   or not isinstance(self.rl_steps_per_phase, int)):
-            raise ConfigError(f"sps.rl_steps_per_phase: must be an integer >= 1 or 'epoch', got "
-                              f"{self.rl_steps_per_phase!r}")
-        if self.irl_steps != "auto" and (isinstance(self.irl_steps, bool) or not isinstance(self.irl_steps, int)):
-            raise ConfigError(f"sps.irl_steps: must be an integer or 'auto', got {type(self.irl_steps).__name__} "
-                              f"{self.irl_steps!r}")
-        check_fields(self, "sps.")
-        numbers = ["sampling_size", "irl_batch_size", "irl_micro_batch_size"]
-        numbers += ["rl_steps_per_phase"] * (self.rl_steps_per_phase != "epoch") + ["irl_steps"] * (self.irl_steps != "auto")
-        for name in numbers:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"sps.{name}: must be >= 1, got {getattr(self, name)}")
-        for name, allowed in SPS_CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"sps.{name}: must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.irl_max_grad_norm is not None:
-            number("sps.irl_max_grad_norm", self.irl_max_grad_norm, low=0, low_open=True)
-        if not 0 <= self.quantile <= 1:
-            raise ConfigError(f"sps.quantile: must be in [0, 1], got {self.quantile}")
-        if not 0 <= self.irl_learning_rate < math.inf:
-            raise ConfigError(f"sps.irl_learning_rate: must be a finite number >= 0, got {self.irl_learning_rate}")
-
-
-@dataclass
 class TrainConfig:
     """One training run. `rl` holds TRL GRPOConfig keyword arguments (see `spsbench train --list-keys`)."""
 
-    algo: str = _f("grpo", "Algorithm: grpo | dapo | gspo | sps.")
-    base: str | None = _f(None, "sps only: the RL algorithm SPS is layered on (grpo | dapo | gspo).")
+    algo: str = _f(DEFAULT, "Algorithm: {algorithms}.")     # {...}: filled from the table (describe_keys)
+    base: str | None = _f(None, "sps only: the RL algorithm SPS is layered on ({bases}).")
     model: str | None = _f(None, "Policy: HF model folder or hub id. null = the embedded SmolLM2-135M.")
     task: str = _f("arith", "Training prompts: task registry name or task YAML path.")
     data: str | None = _f(None, "Local JSONL/Parquet with the task's rows (offline use).")
@@ -170,14 +94,14 @@ class TrainConfig:
         for name in ("task", "model", "data", "run_name", "output_dir"):
             if getattr(self, name) is not None:
                 text(name, getattr(self, name))
-        if self.algo not in ALGOS:
-            raise ConfigError(f"algo: must be one of {', '.join(ALGOS)}, got {self.algo!r}")
-        if self.algo == "sps":
-            self.base = self.base or "grpo"
-            if self.base not in BASES:
-                raise ConfigError(f"base: must be one of {', '.join(BASES)}, got {self.base!r}")
+        if not algorithms.known(self.algo):
+            raise ConfigError(f"algo: must be one of {', '.join(algorithms.names())}, got {self.algo!r}")
+        if self.algorithm.layer:
+            self.base = self.base or self.algorithm.default_base
+            if self.base not in algorithms.bases():
+                raise ConfigError(f"base: must be one of {', '.join(algorithms.bases())}, got {self.base!r}")
         elif self.base is not None:
-            raise ConfigError(f"base: only valid with algo: sps (algo is {self.algo!r})")
+            raise ConfigError(f"base: only valid with algo: {' | '.join(algorithms.layers())} (algo is {self.algo!r})")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit: must be >= 1, got {self.limit}")
         if self.world_size is not None and (isinstance(self.world_size, bool) or not isinstance(self.world_size, int)
@@ -199,8 +123,34 @@ class TrainConfig:
 
     @property
     def label(self) -> str:
-        """'sps+dapo', 'grpo', ... as shown in the store and leaderboards."""
-        return f"sps+{self.base}" if self.algo == "sps" and self.base != "grpo" else self.algo
+        """'sps+dapo', 'grpo', ... as shown in the store and leaderboards (a layer over its default base: its name)."""
+        layered = self.algorithm.layer and self.base != self.algorithm.default_base
+        return f"{self.algo}+{self.base}" if layered else self.algo
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The run's entry in the algorithm table."""
+        return ALGORITHMS[self.algo]
+
+    @property
+    def rl_algorithm(self) -> Algorithm:
+        """The RL algorithm the run's settings implement: the base under a layer (sps over dapo: dapo)."""
+        return ALGORITHMS[self.base] if self.algorithm.layer and self.base else self.algorithm
+
+    @property
+    def algorithms(self) -> tuple[Algorithm, ...]:
+        """Every algorithm the run is made of: a layer and its base, or the one."""
+        return (self.algorithm, self.rl_algorithm) if self.algorithm.layer else (self.algorithm,)
+
+    def uses(self, section: str) -> bool:
+        """Whether the run's algorithms own the recipe section `section` (sps): its settings apply to this run."""
+        return any(a.section == section for a in self.algorithms)
+
+    @property
+    def whole_groups(self) -> bool:
+        """Each rank must hold whole prompt groups: an algorithm selects within groups (SPS's L2TE), or dynamic
+        sampling drops whole groups."""
+        return any(a.whole_groups for a in self.algorithms) or self.dynamic_sampling.enabled
 
 
 SECTIONS = {"dynamic_sampling": DynamicSamplingConfig, "sps": SPSConfig, "eval": EvalConfig}
@@ -282,19 +232,21 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
     algo, base = _flag_or_set("algo", algo, extra), _flag_or_set("base", base, extra)
     if config:
         check_recipe_label(str(config), user, algo, base)
-    algo = algo or user.get("algo") or "grpo"
-    if algo not in ALGOS:
-        raise ConfigError(f"--algo: must be one of {', '.join(ALGOS)}, got {algo!r}")
-    if algo != "sps" and (base or user.get("base")):
+    algo = algo or user.get("algo") or DEFAULT
+    if not algorithms.known(algo):
+        raise ConfigError(f"--algo: must be one of {', '.join(algorithms.names())}, got {algo!r}")
+    layered = ALGORITHMS[algo].layer
+    if not layered and (base or user.get("base")):
         where = f"{config}: base: {user['base']}" if user.get("base") and not base else f"--base {base}"
-        raise ConfigError(f"{where}: a base algorithm is only for --algo sps (SPS is layered on it); this run is "
-                          f"{algo}: drop it, or train --algo sps --base {base or user.get('base')}")
+        layer = algorithms.layers()[0]
+        raise ConfigError(f"{where}: a base algorithm is only for --algo {layer} ({layer.upper()} is layered on it); "
+                          f"this run is {algo}: drop it, or train --algo {layer} --base {base or user.get('base')}")
     layers: list[tuple[str, dict[str, Any]]] = []
     own = (str(config), user) if config else _builtin(algo)
-    if algo == "sps":
-        base = base or own[1].get("base") or "grpo"
-        if base not in BASES:
-            raise ConfigError(f"--base: must be one of {', '.join(BASES)}, got {base!r}")
+    if layered:
+        base = base or own[1].get("base") or ALGORITHMS[algo].default_base
+        if base not in algorithms.bases():
+            raise ConfigError(f"--base: must be one of {', '.join(algorithms.bases())}, got {base!r}")
         layers.append(_builtin(base))
     layers.append(own)
     wanted_model = model or next((o["model"] for o in reversed(extra) if "model" in o), None) or own[1].get("model")
@@ -305,10 +257,10 @@ def load_config(algo: str | None = None, base: str | None = None, config: str | 
         raw = merge(raw, layer)
     for item in extra:
         raw = merge(raw, item)
-    raw.update(algo=algo, base=base if algo == "sps" else None)
+    raw.update(algo=algo, base=base if layered else None)
     if model:
         raw["model"] = model
-    notes = recipe_gaps(str(config), [user, *extra], algo, layers[0][1] if algo == "sps" else {}) if config else ()
+    notes = recipe_gaps(str(config), [user, *extra], algo, layers[0][1] if layered else {}) if config else ()
     config = from_mapping(raw, recipe=", ".join(name for name, _ in layers), notes=notes)
     check_settings_algorithm(config)
     return config
@@ -370,32 +322,58 @@ def check_recipe_label(path: str, user: dict[str, Any], algo: str | None, base: 
     for flag, wanted, key in (("--algo", algo, "algo"), ("--base", base, "base")):
         said = user.get(key)
         if wanted and said and wanted != said:
-            what = f"sps over {user.get('base', 'grpo')}" if user.get("algo") == "sps" else user.get("algo", said)
+            what = _recipe_for(user, said)
             raise ConfigError(f"{path} is a recipe for {what} ({key}: {said}) but {flag} is {wanted}: use a {wanted} "
                               f"recipe (recipes/gpu/ has one per algorithm) or drop {flag}")
 
 
+def _recipe_for(user: dict[str, Any], said: Any) -> Any:
+    """What a recipe file says it is for: 'sps over dapo', 'grpo', ..."""
+    algo = user.get("algo")
+    if algorithms.known(algo) and ALGORITHMS[algo].layer:
+        return f"{algo} over {user.get('base', ALGORITHMS[algo].default_base)}"
+    return user.get("algo", said)
+
+
 def settings_algorithm(config: TrainConfig) -> str:
-    """The RL algorithm a config's settings implement: DAPO = dynamic sampling, GSPO = sequence-level importance
-    sampling, else GRPO (the loss type does not decide: TRL's default loss for GRPO is "dapo")."""
-    dapo = bool(config.dynamic_sampling.enabled)
-    gspo = (config.rl or {}).get("importance_sampling_level", "token") == "sequence"
-    if dapo and gspo:
-        raise ConfigError(f"{config.recipe}: dynamic_sampling.enabled (DAPO) and rl.importance_sampling_level: "
-                          "sequence (GSPO) together are neither algorithm; keep one")
-    return "dapo" if dapo else "gspo" if gspo else "grpo"
+    """The RL algorithm a config's settings implement: the one whose `signature` they match (DAPO = dynamic
+    sampling, GSPO = sequence-level importance sampling), else the default, GRPO (the loss type does not
+    decide: TRL's default loss for GRPO is "dapo")."""
+    matched = [a for a in _signed() if all(_setting(config, k) == v for k, v in a.signature.items())]
+    if len(matched) > 1:
+        said = " and ".join(f"{', '.join(k if v is True else f'{k}: {v}' for k, v in a.signature.items())} "
+                            f"({a.name.upper()})" for a in matched)
+        raise ConfigError(f"{config.recipe}: {said} together are neither algorithm; keep one")
+    return matched[0].name if matched else DEFAULT
 
 
 def check_settings_algorithm(config: TrainConfig) -> None:
-    """The label (algo, or base under sps) must match what the settings train."""
-    implied = settings_algorithm(config)
-    wanted = config.base if config.algo == "sps" else config.algo
-    if implied != wanted:
-        why = {"dapo": "dynamic_sampling.enabled is true", "gspo": "rl.importance_sampling_level is sequence",
-               "grpo": "no dynamic sampling and token-level importance sampling"}[implied]
-        flag = f"--base {implied}" if config.algo == "sps" else f"--algo {implied}"
-        raise ConfigError(f"{config.recipe}: labelled {config.label} but its settings train {implied} ({why}): "
-                          f"run it as {flag}, or change the settings")
+    """The label (algo, or base under a layer) must match what the settings train: an algorithm with a signature
+    needs its settings, one without needs settings matching no signature."""
+    implied, wanted = ALGORITHMS[settings_algorithm(config)], config.rl_algorithm
+    if implied.name == wanted.name or not (implied.signature or wanted.signature):
+        return
+    why = _said(implied) if implied.signature else f"neither {' nor '.join(_said(a) for a in _signed())}"
+    flag = f"--base {implied.name}" if config.algorithm.layer else f"--algo {implied.name}"
+    raise ConfigError(f"{config.recipe}: labelled {config.label} but its settings train {implied.name} ({why}): "
+                      f"run it as {flag}, or change the settings")
+
+
+def _signed() -> list[Algorithm]:
+    return [a for a in ALGORITHMS.values() if a.signature]
+
+
+def _said(algorithm: Algorithm) -> str:
+    """An algorithm's signature in words: 'dynamic_sampling.enabled is true'."""
+    return " and ".join(f"{k} is {str(v).lower() if isinstance(v, bool) else v}" for k, v in algorithm.signature.items())
+
+
+def _setting(config: TrainConfig, key: str) -> Any:
+    """A dotted recipe key's value in `config` (`rl.*` at TRL's default when the recipe leaves it out)."""
+    section, _, sub = key.rpartition(".")
+    if section == "rl":
+        return config.rl[sub] if sub in config.rl else _key_default(key)
+    return getattr(getattr(config, section) if section else config, sub)
 
 
 def from_mapping(raw: dict[str, Any], recipe: str | None = None, notes: tuple[str, ...] = ()) -> TrainConfig:
@@ -412,8 +390,9 @@ def from_mapping(raw: dict[str, Any], recipe: str | None = None, notes: tuple[st
         raise ConfigError(f"{recipe}: {exc}") from None
 
 
-def _builtin(name: str) -> tuple[str, dict[str, Any]]:
-    return _builtin_file(f"{name}.yaml")
+def _builtin(algo: str) -> tuple[str, dict[str, Any]]:
+    """The algorithm's own recipe (its `recipe` in the table)."""
+    return _builtin_file(ALGORITHMS[algo].recipe)
 
 
 def _builtin_file(filename: str) -> tuple[str, dict[str, Any]]:
@@ -449,8 +428,16 @@ def describe_keys() -> list[tuple[str, str, str]]:
             for sub in dataclasses.fields(SECTIONS[f.name]):
                 rows.append((f"{f.name}.{sub.name}", repr(_default(sub)), sub.metadata["help"]))
         else:
-            rows.append((f.name, repr(_default(f)), f.metadata["help"]))
+            rows.append((f.name, repr(_default(f)), _help(f)))
     return rows
+
+
+def _help(f: dataclasses.Field) -> str:
+    """A top-level key's help; `algo` and `base` list the algorithm table as it is now."""
+    text = f.metadata["help"]
+    if f.name not in ("algo", "base"):
+        return text
+    return text.format(algorithms=" | ".join(algorithms.names()), bases=" | ".join(algorithms.bases()))
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -158,7 +158,7 @@ def make_plan(config: TrainConfig, prompts: int | None = None, world_size: int |
     prompts = count_prompts(config) if prompts is None else prompts
     geo = geometry(config, world_size or planned_world_size(config))
     per_rank = geo.per_device * geo.steps_per_generation
-    if (config.algo == "sps" or config.dynamic_sampling.enabled) and per_rank % geo.num_generations:
+    if config.whole_groups and per_rank % geo.num_generations:
         raise ConfigError(f"{config.recipe}: rl: per_device_train_batch_size x steps_per_generation ({per_rank}) must "
                           f"be a multiple of num_generations ({geo.num_generations}) for SPS and dynamic sampling "
                           "(each rank must hold whole prompt groups)")
@@ -175,7 +175,7 @@ def make_plan(config: TrainConfig, prompts: int | None = None, world_size: int |
                              f"drops the last partial generation batch of {geo.prompts_per_generation} prompts")
     if not config.eval.enabled:
         plan.warnings.append("eval.enabled is false: no checkpoint is evaluated during training")
-    if config.algo == "sps":
+    if config.uses("sps"):
         _plan_sps(config, plan, geo)
     return plan
 
@@ -263,7 +263,7 @@ def flat_settings(config: TrainConfig, rl_keys: set[str]) -> dict[str, Any]:
                            ("algo", "base", "model", "task", "data", "limit", "world_size",
                             "optimizer_steps_per_generation", "run_name", "output_dir")}
     out |= {f"rl.{key}": rl_value(config, key) for key in sorted(rl_keys)}
-    sections = ("dynamic_sampling", "eval") + (("sps",) if config.algo == "sps" else ())
+    sections = ("dynamic_sampling", "eval") + tuple(a.section for a in config.algorithms if a.section)
     for section in sections:
         out |= {f"{section}.{k}": v for k, v in asdict(getattr(config, section)).items()}
     return out

@@ -30,7 +30,8 @@ from spsbench.errors import ConfigError, EngineError, StoreError
 from spsbench.models import DEFAULT_MODEL_NAME, check_loadable, gguf_path, resolve_model
 from spsbench.quiet import warn
 from spsbench.tasks import load_spec
-from spsbench.train.args import grpo_args, refuse_sharding_for_sps
+from spsbench.train import algorithms
+from spsbench.train.args import grpo_args
 from spsbench.train.budget import WHAT, rollout_budget
 from spsbench.train.config import TrainConfig
 from spsbench.train.plan import Plan, make_plan
@@ -75,8 +76,9 @@ def prepare(config: TrainConfig, resume: str | bool | None = None, *, plan_only:
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     world = config.world_size or launched
     here = world == launched
-    if config.algo == "sps":
-        refuse_sharding_for_sps(config)
+    for algorithm in config.algorithms:           # what an algorithm cannot run (SPS: DeepSpeed, FSDP1)
+        if algorithm.check:
+            algorithms.load_object(algorithm.check)(config)
     if resume not in (None, True, False) and not config.output_dir:
         config.output_dir = str(Path(str(resume)).parent)       # --resume DIR/checkpoint-N continues DIR's run
     adopt_run_name(config)

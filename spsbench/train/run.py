@@ -1,7 +1,8 @@
 """Assemble and run a training run from a TrainConfig: model, prompts, reward, TRL config, trainer class.
 
-Trainer class by algorithm: grpo / gspo -> SpsbenchGRPOTrainer (a recipe of TRL settings), dapo ->
-DynamicSamplingTrainer (`dynamic_sampling.enabled`), sps -> the SPS layer over the base's class.
+The trainer class is the algorithm table's (`train.algorithms`): grpo / gspo -> SpsbenchGRPOTrainer (a recipe of
+TRL settings), dapo -> DynamicSamplingTrainer (`dynamic_sampling.enabled`), sps -> the SPS layer over the base's
+class.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from spsbench.errors import TrainingError, one_line
 from spsbench.models import resolve_model
 from spsbench.quiet import status
 from spsbench.system import busy_cpus
+from spsbench.train import algorithms
 from spsbench.train.args import CPU_DEFAULTS, DDP_TIMEOUT_S, grpo_args, refuse_sharding_for_sps  # noqa: F401
 from spsbench.train.config import TrainConfig
 from spsbench.train.data import build_dataset
@@ -66,12 +68,8 @@ def pick_cpu_threads() -> int | None:
 
 
 def trainer_class(config: TrainConfig) -> type:
-    """The trainer class a config runs with (SPS composes over the base algorithm's class)."""
-    from spsbench.train.sps.trainer import with_sps
-    from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer
-
-    cls = DynamicSamplingTrainer if config.dynamic_sampling.enabled else SpsbenchGRPOTrainer
-    return with_sps(cls) if config.algo == "sps" else cls
+    """The trainer class a config runs with, from the algorithm table (a layer composes over its base's class)."""
+    return algorithms.trainer_class(config.algo, config.base)
 
 
 def load_policy(name: str | None, dtype: str = "float32"):
@@ -137,8 +135,9 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
         extra: dict[str, Any] = {}
         if config.dynamic_sampling.enabled:
             extra["max_resample_times"] = config.dynamic_sampling.max_resample_times
-        if config.algo == "sps":
-            extra["sps"] = config.sps
+        for algorithm in config.algorithms:            # an algorithm's own section: the keyword of its name
+            if algorithm.section:
+                extra[algorithm.section] = getattr(config, algorithm.section)
         evaluator = EvaluateCheckpointCallback(config, base_model=str(model_path))
         trainer = cls(model=model, reward_funcs=reward_funcs(config, kind, args.max_completion_length), args=args,
                       train_dataset=dataset, processing_class=tokenizer, callbacks=[evaluator, *(callbacks or [])],
@@ -211,7 +210,7 @@ def _train(config: TrainConfig, prepared: Prepared, callbacks: list[Any] | None,
                          base_evaluations=list(evaluator.base_results or []))
     if preemption.requested:
         summary.preempted, summary.exit_code = preemption.name, 128 + int(preemption.signum)
-    if config.algo == "sps":
+    if config.uses("sps"):
         summary.sps_report = trainer.phase_report()
         if summary.sps_report["shortfall"]:
             logger.warning("SPS: %s", summary.sps_report["shortfall"])

@@ -70,7 +70,7 @@ def recipe_settings(config: TrainConfig) -> dict[str, Any]:
         if isinstance(out[key], str) and Path(out[key]).is_file():
             out[key] = str(Path(out[key]).resolve())
     out |= {f"dynamic_sampling.{k}": v for k, v in dataclasses.asdict(config.dynamic_sampling).items()}
-    if config.algo == "sps":
+    if config.uses("sps"):
         out |= {f"sps.{k}": v for k, v in dataclasses.asdict(config.sps).items() if k != "allow_no_irl"}
     return json.loads(json.dumps(out, sort_keys=True, default=str))
 

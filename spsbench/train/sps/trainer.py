@@ -38,8 +38,8 @@ from transformers import TrainerCallback
 
 from spsbench.errors import TrainingError
 from spsbench.train import plan
-from spsbench.train.config import SPSConfig
 from spsbench.train.sps import irl, update
+from spsbench.train.sps.config import SPSConfig
 from spsbench.train.sps.l2te import Scored, batch_threshold, select_l2te
 from spsbench.train.sps.state import PhaseState, Rollouts
 from spsbench.train.trainer import DynamicSamplingTrainer, SpsbenchGRPOTrainer
@@ -449,9 +449,19 @@ SPS_CLASSES: dict[type, type] = {SpsbenchGRPOTrainer: SPSTrainer, DynamicSamplin
 
 
 def with_sps(base_cls: type) -> type:
-    """The SPS trainer class for a base trainer class (SPS is a layer, not a fourth copy of the RL code)."""
+    """The SPS trainer class for a base trainer class (SPS is a layer, not a fourth copy of the RL code). A base
+    the table adds (`layers_sps`) gets one composed like SPSDynamicSamplingTrainer: SPS's hooks, then its own."""
     if issubclass(base_cls, SPSTrainer):
         return base_cls
-    if base_cls not in SPS_CLASSES:
-        raise TypeError(f"no SPS trainer for {base_cls.__name__}; add one to SPS_CLASSES")
-    return SPS_CLASSES[base_cls]
+    if base_cls in SPS_CLASSES:
+        return SPS_CLASSES[base_cls]
+    if not issubclass(base_cls, SpsbenchGRPOTrainer):
+        raise TypeError(f"SPS layers only on SpsbenchGRPOTrainer subclasses, not {base_cls.__name__}")
+    return _composed(base_cls)
+
+
+@functools.cache
+def _composed(base_cls: type) -> type:
+    """SPS over a base class not in SPS_CLASSES (one class per base, so isinstance holds across calls)."""
+    return type(f"SPS{base_cls.__name__}", (SPSTrainer, base_cls),
+                {"__module__": __name__, "__doc__": f"SPS over {base_cls.__name__}."})
