@@ -22,9 +22,11 @@ def fake(monkeypatch):
     import types
 
     from spsbench.engines import vllm as vllm_engine
-    from spsbench.engines import vllm_replicas
+    from spsbench.engines import vllm_replicas, vllm_scores
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    # The entropy recorder subclasses vLLM's LogitsProcessor (vllm.v1...), which the fake module has not.
+    monkeypatch.setattr(vllm_scores, "processor_class", lambda: type("TokenEntropies", (), {}))
     monkeypatch.setattr(vllm_replicas, "VLLM_MODULE", "tests.fake_vllm")        # what the replica processes import
     monkeypatch.setattr(vllm_engine, "_cuda_available", lambda: False)
     monkeypatch.setattr(vllm_engine, "busy_cpus", lambda: 0.0)
