@@ -28,10 +28,11 @@ from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
-from spsbench.engines import vllm_scores
+from spsbench.engines import vllm_replicas, vllm_scores
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
 from spsbench.engines.chat import encode_prompt
 from spsbench.engines.options import Opt, check_options
+from spsbench.engines.vllm_common import Result, output_fields, unbound_threads_env
 from spsbench.errors import EngineError
 from spsbench.models import resolve_model
 from spsbench.quiet import status
@@ -192,10 +193,6 @@ class VLLMEngine:
             yield from _completions(chunks[i], results, encoded)
 
 
-
-Result = tuple[str, int, str, int, tuple[int, ...]]   # text, completion tokens, finish reason, prompt tokens, ids
-
-
 def _score_processor() -> dict[str, Any]:
     """`logits_processors` for `LLM()`: the entropy recorder, when the engine core runs in this process."""
     if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
@@ -221,12 +218,6 @@ def _with_scores(completion: Completion, out: Any) -> Completion:
     return dataclasses.replace(completion, token_logprobs=logprobs if len(logprobs) == len(ids) else (),
                                token_entropies=entropies or ())
 
-
-def output_fields(out: Any) -> Result:
-    """The parts of a vLLM RequestOutput spsbench keeps (picklable, for replica processes too)."""
-    best = out.outputs[0]
-    ids = tuple(int(i) for i in best.token_ids)
-    return best.text, len(ids), best.finish_reason or "length", len(out.prompt_token_ids or ()), ids
 
 def sample_params(s: Sample, sampling: SamplingConfig) -> dict[str, Any]:
     """`vllm.SamplingParams` keyword arguments of one sample: n=1 with its own seed."""
@@ -327,11 +318,6 @@ def cpu_env_defaults(kv_space_gib: Any = 2) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-def unbound_threads_env(n: int) -> dict[str, str]:
-    """Environment for n unbound OpenMP threads (vLLM's own binding pins one thread per core)."""
-    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(n)}
-
-
 def _unbind_threads(n: int) -> None:
     import torch
 
@@ -344,8 +330,6 @@ def _unbind_threads(n: int) -> None:
 def _start_replicas(model_id: str, kwargs: dict[str, Any], dp: int, on_cpu: bool) -> tuple[Any, Any]:
     """data_parallel_size replicas in their own processes, and the tokenizer for prompts in this one."""
     from transformers import AutoTokenizer
-
-    from spsbench.engines import vllm_replicas  # it imports this module: lazily, one way
 
     envs = vllm_replicas.replica_envs(dp, int(kwargs["tensor_parallel_size"]), on_cpu)
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=bool(kwargs["trust_remote_code"]))

@@ -31,6 +31,7 @@ from typing import Any
 
 from spsbench.engines import vllm as ve
 from spsbench.engines.options import check_options
+from spsbench.engines.vllm_common import unbound_threads_env
 from spsbench.errors import EngineError
 from spsbench.models import DEFAULT_MODEL_NAME, resolve_model
 
@@ -117,7 +118,7 @@ def server_env(on_cpu: bool, kv_space_gib: Any, threads: int) -> dict[str, str]:
     if saved["VLLM_LOGGING_LEVEL"] is None:
         env["VLLM_LOGGING_LEVEL"] = "INFO"             # a server's log is its only interface
     if on_cpu and threads and "VLLM_CPU_OMP_THREADS_BIND" not in env:
-        env |= ve.unbound_threads_env(threads)
+        env |= unbound_threads_env(threads)
     return env
 
 
