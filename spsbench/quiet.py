@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from spsbench.system import restored_environ
+
 # Set while quiet (and restored): vLLM then adds no handler of its own (its records reach our file
 # through the root logger), and third-party tqdm bars ("Loading safetensors ...") stay off.
 QUIET_ENV = {"VLLM_CONFIGURE_LOGGING": "0", "TQDM_DISABLE": "1"}
@@ -247,14 +249,7 @@ def _records_to(log) -> Iterator[None]:
 @contextlib.contextmanager
 def _env(values: dict[str, str]) -> Iterator[None]:
     """Set defaults (the user's own settings win) and restore the environment afterwards."""
-    before = {k: os.environ.get(k) for k in values}
-    for key, value in values.items():
-        os.environ.setdefault(key, value)
-    try:
+    with restored_environ(values):
+        for key, value in values.items():
+            os.environ.setdefault(key, value)
         yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -19,6 +19,7 @@ engine core runs in this process, each position's entropy from a logits processo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -36,7 +37,7 @@ from spsbench.engines.vllm_common import Result, output_fields, unbound_threads_
 from spsbench.errors import EngineError
 from spsbench.models import resolve_model
 from spsbench.quiet import status
-from spsbench.system import busy_cpus, cpu_auto_dtype, package_versions
+from spsbench.system import busy_cpus, cpu_auto_dtype, package_versions, restored_environ
 
 OPTIONS: dict[str, Any] = {
     "dtype": "auto",                  # auto (CPU: bf16 if native, else fp32; GPU: the model's) | bf16 | fp16 | fp32
@@ -104,7 +105,8 @@ class VLLMEngine:
         self.dtype, self.enforce_eager = kwargs["dtype"], kwargs["enforce_eager"]
         self.chunked_prefill = kwargs.get("enable_chunked_prefill")     # None: vLLM's default
         self._torch_threads, self._set_threads = _torch_threads()
-        self._env_before = {k: os.environ.get(k) for k in ENV_KEYS}
+        self._env = contextlib.ExitStack()      # ENV_KEYS put back by _restore()
+        self._env.enter_context(restored_environ(ENV_KEYS))
         self.llm = self.replicas = None
         self.data_parallel_size = int(opts["data_parallel_size"])
         try:
@@ -157,11 +159,7 @@ class VLLMEngine:
     def _restore(self) -> None:
         """Undo the environment and torch thread count set for vLLM (in single-process mode vLLM drops
         torch to 1 intra-op thread for serving): a later HF engine or training step gets them back."""
-        for key, value in self._env_before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        self._env.close()
         if self._torch_threads:
             import torch
 
