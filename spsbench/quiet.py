@@ -32,7 +32,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -156,6 +156,46 @@ def live_display(progress: Any) -> Iterator[Any]:
         yield progress
     finally:
         _live.remove(progress)
+
+
+class ProgressBars:
+    """Progress bars (rich) on the terminal, even while engine output goes to the log; everything is a
+    no-op when disabled. While open it is the live display: warnings and status lines print above it.
+
+    `bar(label, total)` adds one bar and returns the function that advances it by a count."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=Console(file=terminal()),
+                                     redirect_stderr=False)     # library output on sys.stderr stays in the log
+        self._live = contextlib.ExitStack()
+
+    def __enter__(self) -> ProgressBars:
+        if self.progress is not None:
+            self.progress.start()
+            self._live.enter_context(live_display(self.progress))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self._live.close()
+            self.progress.stop()
+
+    def bar(self, label: str, total: int) -> Callable[[int], None]:
+        if self.progress is None:
+            return lambda count: None
+        task = self.progress.add_task(label, total=total)
+        return lambda count: self.progress.advance(task, count)
+
+    def note(self, text: str) -> None:
+        """One line above the bars (nothing when disabled)."""
+        if self.progress is not None:
+            self.progress.console.print(text)
 
 
 def _show(line: str, style: str | None = None) -> None:

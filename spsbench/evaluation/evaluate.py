@@ -36,7 +36,7 @@ from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelT
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy, shared_pool
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
 from spsbench.models import resolve_model, weights_hash
-from spsbench.quiet import live_display, terminal
+from spsbench.quiet import ProgressBars
 from spsbench.store import SampleRow, Store
 from spsbench.tasks import Problem, Task, load_spec, load_task
 
@@ -258,13 +258,15 @@ def _grade_and_store(db: Store, eval_id: int, task: Task, stream: Iterator[Compl
     """Feed completions (from an engine, or stored ones to re-grade) to the grading writer thread."""
     problems = {p.id: p for p in task.problems}
     source = "re-grading stored completions" if regrade else "generating"
-    with _Bars(req.progress, task.spec.name, total, source) as bars:
-        writer = _Writer(db, eval_id, problems, task.spec.grader, (req.grader_workers or 1, req.grading), bars)
+    with ProgressBars(req.progress) as bars:
+        generated = bars.bar(f"{task.spec.name}: {source}", total)
+        graded = bars.bar(f"{task.spec.name}: grading + storing", total)
+        writer = _Writer(db, eval_id, problems, task.spec.grader, (req.grader_workers or 1, req.grading), graded)
         writer.start()
         try:
             for completion in stream:
                 writer.put(completion)
-                bars.generated(1)
+                generated(1)
         finally:
             writer.finish()     # on error or Ctrl-C too: what was generated is graded and committed
     return writer.stored
@@ -274,9 +276,9 @@ class _Writer(threading.Thread):
     """Grades completions in batches and commits them; the only user of its GraderPool and Store calls."""
 
     def __init__(self, db: Store, eval_id: int, problems: dict[str, Problem], kind: str, pool: tuple[int, GradingPolicy],
-                 bars: _Bars) -> None:
+                 graded: Callable[[int], None]) -> None:
         super().__init__(name="spsbench-grader", daemon=True)
-        self.db, self.eval_id, self.problems, self.kind, self.bars = db, eval_id, problems, kind, bars
+        self.db, self.eval_id, self.problems, self.kind, self.graded = db, eval_id, problems, kind, graded
         self.workers, self.policy = pool
         self.queue: queue.Queue = queue.Queue()
         self.stored = 0
@@ -326,7 +328,7 @@ class _Writer(threading.Thread):
                           c.finish_reason, g.extracted, str(g.outcome))
                 for c, p, g in zip(batch, probs, grades, strict=True)]
         self.stored += self.db.add_samples(self.eval_id, rows)
-        self.bars.graded(len(rows))
+        self.graded(len(rows))
 
 
 def _warm_grader(workers: int, policy: GradingPolicy | None = None) -> None:
@@ -336,43 +338,6 @@ def _warm_grader(workers: int, policy: GradingPolicy | None = None) -> None:
         with contextlib.suppress(Exception), shared_pool(policy, workers) as pool:
             pool.grade_many([GradeRequest("\\boxed{1}", "1")])
     threading.Thread(target=warm, name="spsbench-grader-warmup", daemon=True).start()
-
-
-class _Bars:
-    """Generation and grading progress bars (rich, on the terminal's stderr even while engine output goes
-    to the log, `spsbench.quiet`); no-ops when progress is off."""
-
-    def __init__(self, enabled: bool, label: str, total: int, source: str = "generating") -> None:
-        self._progress = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=Console(file=terminal()),
-                                      redirect_stderr=False)     # library output on sys.stderr stays in the log
-            self._gen = self._progress.add_task(f"{label}: {source}", total=total)
-            self._grade = self._progress.add_task(f"{label}: grading + storing", total=total)
-
-    def __enter__(self) -> _Bars:
-        if self._progress is not None:
-            self._progress.start()
-            self._live = live_display(self._progress)      # warnings meanwhile print above the bars
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._live.__exit__(None, None, None)
-            self._progress.stop()
-
-    def generated(self, count: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._gen, count)
-
-    def graded(self, count: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._grade, count)
 
 
 # --------------------------------------------------------------------------- scores
