@@ -37,7 +37,8 @@ DEFAULT_ENGINE = "auto"
 DEFAULT_TASKS = ("arith",)
 DEFAULT_MAX_TOKENS = 96
 MAX_TOKENS = 4096             # with a MODEL: long enough for reasoning models' answers
-SAMPLING_DEFAULTS = {"temperature": 0.7, "top_p": 1.0, "seed": 0}
+# Flags whose default is SamplingConfig's own (the one place the sampling defaults are written).
+SAMPLING_FLAGS = ("temperature", "top_p", "seed")
 # A run folder's recorded evaluation setting (spsbench_run.json) fills these flags when not given.
 RECORDED = ("tasks", "n", "temperature", "top_p", "max_tokens", "seed", "k", "limit")
 
@@ -55,12 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, help="Samples per problem (default: each task's n).")
     parser.add_argument("--k", help="Comma-separated k for pass@k, each <= n (powers of two up to n are "
                                     "always reported).")
-    parser.add_argument("--temperature", type=float, help="Sampling temperature (default 0.7).")
-    parser.add_argument("--top-p", type=float, help="Nucleus sampling mass (default 1.0).")
+    parser.add_argument("--temperature", type=float,
+                        help=f"Sampling temperature (default {SamplingConfig.temperature}).")
+    parser.add_argument("--top-p", type=float, help=f"Nucleus sampling mass (default {SamplingConfig.top_p}).")
     parser.add_argument("--max-tokens", type=int,
                         help=f"Max new tokens per sample (default {MAX_TOKENS}; {DEFAULT_MAX_TOKENS} for the "
                              "embedded default).")
-    parser.add_argument("--seed", type=int, help="Base seed (per-sample seeds derive from it; default 0).")
+    parser.add_argument("--seed", type=int,
+                        help=f"Base seed (per-sample seeds derive from it; default {SamplingConfig.seed}).")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="Stop string (repeatable).")
     parser.add_argument("--chat-template", choices=("auto", "on", "off"), default="auto",
                         help="Apply the model's chat template: auto (if it has one), on, off.")
@@ -236,9 +239,9 @@ def _sampling_groups(args: argparse.Namespace, tasks: list[str]) -> list[tuple[S
     for task in tasks:
         n = args.n if args.n is not None else load_spec(task).n
         by_n.setdefault(n, []).append(task)
-    given = {k: getattr(args, k) for k in SAMPLING_DEFAULTS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in SAMPLING_FLAGS if getattr(args, k) is not None}
     return [(SamplingConfig(n=n, max_tokens=max_tokens, stop=tuple(args.stop), chat_template=args.chat_template,
-                            **(SAMPLING_DEFAULTS | given)), tasks)
+                            **given), tasks)
             for n, tasks in by_n.items()]
 
 
