@@ -32,6 +32,7 @@ from spsbench.config import SamplingConfig
 from spsbench.engines import vllm_replicas, vllm_scores
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
 from spsbench.engines.chat import encode_prompt
+from spsbench.engines.local import LocalEngine
 from spsbench.engines.options import Opt, check_options
 from spsbench.engines.vllm_common import Result, output_fields, unbound_threads_env
 from spsbench.errors import EngineError
@@ -89,10 +90,12 @@ DTYPES = {"auto": "auto", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "f
           "float16": "float16", "fp32": "float32", "float32": "float32"}
 
 
-class VLLMEngine:
+class VLLMEngine(LocalEngine):
     """vllm.LLM behind the Engine interface."""
 
     name = "vllm"
+    OPTIONS = OPTIONS
+    KINDS = KINDS
 
     def __init__(self, model: str, **options: Any) -> None:
         opts = check_options(self.name, options, OPTIONS, KINDS)

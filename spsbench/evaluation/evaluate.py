@@ -20,14 +20,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig, sample_seed
-from spsbench.engines import load_engine
+from spsbench.engines import engine_class, load_stored
 from spsbench.engines.base import Completion, Engine, GenRequest
-from spsbench.errors import ConfigError, StoreError
+from spsbench.errors import StoreError
 from spsbench.evaluation.budget import BudgetResolver
 from spsbench.evaluation.identity import find_existing
 from spsbench.evaluation.provenance import provenance as session_provenance
@@ -35,7 +34,6 @@ from spsbench.evaluation.provenance import tag_fields
 from spsbench.evaluation.records import EvalKey, EvalRequest, EvalResult, ModelTags, Scores, check_ks
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy, shared_pool
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
-from spsbench.models import resolve_model, weights_hash
 from spsbench.quiet import ProgressBars
 from spsbench.store import SampleRow, Store
 from spsbench.tasks import Problem, Task, load_spec, load_task
@@ -153,23 +151,13 @@ def _limited(task: Task, limit: int | None) -> Task:
 
 
 def _identify(model: str | None, engine: str, options: Mapping[str, Any]) -> tuple[str, str]:
-    """(path as stored, weights hash): a resolved folder or hub id, or '<base_url>#<name>' for servers."""
-
-    if engine == "openai":
-        if not model:
-            raise ConfigError("engine openai needs MODEL: the model name the server serves")
-        # Several servers of one model (URL1,URL2,...) give the same samples as one: the first names the
-        # model, so an evaluation continues whichever servers are added or dropped after it.
-        base = str(options.get("base_url", "http://127.0.0.1:8000/v1")).split(",")[0].strip().rstrip("/")
-        return f"{base}#{model}", ""
-    path = resolve_model(None if model in (None, "", "default") else model)
-    return path, weights_hash(path) if Path(path).is_dir() else ""
+    """(path as stored, weights hash), as the engine identifies the model (engines.base.EngineBase)."""
+    return engine_class(engine).identify(model, options)
 
 
 def _default_factory(options: Mapping[str, Any]) -> EngineFactory:
     def load(engine: str, model_path: str) -> Engine:
-        name = model_path.partition("#")[2] if engine == "openai" else model_path
-        return load_engine(engine, name, **options)
+        return load_stored(engine, model_path, **options)
     return load
 
 
