@@ -15,6 +15,8 @@ from typing import Any
 from spsbench import paths
 from spsbench.commands import output_console
 from spsbench.config import SamplingConfig
+from spsbench.engines import DEFAULT_ENGINE, DEFAULT_SERVED_ENGINE, engine_names
+from spsbench.engines.servers import DEFAULT_BASE_URL
 from spsbench.errors import CheckpointError, ConfigError
 from spsbench.evaluation.evaluate import SharedEngine, evaluate, score_table
 from spsbench.evaluation.records import EvalRequest, EvalResult
@@ -29,10 +31,6 @@ ENGINE_LOG = "engine.log"     # beside the store: vLLM / torch / transformers ou
 
 HELP = "Evaluate a model, a run folder of checkpoints, or a served model (Pass@k, Avg@n) into the store."
 
-# Engine used when --engine is not given: "auto" = vllm when installed (the main engine: ~3x the tokens/s
-# of hf on the embedded default here), falling back to hf if vLLM is missing or cannot start
-# (spsbench.engines.load_engine).
-DEFAULT_ENGINE = "auto"
 # The embedded default (`spsbench eval` with no MODEL): task and length budget; n and k are the task's.
 DEFAULT_TASKS = ("arith",)
 DEFAULT_MAX_TOKENS = 96
@@ -70,10 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lenient", action="store_true",
                         help="Lenient grading: without a \\boxed{} or 'answer is' anchor, fall back to the last "
                              "number (stored as a separate evaluation; default strict).")
-    parser.add_argument("--engine", choices=("auto", "vllm", "hf", "openai"),
+    # Without --engine: auto = vllm when installed (the main engine: ~3x the tokens/s of hf on the embedded
+    # default here), falling back to hf if vLLM is missing or cannot start (spsbench.engines.auto).
+    parser.add_argument("--engine", choices=engine_names(),
                         help="Generation engine (default auto: vllm if installed and it starts, else hf).")
     parser.add_argument("--base-url", help="OpenAI-compatible server for --engine openai "
-                                           "(e.g. http://127.0.0.1:8000/v1), or several serving the same "
+                                           f"(e.g. {DEFAULT_BASE_URL}), or several serving the same "
                                            "model, comma-separated: samples are spread over them.")
     parser.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="Engine option (repeatable), e.g. dtype=fp32, batch_size=32, concurrency=16, "
@@ -147,7 +147,7 @@ def make_plan(args: argparse.Namespace) -> EvalPlan:
     tasks = [t for t in (args.tasks or "").split(",") if t.strip()] + list(args.task_file)
     tasks = [t.strip() for t in tasks] or list(DEFAULT_TASKS)
     _check_data_names(tasks, data)
-    engine = args.engine or ("openai" if args.base_url else DEFAULT_ENGINE)
+    engine = args.engine or (DEFAULT_SERVED_ENGINE if args.base_url else DEFAULT_ENGINE)
     template = dict(engine=engine, engine_options=engine_options(args), data=data, ks=_int_list(args.k, "--k"),
                     store=Path(args.store or paths.default_store_path()), limit=args.limit,
                     progress=not args.quiet, grading=GradingPolicy(strict=not args.lenient))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spsbench.config import SamplingConfig
+from spsbench.engines import ENGINES, accepts_option
 from spsbench.errors import ConfigError
 from spsbench.validate import check_fields, number, text
 
@@ -43,7 +44,7 @@ class EvalConfig:
     top_p: float = _f(SamplingConfig.top_p, "Nucleus sampling mass.")
     max_tokens: int = _f(256, "Max new tokens per evaluation sample.")
     seed: int = _f(SamplingConfig.seed, "Base sampling seed.")
-    engine: str = _f("hf", "Generation engine for evaluation: hf | vllm | auto | openai.")
+    engine: str = _f("hf", f"Generation engine for evaluation: {' | '.join(ENGINES)}.")
     engine_options: dict[str, Any] = _f({}, "Engine options, like `spsbench eval --engine-opt`. For vllm and "
                                             f"auto, gpu_memory_utilization defaults to {EVAL_GPU_MEMORY_UTILIZATION} "
                                             "(beside the training job on the same GPU), not vLLM's 0.9.")
@@ -65,7 +66,7 @@ class EvalConfig:
             self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
         if self.mode not in EVAL_MODES:
             raise ConfigError(f"eval.mode: must be one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
-        if self.engine in ("vllm", "auto"):
+        if accepts_option(self.engine, "gpu_memory_utilization"):
             self.engine_options = {"gpu_memory_utilization": EVAL_GPU_MEMORY_UTILIZATION, **(self.engine_options or {})}
         self._check_values()
 
