@@ -113,3 +113,17 @@ def test_a_registered_engine_evaluates_by_name(registered, tmp_path, capsys):
         db.close()
     assert (ev.engine, ev.model_path, ev.n) == ("echo", "echo://m1", 2)     # as the class identifies them
     assert len(samples) == 6 and {s["completion"] for s in samples} == {"\\boxed{12}"}
+
+
+def test_every_registered_engine_answers_for_itself():
+    """Each registry line names a class whose `name` is its key and whose pre-load answers exist (served
+    engines have their own identity and prompt counter; the others inherit LocalEngine's)."""
+    from spsbench.engines.local import LocalEngine
+
+    for name in engines.ENGINES:
+        engine = engines.engine_class(name)
+        assert engine.name == name and issubclass(engine, EngineBase)
+        assert engine.served or issubclass(engine, LocalEngine)
+        assert set(engine.option_kinds()) >= set(engine.OPTIONS)
+    assert engines.engine_names(served=True) == ("openai",)
+    assert engines.DEFAULT_ENGINE in engines.ENGINES and engines.DEFAULT_SERVED_ENGINE in engines.engine_names(True)
