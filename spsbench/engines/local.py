@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from spsbench.engines.base import EngineBase, ModelIdentity, PromptCounter
+from spsbench.engines.base import EngineBase, ModelIdentity, PromptCounter, local_identity
 from spsbench.engines.budget import context_length, load_tokenizer, longest_prompt
-from spsbench.models import resolve_model, weights_hash
+from spsbench.models import resolve_model
 
 
 class LocalEngine(EngineBase):
@@ -26,7 +25,7 @@ class LocalEngine(EngineBase):
     def identify(cls, model: str | None, options: Mapping[str, Any]) -> ModelIdentity:
         """The resolved folder or hub id (None or "default": the embedded default model) and its weights hash."""
         path = resolve_model(None if model in (None, "", "default") else model)
-        return ModelIdentity(path, weights_hash(path) if Path(path).is_dir() else "")
+        return ModelIdentity(path, local_identity(path)["weights_hash"])
 
     @classmethod
     def prompt_counter(cls, model_path: str, options: Mapping[str, Any]) -> PromptCounter:
