@@ -32,11 +32,13 @@ SAMPLING = SamplingConfig(n=2, max_tokens=8)
 def test_the_watch_waits_for_the_marker_train_writes():
     import ast
 
-    # Read, not imported (the trainer module pulls in transformers): the constant train writes.
+    # Read, not imported (the trainer module pulls in transformers): the marker train writes is the one the
+    # watch waits for, by name (train.preempt takes it from spsbench.paths, not from a copy of the string).
     tree = ast.parse((Path(scan.__file__).parent.parent / "train" / "preempt.py").read_text())
-    values = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
-              if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    assert paths.CHECKPOINT_COMPLETE == values["COMPLETE"]
+    values = {t.id: ast.unparse(n.value) for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+              if isinstance(t, ast.Name)}
+    assert values["COMPLETE"] == "paths.CHECKPOINT_COMPLETE"
+    assert paths.CHECKPOINT_COMPLETE == "spsbench_checkpoint_complete"
 
 
 def watch(run: Path, store: Path, factory, console_out: io.StringIO, until_idle: float = 1.5):
