@@ -32,10 +32,12 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from spsbench.system import restored_environ
 
 # Set while quiet (and restored): vLLM then adds no handler of its own (its records reach our file
 # through the root logger), and third-party tqdm bars ("Loading safetensors ...") stay off.
@@ -156,6 +158,46 @@ def live_display(progress: Any) -> Iterator[Any]:
         _live.remove(progress)
 
 
+class ProgressBars:
+    """Progress bars (rich) on the terminal, even while engine output goes to the log; everything is a
+    no-op when disabled. While open it is the live display: warnings and status lines print above it.
+
+    `bar(label, total)` adds one bar and returns the function that advances it by a count."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=Console(file=terminal()),
+                                     redirect_stderr=False)     # library output on sys.stderr stays in the log
+        self._live = contextlib.ExitStack()
+
+    def __enter__(self) -> ProgressBars:
+        if self.progress is not None:
+            self.progress.start()
+            self._live.enter_context(live_display(self.progress))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self._live.close()
+            self.progress.stop()
+
+    def bar(self, label: str, total: int) -> Callable[[int], None]:
+        if self.progress is None:
+            return lambda count: None
+        task = self.progress.add_task(label, total=total)
+        return lambda count: self.progress.advance(task, count)
+
+    def note(self, text: str) -> None:
+        """One line above the bars (nothing when disabled)."""
+        if self.progress is not None:
+            self.progress.console.print(text)
+
+
 def _show(line: str, style: str | None = None) -> None:
     if _live:
         _live[-1].console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
@@ -247,14 +289,7 @@ def _records_to(log) -> Iterator[None]:
 @contextlib.contextmanager
 def _env(values: dict[str, str]) -> Iterator[None]:
     """Set defaults (the user's own settings win) and restore the environment afterwards."""
-    before = {k: os.environ.get(k) for k in values}
-    for key, value in values.items():
-        os.environ.setdefault(key, value)
-    try:
+    with restored_environ(values):
+        for key, value in values.items():
+            os.environ.setdefault(key, value)
         yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

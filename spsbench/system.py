@@ -1,10 +1,29 @@
 """Facts about this machine and its packages: installed versions (provenance), CPU features that decide
-the CPU dtype, and how busy the CPUs are right now (thread counts)."""
+the CPU dtype, how busy the CPUs are right now (thread counts); and `restored_environ`, the one way a
+change to this process's environment is undone."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
 import time
+from collections.abc import Iterable, Iterator
+
+
+@contextlib.contextmanager
+def restored_environ(keys: Iterable[str]) -> Iterator[dict[str, str | None]]:
+    """Snapshot `keys` of os.environ (yielded: key -> value, None when unset) and put them back on exit,
+    whatever the body set or removed, also when it raises."""
+    saved = {key: os.environ.get(key) for key in keys}
+    try:
+        yield dict(saved)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def package_versions(*names: str) -> dict[str, str]:

@@ -1,10 +1,23 @@
 """A stand-in for the `vllm` module in spawned replica processes (spsbench.engines.vllm_replicas): each
-sample's text depends only on its seed; `FAKE_VLLM_FAIL` makes LLM() fail like a replica out of memory."""
+sample's text depends only on its seed; `FAKE_VLLM_FAIL` makes LLM() fail like a replica out of memory.
+`install` puts a fake module where the in-process engine looks for vLLM."""
 
 from __future__ import annotations
 
 import os
+import sys
 from types import SimpleNamespace as NS
+from typing import Any
+
+
+def install(monkeypatch: Any, module: Any) -> Any:
+    """`module` as `vllm` for this test, and a stand-in for the engine's entropy recorder, whose base class
+    (vLLM's LogitsProcessor, under vllm.v1) a fake module has not."""
+    from spsbench.engines import vllm_scores
+
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    monkeypatch.setattr(vllm_scores, "processor_class", lambda: type("TokenEntropies", (), {}))
+    return module
 
 
 def SamplingParams(**kwargs):  # noqa: N802 - the name vLLM uses

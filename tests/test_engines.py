@@ -440,13 +440,13 @@ class _FakeLLM:
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    import sys
     import types
 
     from spsbench.engines import vllm as vllm_engine
+    from tests.fake_vllm import install
 
-    module = types.SimpleNamespace(LLM=_FakeLLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw))
-    monkeypatch.setitem(sys.modules, "vllm", module)
+    module = install(monkeypatch, types.SimpleNamespace(LLM=_FakeLLM,
+                                                         SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))
     monkeypatch.setattr(vllm_engine, "_cuda_available", lambda: False)
     monkeypatch.setattr(vllm_engine, "busy_cpus", lambda: 1.0)        # a shared machine: cpu_threads=auto unbinds
     for var in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_ENABLE_V1_MULTIPROCESSING",

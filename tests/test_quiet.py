@@ -116,9 +116,9 @@ def server_cannot_count_prompt_tokens(ctx):
     from spsbench.evaluation.budget import BudgetResolver
     from spsbench.tasks import load_task
 
-    resolver = BudgetResolver("openai", "http://127.0.0.1:9/v1#m", {})
-    resolver.__dict__["_server"] = SimpleNamespace(base_url="http://127.0.0.1:9/v1", context=4096,
-                                                   longest=lambda prompts, template: None)
+    resolver = BudgetResolver("openai", "http://127.0.0.1:9/v1#m", {"base_url": "http://127.0.0.1:9/v1"})
+    resolver.counter.__dict__["card"] = {"id": "m", "max_model_len": 4096}     # what GET /models said
+    resolver.counter._tokenize = lambda prompt, template: None                   # and no POST /tokenize
     resolver.sampling_for(load_task("arith", limit=1), SamplingConfig(max_tokens=8))
     return "cannot count prompt tokens"
 
@@ -129,7 +129,7 @@ def vllm_falls_back_to_hf(ctx):
 
     real = engines.engine_class
 
-    class NoVLLM:
+    class NoVLLM(real("vllm")):
         def __init__(self, model, **options):
             raise EngineError("engine vllm: cannot start: no memory for the KV cache")
 

@@ -174,13 +174,12 @@ class _FakeLLM:
 
 def test_checkpoint_that_vllm_cannot_start_on_is_skipped_and_the_rest_run(tmp_path, tiny_model_dir, store_path,
                                                                           monkeypatch):
-    import sys
     import types
 
     from spsbench.engines import vllm as vllm_engine
+    from tests.fake_vllm import install
 
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(
-        LLM=_FakeLLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))
+    install(monkeypatch, types.SimpleNamespace(LLM=_FakeLLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))
     monkeypatch.setattr(vllm_engine, "_cuda_available", lambda: False)
     run = tmp_path / "run"
     for step in (10, 20, 30):

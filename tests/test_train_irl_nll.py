@@ -89,9 +89,19 @@ def test_irl_nll_runs_under_the_prepared_models_mixed_precision(tmp_path, fresh_
     """accelerate puts bf16 autocast inside the prepared model's forward, which the IRL loss replaces: with the
     accelerator's autocast passed in, the IRL matmuls run in bf16 as the RL forward's do (weights stay fp32)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from transformers import AutoModelForCausalLM
 
-    accelerator = Accelerator(mixed_precision="bf16", cpu=True)
+    # An in-process Trainer earlier in the session leaves accelerate's process-wide state set (fp32), and
+    # accelerate refuses another mixed precision then: start from a clean state, and leave one behind.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        _irl_under_bf16_autocast(Accelerator(mixed_precision="bf16", cpu=True), tmp_path, AutoModelForCausalLM)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _irl_under_bf16_autocast(accelerator, tmp_path, AutoModelForCausalLM) -> None:  # noqa: N803
     model = accelerator.prepare(AutoModelForCausalLM.from_pretrained(tiny_model(tmp_path / "m", hidden=48)))
     batch = rows()
     ids = torch.tensor([batch[0]["prompt_ids"] + batch[0]["completion_ids"]])

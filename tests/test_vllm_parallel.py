@@ -3,7 +3,6 @@ run in spawned processes; here they load tests/fake_vllm.py instead of vLLM, so 
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
 import pytest
@@ -12,7 +11,7 @@ from spsbench.config import SamplingConfig, sample_seed
 from spsbench.engines import check_engine_options, load_engine
 from spsbench.engines.base import GenRequest
 from spsbench.errors import EngineError
-from tests.fake_vllm import LLM, SamplingParams
+from tests.fake_vllm import LLM, SamplingParams, install
 
 SAMPLING = SamplingConfig(n=3, temperature=1.0, max_tokens=8, chat_template="off")
 
@@ -24,7 +23,7 @@ def fake(monkeypatch):
     from spsbench.engines import vllm as vllm_engine
     from spsbench.engines import vllm_replicas
 
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    install(monkeypatch, types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     monkeypatch.setattr(vllm_replicas, "VLLM_MODULE", "tests.fake_vllm")        # what the replica processes import
     monkeypatch.setattr(vllm_engine, "_cuda_available", lambda: False)
     monkeypatch.setattr(vllm_engine, "busy_cpus", lambda: 0.0)

@@ -8,7 +8,7 @@ from spsbench import paths
 from spsbench.commands import output_console
 from spsbench.commands.eval import ENGINE_LOG, engine_options
 from spsbench.diagnostics.run import DiagConfig, run_diagnostics
-from spsbench.engines import check_engine_options
+from spsbench.engines import DEFAULT_ENGINE, check_engine_options, engine_names
 from spsbench.errors import ConfigError
 from spsbench.leaderboards.refresh import refresh
 from spsbench.leaderboards.snapshot import diag_setting
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "drawn for token entropy (sampled), or the evaluation when there is one (auto, default). Pick one "
         "source for every model to get one comparable column.",
     )
-    parser.add_argument("--engine", choices=("auto", "vllm", "hf"), default="auto",
+    parser.add_argument("--engine", choices=engine_names(served=False), default=DEFAULT_ENGINE,
                         help="Engine that generates the greedy and sampled completions, as in `spsbench eval` "
                         "(auto = vllm when installed). Log-probs and entropies are then scored with the "
                         "vocabulary projection in float32 (the body at the engine's precision).")

@@ -15,6 +15,8 @@ from typing import Any
 from spsbench import paths
 from spsbench.commands import output_console
 from spsbench.config import SamplingConfig
+from spsbench.engines import DEFAULT_ENGINE, DEFAULT_SERVED_ENGINE, engine_names
+from spsbench.engines.servers import DEFAULT_BASE_URL
 from spsbench.errors import CheckpointError, ConfigError
 from spsbench.evaluation.evaluate import SharedEngine, evaluate, score_table
 from spsbench.evaluation.records import EvalRequest, EvalResult
@@ -29,15 +31,12 @@ ENGINE_LOG = "engine.log"     # beside the store: vLLM / torch / transformers ou
 
 HELP = "Evaluate a model, a run folder of checkpoints, or a served model (Pass@k, Avg@n) into the store."
 
-# Engine used when --engine is not given: "auto" = vllm when installed (the main engine: ~3x the tokens/s
-# of hf on the embedded default here), falling back to hf if vLLM is missing or cannot start
-# (spsbench.engines.load_engine).
-DEFAULT_ENGINE = "auto"
 # The embedded default (`spsbench eval` with no MODEL): task and length budget; n and k are the task's.
 DEFAULT_TASKS = ("arith",)
 DEFAULT_MAX_TOKENS = 96
 MAX_TOKENS = 4096             # with a MODEL: long enough for reasoning models' answers
-SAMPLING_DEFAULTS = {"temperature": 0.7, "top_p": 1.0, "seed": 0}
+# Flags whose default is SamplingConfig's own (the one place the sampling defaults are written).
+SAMPLING_FLAGS = ("temperature", "top_p", "seed")
 # A run folder's recorded evaluation setting (spsbench_run.json) fills these flags when not given.
 RECORDED = ("tasks", "n", "temperature", "top_p", "max_tokens", "seed", "k", "limit")
 
@@ -55,22 +54,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, help="Samples per problem (default: each task's n).")
     parser.add_argument("--k", help="Comma-separated k for pass@k, each <= n (powers of two up to n are "
                                     "always reported).")
-    parser.add_argument("--temperature", type=float, help="Sampling temperature (default 0.7).")
-    parser.add_argument("--top-p", type=float, help="Nucleus sampling mass (default 1.0).")
+    parser.add_argument("--temperature", type=float,
+                        help=f"Sampling temperature (default {SamplingConfig.temperature}).")
+    parser.add_argument("--top-p", type=float, help=f"Nucleus sampling mass (default {SamplingConfig.top_p}).")
     parser.add_argument("--max-tokens", type=int,
                         help=f"Max new tokens per sample (default {MAX_TOKENS}; {DEFAULT_MAX_TOKENS} for the "
                              "embedded default).")
-    parser.add_argument("--seed", type=int, help="Base seed (per-sample seeds derive from it; default 0).")
+    parser.add_argument("--seed", type=int,
+                        help=f"Base seed (per-sample seeds derive from it; default {SamplingConfig.seed}).")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="Stop string (repeatable).")
     parser.add_argument("--chat-template", choices=("auto", "on", "off"), default="auto",
                         help="Apply the model's chat template: auto (if it has one), on, off.")
     parser.add_argument("--lenient", action="store_true",
                         help="Lenient grading: without a \\boxed{} or 'answer is' anchor, fall back to the last "
                              "number (stored as a separate evaluation; default strict).")
-    parser.add_argument("--engine", choices=("auto", "vllm", "hf", "openai"),
+    # Without --engine: auto = vllm when installed (the main engine: ~3x the tokens/s of hf on the embedded
+    # default here), falling back to hf if vLLM is missing or cannot start (spsbench.engines.auto).
+    parser.add_argument("--engine", choices=engine_names(),
                         help="Generation engine (default auto: vllm if installed and it starts, else hf).")
     parser.add_argument("--base-url", help="OpenAI-compatible server for --engine openai "
-                                           "(e.g. http://127.0.0.1:8000/v1), or several serving the same "
+                                           f"(e.g. {DEFAULT_BASE_URL}), or several serving the same "
                                            "model, comma-separated: samples are spread over them.")
     parser.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="Engine option (repeatable), e.g. dtype=fp32, batch_size=32, concurrency=16, "
@@ -144,7 +147,7 @@ def make_plan(args: argparse.Namespace) -> EvalPlan:
     tasks = [t for t in (args.tasks or "").split(",") if t.strip()] + list(args.task_file)
     tasks = [t.strip() for t in tasks] or list(DEFAULT_TASKS)
     _check_data_names(tasks, data)
-    engine = args.engine or ("openai" if args.base_url else DEFAULT_ENGINE)
+    engine = args.engine or (DEFAULT_SERVED_ENGINE if args.base_url else DEFAULT_ENGINE)
     template = dict(engine=engine, engine_options=engine_options(args), data=data, ks=_int_list(args.k, "--k"),
                     store=Path(args.store or paths.default_store_path()), limit=args.limit,
                     progress=not args.quiet, grading=GradingPolicy(strict=not args.lenient))
@@ -236,9 +239,9 @@ def _sampling_groups(args: argparse.Namespace, tasks: list[str]) -> list[tuple[S
     for task in tasks:
         n = args.n if args.n is not None else load_spec(task).n
         by_n.setdefault(n, []).append(task)
-    given = {k: getattr(args, k) for k in SAMPLING_DEFAULTS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in SAMPLING_FLAGS if getattr(args, k) is not None}
     return [(SamplingConfig(n=n, max_tokens=max_tokens, stop=tuple(args.stop), chat_template=args.chat_template,
-                            **(SAMPLING_DEFAULTS | given)), tasks)
+                            **given), tasks)
             for n, tasks in by_n.items()]
 
 

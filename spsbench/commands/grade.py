@@ -13,7 +13,7 @@ from typing import Any
 
 from spsbench.commands.selection import output
 from spsbench.errors import SpsbenchError
-from spsbench.grading import GradeRequest, GraderPool, GradingPolicy
+from spsbench.grading import GRADERS, GradeRequest, GraderPool, GradingPolicy
 from spsbench.validate import decode, one_line_gold, output_file, read_text
 from spsbench.validate import number as check_number
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", metavar="FILE",
                         help="Text file holding one completion ('-' or nothing: stdin).")
     parser.add_argument("--gold", help="Gold answer (LaTeX for math, a letter for mc).")
-    parser.add_argument("--kind", choices=("math", "mc"), default="math", help="Grader (default: math).")
+    parser.add_argument("--kind", choices=GRADERS, default="math", help="Grader (default: math).")
     parser.add_argument("--choices", metavar="N|JSON",
                         help="mc: number of options (e.g. 4) or a JSON list of option texts.")
     parser.add_argument("--jsonl", metavar="FILE",
@@ -122,8 +122,8 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
     if not isinstance(row["gold"], (str, int, float)) or isinstance(row["gold"], bool):
         raise SpsbenchError(f"{where}: field 'gold' must be a string or a number")
     one_line_gold(f"{where}: field 'gold'", str(row["gold"]), error=SpsbenchError)
-    if row.get("kind", "math") not in ("math", "mc"):
-        raise SpsbenchError(f"{where}: field 'kind' must be 'math' or 'mc', got {row['kind']!r}")
+    if row.get("kind", "math") not in GRADERS:
+        raise SpsbenchError(f"{where}: field 'kind' must be {' or '.join(map(repr, GRADERS))}, got {row['kind']!r}")
     row["_choices"] = _parse_choices(row.get("choices"), f"{where}: field 'choices'")
     return row
 

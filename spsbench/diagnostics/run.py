@@ -33,7 +33,7 @@ computed the per-token numbers (`scored_by`) are recorded in details; the settin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ from spsbench.diagnostics.targets import Target, resolve_targets, store_model_id
 from spsbench.engines import load_engine
 from spsbench.errors import SpsbenchError
 from spsbench.models import check_loadable
-from spsbench.quiet import live_display, terminal
+from spsbench.quiet import ProgressBars
 from spsbench.store import Store
 from spsbench.tasks import TaskSpec, load_task
 
@@ -126,7 +126,7 @@ def run_diagnostics(
     targets = resolve_targets(target, known, base)
     stored = {} if force else _stored_diagnostics(store)
     results: list[DiagResult] = []
-    with Bars(progress) as bars:
+    with ProgressBars(progress) as bars:
         for t in targets:
             mid = store_model_id(store, known, t)
             todo = {}
@@ -177,7 +177,7 @@ def _reusable(
 
 
 def _diagnose_model(
-    store: Store, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: Bars
+    store: Store, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: ProgressBars
 ) -> list[DiagResult]:
     """Generate with the engine, take the per-token log-probs (greedy) and entropies (samples) the engine
     computed while generating, score in one batched pass only what it could not give (the engine is
@@ -214,7 +214,7 @@ def _engine_scores(todo: dict[str, Any], drawn: dict[str, dict[str, Any]]) -> tu
 
 
 def _score_missing(
-    path: str, missing: list[tuple], parts: dict[tuple[str, str], list], engine_info: dict[str, Any], bars: Bars
+    path: str, missing: list[tuple], parts: dict[tuple[str, str], list], engine_info: dict[str, Any], bars: ProgressBars
 ) -> dict[str, Any]:
     """Score the completions the engine gave no per-token numbers for (a stored evaluation's texts, a
     multi-process or replicated vLLM) in one batched pass, into `parts`; returns what to record about it."""
@@ -229,7 +229,7 @@ def _score_missing(
     prompts: dict[str, list[int]] = {}
     pairs = [(prompts.setdefault(p.prompt, lm.encode(p.prompt)), ids) for _, _, _, p, ids in missing]
     with scoring_threads():
-        scored = score_pairs(lm, pairs, on_batch=bars.scoring(f"{Path(path).name}: scoring", len(pairs)))
+        scored = score_pairs(lm, pairs, on_batch=bars.bar(f"{Path(path).name}: scoring", len(pairs)))
     for (task, kind, index, _, _), s in zip(missing, scored, strict=True):
         parts[task, kind][index] = s
     by = f"spsbench scorer ({score_dtype} body, float32 projection and log-softmax)"
@@ -237,7 +237,7 @@ def _score_missing(
 
 
 def _draw_all(
-    store: Store, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: Bars
+    store: Store, path: str, model_id: int, todo: dict[str, Any], cfg: DiagConfig, bars: ProgressBars
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """{task: {"greedy": [Drawn], "samples": [Drawn], "samples_eval": eval row or None}} and the engine's
     description. The engine loads only when something must be generated."""
@@ -252,7 +252,7 @@ def _draw_all(
         info = engine.describe()
         for task, spec in todo.items():
             total = len(spec.problems) * (1 + (0 if reused[task] else cfg.n))
-            done = bars.generating(f"{Path(path).name} · {task}: generating", total)
+            done = bars.bar(f"{Path(path).name} · {task}: generating", total)
             greedy, samples = draw(engine, spec.problems, cfg.sampling(), tokenizer, eos, done, greedy=True,
                                    samples=not reused[task])
             ev = None
@@ -344,47 +344,3 @@ def _usable_stored_completions(
         return None
     found = _stored_completions(store, model_id, task, str(spec.spec.version), [str(p.id) for p in spec.problems])
     return found if found and any(len(v) > 1 for v in found[0].values()) else None
-
-
-class Bars:
-    """Generation and scoring progress (rich, on the terminal even while engine output goes to the log);
-    silent when disabled."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.progress = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=Console(file=terminal()),
-                                     redirect_stderr=False)     # library output on sys.stderr stays in the log
-
-    def __enter__(self) -> Bars:
-        if self.progress is not None:
-            self.progress.start()
-            # warnings and the engine's start-up status meanwhile print through it (one live display at a time)
-            self._live = live_display(self.progress)
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self._live.__exit__(None, None, None)
-            self.progress.stop()
-
-    def note(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text)
-
-    def generating(self, label: str, total: int) -> Callable[[int], None]:
-        return self._bar(label, total)
-
-    def scoring(self, label: str, total: int) -> Callable[[int], None]:
-        return self._bar(label, total)
-
-    def _bar(self, label: str, total: int) -> Callable[[int], None]:
-        if self.progress is None:
-            return lambda count: None
-        task = self.progress.add_task(label, total=total)
-        return lambda count: self.progress.advance(task, count)

@@ -9,6 +9,7 @@ from typing import Any
 
 from spsbench.config import SamplingConfig
 from spsbench.diagnostics.similarity import group_counts
+from spsbench.engines import DEFAULT_ENGINE
 from spsbench.errors import SpsbenchError
 from spsbench.store import EvalRow
 from spsbench.tasks import TaskSpec
@@ -27,7 +28,7 @@ class DiagConfig:
     seed: int = 0
     limit: int | None = None
     similarity_from: str = "auto"     # auto: the stored evaluation's completions when there are any
-    engine: str = "auto"              # the evaluation engine that generates (auto = vllm when installed)
+    engine: str = DEFAULT_ENGINE      # the evaluation engine that generates (auto = vllm when installed)
     engine_options: dict[str, Any] = field(default_factory=dict)
     samples_from: str = "auto"        # auto: a stored evaluation sampled at the entropy setting is reused
 

@@ -6,12 +6,13 @@ still missing, each with its own seed (spsbench.config.sample_seed), so resume i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from spsbench.config import SamplingConfig
+from spsbench.engines.options import Opt
 from spsbench.errors import EngineError
 from spsbench.models import weights_hash
 
@@ -50,7 +51,7 @@ class Completion:
 
 
 class Engine(Protocol):
-    name: str                      # "vllm" | "hf" | "openai"
+    name: str                      # what the store records as the engine (EngineBase.name)
 
     def describe(self) -> dict:
         """Provenance for the store: model path/id, weights hash if local, dtype, package versions."""
@@ -62,6 +63,67 @@ class Engine(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class ModelIdentity(NamedTuple):
+    """What the store records as the model: a resolved folder or hub id (or a served model's
+    '<base_url>#<name>') and the weights hash (empty where there are no local weights)."""
+
+    path: str
+    weights_hash: str
+
+
+class PromptCounter(Protocol):
+    """What an engine's model says about the completion budget, before the engine loads."""
+
+    @property
+    def context(self) -> int | None:
+        """The model's context in tokens; None when unknown (then nothing is clamped)."""
+        ...
+
+    def longest(self, prompts: list[str], chat_template: str) -> int | None:
+        """Tokens of the longest prompt as the engine will send it; None when it cannot be counted."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class EngineBase:
+    """What an engine class answers for itself, so no module outside `engines/` names an engine.
+
+    Before anything loads (class methods): its options, the identity the store records for a model
+    (`identify`; `model_to_load` turns that back into what the constructor takes), the model's context
+    and prompt token counts (`prompt_counter`), and whether the model is served over HTTP (`served`).
+    After it loads (instance methods, the `Engine` protocol): `describe`, `generate`, `close`.
+    Engines that run the model in this process derive from `engines.local.LocalEngine`."""
+
+    name: ClassVar[str]                      # what the store records as the engine
+    served: ClassVar[bool] = False           # True: MODEL is a name on an HTTP server, not weights here
+    OPTIONS: ClassVar[dict[str, Any]] = {}   # option -> default (`--engine-opt KEY=VALUE`)
+    KINDS: ClassVar[dict[str, Opt]] = {}     # option -> how its value is checked
+
+    @classmethod
+    def load(cls, model: str, **options: Any) -> Engine:
+        """The loaded engine for `model` (what `spsbench.engines.load_engine` returns)."""
+        return cls(model, **options)      # type: ignore[return-value]
+
+    @classmethod
+    def option_kinds(cls) -> dict[str, Opt]:
+        return cls.KINDS
+
+    @classmethod
+    def identify(cls, model: str | None, options: Mapping[str, Any]) -> ModelIdentity:
+        raise NotImplementedError(f"engine {cls.name}: identify")
+
+    @classmethod
+    def model_to_load(cls, stored: str) -> str:
+        """What the constructor takes for a model stored as `stored` (ModelIdentity.path)."""
+        return stored
+
+    @classmethod
+    def prompt_counter(cls, model_path: str, options: Mapping[str, Any]) -> PromptCounter:
+        raise NotImplementedError(f"engine {cls.name}: prompt_counter")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 from spsbench.config import SamplingConfig
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
 from spsbench.engines.chat import encode_prompt, eos_token_ids, trim_at_stop
+from spsbench.engines.local import LocalEngine
 from spsbench.engines.options import Opt, check_options
 from spsbench.errors import CheckpointError, EngineError, one_line
 from spsbench.models import resolve_model
@@ -49,10 +50,12 @@ DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float1
           "fp32": "float32", "float32": "float32"}
 
 
-class HFEngine:
+class HFEngine(LocalEngine):
     """transformers AutoModelForCausalLM behind the Engine interface."""
 
     name = "hf"
+    OPTIONS = OPTIONS
+    KINDS = KINDS
 
     def __init__(self, model: str, **options: Any) -> None:
         opts = check_options(self.name, options, OPTIONS, KINDS)

@@ -35,20 +35,29 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from spsbench.config import SamplingConfig
-from spsbench.engines.base import Completion, GenRequest, Sample, flatten
+from spsbench.engines.base import (
+    Completion,
+    EngineBase,
+    GenRequest,
+    ModelIdentity,
+    PromptCounter,
+    Sample,
+    flatten,
+)
 from spsbench.engines.options import Opt, check_options
-from spsbench.engines.servers import Server, ServerPool, split_urls
-from spsbench.errors import EngineError
+from spsbench.engines.server_card import ServerPromptCounter
+from spsbench.engines.servers import DEFAULT_BASE_URL, Server, ServerPool, split_urls
+from spsbench.errors import ConfigError, EngineError
 from spsbench.quiet import warn
 from spsbench.system import package_versions
 
 OPTIONS: dict[str, Any] = {
-    "base_url": "http://127.0.0.1:8000/v1",   # or URL1,URL2,...: servers of the same model share the samples
+    "base_url": DEFAULT_BASE_URL,   # or URL1,URL2,...: servers of the same model share the samples
     "api_key": None,             # default: $OPENAI_API_KEY, else "EMPTY" (what local servers accept)
     "concurrency": 8,            # max requests in flight per server
     "max_retries": 5,            # retries per sample on 429 / 5xx / connection errors
@@ -87,10 +96,30 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class OpenAIEngine:
+class OpenAIEngine(EngineBase):
     """An OpenAI-compatible server behind the Engine interface; `model` is the served model name."""
 
     name = "openai"
+    served = True
+    OPTIONS = OPTIONS
+    KINDS = KINDS
+
+    @classmethod
+    def identify(cls, model: str | None, options: Mapping[str, Any]) -> ModelIdentity:
+        """'<first base_url>#<served name>': several servers of one model (URL1,URL2,...) give the same
+        samples as one, so an evaluation continues whichever servers are added or dropped after it."""
+        if not model:
+            raise ConfigError(f"engine {cls.name} needs MODEL: the model name the server serves")
+        base = str(options.get("base_url", DEFAULT_BASE_URL)).split(",")[0].strip().rstrip("/")
+        return ModelIdentity(f"{base}#{model}", "")
+
+    @classmethod
+    def model_to_load(cls, stored: str) -> str:
+        return stored.partition("#")[2]
+
+    @classmethod
+    def prompt_counter(cls, model_path: str, options: Mapping[str, Any]) -> PromptCounter:
+        return ServerPromptCounter(cls.model_to_load(model_path), options)
 
     def __init__(self, model: str, **options: Any) -> None:
         import httpx
@@ -115,13 +144,13 @@ class OpenAIEngine:
         self._httpx = httpx
         self.endpoint = str(opts["endpoint"])
         self._no_chat_template = False        # learned from the server in endpoint=auto
-        self.served = [self._probe(server) for server in self.pool.servers][0]
-        self.extras = NEUTRAL_EXTRAS if _wants_neutral(str(opts["neutral_sampling"]), self.served, model) else {}
+        self.cards = [self._probe(server) for server in self.pool.servers][0]     # GET /models of the first
+        self.extras = NEUTRAL_EXTRAS if _wants_neutral(str(opts["neutral_sampling"]), self.cards, model) else {}
 
     # ------------------------------------------------------------------ Engine interface
 
     def describe(self) -> dict:
-        root = next((m.get("root") for m in self.served if m.get("id") == self.model), None)
+        root = next((m.get("root") for m in self.cards if m.get("id") == self.model), None)
         return {"engine": self.name, "model": self.model, "weights_hash": "", "base_url": self.base_url,
                 "servers": len(self.pool), "served_root": root, "endpoint": self.endpoint,
                 "sampling_extras": dict(self.extras),

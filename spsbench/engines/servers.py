@@ -18,6 +18,9 @@ from typing import Any
 
 from spsbench.errors import EngineError
 
+# Where an OpenAI-compatible server is looked for when no base_url is given (`spsbench serve`'s default).
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
 
 @dataclass(eq=False)
 class Server:

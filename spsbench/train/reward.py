@@ -13,7 +13,7 @@ from typing import Any
 from spsbench import grading
 from spsbench.errors import SpsbenchError, TrainingError
 
-KINDS = ("math", "mc")
+KINDS = grading.GRADERS          # every grader gives a reward: 1.0 exactly when it grades correct
 
 
 def completion_text(completion: Any) -> str:
