@@ -215,7 +215,7 @@ def test_index_pluralises_counts():
 
 
 def test_a_page_is_one_function_and_one_registry_line(monkeypatch):
-    """docs/how-to-add-records.md: a new page is a `build(site)` function plus one `Page` in `PAGES`."""
+    """docs/architecture.md, "How to add": a new page is a `build(site)` function plus one `Page` in `PAGES`."""
     from spsbench.leaderboards import refresh as refresh_module
 
     def tasks_page(site):

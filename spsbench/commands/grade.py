@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", metavar="FILE",
                         help="Text file holding one completion ('-' or nothing: stdin).")
     parser.add_argument("--gold", help="Gold answer (LaTeX for math, a letter for mc).")
-    parser.add_argument("--kind", choices=GRADERS, default="math", help="Grader (default: math).")
+    parser.add_argument("--kind", choices=tuple(GRADERS), default="math", help="Grader (default: math).")
     parser.add_argument("--choices", metavar="N|JSON",
                         help="mc: number of options (e.g. 4) or a JSON list of option texts.")
     parser.add_argument("--jsonl", metavar="FILE",

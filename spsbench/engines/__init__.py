@@ -4,7 +4,7 @@
 module, hence never torch, transformers or vllm). Each class answers for itself (engines/base.py
 `EngineBase`): its options, the model identity the store records, the model's context and prompt token
 counts, whether it is served over HTTP. The command line's `--engine` choices are `engine_names()`.
-Adding an engine is one module plus one line here (docs/how-to-add-engines.md).
+Adding an engine is one module plus one line here (docs/architecture.md, "How to add").
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ tuple is the cache key; finish() turns the verifier's result into a Grade. The t
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -16,7 +18,7 @@ from spsbench.grading.kinds import kind_verdict, unanswerable_gold
 from spsbench.grading.mc import grade_mc
 from spsbench.grading.normalize import normalize
 from spsbench.grading.sentence import after_last_copula
-from spsbench.grading.types import Grade, GradeRequest, GradingPolicy, Outcome
+from spsbench.grading.types import GRADERS, Grade, GradeRequest, GradingPolicy, Outcome
 from spsbench.grading.verify import Job, Result
 
 # A timed-out answer is verified once more with this many times the limit; only that second timeout is
@@ -47,8 +49,22 @@ def prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
 
 
 def _prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
-    if request.kind == "mc":
-        return Prepared(grade_mc(request.completion, request.gold, request.choices, policy.strict))
+    return grader(request.kind)(request, policy)
+
+
+def grader(kind: str) -> Callable[[GradeRequest, GradingPolicy], Prepared]:
+    """The registered `prepare` function of grader `kind` (types.GRADERS); Python caches the import."""
+    module, _, name = GRADERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def prepare_mc(request: GradeRequest, policy: GradingPolicy) -> Prepared:
+    """Multiple choice: the letter grade is final (no math-verify job)."""
+    return Prepared(grade_mc(request.completion, request.gold, request.choices, policy.strict))
+
+
+def prepare_math(request: GradeRequest, policy: GradingPolicy) -> Prepared:
+    """Math: extraction and normalisation here; a final Grade when no verification is needed, else a job."""
     if (why := unanswerable_gold(request.gold)) is not None:
         return Prepared(Grade(Outcome.GRADER_ERROR, None, why))
     gold = _normalized_gold(request.gold)      # the gold goes through exactly the answer's normalisation

@@ -10,7 +10,13 @@ from importlib import metadata
 
 from spsbench.errors import GradingError
 
-GRADERS = ("math", "mc")
+# The grader registry: name -> "module:function", a `prepare(request, policy) -> core.Prepared` (a final Grade, or a
+# math-verify job). Lazy strings: naming a grader imports nothing. A task's `grader:`, `spsbench grade --kind`
+# and the trainer's reward all take their names from here; adding a grader is its module plus one line.
+GRADERS: dict[str, str] = {
+    "math": "spsbench.grading.core:prepare_math",
+    "mc": "spsbench.grading.core:prepare_mc",
+}
 # Bump when extraction, normalisation or timeout rules change: stored outcomes graded under another
 # version differ. 2: MC box position from its match; anchors followed only by words are skipped; text
 # answers compared as text; a timeout is retried once with a doubled limit. 3: connectives after an

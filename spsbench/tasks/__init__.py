@@ -4,7 +4,7 @@ offline generator. Nothing here imports torch or executes anything a task file s
 """
 
 from spsbench.tasks.registry import list_specs, load_spec, load_task, parse_data_args
-from spsbench.tasks.spec import GRADER_NAMES, Problem, Task, TaskSpec, fill_template, schema
+from spsbench.tasks.spec import Problem, Task, TaskSpec, fill_template, schema
 
-__all__ = ["GRADER_NAMES", "Problem", "Task", "TaskSpec", "fill_template", "list_specs", "load_spec", "load_task",
+__all__ = ["Problem", "Task", "TaskSpec", "fill_template", "list_specs", "load_spec", "load_task",
            "parse_data_args", "schema"]

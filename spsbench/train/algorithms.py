@@ -4,7 +4,7 @@ This is the one place that says which algorithms exist and how they differ; the 
 (`train.config`), the schedule (`train.plan`), the checks before weights load (`train.preflight`), the trainer
 assembly (`train.run`), the `spsbench train --algo/--base` choices, `--list-keys` and the lab's arms all ask
 it. An entry names its trainer as a lazy "module:object" string, so reading the table imports neither torch
-nor TRL. docs/how-to-add-algorithms.md says how to add one.
+nor TRL. docs/architecture.md ("How to add") says how to add one.
 
 Two kinds of entry:
 * an RL algorithm (grpo, dapo, gspo): a trainer class and a recipe of TRL settings; `layers_sps` when SPS
