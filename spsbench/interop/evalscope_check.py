@@ -33,7 +33,9 @@ def show(value: Any) -> str:
 
 
 def fail(where: str, field: str, expected: str, value: Any) -> NoReturn:
-    raise InteropError(f"{where}: {field}: expected {expected}, got {show(value)}")
+    # A field path holds the file's own keys, which may hold a newline: the message stays one line.
+    shown = field if field.isprintable() else repr(field)
+    raise InteropError(f"{where}: {shown}: expected {expected}, got {show(value)}")
 
 
 # --------------------------------------------------------------------------- files
