@@ -28,9 +28,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from spsbench import paths
-from spsbench.errors import TrainingError
 from spsbench.quiet import warn
-from spsbench.train.run_folder import checkpoints, complete_checkpoints
+from spsbench.train.run_folder import FolderVerdict, resume_checkpoint
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 COMPLETE = paths.CHECKPOINT_COMPLETE           # written last into a checkpoint folder
@@ -109,16 +108,13 @@ def agreed(requested: bool, device: Any) -> bool:
 
 def resume_point(output_dir: str | Path, resume: str | bool | None) -> str | None:
     """What to resume from: an explicit CHECKPOINT as given; for `--resume` alone, the newest complete
-    checkpoint (one a SIGKILL cut short during its save is skipped). `spsbench train` resolves it with the
-    run folder's other checks (train.run_folder.check_folder); this is the same choice, for callers that
-    drive a trainer themselves."""
+    checkpoint (one a SIGKILL cut short during its save is skipped, with a warning). The run folder's own
+    choice (train.run_folder.resume_checkpoint, which `spsbench train` makes with the folder's other checks),
+    for callers that drive a trainer themselves."""
     if resume is not True:
         return resume or None
-    complete = complete_checkpoints(Path(output_dir))
-    if not complete:
-        raise TrainingError(f"--resume: no complete checkpoint in {output_dir} to resume from")
-    newest = complete[-1][0]
-    for step, p in checkpoints(Path(output_dir)):
-        if step > newest:
-            warn(f"skipping {p.name}: its save did not finish (interrupted)")
-    return str(complete[-1][1])
+    verdict = FolderVerdict()
+    _, path = resume_checkpoint(Path(output_dir), True, verdict)
+    for note in verdict.warnings:
+        warn(note)
+    return str(path)

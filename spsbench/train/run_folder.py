@@ -148,7 +148,7 @@ def check_folder(folder: Path, identity: dict[str, Any], resume: str | bool | No
     if not resume:
         _no_checkpoints(folder, record, verdict)
         return verdict
-    step, path = _resume_checkpoint(folder, resume, verdict)
+    step, path = resume_checkpoint(folder, resume, verdict)
     _own_checkpoint(path, identity)
     if step >= max_steps:
         raise TrainingError(f"--resume: {path.name} is at step {step} and this run's max_steps is {max_steps}: "
@@ -201,7 +201,9 @@ def _no_checkpoints(folder: Path, record: dict[str, Any], verdict: FolderVerdict
                                 f"not finish ({', '.join(p.name for _, p in found)}); they are replaced as it saves")
 
 
-def _resume_checkpoint(folder: Path, resume: str | bool, verdict: FolderVerdict) -> tuple[int, Path]:
+def resume_checkpoint(folder: Path, resume: str | bool, verdict: FolderVerdict) -> tuple[int, Path]:
+    """(step, checkpoint) that `resume` (True: the newest complete one; else the path given) continues; a
+    later checkpoint whose save did not finish is a note in `verdict.warnings`."""
     complete = complete_checkpoints(folder)
     if resume is True:
         if not complete:
