@@ -468,3 +468,17 @@ def test_a_plan_for_another_launch_checks_all_but_the_model(capfd):
     code, _, err = run_cli(capfd, ["train", "--config", str(recipe), "--set", f"data={data}", "--set", task,
                                     "--set", "world_size=1", "--dry-run"])
     assert code == 2 and "not in the Hugging Face cache" in error_line(err)         # this launch: as the run
+
+
+def test_a_run_that_fails_after_taking_the_folder_leaves_no_folder_behind(tmp_path, capfd, model_dir,
+                                                                          monkeypatch):
+    """The CLI opens the run's log, then the training takes the folder's lock; a failure while the trainer is
+    built (here: the policy cannot load) removes both and every folder the command made, nothing else."""
+    def cannot_load(*args, **kwargs):
+        raise TrainingError("the policy cannot load (stand-in)")
+
+    monkeypatch.setattr("spsbench.train.run.load_policy", cannot_load)
+    run = tmp_path / "new" / "nested" / "run"
+    code, _, err = run_cli(capfd, argv(model_dir, "grpo", BASE, "--output-dir", str(run)))
+    assert code == 2 and err.strip().splitlines()[-1] == "spsbench train: error: the policy cannot load (stand-in)"
+    assert not (tmp_path / "new").exists()

@@ -13,7 +13,6 @@ the summary.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from spsbench.train import algorithms
 from spsbench.train.config import TrainConfig, describe_keys, load_config
 from spsbench.train.preflight import Prepared, prepare
 from spsbench.train.run import pick_cpu_threads, train
+from spsbench.train.run_folder import discard_unstarted, missing_folders
 
 TRAIN_LOG = paths.TRAIN_LOG
 
@@ -116,17 +116,13 @@ def _train_logged(config: TrainConfig, args: argparse.Namespace,
     from spsbench.train.progress import TrainProgress
 
     folder = prepared.output_dir
-    created = [p for p in (folder, *folder.parents) if not p.exists()]     # what opening the log creates
+    made = missing_folders(folder)                      # what opening the log creates
     progress = TrainProgress(verbose=args.verbose)
     try:
         with engine_log(folder / TRAIN_LOG, args.verbose, quiet=args.quiet) as log:
             return train(config, resume=args.resume, callbacks=[progress], prepared=prepared), log
     except SpsbenchError:
-        if created and {p.name for p in folder.iterdir()} <= {TRAIN_LOG}:
-            (folder / TRAIN_LOG).unlink(missing_ok=True)
-            for made in created:                          # innermost first; only folders left empty
-                with contextlib.suppress(OSError):
-                    made.rmdir()
+        discard_unstarted(folder, made)
         raise
 
 

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,13 +273,29 @@ def held_for_training(folder: Path, identity: dict[str, Any], resume: str | bool
         yield
         return
     folder = Path(folder)
-    created = not folder.exists()
+    made = missing_folders(folder)
     writable_dir(folder, "output_dir")
     try:
         with held(folder, on_note=warn):
             check_folder(folder, identity, resume, max_steps)
             yield
     except BaseException:
-        if created and folder.is_dir() and {p.name for p in folder.iterdir()} <= {LOCK_FILE}:
-            shutil.rmtree(folder, ignore_errors=True)
+        discard_unstarted(folder, made)
         raise
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its parents that do not exist yet (innermost first): what creating it makes."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def discard_unstarted(folder: Path, made: list[Path]) -> None:
+    """After a refused or failed start: when `folder` holds only our own files (the lock, the run's log), remove
+    them and the folders of `made` left empty. A folder with anything else in it is the run's, and stays."""
+    if not made or not folder.is_dir() or {p.name for p in folder.iterdir()} - {LOCK_FILE, paths.TRAIN_LOG}:
+        return
+    for name in (LOCK_FILE, paths.TRAIN_LOG):
+        (folder / name).unlink(missing_ok=True)
+    for path in made:                                 # innermost first; only folders left empty
+        with contextlib.suppress(OSError):
+            path.rmdir()
