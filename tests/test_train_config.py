@@ -37,7 +37,7 @@ def optimizer_steps_per_generation(args):
 @pytest.mark.parametrize("algo, base", [("gspo", None), ("sps", "gspo")])
 @pytest.mark.parametrize("model", [MODEL, None])          # paper sizes (accumulation 8) and the CPU demo (1)
 def test_gspo_feeds_four_optimizer_steps_per_generation(tmp_path, algo, base, model):
-    from spsbench.train.run import grpo_args
+    from spsbench.train.args import grpo_args
 
     cfg = load_config(algo, base, model=model)
     args = grpo_args(cfg, tmp_path)
@@ -49,7 +49,7 @@ def test_gspo_feeds_four_optimizer_steps_per_generation(tmp_path, algo, base, mo
 
 
 def test_optimizer_steps_per_generation_override_and_conflicts(tmp_path):
-    from spsbench.train.run import grpo_args
+    from spsbench.train.args import grpo_args
 
     cfg = load_config("gspo", overrides=["optimizer_steps_per_generation=2"], model=MODEL)
     assert optimizer_steps_per_generation(grpo_args(cfg, tmp_path)) == 2
@@ -83,7 +83,7 @@ def test_sps_refuses_deepspeed_and_fsdp1_before_loading_anything(tmp_path, monke
 @pytest.mark.parametrize("override, env", [("rl.fsdp_config={fsdp_version: 2}", {}),
                                            (None, {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"})])
 def test_sps_accepts_fsdp2(monkeypatch, override, env):
-    from spsbench.train.run import refuse_sharding_for_sps
+    from spsbench.train.args import refuse_sharding_for_sps
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)

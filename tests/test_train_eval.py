@@ -101,7 +101,7 @@ def test_in_training_engine_and_timeout_defaults(model_dir, tmp_path):
     assert EvalConfig(engine="hf").engine_options == {}
     with pytest.raises(Exception, match="eval.mode: must be one of inline, watch"):
         EvalConfig(mode="later")
-    from spsbench.train.run import DDP_TIMEOUT_S, grpo_args
+    from spsbench.train.args import DDP_TIMEOUT_S, grpo_args
 
     config = load_config("grpo", overrides=SMALL, model=model_dir)
     assert grpo_args(config, tmp_path).ddp_timeout == DDP_TIMEOUT_S

@@ -115,12 +115,12 @@ def test_bad_phase_length_is_one_line(value):
 
 
 def test_planned_world_size_must_match_the_launch(monkeypatch):
-    from spsbench.train.run import check_plan
+    from spsbench.train.preflight import check_launch
 
     cfg = load_config("sps", overrides=["world_size=8"], model="some/model")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="world_size is 8 but this launch has 2"):
-        check_plan(cfg)
+        check_launch(cfg)
 
 
 @pytest.mark.parametrize("per_device, accum, spg, iterations, prompts", [

@@ -21,10 +21,9 @@ from spsbench.models import resolve_model
 from spsbench.quiet import status
 from spsbench.system import busy_cpus
 from spsbench.train import algorithms
-from spsbench.train.args import CPU_DEFAULTS, DDP_TIMEOUT_S, grpo_args, refuse_sharding_for_sps  # noqa: F401
 from spsbench.train.config import TrainConfig
 from spsbench.train.data import build_dataset
-from spsbench.train.preflight import Prepared, check_launch, check_soft_overlong, fill_names, prepare  # noqa: F401
+from spsbench.train.preflight import Prepared, check_soft_overlong, prepare
 from spsbench.train.reward import make_reward_fn
 from spsbench.train.run_folder import held_for_training
 from spsbench.validate import writable_dir
@@ -149,13 +148,6 @@ def build_trainer(config: TrainConfig, callbacks: list[Any] | None = None, dtype
     if trainer.args.should_save:
         write_run_info(output_dir, config, str(model_path), plan=plan.as_dict(), identity=prepared.identity)
     return trainer, evaluator
-
-
-def check_plan(config: TrainConfig):
-    """The run's schedule at the launcher's world size; a recipe's `world_size` must match the launch."""
-    from spsbench.train.plan import make_plan
-
-    return make_plan(config, world_size=check_launch(config))
 
 
 def shutdown_distributed(wait: bool = True) -> None:
