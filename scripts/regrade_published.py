@@ -20,6 +20,7 @@ Usage: python scripts/regrade_published.py [--folder results/published] [--check
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,11 @@ def golds_of(head: dict[str, Any]) -> dict[str, tuple[str, str, Any]]:
     return {p.id: (p.answer, task.spec.grader, p.choices) for p in task.problems}
 
 
-def records(pub: Published, samples: list[dict], policy: str) -> list[dict[str, Any]]:
-    """The file's records in its own order (published.export_evaluation's), under `policy`."""
+def regraded_export(pub: Published, samples: list[dict], policy: str) -> Published:
+    """The export under `policy`: today's samples, each session noting the policy it was graded under."""
     old = pub.head["grader_policy"]
     sessions = [s | {"provenance": (s.get("provenance") or {}) | {"regraded_from_policy": old}} for s in pub.sessions]
-    return [pub.head | {"grader_policy": policy}, *sessions, *pub.scores, *pub.diagnostics, *samples, *pub.external]
+    return dataclasses.replace(pub, head=pub.head | {"grader_policy": policy}, sessions=sessions, samples=samples)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     policy = policy_id()
     files = sorted(Path(args.folder).glob("*.jsonl.gz"))
-    stale = [(path, read_file(path)) for path in files]
-    stale = [(path, pub) for path, pub in stale if pub.head["grader_policy"] != policy]
+    stale = [(path, pub) for path in files if (pub := read_file(path)).head["grader_policy"] != policy]
     plans, changed = [], []
     for path, pub in stale:
         samples, lines = regraded(pub, golds_of(pub.head))
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     if changed or (args.check and stale):
         return 1
     for path, pub, samples in plans:
-        recs = records(pub, samples, policy)
-        target = path.parent / file_name(recs[0])
-        write_records(target, recs)
+        new = regraded_export(pub, samples, policy)
+        target = path.parent / file_name(new.head)
+        write_records(target, new.records())
         if target != path:
             path.unlink()
         print(f"  {path.name} -> {target.name}")

@@ -3,6 +3,7 @@ after a policy change only when no verdict changes (otherwise: nothing written, 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -30,10 +31,9 @@ def test_the_committed_export_is_graded_under_todays_policy():
 def as_older_policy(folder: Path) -> Path:
     """A copy of the published base evaluation as an older policy would have written it."""
     pub = read_file(next(PUBLISHED.glob(BASE)))
-    head = pub.head | {"grader_policy": "math-verify==0.9.0;strict;last-box;t=5;x=4"}
-    records = [head, *pub.sessions, *pub.scores, *pub.diagnostics, *pub.samples, *pub.external]
-    path = folder / file_name(head)
-    write_records(path, records)
+    older = dataclasses.replace(pub, head=pub.head | {"grader_policy": "math-verify==0.9.0;strict;last-box;t=5;x=4"})
+    path = folder / file_name(older.head)
+    write_records(path, older.records())
     return path
 
 

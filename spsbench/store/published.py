@@ -55,6 +55,10 @@ class Published:
     source: str = ""                      # file name, for error messages
     external: list[dict[str, Any]] = field(default_factory=list)   # another evaluator's verdicts
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record in the order `export_evaluation` writes them (what `write_records` takes back)."""
+        return [self.head, *self.sessions, *self.scores, *self.diagnostics, *self.samples, *self.external]
+
     @property
     def identity(self) -> tuple:
         h, m = self.head, self.head["model"]
