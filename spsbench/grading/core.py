@@ -53,8 +53,15 @@ def _prepare(request: GradeRequest, policy: GradingPolicy) -> Prepared:
 
 
 def grader(kind: str) -> Callable[[GradeRequest, GradingPolicy], Prepared]:
-    """The registered `prepare` function of grader `kind` (types.GRADERS); Python caches the import."""
-    module, _, name = GRADERS[kind].partition(":")
+    """The registered `prepare` function of grader `kind` (types.GRADERS, read at each call: a grader
+    registered later is found too)."""
+    return _load(GRADERS[kind])
+
+
+@lru_cache(maxsize=64)
+def _load(target: str) -> Callable[[GradeRequest, GradingPolicy], Prepared]:
+    """`module:function` resolved once: grading calls this for every sample."""
+    module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
