@@ -23,6 +23,7 @@ import pytest
 from spsbench.cli import main
 from spsbench.store import Store
 from tests.fixtures.tiny_model import tiny_model
+from tests.fixtures.train_cli import PARITY_REWARD_CLI
 
 # ------------------------------------------------------------------ eval: SIGTERM like Ctrl-C
 
@@ -61,14 +62,6 @@ def test_sigterm_during_eval_keeps_committed_work(capsys, tiny_model_dir, store_
 
 # ------------------------------------------------------------------ train: SIGTERM and SIGKILL (slow)
 
-SCRIPT = """
-import sys, torch
-torch.set_num_threads(1)
-import spsbench.grading as grading
-grading.reward = lambda texts, golds, kind="math", choices=None: [float(len(t) % 2) for t in texts]
-from spsbench.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 STEPS = 6
 SETTINGS = ["rl.num_generations=4", "rl.per_device_train_batch_size=8", "rl.gradient_accumulation_steps=1",
             "rl.max_completion_length=8", f"rl.max_steps={STEPS}", "rl.save_steps=2", "rl.learning_rate=1e-3",
@@ -79,7 +72,7 @@ SETTINGS = ["rl.num_generations=4", "rl.per_device_train_batch_size=8", "rl.grad
 
 def command(model: Path, run: Path, store: Path, *extra: str) -> list[str]:
     sets = [x for s in [*SETTINGS, f"output_dir={run}", f"eval.store={store}"] for x in ("--set", s)]
-    return [sys.executable, "-c", SCRIPT, "train", "--algo", "sps", "--model", str(model), *sets, *extra]
+    return [sys.executable, "-c", PARITY_REWARD_CLI, "train", "--algo", "sps", "--model", str(model), *sets, *extra]
 
 
 def weights(run: Path) -> dict:

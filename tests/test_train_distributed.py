@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.train_cli import PARITY_REWARD_CLI
+
 SCRIPT = r'''
 import json, sys, torch
 import spsbench.grading as grading
@@ -65,14 +67,6 @@ def test_torchrun_two_cpu_ranks_keep_identical_parameters_after_irl(tmp_path):
 
 # ------------------------------------------------------------------ resume mid-phase on 2 ranks (slow)
 
-CLI = r'''
-import sys, torch
-torch.set_num_threads(1)
-import spsbench.grading as grading
-grading.reward = lambda texts, golds, kind="math", choices=None: [float(len(t) % 2) for t in texts]
-from spsbench.cli import main
-sys.exit(main(sys.argv[1:]))
-'''
 STEPS = 6
 # one prompt group per rank per step; IRL phases at steps 3 and 6; checkpoints at 2 and 4 fall mid-phase
 SETTINGS = ["rl.num_generations=4", "rl.per_device_train_batch_size=4", "rl.gradient_accumulation_steps=1",
@@ -85,7 +79,7 @@ def torchrun(tmp_path, model_dir, run, *extra):
     import subprocess
 
     script = tmp_path / "cli.py"
-    script.write_text(CLI)
+    script.write_text(PARITY_REWARD_CLI)
     sets = [x for s in [*SETTINGS, f"output_dir={run}"] for x in ("--set", s)]
     root = str(Path(__file__).resolve().parents[1])
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
